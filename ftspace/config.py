@@ -1,0 +1,283 @@
+"""RunConfig: the one schema for a fine-tuning run.
+
+Every field carries its type, default, help text and (where it has them) choices and bounds in
+its metadata. The CLI builds `--set` coercion from it, the UI its controls, the run store writes
+the resolved config next to the adapter, and the README's option table is generated from it.
+Field names follow Unsloth / TRL / PEFT where those libraries have a name for the setting.
+
+>>> cfg = RunConfig(model_name="default", dataset="example:facts", max_steps=10)
+>>> cfg.lora_r, cfg.backend
+(16, 'auto')
+>>> RunConfig(lora_r=0)
+Traceback (most recent call last):
+...
+ftspace.errors.ConfigError: lora_r = 0 is out of range: use an integer from 1 to 1024.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ftspace.errors import ConfigError
+
+GROUPS = ("model", "data", "lora", "training", "evaluation", "advanced")
+
+
+def option(default, help: str, *, group: str, choices=None, low=None, high=None, advanced=False):
+    """A RunConfig field with everything a CLI flag, a UI control and a docs row need."""
+    meta = dict(help=help, group=group, choices=choices, low=low, high=high, advanced=advanced)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class RunConfig:
+    # --- model
+    model_name: str = option(
+        "default", "Base model: 'default' (the bundled SmolLM2-135M-Instruct, offline), a Hub id or a local path.",
+        group="model")
+    load_in_4bit: bool = option(
+        False, "QLoRA: load the frozen base weights in 4-bit (about 4x less memory; needs bitsandbytes).",
+        group="model")
+    chat_template: str = option(
+        "auto", "Chat template: 'auto' keeps the model's own and uses chatml for a model without one.",
+        group="model", choices=["auto", "chatml", "zephyr", "llama3"], advanced=True)
+    backend: str = option(
+        "auto", "Training engine: 'auto' uses Unsloth where it imports and supports the model, else plain HF.",
+        group="model", choices=["auto", "unsloth", "hf"], advanced=True)
+
+    # --- data
+    dataset: str = option(
+        "example:facts", "Data: a local file (.jsonl .json .csv .tsv .parquet .txt), a Hub dataset id, "
+        "or a bundled example such as 'example:alpaca'.", group="data")
+    dataset_config: str = option("", "Hub dataset config (subset) name, if the dataset has several.",
+                                 group="data", advanced=True)
+    dataset_split: str = option("train", "Hub dataset split to read.", group="data", advanced=True)
+    dataset_format: str = option(
+        "auto", "Row format: 'auto' detects it from the columns.", group="data",
+        choices=["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "pairs", "text", "columns"])
+    prompt_column: str = option("", "With dataset_format 'columns': the column holding the user's turn.",
+                                group="data", advanced=True)
+    response_column: str = option("", "With dataset_format 'columns': the column holding the reply.",
+                                  group="data", advanced=True)
+    max_seq_length: int = option(1024, "Longest training example in tokens; longer ones are truncated.",
+                                 group="data", low=16, high=131072)
+    validation_size: float = option(
+        0.0, "Held-out validation rows: a fraction (< 1) or a row count (>= 1); 0 for none.",
+        group="evaluation", low=0.0)
+
+    # --- LoRA
+    lora_r: int = option(16, "LoRA rank: adapter capacity (8-64 is typical).", group="lora", low=1, high=1024)
+    lora_alpha: int = option(16, "LoRA scaling numerator (alpha / r scales the update).", group="lora",
+                             low=1, high=4096)
+    lora_dropout: float = option(0.0, "Dropout on the LoRA input (0 is fastest with Unsloth).", group="lora",
+                                 low=0.0, high=0.9, advanced=True)
+    target_modules: list = option(DEFAULT_TARGET_MODULES, "Linear layers that get LoRA adapters.",
+                                  group="lora", advanced=True)
+    use_rslora: bool = option(False, "Rank-stabilized LoRA: scale by alpha / sqrt(r) instead of alpha / r.",
+                              group="lora", advanced=True)
+
+    # --- training
+    learning_rate: float = option(2e-4, "Peak learning rate (LoRA typically 1e-4 to 1e-3).",
+                                  group="training", low=1e-8, high=1.0)
+    lr_scheduler_type: str = option("linear", "Learning-rate schedule after warmup.", group="training",
+                                    choices=["linear", "cosine", "constant", "constant_with_warmup"],
+                                    advanced=True)
+    warmup_steps: float = option(0.0, "Warmup: steps, or a fraction of all steps when < 1.", group="training",
+                                 low=0.0, advanced=True)
+    num_train_epochs: float = option(1.0, "Passes over the training data (ignored when max_steps > 0).",
+                                     group="training", low=0.0, high=1000.0)
+    max_steps: int = option(-1, "Optimizer steps to run; -1 to use num_train_epochs instead.",
+                            group="training", low=-1, high=10_000_000)
+    per_device_train_batch_size: int = option(2, "Examples per forward pass.", group="training",
+                                              low=1, high=4096)
+    gradient_accumulation_steps: int = option(4, "Forward passes per optimizer step (effective batch = "
+                                              "batch size x this).", group="training", low=1, high=4096)
+    weight_decay: float = option(0.0, "AdamW weight decay.", group="training", low=0.0, high=1.0, advanced=True)
+    seed: int = option(3407, "Random seed for LoRA init, shuffling and the validation split.",
+                       group="training", advanced=True)
+    packing: bool = option(False, "Pack several short examples into one sequence (faster on GPU).",
+                           group="training", advanced=True)
+    train_on_responses_only: bool = option(
+        True, "Compute the loss on the assistant's replies only, not on prompts and system text.",
+        group="training")
+    gradient_checkpointing: bool = option(True, "Recompute activations in the backward pass: less memory, "
+                                          "about 20% slower.", group="training", advanced=True)
+
+    # --- evaluation and checkpoints
+    eval_steps: int = option(0, "Evaluate on the validation rows every N steps; 0 for once at the end.",
+                             group="evaluation", low=0, advanced=True)
+    early_stopping_patience: int = option(
+        0, "Stop after this many evaluations without a better eval loss; 0 to never stop early.",
+        group="evaluation", low=0, advanced=True)
+    save_steps: int = option(50, "Write a resumable checkpoint every N steps.", group="evaluation",
+                             low=1, advanced=True)
+    logging_steps: int = option(1, "Record loss and speed every N steps.", group="evaluation", low=1,
+                                advanced=True)
+
+    def __post_init__(self):
+        for f in fields(self):
+            setattr(self, f.name, _coerce(f, getattr(self, f.name)))
+            _check_bounds(f, getattr(self, f.name))
+        self._check_combinations()
+
+    def _check_combinations(self):
+        if self.max_steps == 0:
+            raise ConfigError("max_steps = 0 trains nothing: set max_steps to a positive number, "
+                              "or to -1 to use num_train_epochs.")
+        if self.max_steps < 0 and self.num_train_epochs <= 0:
+            raise ConfigError("num_train_epochs must be > 0 when max_steps is -1: set one of them.")
+        if self.dataset_format == "columns" and not (self.prompt_column and self.response_column):
+            raise ConfigError("dataset_format 'columns' needs prompt_column and response_column: "
+                              "name the two columns to use.")
+        if (self.prompt_column or self.response_column) and self.dataset_format not in ("columns", "auto"):
+            raise ConfigError("prompt_column / response_column apply to dataset_format 'columns' only: "
+                              "set dataset_format to 'columns' or clear them.")
+        if self.validation_size >= 1 and self.validation_size != int(self.validation_size):
+            raise ConfigError("validation_size >= 1 is a row count: use a whole number, or a fraction below 1.")
+        if self.early_stopping_patience and not self.validation_size:
+            raise ConfigError("early_stopping_patience needs validation rows: set validation_size > 0 "
+                              "or early_stopping_patience to 0.")
+        if self.eval_steps and not self.validation_size:
+            raise ConfigError("eval_steps needs validation rows: set validation_size > 0 or eval_steps to 0.")
+        if not self.target_modules:
+            raise ConfigError("target_modules is empty: name at least one linear layer, e.g. q_proj.")
+        if not self.model_name.strip():
+            raise ConfigError("model_name is empty: use 'default' or a Hub model id.")
+        if not self.dataset.strip():
+            raise ConfigError("dataset is empty: name a file, a Hub dataset id or 'example:facts'.")
+
+    # --- (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else " See `python -m ftspace train --help`."
+                raise ConfigError(f"Unknown config field '{key}'.{hint}")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] = ()) -> "RunConfig":
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found.") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}).") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of field: value, got {type(values).__name__}.")
+        values.update(parse_overrides(overrides))
+        return cls.from_dict(values)
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def parse_overrides(pairs) -> dict[str, Any]:
+    """`--set key=value` pairs; values are read as YAML scalars (`1e-4`, `true`, `[a, b]`)."""
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: write it as key=value, e.g. --set max_steps=20.")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def field_type(f: dataclasses.Field) -> type:
+    hints = typing.get_type_hints(RunConfig)
+    return hints[f.name]
+
+
+def _coerce(f: dataclasses.Field, value):
+    kind = field_type(f)
+    name = f.name
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.strip().lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"{name} = {value!r} is not a boolean: use true or false.")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} = {value!r} is not an integer: use a whole number.")
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} = {value!r} is not an integer: use a whole number.") from None
+        if as_float != int(as_float):
+            raise ConfigError(f"{name} = {value!r} is not an integer: use a whole number.")
+        return int(as_float)
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} = {value!r} is not a number.")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} = {value!r} is not a number: use e.g. 2e-4.") from None
+    if kind is list:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} = {value!r} must be a list of names, e.g. [q_proj, v_proj].")
+        return list(value)
+    if value is None:
+        value = ""
+    if not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{name} = {value!r} must be text.")
+    value = str(value)
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{name} = {value!r} is not one of {', '.join(choices)}: pick one of those.")
+    return value
+
+
+def _check_bounds(f: dataclasses.Field, value):
+    low, high = f.metadata.get("low"), f.metadata.get("high")
+    if low is None and high is None:
+        return
+    if (low is not None and value < low) or (high is not None and value > high):
+        kind = "an integer" if field_type(f) is int else "a number"
+        if low is not None and high is not None:
+            span = f"from {low:g} to {high:g}"
+        elif low is not None:
+            span = f"of at least {low:g}"
+        else:
+            span = f"of at most {high:g}"
+        raise ConfigError(f"{f.name} = {value!r} is out of range: use {kind} {span}.")
+
+
+def options_table() -> str:
+    """The README's table of config options, generated from the fields."""
+    rows = ["| field | default | meaning |", "| --- | --- | --- |"]
+    for f in fields(RunConfig):
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if isinstance(default, list):
+            default = ",".join(default)
+        choices = f.metadata.get("choices")
+        text = f.metadata["help"] + (f" One of: {', '.join(choices)}." if choices else "")
+        rows.append(f"| `{f.name}` | `{default}` | {text} |")
+    return "\n".join(rows)

@@ -1,0 +1,121 @@
+"""Data: load (file, Hub, examples) -> detect format -> convert to messages -> validate -> report.
+
+`load_dataset(cfg)` is the one entry point: it returns the converted rows and a `DataReport` that
+says how many rows were read and kept, and why each dropped row was dropped.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+
+from ftspace.data import formats
+from ftspace.data.load import bundled_examples, iter_rows, resolve
+from ftspace.errors import DataError
+
+__all__ = ["DataReport", "load_dataset", "split", "bundled_examples", "resolve"]
+
+MAX_DROPS_LISTED = 200  # a report lists this many dropped rows and counts the rest
+
+
+@dataclass
+class DataReport:
+    source: str
+    format: str
+    columns: list[str]
+    rows_read: int = 0
+    rows_kept: int = 0
+    dropped: list[dict] = field(default_factory=list)  # [{"row": 12, "field": "output", "reason": "..."}]
+    rows_dropped: int = 0
+    tokens: dict | None = None  # min / mean / p50 / p95 / max, over_max_seq_length, max_seq_length
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        lines = [f"{self.source}: format {self.format}, {self.rows_read} rows read, {self.rows_kept} kept, "
+                 f"{self.rows_dropped} dropped"]
+        for d in self.dropped[:20]:
+            lines.append(f"  row {d['row']}: {d['field']}: {d['reason']}")
+        if self.rows_dropped > 20:
+            lines.append(f"  ... and {self.rows_dropped - 20} more dropped rows")
+        if self.tokens:
+            t = self.tokens
+            lines.append(f"tokens per example: min {t['min']}, mean {t['mean']:.0f}, p50 {t['p50']}, "
+                         f"p95 {t['p95']}, max {t['max']}; {t['over_max_seq_length']} of {t['count']} exceed "
+                         f"max_seq_length {t['max_seq_length']}")
+        return "\n".join(lines)
+
+
+def load_dataset(source: str, *, dataset_format: str = "auto", prompt_column: str = "",
+                 response_column: str = "", config: str = "", split: str = "train",
+                 limit: int | None = None) -> tuple[list[dict], DataReport]:
+    """Read, detect, convert and validate. Raises DataError when nothing usable remains."""
+    name = _display_name(source)
+    rows = iter_rows(source, config, split)
+    first = next(rows, None)
+    if first is None:
+        raise DataError(f"{name}: no rows found: the file needs at least one example.")
+    first_no, first_row = first
+    columns = list(first_row)
+    fmt = dataset_format
+    if prompt_column or response_column:
+        fmt = "columns"
+    if fmt == "auto":
+        fmt = formats.detect_format(columns, first_row)
+        if fmt is None:
+            raise DataError(f"{name}: cannot tell the format from the columns {columns}: set dataset_format, "
+                            "or map a prompt_column and response_column.")
+    try:
+        convert = formats.converter_for(fmt, columns, prompt_column, response_column)
+    except formats.RowError as e:
+        raise DataError(f"{name}: {e.reason} (columns: {', '.join(columns)}).") from None
+    if fmt == "columns":
+        missing = [c for c in (prompt_column, response_column) if c not in columns]
+        if missing:
+            raise DataError(f"{name}: column {missing[0]!r} not found: the columns are {', '.join(columns)}.")
+
+    report = DataReport(source=name, format=fmt, columns=columns)
+    kept: list[dict] = []
+    for row_no, row in _chain(first, rows):
+        report.rows_read += 1
+        try:
+            example = formats.validate(convert(row))
+        except formats.RowError as e:
+            report.rows_dropped += 1
+            if len(report.dropped) < MAX_DROPS_LISTED:
+                report.dropped.append({"row": row_no, "field": e.field, "reason": e.reason})
+        else:
+            kept.append(example)
+        if limit and report.rows_read >= limit:
+            break
+    report.rows_kept = len(kept)
+    if not kept:
+        first_drop = report.dropped[0]
+        raise DataError(f"{name}: no usable rows ({report.rows_read} read as {fmt}); row {first_drop['row']}: "
+                        f"{first_drop['field']}: {first_drop['reason']}. Check the format or the column mapping.")
+    return kept, report
+
+
+def split(rows: list[dict], validation_size: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Shuffle-free, seeded split: validation_size is a fraction (< 1) or a row count (>= 1)."""
+    if not validation_size:
+        return rows, []
+    count = int(validation_size) if validation_size >= 1 else max(1, round(len(rows) * validation_size))
+    if count >= len(rows):
+        raise DataError(f"validation_size {validation_size:g} leaves no training rows out of {len(rows)}: "
+                        "lower it.")
+    picked = set(random.Random(seed).sample(range(len(rows)), count))
+    train = [r for i, r in enumerate(rows) if i not in picked]
+    valid = [r for i, r in enumerate(rows) if i in picked]
+    return train, valid
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _display_name(source: str) -> str:
+    kind, where = resolve(source)
+    return where.name if kind == "file" else str(where)

@@ -1,0 +1,229 @@
+"""Read rows from a local file, a Hub dataset or a bundled example.
+
+Every reader yields `(row_number, row)` pairs, row numbers counted from 1 as a person reading the
+file would (for CSV, the first data row under the header is row 1), so errors can name them.
+Readers stream: a large JSONL file is never held in memory whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ftspace.errors import DataError
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "examples"
+SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
+# owner/name, as the Hub allows: letters, digits, '-', '_', '.'; no '..', no leading '.' or '-'.
+HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+csv.field_size_limit(1 << 30)
+
+
+def bundled_examples() -> dict[str, Path]:
+    """Bundled example datasets by name: {'alpaca': .../examples/alpaca.jsonl, ...}."""
+    return {p.stem: p for p in sorted(EXAMPLES_DIR.glob("*")) if p.suffix in SUFFIXES}
+
+
+def resolve(source: str) -> tuple[str, Path | str]:
+    """Classify a dataset spec as ('file', Path) or ('hub', id).
+
+    >>> resolve('example:facts')[0]
+    'file'
+    """
+    source = source.strip()
+    if source.startswith("example:"):
+        name = source.split(":", 1)[1]
+        examples = bundled_examples()
+        if name not in examples:
+            raise DataError(f"No bundled example '{name}': choose one of {', '.join(examples)}.")
+        return "file", examples[name]
+    path = Path(source).expanduser()
+    if path.exists():
+        if path.is_dir():
+            raise DataError(f"{path}: is a folder; name a data file inside it ({', '.join(SUFFIXES)}).")
+        return "file", path
+    if path.suffix.lower() in SUFFIXES or source.startswith((".", "/", "~")):
+        raise DataError(f"{source}: file not found. Check the path, or upload the file.")
+    if ".." in source or not HUB_ID.match(source):
+        raise DataError(f"{source!r} is neither a file nor a valid Hub dataset id (owner/name, letters, digits, "
+                        "'-', '_' and '.'): check the spelling.")
+    return "hub", source
+
+
+def iter_rows(source: str, config: str = "", split: str = "train") -> Iterator[tuple[int, dict]]:
+    kind, where = resolve(source)
+    if kind == "hub":
+        return iter_hub(where, config, split)
+    return iter_file(where)
+
+
+def iter_file(path: Path) -> Iterator[tuple[int, dict]]:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(f"{path.name}: unsupported file type '{suffix}': use one of {', '.join(SUFFIXES)}.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path.name}: the file is empty: it needs at least one row.")
+    _refuse_binary(path, suffix)
+    reader = {".jsonl": _jsonl, ".json": _json, ".csv": _csv, ".tsv": _csv, ".parquet": _parquet,
+              ".txt": _text}[suffix]
+    return reader(path)
+
+
+def _refuse_binary(path: Path, suffix: str):
+    if suffix == ".parquet":
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if zipfile.is_zipfile(path) or head.startswith(b"PK\x03\x04"):
+        raise DataError(f"{path.name}: is a zip archive, not a {suffix} file: unzip it and use the file inside.")
+    if b"\x00" in head:
+        raise DataError(f"{path.name}: contains binary data, not {suffix} text: check that it is the right file.")
+
+
+def _open_text(path: Path):
+    """UTF-8 text (a BOM is fine); anything else is named with the byte offset to look at."""
+    raw = open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+
+
+def _decode_error(path: Path, e: UnicodeDecodeError, row: int | None = None) -> DataError:
+    where = f"row {row}: " if row else ""
+    return DataError(f"{path.name}: {where}not UTF-8 text ({e.reason} at byte {e.start}): save the file as UTF-8.")
+
+
+def _jsonl(path: Path):
+    with _open_text(path) as fh:
+        line_no = 0
+        try:
+            for line_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path.name}: row {line_no}: not valid JSON ({e.msg} at column {e.colno}): "
+                                    "fix or remove that line.") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path.name}: row {line_no}: expected a JSON object per line, "
+                                    f"got {type(row).__name__}.")
+                yield line_no, row
+        except UnicodeDecodeError as e:
+            raise _decode_error(path, e, line_no + 1) from None
+
+
+def _json(path: Path):
+    try:
+        with _open_text(path) as fh:
+            data = json.load(fh)
+    except UnicodeDecodeError as e:
+        raise _decode_error(path, e) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path.name}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]):
+            data = lists[0]  # {"data": [...]} and similar wrappers
+        else:
+            raise DataError(f"{path.name}: a JSON object, not a list of rows: use a JSON array of objects "
+                            "or one object per line (.jsonl).")
+    if not isinstance(data, list):
+        raise DataError(f"{path.name}: expected a JSON array of objects, got {type(data).__name__}.")
+    for i, row in enumerate(data, start=1):
+        if not isinstance(row, dict):
+            raise DataError(f"{path.name}: row {i}: expected an object, got {type(row).__name__}.")
+        yield i, row
+
+
+def _csv(path: Path):
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    row_no = 0
+    try:
+        with _open_text(path) as fh:
+            reader = csv.reader(fh, delimiter=delimiter, strict=True)
+            header = next(reader, None)
+            if not header or not any(h.strip() for h in header):
+                raise DataError(f"{path.name}: no header row: the first line must name the columns.")
+            header = [h.strip() for h in header]
+            for row_no, values in enumerate(reader, start=1):
+                if not values:
+                    continue
+                if len(values) != len(header):
+                    raise DataError(f"{path.name}: row {row_no}: {len(values)} fields where the header has "
+                                    f"{len(header)}: check quoting and separators on that row.")
+                yield row_no, dict(zip(header, values))
+    except UnicodeDecodeError as e:
+        raise _decode_error(path, e, row_no + 1) from None
+    except csv.Error as e:
+        raise DataError(f"{path.name}: row {row_no + 1}: malformed CSV ({e}): check for an unbalanced quote.") from None
+
+
+def _parquet(path: Path):
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"{path.name}: not a readable Parquet file ({str(e).splitlines()[0]}).") from None
+    row_no = 0
+    for batch in pf.iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            row_no += 1
+            yield row_no, row
+
+
+def _text(path: Path):
+    """Plain text for language modelling: documents separated by blank lines."""
+    chunk: list[str] = []
+    start = 1
+    try:
+        with _open_text(path) as fh:
+            for line_no, line in enumerate(fh, start=1):
+                if line.strip():
+                    if not chunk:
+                        start = line_no
+                    chunk.append(line.rstrip("\r\n"))
+                elif chunk:
+                    yield start, {"text": "\n".join(chunk)}
+                    chunk = []
+            if chunk:
+                yield start, {"text": "\n".join(chunk)}
+    except UnicodeDecodeError as e:
+        raise _decode_error(path, e) from None
+
+
+def iter_hub(dataset_id: str, config: str = "", split: str = "train") -> Iterator[tuple[int, dict]]:
+    """Rows of a Hub dataset, streamed; honours HF_ENDPOINT and HF_HUB_OFFLINE."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset_id, config or None, split=split or "train", streaming=True)
+        it = iter(ds)
+        first = next(it, None)
+    except Exception as e:
+        raise DataError(_hub_message(dataset_id, e)) from None
+    if first is None:
+        raise DataError(f"Hub dataset {dataset_id}: split '{split}' has no rows.")
+    yield 1, first
+    for i, row in enumerate(it, start=2):
+        yield i, row
+
+
+def _hub_message(dataset_id: str, e: Exception) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    low = text.lower()
+    if "offline" in low or "connect" in low or "resolve" in low or "network" in low:
+        return (f"Hub dataset {dataset_id}: the Hub cannot be reached (offline?): upload the file instead, "
+                "or try again when online.")
+    if "doesn't exist" in low or "not found" in low or "404" in low or "cannot find" in low:
+        return f"Hub dataset {dataset_id}: not found on the Hub (or private): check the id and your token."
+    if "config" in low:
+        return f"Hub dataset {dataset_id}: {text} Set dataset_config to one of its configs."
+    if "split" in low:
+        return f"Hub dataset {dataset_id}: {text} Set dataset_split to one of its splits."
+    return f"Hub dataset {dataset_id}: could not be loaded ({text})."

@@ -1,0 +1,136 @@
+"""Render canonical rows through a chat template, tokenize, and mark the tokens that are trained.
+
+Masking is done on characters, then mapped to tokens: for each assistant turn i, the trained span
+is the text between render(messages[:i], add_generation_prompt=True) and render(messages[:i+1]).
+That works for any template that renders a conversation's prefix as a prefix of the whole (chatml,
+Llama 3, Zephyr, Gemma, ...). A template that rewrites earlier turns (Qwen3 drops old reasoning)
+falls back to training on the last assistant turn only, which is still correct.
+"""
+
+from __future__ import annotations
+
+import json
+
+CHAT_TEMPLATES = {
+    "chatml": (
+        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+        "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    ),
+    "zephyr": (
+        "{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    ),
+    "llama3": (
+        "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
+        "'<|end_header_id|>\n\n' + message['content'] + '<|eot_id|>' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    ),
+}
+# The text that ends a turn in each of our templates, so generation knows where to stop.
+TURN_END = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "zephyr": None}
+
+
+def set_chat_template(tokenizer, choice: str = "auto") -> str:
+    """Give the tokenizer a chat template; returns the name used ('model' for its own)."""
+    if choice == "auto":
+        if getattr(tokenizer, "chat_template", None):
+            return "model"
+        choice = "chatml"
+    tokenizer.chat_template = CHAT_TEMPLATES[choice]
+    return choice
+
+
+def supports_tools(tokenizer) -> bool:
+    template = getattr(tokenizer, "chat_template", None) or ""
+    return "tool_calls" in template and "tools" in template
+
+
+def fold_tools(example: dict) -> list[dict]:
+    """Messages with tools and tool calls written as text, for templates that do not know them.
+
+    The format is Hermes / Qwen style: the tool list in the system message, each call as
+    <tool_call>{"name": ..., "arguments": {...}}</tool_call> in the assistant's text.
+
+    >>> fold_tools({"messages": [{"role": "user", "content": "hi"},
+    ...     {"role": "assistant", "content": "", "tool_calls": [{"type": "function",
+    ...      "function": {"name": "f", "arguments": {"x": 1}}}]}]})[1]["content"]
+    '<tool_call>\\n{"name": "f", "arguments": {"x": 1}}\\n</tool_call>'
+    """
+    messages = [dict(m) for m in example["messages"]]
+    tools = example.get("tools")
+    if tools:
+        spec = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in tools)
+        text = ("You can call these tools:\n<tools>\n" + spec + "\n</tools>\nTo call one, reply with "
+                '<tool_call>\n{"name": <name>, "arguments": <object>}\n</tool_call>')
+        if messages[0]["role"] == "system":
+            messages[0]["content"] = messages[0]["content"] + "\n\n" + text
+        else:
+            messages.insert(0, {"role": "system", "content": text})
+    for m in messages:
+        calls = m.pop("tool_calls", None)
+        if calls:
+            rendered = [f"<tool_call>\n{json.dumps(c['function'], ensure_ascii=False)}\n</tool_call>" for c in calls]
+            m["content"] = "\n".join(([m["content"]] if m.get("content") else []) + rendered)
+        m.pop("tool_call_id", None)
+        m.pop("name", None)
+    return messages
+
+
+def render(tokenizer, messages, tools=None, add_generation_prompt=False) -> str:
+    kwargs = {"tools": tools} if tools else {}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         **kwargs)
+
+
+def assistant_spans(tokenizer, example: dict) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of the assistant's turns."""
+    if supports_tools(tokenizer):
+        messages, tools = example["messages"], example.get("tools")
+    else:
+        messages, tools = fold_tools(example), None
+    full = render(tokenizer, messages, tools)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        before = render(tokenizer, messages[:i], tools, add_generation_prompt=True) if i else ""
+        through = render(tokenizer, messages[: i + 1], tools)
+        if not (full.startswith(through) and through.startswith(before)):
+            # Template is not prefix-consistent: train on the final assistant turn only.
+            last = max(j for j, mm in enumerate(messages) if mm["role"] == "assistant")
+            prefix = render(tokenizer, messages[:last], tools, add_generation_prompt=True)
+            return full, ([(len(prefix), len(full))] if full.startswith(prefix) else [])
+        spans.append((len(before), len(through)))
+    return full, spans
+
+
+def tokenize_example(tokenizer, example: dict, responses_only: bool = True, max_length: int | None = None) -> dict:
+    """{'input_ids', 'assistant_masks'} for one canonical row (1 = the token is trained)."""
+    if "text" in example:
+        ids = tokenizer(example["text"], add_special_tokens=False)["input_ids"]
+        if tokenizer.eos_token_id is not None:
+            ids = ids + [tokenizer.eos_token_id]
+        mask = [1] * len(ids)
+    else:
+        text, spans = assistant_spans(tokenizer, example)
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = enc["input_ids"]
+        if responses_only:
+            mask = [int(any(s <= start < e for s, e in spans)) for start, _ in enc["offset_mapping"]]
+        else:
+            mask = [1] * len(ids)
+    if max_length:
+        ids, mask = ids[:max_length], mask[:max_length]
+    return {"input_ids": ids, "assistant_masks": mask}
+
+
+def token_stats(lengths: list[int], max_seq_length: int) -> dict:
+    ordered = sorted(lengths)
+    n = len(ordered)
+
+    def pct(p):
+        return ordered[min(n - 1, int(p * n))]
+
+    return {"count": n, "min": ordered[0], "mean": sum(ordered) / n, "p50": pct(0.5), "p95": pct(0.95),
+            "max": ordered[-1], "over_max_seq_length": sum(1 for x in ordered if x > max_seq_length),
+            "max_seq_length": max_seq_length, "lengths": lengths[:5000]}

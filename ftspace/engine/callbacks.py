@@ -1,0 +1,110 @@
+"""The one Trainer callback: events, status, graceful stop and early stopping.
+
+Each logged step appends one JSON line to events.jsonl (step, loss, learning rate, grad norm, eval
+loss, tokens/s, elapsed, ETA, peak memory) and refreshes status.json, which is all the UI and the
+CLI read. A STOP file in the run folder ends training after the current step, saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+from transformers import TrainerCallback
+
+
+def peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    # ru_maxrss is in KiB on Linux
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class ProgressCallback(TrainerCallback):
+    def __init__(self, run, cfg, backend: str):
+        self.run, self.cfg, self.backend = run, cfg, backend
+        self.stop_file = run.path / "STOP"
+        self.stopped = self.early_stopped = False
+        self.last_loss = None
+        self.best_eval, self.bad_evals = float("inf"), 0
+        self.t0 = self.first_step = None
+        self.last_time, self.last_tokens = None, 0
+
+    # --- lifecycle
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = self.last_time = time.time()
+        self.first_step = state.global_step  # > 0 when resuming
+        self.last_tokens = state.num_input_tokens_seen or 0
+        self.run.set_status(status="running", step=state.global_step, total_steps=state.max_steps,
+                            backend=self.backend)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop_file.exists() and not self.stopped:
+            self.stopped = True
+            control.should_training_stop = True
+            control.should_save = True  # a checkpoint, so a stopped run can be resumed
+            self.run.set_status(status="stopping", step=state.global_step)
+            print(f"[ftspace] stop requested: stopping after step {state.global_step}", flush=True)
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = dict(logs or {})
+        now = time.time()
+        tokens = state.num_input_tokens_seen or 0
+        done = state.global_step - self.first_step
+        elapsed = now - self.t0
+        event = {"step": state.global_step, "total_steps": state.max_steps, "time": round(now, 3),
+                 "elapsed_s": round(elapsed, 2), "epoch": round(state.epoch or 0, 4)}
+        for key in ("loss", "learning_rate", "grad_norm", "eval_loss"):
+            if key in logs:
+                event[key] = float(logs[key])
+        if "loss" in logs:
+            self.last_loss = event["loss"]
+            span = now - self.last_time
+            if span > 0 and tokens > self.last_tokens:
+                event["tokens_per_s"] = round((tokens - self.last_tokens) / span, 1)
+            self.last_time, self.last_tokens = now, tokens
+        if done > 0:
+            event["eta_s"] = round(elapsed / done * (state.max_steps - state.global_step), 1)
+        event["peak_memory_mb"] = peak_memory_mb()
+        self._append(event)
+        status = {"step": state.global_step, "total_steps": state.max_steps, "eta_s": event.get("eta_s")}
+        if self.last_loss is not None:
+            status["train_loss"] = self.last_loss
+        if "eval_loss" in event:
+            status["eval_loss"] = event["eval_loss"]
+        self.run.set_status(**status)
+        if "loss" in event:
+            eta = f", ETA {event['eta_s']:.0f}s" if "eta_s" in event else ""
+            print(f"[ftspace] step {state.global_step}/{state.max_steps} loss {event['loss']:.4f}{eta}", flush=True)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        loss = (metrics or {}).get("eval_loss")
+        if loss is None or not self.cfg.early_stopping_patience:
+            return
+        if loss < self.best_eval:
+            self.best_eval, self.bad_evals = loss, 0
+        else:
+            self.bad_evals += 1
+            if self.bad_evals >= self.cfg.early_stopping_patience:
+                self.early_stopped = True
+                control.should_training_stop = True
+                print(f"[ftspace] early stopping: eval loss has not improved for {self.bad_evals} evaluations",
+                      flush=True)
+
+    def record_eval(self, metrics: dict):
+        if "eval_loss" in metrics:
+            status = self.run.read_status()
+            event = {"step": status.get("step", 0), "total_steps": status.get("total_steps"),
+                     "time": round(time.time(), 3), "eval_loss": float(metrics["eval_loss"])}
+            self._append(event)
+            self.run.set_status(eval_loss=event["eval_loss"])
+
+    def _append(self, event: dict):
+        with open(self.run.events_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event) + "\n")
+        sys.stdout.flush()

@@ -1,0 +1,150 @@
+"""The training worker: `python -m ftspace.engine.worker RUN_DIR [--resume]`.
+
+Runs in its own process, never inside the one that serves the UI. Reads the run's config, trains,
+and reports only through files in the run folder (status.json, events.jsonl, log.txt via stdout).
+Reads top to bottom: backend, model, data, trainer, train, save.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from ftspace.errors import FtspaceError
+from ftspace.runs import Run
+
+
+def log(message: str):
+    print(f"[ftspace {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def train(run: Run, resume: bool = False):
+    cfg = run.config()
+
+    # --- backend: unsloth must be imported before transformers, trl and peft
+    from ftspace.engine import backends
+
+    backend = backends.choose(cfg.backend, log)
+
+    from ftspace import models
+    from ftspace.data import load_dataset, split
+    from ftspace.data.tokenize import set_chat_template, tokenize_example
+
+    # --- model
+    model_path = models.resolve_model(cfg.model_name, progress=log)
+    log(f"loading {cfg.model_name} ({model_path}) with the {backend} backend")
+    model, tokenizer, backend = backends.load(cfg, model_path, backend, log)
+    template = set_chat_template(tokenizer, cfg.chat_template)
+    trainable, total = model.get_nb_trainable_parameters()
+    log(f"LoRA r={cfg.lora_r}: {trainable:,} trainable of {total:,} parameters; chat template: {template}")
+
+    # --- data
+    rows, report = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
+                                response_column=cfg.response_column, config=cfg.dataset_config,
+                                split=cfg.dataset_split)
+    log(report.summary())
+    train_rows, eval_rows = split(rows, cfg.validation_size, cfg.seed)
+
+    from datasets import Dataset
+
+    def tokenized(examples):
+        return Dataset.from_list([tokenize_example(tokenizer, ex, cfg.train_on_responses_only, cfg.max_seq_length)
+                                  for ex in examples])
+
+    train_ds = tokenized(train_rows)
+    eval_ds = tokenized(eval_rows) if eval_rows else None
+
+    # --- trainer
+    import torch
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from ftspace.engine.callbacks import ProgressCallback
+
+    on_gpu = torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=str(run.checkpoints_dir),
+        max_length=cfg.max_seq_length,
+        packing=cfg.packing,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        weight_decay=cfg.weight_decay,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,  # checkpoints: the last two, enough to resume after a crash mid-write
+        eval_strategy="steps" if cfg.eval_steps and eval_ds is not None else "no",
+        eval_steps=cfg.eval_steps or None,
+        gradient_checkpointing=cfg.gradient_checkpointing and backend == "hf",
+        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        fp16=on_gpu and not torch.cuda.is_bf16_supported(),
+        optim="adamw_torch",
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        use_cpu=not on_gpu,
+    )
+    progress = ProgressCallback(run, cfg, backend)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, callbacks=[progress])
+    trainer.remove_callback(PrinterCallback)  # ours prints one readable line per step instead
+
+    # --- train
+    checkpoint = run.last_checkpoint() if resume else None
+    if resume:
+        log(f"resuming from {checkpoint.name}" if checkpoint else "no checkpoint yet: starting from step 0")
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if eval_ds is not None and not cfg.eval_steps:
+        progress.record_eval(trainer.evaluate())
+
+    # --- save: a standard PEFT adapter folder with the tokenizer and its chat template
+    model.save_pretrained(run.adapter_dir)
+    tokenizer.save_pretrained(run.adapter_dir)
+    stopped = progress.stopped or progress.early_stopped
+    run.set_status(status="completed", step=trainer.state.global_step, total_steps=trainer.state.max_steps,
+                   train_loss=progress.last_loss, train_loss_mean=result.training_loss,
+                   stopped_early=stopped, finished=time.time())
+    log(f"done: adapter saved to {run.adapter_dir}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="ftspace.engine.worker")
+    parser.add_argument("run_dir")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    run = Run(Path(args.run_dir).resolve())
+    run.set_status(status="running", pid=os.getpid(), error=None, started=time.time())
+    try:
+        train(run, resume=args.resume)
+    except FtspaceError as e:
+        log(f"failed: {e}")
+        run.set_status(status="failed", error=str(e))
+        return 1
+    except Exception as e:  # anything else is a bug: keep the traceback in the log, one line in status
+        traceback.print_exc()
+        first = str(e).splitlines()[0] if str(e) else ""
+        if "out of memory" in first.lower():
+            message = ("out of memory: lower per_device_train_batch_size or max_seq_length, "
+                       "or set load_in_4bit: true")
+        else:
+            message = f"{type(e).__name__}: {first} (see log.txt)"
+        run.set_status(status="failed", error=message)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

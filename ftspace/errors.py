@@ -1,0 +1,24 @@
+"""The few exceptions whose messages are safe to show a user.
+
+Anything else that escapes is a bug: the CLI and the UI convert only these.
+"""
+
+
+class FtspaceError(Exception):
+    """Base class: the message is one line, names what is wrong and says what to do."""
+
+
+class ConfigError(FtspaceError):
+    """A RunConfig field or combination of fields is invalid."""
+
+
+class DataError(FtspaceError):
+    """A dataset cannot be read or converted (names the file, row and field)."""
+
+
+class RunError(FtspaceError):
+    """A run cannot be found, started, stopped or resumed."""
+
+
+class ModelError(FtspaceError):
+    """A base model or adapter cannot be found or loaded."""

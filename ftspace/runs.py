@@ -1,0 +1,251 @@
+"""The run store: one folder per run under `runs/` (or $FTSPACE_RUNS).
+
+    runs/<id>/config.yaml     the resolved RunConfig
+    runs/<id>/status.json     queued | running | stopping | completed | failed | interrupted (+ error)
+    runs/<id>/events.jsonl    one JSON object per logged step, append-only
+    runs/<id>/log.txt         the worker's stdout and stderr
+    runs/<id>/checkpoints/    resumable Trainer checkpoints
+    runs/<id>/adapter/        the final PEFT adapter with tokenizer and chat template
+    runs/<id>/STOP            present when a stop was requested
+
+The worker is a separate process started with its output going to log.txt (never a pipe that
+nobody drains). A run whose worker died without saying so (SIGKILL, power loss, app restart) is
+seen as `interrupted` the next time its status is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftspace.config import RunConfig
+from ftspace.errors import RunError
+
+ACTIVE = ("queued", "running", "stopping")
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("FTSPACE_RUNS", "runs")).resolve()
+
+
+def write_json_atomic(path: Path, data: dict):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", Path(text).name.lower()).strip("-")[:24] or "run"
+
+
+@dataclass
+class Run:
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    # --- files
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / "adapter"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.txt"
+
+    def config(self) -> RunConfig:
+        return RunConfig.from_yaml(self.config_path)
+
+    # --- status
+    def read_status(self) -> dict:
+        try:
+            return json.loads((self.path / "status.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {"status": "interrupted", "error": "status file missing or unreadable"}
+
+    def status(self) -> dict:
+        """The status, marking a run whose worker is gone as interrupted."""
+        st = self.read_status()
+        if st.get("status") == "queued" and not (self.path / "worker.json").exists() \
+                and time.time() - st.get("updated", 0) < 30:
+            return st  # being launched right now
+        if st.get("status") == "running" and (self.path / "STOP").exists():
+            st["status"] = "stopping"
+        if st.get("status") in ACTIVE and not self.worker_alive():
+            st.update(status="interrupted", error=st.get("error") or "the worker process ended unexpectedly")
+            self.set_status(**st)
+        return st
+
+    def worker_alive(self) -> bool:
+        try:
+            worker = json.loads((self.path / "worker.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        return _alive(worker.get("pid"), worker.get("started"))
+
+    def set_status(self, **fields):
+        current = self.read_status() if (self.path / "status.json").exists() else {}
+        current.update(fields, updated=time.time())
+        write_json_atomic(self.path / "status.json", current)
+
+    # --- events
+    def events(self, offset: int = 0) -> tuple[list[dict], int]:
+        """Events appended since byte `offset`, and the new offset (read incrementally by the UI)."""
+        try:
+            with open(self.events_path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return [], offset
+        end = data.rfind(b"\n") + 1  # a half-written last line waits for the next read
+        events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+        return events, offset + end
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint (trainer_state.json is written last)."""
+        done = [p for p in self.checkpoints_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+        return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+    # --- control
+    def request_stop(self):
+        st = self.status()
+        if st["status"] not in ACTIVE:
+            raise RunError(f"Run {self.id} is {st['status']}, not running: nothing to stop.")
+        (self.path / "STOP").touch()  # the worker sees it at the end of the current step
+
+    def wait(self, timeout: float | None = None, poll: float = 0.5) -> dict:
+        deadline = None if timeout is None else time.time() + timeout
+        while True:
+            st = self.status()
+            if st["status"] not in ACTIVE:
+                return st
+            if deadline is not None and time.time() > deadline:
+                return st
+            time.sleep(poll)
+
+    def summary(self) -> dict:
+        st = self.status()
+        try:
+            cfg = self.config()
+            settings = {"model_name": cfg.model_name, "dataset": cfg.dataset, "lora_r": cfg.lora_r,
+                        "learning_rate": cfg.learning_rate, "max_steps": cfg.max_steps}
+        except Exception:  # a damaged config must not hide the run from the list
+            settings = {}
+        return {"id": self.id, "status": st.get("status"), "step": st.get("step", 0),
+                "total_steps": st.get("total_steps"), "train_loss": st.get("train_loss"),
+                "eval_loss": st.get("eval_loss"), "created": st.get("created"), "error": st.get("error"),
+                **settings}
+
+
+def _alive(pid, started) -> bool:
+    if not pid:
+        return False
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        if started and abs(proc.create_time() - started) > 1:
+            return False  # the pid was reused by another process
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except Exception:
+        return False
+
+
+def get(run_id: str) -> Run:
+    if not RUN_ID.match(run_id or ""):
+        raise RunError(f"{run_id!r} is not a run id: see `python -m ftspace runs`.")
+    path = runs_root() / run_id
+    if not (path / "config.yaml").exists():
+        raise RunError(f"No run '{run_id}' in {runs_root()}: see `python -m ftspace runs`.")
+    return Run(path)
+
+
+def find(ref: str) -> Run:
+    """A run by id or by its folder path."""
+    path = Path(ref)
+    if path.is_dir() and (path / "config.yaml").exists():
+        return Run(path.resolve())
+    return get(ref)
+
+
+def list_runs() -> list[Run]:
+    """All runs, newest first. Cheap: reads folder names and status files only."""
+    root = runs_root()
+    if not root.exists():
+        return []
+    return [Run(p) for p in sorted(root.iterdir(), reverse=True) if (p / "config.yaml").exists()]
+
+
+def create(cfg: RunConfig) -> Run:
+    root = runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(cfg.model_name)}-{secrets.token_hex(2)}"
+    path = root / run_id
+    path.mkdir()
+    cfg.to_yaml()  # validates serialisability before anything is written
+    (path / "config.yaml").write_text(cfg.to_yaml())
+    run = Run(path)
+    run.set_status(status="queued", created=time.time(), step=0)
+    return run
+
+
+def launch(run: Run, resume: bool = False) -> subprocess.Popen:
+    """Start the worker process for a run; its output goes to the run's log file."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    project_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
+    args = [sys.executable, "-m", "ftspace.engine.worker", str(run.path)] + (["--resume"] if resume else [])
+    run.set_status(status="queued", error=None)
+    (run.path / "worker.json").unlink(missing_ok=True)
+    with open(run.log_path, "ab") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    import psutil
+
+    # Only the launcher writes worker.json and only the worker writes status.json after this,
+    # so neither can overwrite the other's news.
+    try:
+        started = psutil.Process(proc.pid).create_time()
+    except psutil.NoSuchProcess:
+        started = None
+    write_json_atomic(run.path / "worker.json", {"pid": proc.pid, "started": started})
+    return proc
+
+
+def start(cfg: RunConfig) -> tuple[Run, subprocess.Popen]:
+    run = create(cfg)
+    return run, launch(run)
+
+
+def resume(run: Run) -> subprocess.Popen:
+    st = run.status()
+    if st["status"] in ACTIVE:
+        raise RunError(f"Run {run.id} is already {st['status']}.")
+    if st["status"] == "completed" and not st.get("stopped_early"):
+        raise RunError(f"Run {run.id} already completed all its steps: start a new run to train more.")
+    if run.last_checkpoint() is None and st.get("step", 0) > 0:
+        raise RunError(f"Run {run.id} has no complete checkpoint to resume from: start it again.")
+    (run.path / "STOP").unlink(missing_ok=True)
+    return launch(run, resume=True)

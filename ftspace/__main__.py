@@ -144,6 +144,20 @@ def cmd_chat(args) -> int:
     return 0
 
 
+# --- publish
+
+
+def cmd_push(args) -> int:
+    from ftspace import hub, runs
+
+    run = runs.find(args.run)
+    token = hub.resolve_token()  # HF_TOKEN or the saved `hf auth login` token; never a command-line flag
+    with contextlib.redirect_stdout(sys.stderr):
+        url = hub.push(run, args.repo, token, private=args.private, merged=args.merged)
+    print(url)
+    return 0
+
+
 # --- data
 
 
@@ -258,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--temperature", type=float, default=0.0)
     c.add_argument("--top-p", type=float, default=0.95)
     c.set_defaults(func=cmd_chat)
+
+    pu = sub.add_parser("push", help="push a run's adapter and model card to the Hub (token: HF_TOKEN or hf auth login)")
+    pu.add_argument("run")
+    pu.add_argument("--repo", required=True, help="repo name, or owner/name")
+    pu.add_argument("--private", action="store_true")
+    pu.add_argument("--merged", action="store_true", help="also push base+adapter merged to 16-bit, as REPO-merged")
+    pu.set_defaults(func=cmd_push)
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_command", required=True)

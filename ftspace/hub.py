@@ -1,0 +1,240 @@
+"""Share a run on the Hub: model card, adapter push, optional merged 16-bit model, zip download.
+
+Tokens are used for the request only: never written to disk, logs, cards or returned. Every call
+honours HF_ENDPOINT (huggingface_hub reads it), so tests push to a fake Hub on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+from ftspace.errors import FtspaceError
+from ftspace.models import hub_id_for
+from ftspace.runs import Run
+
+REPO_NAME = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+class HubError(FtspaceError):
+    """A push failed or was refused; the message says why and what to do."""
+
+
+def validate_repo_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise HubError("Repository name is empty: use e.g. my-zorblax-adapter or your-name/my-adapter.")
+    if ".." in name or name.endswith((".git", ".")) or not REPO_NAME.match(name) or "--" in name:
+        raise HubError(f"Repository name {name!r} is not valid: use letters, digits, '-', '_' and '.', "
+                       "at most 96 characters, optionally as owner/name.")
+    return name
+
+
+def _base_model_id(run: Run) -> str:
+    """The base model as a Hub id (the bundled default maps to the checkpoint it was made from)."""
+    return hub_id_for(run.config().model_name)
+
+
+def loss_curve_png(run: Run) -> bytes | None:
+    """A small PNG of train and eval loss against step, drawn with Pillow (no matplotlib needed)."""
+    from PIL import Image, ImageDraw
+
+    events, _ = run.events()
+    train = [(e["step"], e["loss"]) for e in events if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in events if "eval_loss" in e]
+    if not train:
+        return None
+    w, h, pad = 640, 320, 40
+    img = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(img)
+    points = train + evals
+    max_step = max(s for s, _ in points) or 1
+    lo, hi = min(v for _, v in points), max(v for _, v in points)
+    hi = hi if hi > lo else lo + 1
+
+    def xy(step, value):
+        return pad + (w - 2 * pad) * step / max_step, h - pad - (h - 2 * pad) * (value - lo) / (hi - lo)
+
+    draw.line([(pad, pad), (pad, h - pad), (w - pad, h - pad)], fill="black")
+    draw.text((pad, 10), f"loss (train: blue, eval: orange)  {hi:.3f} .. {lo:.3f}", fill="black")
+    draw.text((w - pad - 60, h - pad + 10), f"step {max_step}", fill="black")
+    if len(train) > 1:
+        draw.line([xy(s, v) for s, v in train], fill=(31, 119, 180), width=2)
+    for s, v in evals:
+        x, y = xy(s, v)
+        draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=(255, 127, 14))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def model_card(run: Run, repo_id: str) -> str:
+    """README.md for the pushed repo: YAML front matter the Hub understands, then usage and settings."""
+    cfg = run.config()
+    st = run.status()
+    base = _base_model_id(run)
+    datasets = [] if cfg.dataset.startswith("example:") or Path(cfg.dataset).exists() else [cfg.dataset]
+    meta = {"base_model": base, "library_name": "peft", "pipeline_tag": "text-generation",
+            "tags": ["unsloth", "trl", "sft", "lora", "ftspace"]}
+    if datasets:
+        meta["datasets"] = datasets
+    import yaml
+
+    front = yaml.safe_dump(meta, sort_keys=False).strip()
+    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items())
+    train_loss, eval_loss = st.get("train_loss"), st.get("eval_loss")
+    data_name = cfg.dataset.split(":", 1)[1] + " (ftspace example)" if cfg.dataset.startswith("example:") \
+        else Path(cfg.dataset).name if Path(cfg.dataset).exists() else cfg.dataset
+    return f"""---
+{front}
+---
+
+# {repo_id.split('/')[-1]}
+
+A LoRA adapter for [{base}](https://huggingface.co/{base}), fine-tuned with
+[Unsloth](https://github.com/unslothai/unsloth) and TRL's SFTTrainer using ftspace
+(backend: {st.get('backend', cfg.backend)}).
+
+- Data: {data_name}
+- Steps: {st.get('step')} of {st.get('total_steps')}
+- Final train loss: {f'{train_loss:.4f}' if isinstance(train_loss, float) else 'n/a'}
+- Final eval loss: {f'{eval_loss:.4f}' if isinstance(eval_loss, float) else 'n/a (no validation split)'}
+
+![loss curve](loss_curve.png)
+
+## Use it
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+base = AutoModelForCausalLM.from_pretrained("{base}")
+model = PeftModel.from_pretrained(base, "{repo_id}")
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
+
+messages = [{{"role": "user", "content": "Hello!"}}]
+inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+output = model.generate(**inputs, max_new_tokens=128)
+print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+```
+
+## Training settings
+
+| setting | value |
+| --- | --- |
+{settings}
+"""
+
+
+def staged_adapter(run: Run, repo_id: str) -> Path:
+    """A temporary folder with the adapter, its card and loss curve, base model named by Hub id."""
+    if not (run.adapter_dir / "adapter_config.json").exists():
+        raise HubError(f"Run {run.id} has no finished adapter to push yet: wait for it to complete.")
+    stage = Path(tempfile.mkdtemp(prefix="ftspace-push-"))
+    for item in run.adapter_dir.iterdir():
+        if item.is_file():
+            shutil.copy2(item, stage / item.name)
+    config = json.loads((stage / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = _base_model_id(run)  # a Hub id, not this machine's cache path
+    (stage / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    (stage / "README.md").write_text(model_card(run, repo_id))
+    png = loss_curve_png(run)
+    if png:
+        (stage / "loss_curve.png").write_bytes(png)
+    return stage
+
+
+def push(run: Run, repo: str, token: str | None, private: bool = False, merged: bool = False) -> str:
+    """Push the run's adapter (and optionally a merged 16-bit model); returns the repo URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    repo = validate_repo_name(repo)
+    if not token:
+        raise HubError("No Hugging Face token: log in (on a Space), set HF_TOKEN, run `hf auth login`, "
+                       "or paste a token with write access.")
+    api = HfApi(token=token)
+    stage = None
+    try:
+        if "/" not in repo:
+            repo = f"{api.whoami()['name']}/{repo}"
+        url = api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
+        stage = staged_adapter(run, repo)
+        api.upload_folder(folder_path=str(stage), repo_id=repo, commit_message=f"Upload adapter from ftspace run {run.id}")
+        if merged:  # its own repo, so it loads by id with plain transformers
+            merged_repo = f"{repo}-merged"
+            api.create_repo(merged_repo, private=private, exist_ok=True, repo_type="model")
+            merged_dir = merge(run, stage / "merged")
+            (merged_dir / "README.md").write_text(model_card(run, merged_repo).replace(
+                "library_name: peft", "library_name: transformers"))
+            api.upload_folder(folder_path=str(merged_dir), repo_id=merged_repo,
+                              commit_message=f"Upload merged 16-bit model from ftspace run {run.id}")
+        return str(url)
+    except HfHubHTTPError as e:
+        raise HubError(_http_message(e, repo, token)) from None
+    except (OSError, ValueError) as e:
+        raise HubError(_scrub(f"Push to {repo} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+                              "The local adapter is unchanged: try again.", token)) from None
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _http_message(e, repo: str, token: str) -> str:
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if status == 401:
+        text = "the token was refused (401): check that it is valid and has write access."
+    elif status == 403:
+        text = "permission denied (403): the token cannot write to this namespace."
+    elif status == 409:
+        text = "a conflicting repository exists (409): pick another name."
+    elif status and status >= 500:
+        text = f"the Hub had a server error ({status}): try again in a moment."
+    else:
+        text = f"the Hub refused the request ({status}): {str(e).splitlines()[0]}"
+    return _scrub(f"Push to {repo} failed: {text} The local adapter is unchanged.", token)
+
+
+def _scrub(text: str, token: str | None) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def merge(run: Run, out_dir: Path) -> Path:
+    """Base + adapter merged into one 16-bit checkpoint (loads with plain transformers)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_path = json.loads((run.adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float16)
+    model = PeftModel.from_pretrained(model, str(run.adapter_dir)).merge_and_unload()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    AutoTokenizer.from_pretrained(run.adapter_dir).save_pretrained(out_dir)
+    return out_dir
+
+
+def adapter_zip(run: Run) -> bytes:
+    """The adapter folder (with card and loss curve) as a zip, for download."""
+    stage = staged_adapter(run, f"ftspace/{run.id}")
+    try:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            for item in sorted(stage.iterdir()):
+                zf.write(item, f"{run.id}-adapter/{item.name}")
+        return out.getvalue()
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def resolve_token(explicit: str | None = None) -> str | None:
+    """The token to use: one given for this request, else HF_TOKEN, else the saved `hf auth login` token."""
+    if explicit and explicit.strip():
+        return explicit.strip()
+    from huggingface_hub import get_token
+
+    return get_token()

@@ -1,0 +1,158 @@
+"""A fake Hugging Face Hub on 127.0.0.1 that speaks enough of the HTTP API for huggingface_hub:
+whoami, repo creation, preupload + commit (regular, base64 files), and file download (HEAD/GET
+resolve, model info). Repos live in memory. Behaviour switches for error-path tests:
+`fail_next` (a status code returned once by the next commit or create), and one valid token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlparse
+
+
+class FakeHub:
+    def __init__(self, token: str = "hf_test_token_123456", user: str = "tester"):
+        self.token, self.user = token, user
+        self.repos: dict[str, dict] = {}  # repo_id -> {"private": bool, "files": {path: bytes}, "sha": str}
+        self.requests: list[tuple[str, str, dict]] = []  # (method, path, headers) for secret checks
+        self.bodies: list[bytes] = []
+        self.fail_next: int | None = None
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(hub):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, body=b"", headers=None, content_type="application/json"):
+                if isinstance(body, (dict, list)):
+                    body = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _authed(self):
+                return self.headers.get("Authorization") == f"Bearer {hub.token}"
+
+            def _body(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                data = self.rfile.read(length) if length else b""
+                hub.bodies.append(data)
+                return data
+
+            def _record(self):
+                hub.requests.append((self.command, self.path, dict(self.headers)))
+
+            def do_HEAD(self):
+                self._record()
+                self._resolve()
+
+            def do_GET(self):
+                self._record()
+                path = urlparse(self.path).path
+                if path == "/api/whoami-v2":
+                    if not self._authed():
+                        return self._send(401, {"error": "Invalid credentials"})
+                    return self._send(200, {"name": hub.user, "type": "user", "auth": {"type": "access_token"}})
+                m = re.match(r"^/api/models/([^/]+/[^/]+)(?:/revision/[^/]+)?$", path)
+                if m:
+                    repo = hub.repos.get(m.group(1))
+                    if repo is None or (repo["private"] and not self._authed()):
+                        return self._send(404, {"error": "Repository not found"},
+                                          headers={"X-Error-Code": "RepoNotFound"})
+                    return self._send(200, {"id": m.group(1), "sha": repo["sha"], "private": repo["private"],
+                                            "siblings": [{"rfilename": p} for p in repo["files"]]})
+                return self._resolve()
+
+            def _resolve(self):
+                path = unquote(urlparse(self.path).path)
+                m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
+                if not m:
+                    return self._send(404, {"error": "not found"})
+                repo = hub.repos.get(m.group(1))
+                if repo is None or m.group(3) not in repo["files"]:
+                    code = "RepoNotFound" if repo is None else "EntryNotFound"
+                    return self._send(404, {"error": code}, headers={"X-Error-Code": code})
+                data = repo["files"][m.group(3)]
+                return self._send(200, data, content_type="application/octet-stream", headers={
+                    "X-Repo-Commit": repo["sha"], "ETag": '"' + hashlib.sha1(data).hexdigest() + '"'})
+
+            def do_POST(self):
+                self._record()
+                path = urlparse(self.path).path
+                body = self._body()
+                if path == "/api/validate-yaml":  # the Hub checks a README's front matter before a commit
+                    import yaml
+
+                    content = json.loads(body)["content"]
+                    try:
+                        meta = yaml.safe_load(content.split("---")[1]) if content.startswith("---") else {}
+                    except yaml.YAMLError as e:
+                        return self._send(400, {"errors": [{"message": str(e)}]})
+                    if not isinstance(meta, dict) or not isinstance(meta.get("base_model", ""), str):
+                        return self._send(400, {"errors": [{"message": "base_model must be a string"}]})
+                    return self._send(200, {"errors": [], "warnings": []})
+                if not self._authed():
+                    return self._send(401, {"error": "Invalid credentials in Authorization header"})
+                if hub.fail_next:
+                    status, hub.fail_next = hub.fail_next, None
+                    return self._send(status, {"error": f"injected failure {status}"})
+                if path == "/api/repos/create":
+                    req = json.loads(body)
+                    repo_id = f"{req.get('organization') or hub.user}/{req['name']}"
+                    if repo_id.split("/")[0] != hub.user:
+                        return self._send(403, {"error": "You don't have the rights to create a model under this namespace"})
+                    if repo_id in hub.repos:
+                        return self._send(409, {"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"})
+                    hub.repos[repo_id] = {"private": bool(req.get("private")), "files": {}, "sha": "0" * 40}
+                    return self._send(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
+                m = re.match(r"^/api/models/([^/]+/[^/]+)/preupload/([^/]+)$", path)
+                if m:
+                    files = json.loads(body)["files"]
+                    return self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular",
+                                                       "shouldIgnore": False} for f in files]})
+                m = re.match(r"^/api/models/([^/]+/[^/]+)/commit/([^/]+)$", path)
+                if m:
+                    repo = hub.repos.get(m.group(1))
+                    if repo is None:
+                        return self._send(404, {"error": "Repository not found"})
+                    if self.headers.get("Content-Encoding") == "gzip":
+                        import gzip
+
+                        body = gzip.decompress(body)
+                    for line in body.splitlines():
+                        item = json.loads(line)
+                        if item["key"] == "file":
+                            value = item["value"]
+                            repo["files"][value["path"]] = base64.b64decode(value["content"])
+                        elif item["key"] == "deletedFile":
+                            repo["files"].pop(item["value"]["path"], None)
+                    repo["sha"] = hashlib.sha1(json.dumps(sorted(repo["files"])).encode() + body).hexdigest()
+                    return self._send(200, {"commitUrl": f"{hub.url}/{m.group(1)}/commit/{repo['sha']}",
+                                            "commitOid": repo["sha"]})
+                return self._send(404, {"error": f"no route {path}"})
+
+        return Handler

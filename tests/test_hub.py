@@ -1,0 +1,137 @@
+"""Push to a fake Hub on 127.0.0.1 (via HF_ENDPOINT): card, adapter files, stock PEFT load, errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fakehub import FakeHub
+from ftspace import hub, runs
+from ftspace.config import RunConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "hf_test_token_123456"
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("hubruns")
+    os.environ["FTSPACE_RUNS"] = str(root)
+    try:
+        run, _ = runs.start(RunConfig(model_name=str(tiny_model), dataset="example:facts", max_steps=4,
+                                      save_steps=10, max_seq_length=64, gradient_checkpointing=False,
+                                      validation_size=4, eval_steps=2, backend="hf"))
+        assert run.wait(timeout=300)["status"] == "completed", run.log_path.read_text()[-2000:]
+        yield run
+    finally:
+        os.environ.pop("FTSPACE_RUNS", None)
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "ftspace", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, timeout=600, stdin=subprocess.DEVNULL)
+
+
+def hub_env(fake, token=TOKEN):
+    env = {"HF_ENDPOINT": fake.url, "HF_HUB_OFFLINE": "0", "FTSPACE_RUNS": str(Path(os.environ.get("FTSPACE_RUNS", "runs")))}
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def test_push_card_and_stock_peft_load(trained_run, tiny_model, tmp_path):
+    with FakeHub(token=TOKEN) as fake:
+        result = cli("push", str(trained_run.path), "--repo", "zorblax-adapter", env=hub_env(fake))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip().endswith("tester/zorblax-adapter")
+        files = fake.repos["tester/zorblax-adapter"]["files"]
+        assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "loss_curve.png",
+                "tokenizer.json", "tokenizer_config.json"} <= set(files)
+        card = files["README.md"].decode()
+        meta = yaml.safe_load(card.split("---")[1])
+        assert meta["base_model"] == str(tiny_model)  # a local base is named as given
+        assert meta["library_name"] == "peft" and {"unsloth", "trl", "sft", "lora"} <= set(meta["tags"])
+        assert "Final eval loss: " in card and "n/a (no" not in card and "`lora_r` | `16`" in card
+        assert files["loss_curve.png"].startswith(b"\x89PNG")
+        assert TOKEN not in card and all(TOKEN.encode() not in v for v in files.values())
+
+        # The pushed adapter loads with stock PEFT from the (fake) Hub.
+        script = ("import sys; from peft import PeftModel; from transformers import AutoModelForCausalLM;"
+                  f"m = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({str(tiny_model)!r}),"
+                  " 'tester/zorblax-adapter'); print(type(m).__name__, m.peft_config['default'].r)")
+        load = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "HF_ENDPOINT": fake.url, "HF_HUB_OFFLINE": "0",
+                                   "HF_HOME": str(tmp_path / "hf")})
+        assert load.returncode == 0, load.stderr[-3000:]
+        assert load.stdout.split() == ["PeftModelForCausalLM", "16"]
+
+
+def test_card_names_the_default_model_by_hub_id(trained_run):
+    card = hub.model_card(trained_run, "me/x")
+    assert "base_model: " in card
+    from unittest import mock
+
+    with mock.patch.object(hub, "_base_model_id", lambda run: "HuggingFaceTB/SmolLM2-135M-Instruct"):
+        card = hub.model_card(trained_run, "me/x")
+    assert yaml.safe_load(card.split("---")[1])["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert 'PeftModel.from_pretrained(base, "me/x")' in card
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """A fake Hub for in-process calls: huggingface_hub read HF_ENDPOINT / HF_HUB_OFFLINE at import."""
+    import huggingface_hub.constants as constants
+
+    with FakeHub(token=TOKEN) as fake:
+        monkeypatch.setattr(constants, "ENDPOINT", fake.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        yield fake
+
+
+def test_push_without_token(trained_run):
+    with FakeHub() as fake:
+        env = hub_env(fake, token=None)
+        env["HF_TOKEN"] = ""
+        env["HF_HOME"] = "/nonexistent-hf-home"
+        result = cli("push", str(trained_run.path), "--repo", "x", env=env)
+    assert result.returncode == 2 and "No Hugging Face token" in result.stderr
+
+
+@pytest.mark.parametrize("status, message", [(500, "server error (500)"), (401, "refused (401)"),
+                                             (403, "permission denied (403)")])
+def test_push_rejected_then_retry_succeeds(trained_run, status, message, fake_hub):
+    fake = fake_hub
+    before = {p.name: p.read_bytes() for p in trained_run.adapter_dir.iterdir()}
+    fake.fail_next = status
+    with pytest.raises(hub.HubError) as e:
+        hub.push(trained_run, "tester/retry", TOKEN)
+    assert message in str(e.value) and "local adapter is unchanged" in str(e.value)
+    assert TOKEN not in str(e.value)
+    assert {p.name: p.read_bytes() for p in trained_run.adapter_dir.iterdir()} == before
+    url = hub.push(trained_run, "tester/retry", TOKEN)
+    assert url.endswith("tester/retry") and "adapter_model.safetensors" in fake.repos["tester/retry"]["files"]
+
+
+def test_wrong_token_is_a_clear_error(trained_run, fake_hub):
+    with pytest.raises(hub.HubError, match="401"):
+        hub.push(trained_run, "tester/x", "hf_wrong")
+    assert "tester/x" not in fake_hub.repos
+
+
+@pytest.mark.parametrize("name", ["", "has space", "ünïcode", "../up", "a/b/c", "x" * 97, "bad--dash", "end."])
+def test_invalid_repo_names(name):
+    with pytest.raises(hub.HubError, match="Repository name"):
+        hub.validate_repo_name(name)
+
+
+def test_adapter_zip(trained_run):
+    import io
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(hub.adapter_zip(trained_run))).namelist()
+    assert f"{trained_run.id}-adapter/adapter_model.safetensors" in names
+    assert f"{trained_run.id}-adapter/README.md" in names

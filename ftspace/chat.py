@@ -140,3 +140,49 @@ def parse_tool_calls(text: str) -> list[dict]:
         if isinstance(call, dict) and "name" in call:
             calls.append(call)
     return calls
+
+
+# --- a small cache of loaded models, shared by the app's sessions
+
+_CACHE: dict[tuple, ChatModel] = {}
+_CACHE_LOCK = threading.Lock()
+CACHE_SIZE = 2  # models kept loaded: e.g. a run's adapter and one other base model
+
+
+def load_cached(source: tuple) -> ChatModel:
+    """source: ('run', adapter_dir) | ('base', model_name) | ('hub', repo_id). Loads on first use."""
+    with _CACHE_LOCK:
+        if source in _CACHE:
+            model = _CACHE.pop(source)
+            _CACHE[source] = model  # most recently used last
+            return model
+        kind, ref = source
+        if kind == "run":
+            model = ChatModel.from_adapter(ref)
+        elif kind == "hub":
+            model = ChatModel.from_adapter(download_adapter(ref))
+        else:
+            model = ChatModel.from_base(ref)
+        _CACHE[source] = model
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        return model
+
+
+def download_adapter(repo_id: str) -> Path:
+    """A Hub adapter repo, downloaded; its base model is read from its adapter_config.json."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    from ftspace.hub import validate_repo_name
+
+    repo_id = validate_repo_name(repo_id)
+    try:
+        path = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"]))
+    except OfflineModeIsEnabled:
+        raise ModelError(f"{repo_id}: the Hub is not reachable from here (offline).") from None
+    except (HfHubHTTPError, OSError) as e:
+        raise ModelError(f"{repo_id}: cannot download ({str(e).splitlines()[0]}): check the repo id.") from None
+    if not (path / "adapter_config.json").exists():
+        raise ModelError(f"{repo_id} has no adapter_config.json: it is not a PEFT adapter repo.")
+    return path

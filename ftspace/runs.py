@@ -88,9 +88,9 @@ class Run:
     def status(self) -> dict:
         """The status, marking a run whose worker is gone as interrupted."""
         st = self.read_status()
-        if st.get("status") == "queued" and not (self.path / "worker.json").exists() \
-                and time.time() - st.get("updated", 0) < 30:
-            return st  # being launched right now
+        if st.get("status") == "queued" and (st.get("waiting") or (
+                not (self.path / "worker.json").exists() and time.time() - st.get("updated", 0) < 30)):
+            return st  # waiting in the app's queue, or being launched right now
         if st.get("status") == "running" and (self.path / "STOP").exists():
             st["status"] = "stopping"
         if st.get("status") in ACTIVE and not self.worker_alive():
@@ -133,6 +133,9 @@ class Run:
         st = self.status()
         if st["status"] not in ACTIVE:
             raise RunError(f"Run {self.id} is {st['status']}, not running: nothing to stop.")
+        if st.get("waiting"):  # never started: take it out of the queue, resumable later
+            self.set_status(status="interrupted", waiting=False, error="cancelled while waiting in the queue")
+            return
         (self.path / "STOP").touch()  # the worker sees it at the end of the current step
 
     def wait(self, timeout: float | None = None, poll: float = 0.5) -> dict:
@@ -198,7 +201,7 @@ def list_runs() -> list[Run]:
     return [Run(p) for p in sorted(root.iterdir(), reverse=True) if (p / "config.yaml").exists()]
 
 
-def create(cfg: RunConfig) -> Run:
+def create(cfg: RunConfig, owner: str = "") -> Run:
     root = runs_root()
     root.mkdir(parents=True, exist_ok=True)
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(cfg.model_name)}-{secrets.token_hex(2)}"
@@ -207,7 +210,7 @@ def create(cfg: RunConfig) -> Run:
     cfg.to_yaml()  # validates serialisability before anything is written
     (path / "config.yaml").write_text(cfg.to_yaml())
     run = Run(path)
-    run.set_status(status="queued", created=time.time(), step=0)
+    run.set_status(status="queued", created=time.time(), step=0, owner=owner)
     return run
 
 
@@ -217,7 +220,7 @@ def launch(run: Run, resume: bool = False) -> subprocess.Popen:
     project_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
     args = [sys.executable, "-m", "ftspace.engine.worker", str(run.path)] + (["--resume"] if resume else [])
-    run.set_status(status="queued", error=None)
+    run.set_status(status="queued", error=None, waiting=False)
     (run.path / "worker.json").unlink(missing_ok=True)
     with open(run.log_path, "ab") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -250,6 +253,12 @@ def start(cfg: RunConfig) -> tuple[Run, subprocess.Popen]:
 
 
 def resume(run: Run) -> subprocess.Popen:
+    check_resumable(run)
+    (run.path / "STOP").unlink(missing_ok=True)
+    return launch(run, resume=True)
+
+
+def check_resumable(run: Run):
     st = run.status()
     if st["status"] in ACTIVE:
         raise RunError(f"Run {run.id} is already {st['status']}.")
@@ -257,5 +266,3 @@ def resume(run: Run) -> subprocess.Popen:
         raise RunError(f"Run {run.id} already completed all its steps: start a new run to train more.")
     if run.last_checkpoint() is None and st.get("step", 0) > 0:
         raise RunError(f"Run {run.id} has no complete checkpoint to resume from: start it again.")
-    (run.path / "STOP").unlink(missing_ok=True)
-    return launch(run, resume=True)

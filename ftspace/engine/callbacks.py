@@ -25,8 +25,9 @@ def peak_memory_mb() -> float:
 
 
 class ProgressCallback(TrainerCallback):
-    def __init__(self, run, cfg, backend: str):
-        self.run, self.cfg, self.backend = run, cfg, backend
+    def __init__(self, run, cfg, backend: str, deadline: float | None = None):
+        self.run, self.cfg, self.backend, self.deadline = run, cfg, backend, deadline
+        self.out_of_time = False
         self.stop_file = run.path / "STOP"
         self.stopped = self.early_stopped = False
         self.last_loss = None
@@ -49,6 +50,10 @@ class ProgressCallback(TrainerCallback):
             control.should_save = True  # a checkpoint, so a stopped run can be resumed
             self.run.set_status(status="stopping", step=state.global_step)
             print(f"[ftspace] stop requested: stopping after step {state.global_step}", flush=True)
+        elif self.deadline is not None and time.time() >= self.deadline and not self.out_of_time:
+            self.out_of_time = True  # end this time slice with a checkpoint; the next slice resumes from it
+            control.should_training_stop = True
+            control.should_save = True
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -103,6 +108,11 @@ class ProgressCallback(TrainerCallback):
                      "time": round(time.time(), 3), "eval_loss": float(metrics["eval_loss"])}
             self._append(event)
             self.run.set_status(eval_loss=event["eval_loss"])
+
+    def record_slice(self, load_s: float, train_s: float):
+        """One event per ZeroGPU time slice: how much of it went to loading and resuming vs training."""
+        self._append({"slice": True, "step": self.run.read_status().get("step", 0), "time": round(time.time(), 3),
+                      "load_s": round(load_s, 2), "train_s": round(train_s, 2)})
 
     def _append(self, event: dict):
         with open(self.run.events_path, "a", encoding="utf-8") as fh:

@@ -22,7 +22,12 @@ def log(message: str):
     print(f"[ftspace {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def train(run: Run, resume: bool = False):
+def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
+    """Train (or continue) a run; 'completed', or 'sliced' when `deadline` (a time.time()) came first.
+
+    A ZeroGPU Space calls this inside a GPU call with a deadline, and resumes in the next call.
+    """
+    t_start = time.time()
     cfg = run.config()
 
     # --- backend: unsloth must be imported before transformers, trl and peft
@@ -101,7 +106,7 @@ def train(run: Run, resume: bool = False):
         dataloader_num_workers=0,
         use_cpu=not on_gpu,
     )
-    progress = ProgressCallback(run, cfg, backend)
+    progress = ProgressCallback(run, cfg, backend, deadline=deadline)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=[progress])
     trainer.remove_callback(PrinterCallback)  # ours prints one readable line per step instead
@@ -110,7 +115,14 @@ def train(run: Run, resume: bool = False):
     checkpoint = run.last_checkpoint() if resume else None
     if resume:
         log(f"resuming from {checkpoint.name}" if checkpoint else "no checkpoint yet: starting from step 0")
+    t_train = time.time()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if deadline is not None:
+        progress.record_slice(load_s=t_train - t_start, train_s=time.time() - t_train)
+    if progress.out_of_time and trainer.state.global_step < trainer.state.max_steps:
+        run.set_status(status="running", step=trainer.state.global_step)
+        log(f"time slice over at step {trainer.state.global_step}/{trainer.state.max_steps}; checkpoint saved")
+        return "sliced"
     if eval_ds is not None and not cfg.eval_steps:
         progress.record_eval(trainer.evaluate())
 
@@ -122,21 +134,17 @@ def train(run: Run, resume: bool = False):
                    train_loss=progress.last_loss, train_loss_mean=result.training_loss,
                    stopped_early=stopped, finished=time.time())
     log(f"done: adapter saved to {run.adapter_dir}")
+    return "completed"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="ftspace.engine.worker")
-    parser.add_argument("run_dir")
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args(argv)
-    run = Run(Path(args.run_dir).resolve())
-    run.set_status(status="running", pid=os.getpid(), error=None, started=time.time())
+def execute(run: Run, resume: bool = False, deadline: float | None = None) -> str:
+    """train() with failures recorded in the run's status: 'completed', 'sliced' or 'failed'."""
+    run.set_status(status="running", pid=os.getpid(), error=None, started=time.time(), waiting=False)
     try:
-        train(run, resume=args.resume)
+        return train(run, resume=resume, deadline=deadline)
     except FtspaceError as e:
         log(f"failed: {e}")
         run.set_status(status="failed", error=str(e))
-        return 1
     except Exception as e:  # anything else is a bug: keep the traceback in the log, one line in status
         traceback.print_exc()
         first = str(e).splitlines()[0] if str(e) else ""
@@ -146,8 +154,16 @@ def main(argv=None):
         else:
             message = f"{type(e).__name__}: {first} (see log.txt)"
         run.set_status(status="failed", error=message)
-        return 1
-    return 0
+    return "failed"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="ftspace.engine.worker")
+    parser.add_argument("run_dir")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    run = Run(Path(args.run_dir).resolve())
+    return 0 if execute(run, resume=args.resume) == "completed" else 1
 
 
 if __name__ == "__main__":

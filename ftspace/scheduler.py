@@ -1,0 +1,84 @@
+"""One training job at a time per GPU (or per CPU machine), in submission order.
+
+The app submits runs here instead of launching workers directly. Waiting runs are `queued` with
+`waiting: true` in their status, so they survive an app restart and are picked up again. A
+background thread starts the next waiting run when nothing is training; on a ZeroGPU Space it
+trains the run as a chain of GPU time slices instead of a worker process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ftspace import runs, zerogpu
+from ftspace.config import RunConfig
+
+
+class Scheduler:
+    def __init__(self, slots: int = 1, poll: float = 1.0):
+        self.slots, self.poll = slots, poll
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # --- queue
+    def submit(self, cfg: RunConfig, owner: str = "") -> runs.Run:
+        runs.preflight(cfg)
+        run = runs.create(cfg, owner=owner)
+        run.set_status(status="queued", waiting=True)
+        self.kick()
+        return run
+
+    def resubmit(self, run: runs.Run) -> runs.Run:
+        """Queue an interrupted or stopped run to continue from its last checkpoint."""
+        runs.check_resumable(run)
+        (run.path / "STOP").unlink(missing_ok=True)
+        run.set_status(status="queued", waiting=True, resume=True, error=None)
+        self.kick()
+        return run
+
+    def waiting(self) -> list[runs.Run]:
+        """Waiting runs, oldest first."""
+        queued = [r for r in runs.list_runs() if r.read_status().get("waiting")
+                  and r.read_status().get("status") == "queued"]
+        return sorted(queued, key=lambda r: r.read_status().get("updated", 0))
+
+    def position(self, run: runs.Run) -> int | None:
+        """1 for the next run to start; None when the run is not waiting."""
+        ids = [r.id for r in self.waiting()]
+        return ids.index(run.id) + 1 if run.id in ids else None
+
+    def active(self) -> list[runs.Run]:
+        return [r for r in runs.list_runs() if r.status()["status"] in ("running", "stopping")
+                or (r.read_status().get("status") == "queued" and not r.read_status().get("waiting"))]
+
+    def kick(self):
+        """Start waiting runs while a slot is free."""
+        with self._lock:
+            free = self.slots - len(self.active())
+            for run in self.waiting()[:max(0, free)]:
+                resume = bool(run.read_status().get("resume"))
+                if zerogpu.on_zerogpu():
+                    run.set_status(waiting=False)
+                    threading.Thread(target=zerogpu.run_sliced, args=(str(run.path),), daemon=True).start()
+                else:
+                    runs.launch(run, resume=resume)
+
+    # --- background loop
+    def start(self):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, daemon=True, name="ftspace-scheduler")
+            self._thread.start()
+        return self
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                self.kick()
+            except Exception as e:  # never let the loop die; the next tick retries
+                print(f"[ftspace scheduler] {type(e).__name__}: {e}", flush=True)
+            time.sleep(self.poll)
+
+    def shutdown(self):
+        self._stop.set()

@@ -1,0 +1,62 @@
+"""The Gradio app: Dataset -> Train -> Chat -> Publish, plus Runs. Gradio lives here and in app.py only.
+
+Building the app imports no torch, transformers, peft, trl or unsloth; handlers import them lazily.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import gradio as gr
+
+from ftspace.scheduler import Scheduler
+from ftspace.ui import chat_tab, dataset_tab, publish_tab, runs_tab, train_tab
+from ftspace.ui.common import owner_of, visible_runs
+
+TITLE = "ftspace: fine-tune an LLM with Unsloth LoRA, no code"
+
+
+def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
+    scheduler = scheduler or Scheduler().start()
+    ui: dict = {}
+    with gr.Blocks(title="ftspace") as demo:
+        gr.Markdown(f"## {TITLE}\nBring a dataset, train a LoRA adapter, chat with it next to the base model, "
+                    "and share it on the Hub.")
+        # A random id kept in this browser's localStorage: reloading the page finds your runs again.
+        ui["browser_id"] = gr.BrowserState("", storage_key="ftspace_browser_id")
+        with gr.Tabs() as tabs:
+            with gr.Tab("1 · Dataset", id="dataset"):
+                dataset_tab.build(ui)
+            with gr.Tab("2 · Train", id="train"):
+                train_tab.build(ui)
+            with gr.Tab("3 · Chat", id="chat") as chat:
+                chat_tab.build(ui)
+            with gr.Tab("4 · Publish", id="publish") as publish:
+                publish_tab.build(ui)
+            with gr.Tab("Runs", id="runs") as runs_view:
+                runs_tab.build(ui)
+
+        dataset_tab.wire(ui)
+        train_tab.wire(ui, scheduler)
+        chat_tab.wire(ui)
+        publish_tab.wire(ui)
+        refresh_table = runs_tab.wire(ui, tabs)
+
+        def finished_runs(browser_id, current, request: gr.Request):
+            ids = [r.id for r in visible_runs(owner_of(request, browser_id))
+                   if (r.adapter_dir / "adapter_config.json").exists()]
+            return gr.Dropdown(choices=ids, value=current if current in ids else (ids[0] if ids else None))
+
+        chat.select(finished_runs, [ui["browser_id"], ui["chat_run"]], [ui["chat_run"]])
+        publish.select(finished_runs, [ui["browser_id"], ui["pub_run"]], [ui["pub_run"]])
+        runs_view.select(refresh_table, [ui["browser_id"]], [ui["runs_table"]])
+
+        def on_load(browser_id, request: gr.Request):
+            browser_id = browser_id or secrets.token_hex(16)
+            run_dropdown, timer = train_tab.reattach(owner_of(request, browser_id))
+            return browser_id, run_dropdown, timer
+
+        demo.load(on_load, [ui["browser_id"]], [ui["browser_id"], ui["run_id"], ui["timer"]])
+    demo.ftspace_ui = ui  # the components, for tests
+    demo.ftspace_scheduler = scheduler
+    return demo

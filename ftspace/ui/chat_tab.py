@@ -1,0 +1,122 @@
+"""Chat tab: a run, a base model or a Hub adapter; streaming; base and tuned side by side; tool calls."""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+
+from ftspace.errors import FtspaceError, ModelError
+from ftspace.ui.common import MODEL_CHOICES, own_run, owner_of, user_errors
+
+SOURCES = ["a run of mine", "a base model", "an adapter on the Hub"]
+
+
+def build(ui: dict):
+    with gr.Row():
+        ui["chat_source"] = gr.Radio(SOURCES, value=SOURCES[0], label="Chat with")
+        ui["chat_run"] = gr.Dropdown([], label="Run", interactive=True)
+        ui["chat_base"] = gr.Dropdown(MODEL_CHOICES, value="default", label="Base model", allow_custom_value=True)
+        ui["chat_hub"] = gr.Textbox(label="Hub adapter repo", placeholder="owner/my-adapter")
+    ui["chat_system"] = gr.Textbox(label="System prompt", placeholder="optional")
+    with gr.Row():
+        ui["chat_max_new"] = gr.Slider(1, 1024, value=128, step=1, label="max new tokens")
+        ui["chat_temperature"] = gr.Slider(0, 2, value=0.0, step=0.05, label="temperature (0 = greedy)")
+        ui["chat_top_p"] = gr.Slider(0.05, 1, value=0.95, step=0.05, label="top-p")
+        ui["chat_compare"] = gr.Checkbox(value=True, label="Base model side by side")
+    with gr.Row():
+        ui["chat_tuned"] = gr.Chatbot(label="Tuned (adapter on)", height=360)
+        ui["chat_base_bot"] = gr.Chatbot(label="Base (adapter off)", height=360)
+    with gr.Row():
+        ui["chat_input"] = gr.Textbox(label="Message", placeholder="Ask something your data taught it", scale=5)
+        ui["chat_send"] = gr.Button("Send", variant="primary", scale=1)
+        ui["chat_clear"] = gr.Button("Clear", scale=1)
+
+
+def wire(ui: dict):
+    inputs = [ui["browser_id"], ui["chat_source"], ui["chat_run"], ui["chat_base"], ui["chat_hub"],
+              ui["chat_system"], ui["chat_max_new"], ui["chat_temperature"], ui["chat_top_p"], ui["chat_compare"],
+              ui["chat_input"], ui["chat_tuned"], ui["chat_base_bot"]]
+    outputs = [ui["chat_tuned"], ui["chat_base_bot"], ui["chat_input"]]
+    # Chat has its own queue: it never waits behind training, which runs in a worker process.
+    for trigger in (ui["chat_send"].click, ui["chat_input"].submit):
+        trigger(respond, inputs, outputs, concurrency_id="chat", concurrency_limit=2)
+    ui["chat_clear"].click(lambda: ([], [], ""), None, outputs, queue=False)
+
+
+def source_for(kind, run_id, base_model, hub_repo, owner) -> tuple:
+    if kind == SOURCES[0]:
+        if not run_id:
+            raise FtspaceError("Pick a run (or chat with a base model).")
+        run = own_run(run_id, owner)
+        if not (run.adapter_dir / "adapter_config.json").exists():
+            raise ModelError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait for it to finish.")
+        return ("run", str(run.adapter_dir))
+    if kind == SOURCES[2]:
+        if not (hub_repo or "").strip():
+            raise FtspaceError("Enter the Hub repo id of an adapter, e.g. owner/my-adapter.")
+        return ("hub", hub_repo.strip())
+    return ("base", base_model or "default")
+
+
+def text_of(content) -> str:
+    """Gradio 6 message content arrives as a list of blocks; keep the text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return str(content or "")
+
+
+def render_reply(text: str) -> str:
+    """Tool calls in a reply shown as a readable call, the raw tags hidden."""
+    import re
+
+    from ftspace.chat import parse_tool_calls
+
+    calls = parse_tool_calls(text)
+    if not calls:
+        return text
+    rest = re.sub(r"<tool_call>.*?</tool_call>", "", text, flags=re.S).strip()
+    shown = "\n".join(f"🔧 **{c['name']}**(`{json.dumps(c.get('arguments', {}), ensure_ascii=False)}`)" for c in calls)
+    return (rest + "\n\n" if rest else "") + shown
+
+
+@user_errors
+def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, temperature, top_p, compare, message,
+            tuned_history, base_history, request: gr.Request):
+    from ftspace import zerogpu
+    from ftspace.chat import GenerationSettings, load_cached
+
+    message = (message or "").strip()
+    if not message:
+        raise FtspaceError("Type a message first.")
+    source = source_for(kind, run_id, base_model, hub_repo, owner_of(request, browser_id))
+    settings = GenerationSettings(max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p))
+    history = [{"role": m["role"], "content": text_of(m["content"])} for m in (tuned_history or [])]
+    prompt = ([{"role": "system", "content": system}] if system else []) + history + [
+        {"role": "user", "content": message}]
+    base_prompt = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user" if m["role"] == "user" else "assistant", "content": text_of(m["content"])}
+        for m in (base_history or [])] + [{"role": "user", "content": message}]
+    tuned = list(tuned_history or []) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+    side = compare and source[0] != "base"
+    base = list(base_history or []) + ([{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+                                       if side else [])
+
+    if zerogpu.on_zerogpu():  # whole replies inside a GPU call each
+        tuned[-1]["content"] = render_reply(zerogpu.generate_on_gpu(source, prompt, vars(settings), False))
+        if side:
+            base[-1]["content"] = zerogpu.generate_on_gpu(source, base_prompt, vars(settings), True)
+        yield tuned, base, ""
+        return
+    model = load_cached(source)
+    for text in model.stream(prompt, settings):
+        tuned[-1]["content"] = render_reply(text)
+        yield tuned, base, ""
+    if side:
+        for text in model.stream(base_prompt, settings, base=True):
+            base[-1]["content"] = render_reply(text)
+            yield tuned, base, ""

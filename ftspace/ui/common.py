@@ -1,0 +1,134 @@
+"""What every tab shares: errors to gr.Error, controls generated from RunConfig, sessions and owners.
+
+Nothing here imports torch, transformers, peft, trl or unsloth: the page must be served in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import inspect
+import os
+from dataclasses import fields
+
+import gradio as gr
+
+from ftspace import runs
+from ftspace.config import RunConfig, field_type
+from ftspace.errors import ConfigError, FtspaceError
+from ftspace.models import CATALOGUE, DEFAULT
+
+UPLOAD_LIMIT_MB = int(os.environ.get("FTSPACE_UPLOAD_LIMIT_MB", 100))
+
+
+def on_space() -> bool:
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def multi_user() -> bool:
+    """On a Space (or when asked), each session sees only its own runs; self-hosted, you see all."""
+    return on_space() or os.environ.get("FTSPACE_MULTIUSER") == "1"
+
+
+# --- errors: FtspaceError -> gr.Error at this one boundary; anything else is a bug
+
+
+def user_errors(fn):
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except FtspaceError as e:
+                raise gr.Error(str(e)) from None
+        return gen
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FtspaceError as e:
+            raise gr.Error(str(e)) from None
+    return wrapper
+
+
+# --- owners: who may see and control a run
+
+
+def owner_of(request: gr.Request | None, browser_id: str = "", profile=None) -> str:
+    """A logged-in user's name, else this browser's id (kept in localStorage), else the session."""
+    if profile is not None and getattr(profile, "username", None):
+        return "user:" + profile.username
+    key = browser_id or (request.session_hash if request is not None else "") or "anonymous"
+    return "browser:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def visible_runs(owner: str) -> list[runs.Run]:
+    items = runs.list_runs()
+    if not multi_user():
+        return items
+    return [r for r in items if r.read_status().get("owner") == owner]
+
+
+def own_run(run_id: str, owner: str) -> runs.Run:
+    """The run, if this owner may see it; the same error as a missing run otherwise."""
+    run = runs.get(run_id)
+    if multi_user() and run.read_status().get("owner") != owner:
+        raise runs.RunError(f"No run '{run_id}': pick one of your runs.")
+    return run
+
+
+# --- controls generated from RunConfig
+
+MODEL_CHOICES = [(f"{e.model_id}  ({e.params_b:g}B, ~{e.memory_gb(True):g} GB 4-bit / ~{e.memory_gb(False):g} GB 16-bit)"
+                  if e.model_id != DEFAULT else f"default: SmolLM2-135M-Instruct, bundled, offline "
+                  f"(~{e.memory_gb(False):g} GB)", e.model_id) for e in CATALOGUE]
+
+
+def control_for(f) -> gr.components.Component:
+    """One Gradio control for one RunConfig field: its type, default, help text and choices."""
+    meta = f.metadata
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    kind = field_type(f)
+    label, info = f.name, meta["help"]
+    if f.name == "model_name":
+        return gr.Dropdown(MODEL_CHOICES, value=default, label=label, info=info, allow_custom_value=True)
+    if kind is bool:
+        return gr.Checkbox(value=default, label=label, info=info)
+    if meta.get("choices"):
+        return gr.Dropdown(meta["choices"], value=default, label=label, info=info)
+    if kind in (int, float):
+        return gr.Number(value=default, label=label, info=info, precision=0 if kind is int else None,
+                         minimum=meta.get("low"), maximum=meta.get("high"))
+    if kind is list:
+        return gr.Textbox(value=",".join(default), label=label, info=info)
+    return gr.Textbox(value=default, label=label, info=info)
+
+
+def config_fields():
+    return list(fields(RunConfig))
+
+
+def config_from_values(values) -> RunConfig:
+    """Rebuild a RunConfig from the controls' values (in field order); ConfigError names the field."""
+    raw = {}
+    for f, value in zip(config_fields(), values):
+        if value is None and field_type(f) in (int, float):
+            raise ConfigError(f"{f.name} is empty: enter a number.")
+        raw[f.name] = value
+    return RunConfig.from_dict(raw)
+
+
+PRESETS = {
+    "quick demo": dict(max_steps=30, learning_rate=1e-3, lora_r=16, lora_alpha=32, per_device_train_batch_size=8,
+                       gradient_accumulation_steps=1, max_seq_length=256, gradient_checkpointing=False,
+                       save_steps=10, validation_size=0.0, eval_steps=0, num_train_epochs=1.0),
+    "balanced": dict(max_steps=-1, num_train_epochs=2.0, learning_rate=2e-4, lora_r=16, lora_alpha=16,
+                     per_device_train_batch_size=2, gradient_accumulation_steps=4, max_seq_length=1024,
+                     gradient_checkpointing=True, save_steps=50, validation_size=0.05, eval_steps=50),
+    "thorough": dict(max_steps=-1, num_train_epochs=3.0, learning_rate=1e-4, lora_r=64, lora_alpha=64,
+                     per_device_train_batch_size=2, gradient_accumulation_steps=8, max_seq_length=2048,
+                     gradient_checkpointing=True, save_steps=100, validation_size=0.1, eval_steps=100,
+                     lr_scheduler_type="cosine", warmup_steps=0.03),
+}

@@ -1,0 +1,163 @@
+"""Dataset tab: upload, Hub or bundled example -> detected format, mapping, preview, report, token lengths."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+from pathlib import Path
+
+import gradio as gr
+
+from ftspace import runs
+from ftspace.data import bundled_examples, load_dataset
+from ftspace.errors import DataError
+from ftspace.ui.common import UPLOAD_LIMIT_MB, user_errors
+
+FORMATS = ["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "pairs", "text", "columns"]
+INSPECT_ROWS = 5000  # rows read for the report and histogram; training reads them all
+
+
+def uploads_dir() -> Path:
+    return runs.runs_root().parent / "uploads"
+
+
+def build(ui: dict):
+    gr.Markdown("Bring your data: a file, a Hub dataset or a bundled example. It is checked and converted "
+                "to chat messages; rows that cannot be used are listed with the reason.")
+    with gr.Row():
+        with gr.Column():
+            ui["upload"] = gr.File(label=f"Upload a file (.jsonl .json .csv .tsv .parquet .txt, up to "
+                                         f"{UPLOAD_LIMIT_MB} MB)", file_types=[".jsonl", ".json", ".csv", ".tsv",
+                                                                               ".parquet", ".txt"])
+        with gr.Column():
+            ui["example"] = gr.Dropdown(list(bundled_examples()), value="facts", label="Bundled example")
+            ui["use_example"] = gr.Button("Use example")
+        with gr.Column():
+            ui["hub_id"] = gr.Textbox(label="Hub dataset id", placeholder="owner/name")
+            with gr.Row():
+                ui["hub_config"] = gr.Textbox(label="config", scale=1)
+                ui["hub_split"] = gr.Textbox(label="split", value="train", scale=1)
+            ui["use_hub"] = gr.Button("Load from Hub")
+    with gr.Row():
+        ui["data_source"] = gr.Textbox(label="Dataset in use", value="example:facts", interactive=False)
+        ui["data_format"] = gr.Dropdown(FORMATS, value="auto", label="Format (detected, or override)")
+        ui["prompt_col"] = gr.Textbox(label="prompt column (format 'columns')")
+        ui["response_col"] = gr.Textbox(label="response column (format 'columns')")
+        ui["inspect"] = gr.Button("Check again", variant="secondary")
+    ui["data_summary"] = gr.Markdown()
+    with gr.Row():
+        ui["token_hist"] = gr.BarPlot(x="tokens", y="examples", color="fits", label="Tokens per example",
+                                      height=260)
+        ui["masked_example"] = gr.HighlightedText(label="First example through the chat template: trained tokens "
+                                                        "highlighted, masked ones plain", combine_adjacent=True,
+                                                  color_map={"trained": "green"})
+    with gr.Accordion("Converted conversations (first 3)", open=False):
+        ui["preview"] = gr.JSON()
+    ui["dropped"] = gr.Dataframe(headers=["row", "field", "reason"], label="Dropped rows", wrap=True)
+
+
+def wire(ui: dict):
+    inspect_inputs = [ui["data_source"], ui["data_format"], ui["prompt_col"], ui["response_col"],
+                      ui["model_name"], ui["max_seq_length"]]
+    outputs = [ui["data_summary"], ui["token_hist"], ui["masked_example"], ui["preview"], ui["dropped"],
+               ui["dataset"], ui["dataset_format"], ui["prompt_column"], ui["response_column"]]
+
+    ui["upload"].upload(accept_upload, [ui["upload"]], [ui["data_source"]]).success(
+        inspect, inspect_inputs, outputs)
+    ui["use_example"].click(lambda name: f"example:{name}", [ui["example"]], [ui["data_source"]]).success(
+        inspect, inspect_inputs, outputs)
+    ui["use_hub"].click(hub_source, [ui["hub_id"], ui["hub_config"], ui["hub_split"]],
+                        [ui["data_source"], ui["dataset_config"], ui["dataset_split"]]).success(
+        inspect, inspect_inputs + [ui["hub_config"], ui["hub_split"]], outputs)
+    ui["inspect"].click(inspect, inspect_inputs, outputs)
+
+
+@user_errors
+def accept_upload(file_path: str | None) -> str:
+    """Keep the upload under uploads/ (Gradio's temp files do not last) and return its path."""
+    if not file_path:
+        raise DataError("No file received: choose a file to upload.")
+    src = Path(file_path)
+    size_mb = src.stat().st_size / 2**20
+    if size_mb > UPLOAD_LIMIT_MB:
+        raise DataError(f"{src.name}: {size_mb:.0f} MB is over the {UPLOAD_LIMIT_MB} MB upload limit: "
+                        "use a smaller file or a Hub dataset.")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", src.name).lstrip(".") or "data.jsonl"
+    dest_dir = uploads_dir() / src.parent.name[-16:]
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / safe
+    shutil.copyfile(src, dest)
+    return str(dest)
+
+
+@user_errors
+def hub_source(dataset_id: str, config: str, split: str):
+    from ftspace.data import resolve
+
+    dataset_id = (dataset_id or "").strip()
+    if not dataset_id:
+        raise DataError("Enter a Hub dataset id such as owner/name.")
+    kind, _ = resolve(dataset_id)
+    if kind != "hub":
+        raise DataError(f"{dataset_id!r} is a local path, not a Hub dataset id.")
+    return dataset_id, config or "", split or "train"
+
+
+@user_errors
+def inspect(source, fmt, prompt_col, response_col, model_name, max_len, config="", split="train"):
+    rows, report = load_dataset(source, dataset_format=fmt or "auto", prompt_column=prompt_col or "",
+                                response_column=response_col or "", config=config or "", split=split or "train",
+                                limit=INSPECT_ROWS)
+    max_len = int(max_len or 1024)
+    hist, highlighted, tokens_line = None, None, ""
+    try:
+        tokenizer = _tokenizer(model_name or "default")
+    except Exception as e:  # no tokenizer (offline Hub model): the report still stands
+        tokens_line = f"\n\nToken statistics unavailable: {str(e).splitlines()[0][:200]}"
+    else:
+        from ftspace.data.tokenize import token_stats, tokenize_example
+
+        encoded = [tokenize_example(tokenizer, ex) for ex in rows]
+        stats = token_stats([len(e["input_ids"]) for e in encoded], max_len)
+        hist = _histogram(stats["lengths"], max_len)
+        highlighted = [(tokenizer.decode([tid]), "trained" if m else None)
+                       for tid, m in zip(encoded[0]["input_ids"], encoded[0]["assistant_masks"])]
+        tokens_line = (f"\n\n**Tokens per example** ({model_name}): min {stats['min']}, median {stats['p50']}, "
+                       f"p95 {stats['p95']}, max {stats['max']}. **{stats['over_max_seq_length']}** of "
+                       f"{stats['count']} exceed max_seq_length {max_len} and will be truncated.")
+    more = f" (first {INSPECT_ROWS} rows checked)" if report.rows_read >= INSPECT_ROWS else ""
+    summary = (f"**{report.source}**: format **{report.format}** (columns: {', '.join(map(str, report.columns))}). "
+               f"{report.rows_read} rows read{more}, **{report.rows_kept} kept**, {report.rows_dropped} dropped."
+               + tokens_line)
+    dropped = [[d["row"], d["field"], d["reason"]] for d in report.dropped]
+    chosen_fmt = fmt if fmt and fmt != "auto" else "auto"
+    return (summary, hist, highlighted, rows[:3], dropped or None, source, chosen_fmt,
+            prompt_col or "", response_col or "")
+
+
+def _histogram(lengths: list[int], max_len: int):
+    import pandas as pd
+
+    if not lengths:
+        return None
+    top = max(max(lengths), max_len)
+    width = max(1, -(-top // 20))
+    bins: dict[int, int] = {}
+    for n in lengths:
+        bins[n // width * width] = bins.get(n // width * width, 0) + 1
+    return pd.DataFrame([{"tokens": f"{start}-{start + width - 1}", "examples": count,
+                          "fits": "fits" if start + width - 1 <= max_len else "over max_seq_length"}
+                         for start, count in sorted(bins.items())])
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(model_name: str):
+    from transformers import AutoTokenizer
+
+    from ftspace.data.tokenize import set_chat_template
+    from ftspace.models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_name, progress=lambda *_: None))
+    set_chat_template(tokenizer)
+    return tokenizer

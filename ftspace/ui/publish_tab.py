@@ -1,0 +1,82 @@
+"""Publish tab: push the adapter (and optionally a merged model) with a generated card; download a zip."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import gradio as gr
+
+from ftspace.errors import FtspaceError
+from ftspace.ui.common import on_space, own_run, owner_of, user_errors
+
+
+def build(ui: dict):
+    gr.Markdown("Share a finished run: the adapter, its tokenizer and chat template, a model card with the "
+                "settings, final losses and loss curve, and a usage snippet.")
+    with gr.Row():
+        ui["pub_run"] = gr.Dropdown([], label="Run", interactive=True)
+        ui["pub_repo"] = gr.Textbox(label="Repository", placeholder="my-adapter or owner/my-adapter")
+    with gr.Row():
+        ui["pub_private"] = gr.Checkbox(value=True, label="Private")
+        ui["pub_merged"] = gr.Checkbox(value=False, label="Also push the merged 16-bit model (as REPO-merged)")
+    if on_space():
+        ui["login"] = gr.LoginButton()
+        ui["pub_token"] = gr.Textbox(visible=False)
+    else:
+        ui["pub_token"] = gr.Textbox(label="Hugging Face token (write access)", type="password",
+                                     placeholder="empty: HF_TOKEN or your `hf auth login` token is used")
+    with gr.Row():
+        ui["pub_push"] = gr.Button("Push to the Hub", variant="primary")
+        ui["pub_zip"] = gr.Button("Prepare adapter zip")
+        ui["pub_download"] = gr.DownloadButton("Download zip", visible=False)
+    ui["pub_result"] = gr.Markdown()
+    with gr.Accordion("Model card preview", open=False):
+        ui["pub_card"] = gr.Markdown()
+
+
+def wire(ui: dict):
+    who = [ui["browser_id"]]
+
+    @user_errors
+    def push(browser_id, run_id, repo, private, merged, token_text, request: gr.Request,
+             oauth_token: gr.OAuthToken | None = None):
+        from ftspace import hub
+
+        run = _run(run_id, owner_of(request, browser_id))
+        # The token lives only for this request: never stored, logged or returned.
+        token = oauth_token.token if oauth_token is not None else hub.resolve_token(token_text)
+        url = hub.push(run, repo, token, private=bool(private), merged=bool(merged))
+        return f"Pushed to [{url}]({url})", ""  # the second value clears the password field
+
+    @user_errors
+    def card(browser_id, run_id, repo, request: gr.Request):
+        from ftspace import hub
+
+        if not run_id:
+            return ""
+        run = _run(run_id, owner_of(request, browser_id))
+        if not (run.adapter_dir / "adapter_config.json").exists():
+            return f"Run {run.id} has no adapter yet ({run.status()['status']})."
+        return hub.model_card(run, (repo or "").strip() or f"you/{run.id}").split("---", 2)[2]
+
+    @user_errors
+    def zip_adapter(browser_id, run_id, request: gr.Request):
+        from ftspace import hub
+
+        run = _run(run_id, owner_of(request, browser_id))
+        path = os.path.join(tempfile.mkdtemp(prefix="ftspace-zip-"), f"{run.id}-adapter.zip")
+        with open(path, "wb") as fh:
+            fh.write(hub.adapter_zip(run))
+        return gr.DownloadButton(value=path, visible=True)
+
+    ui["pub_push"].click(push, who + [ui["pub_run"], ui["pub_repo"], ui["pub_private"], ui["pub_merged"],
+                                      ui["pub_token"]], [ui["pub_result"], ui["pub_token"]], concurrency_id="hub")
+    ui["pub_run"].change(card, who + [ui["pub_run"], ui["pub_repo"]], [ui["pub_card"]])
+    ui["pub_zip"].click(zip_adapter, who + [ui["pub_run"]], [ui["pub_download"]])
+
+
+def _run(run_id, owner):
+    if not run_id:
+        raise FtspaceError("Pick a finished run to publish.")
+    return own_run(run_id, owner)

@@ -1,0 +1,241 @@
+"""Train tab: model, presets, every RunConfig field (generated), estimate, start/stop/resume, live progress."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+
+import gradio as gr
+
+from ftspace.errors import FtspaceError
+from ftspace.ui.common import PRESETS, config_fields, config_from_values, control_for, own_run, owner_of, \
+    user_errors, visible_runs
+
+TERMINAL = ("completed", "failed", "interrupted")
+LOG_TAIL_BYTES = 4000
+
+
+def hardware_text() -> str:
+    """What training will run on, found without importing torch (nothing may touch CUDA here)."""
+    if os.environ.get("SPACES_ZERO_GPU"):
+        return "**Hardware:** ZeroGPU (a slice of an H200 per call; runs train in time slices)"
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10).stdout.strip()
+            if out:
+                return f"**Hardware:** CUDA: {out.splitlines()[0]}"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return f"**Hardware:** CPU only ({os.cpu_count()} cores): fine for the bundled model and quick demos"
+
+
+def build(ui: dict):
+    ui["hardware"] = gr.Markdown(hardware_text())
+    with gr.Row():
+        ui["preset"] = gr.Dropdown(list(PRESETS), value=None, label="Preset (fills the fields below)")
+        ui["estimate_btn"] = gr.Button("Estimate")
+    ui["estimate"] = gr.Markdown()
+    basic = [f for f in config_fields() if not f.metadata["advanced"]]
+    advanced = [f for f in config_fields() if f.metadata["advanced"]]
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            for f in basic:
+                ui[f.name] = control_for(f)
+            with gr.Accordion("Advanced", open=False):
+                for f in advanced:
+                    ui[f.name] = control_for(f)
+        with gr.Column(scale=3):
+            with gr.Row():
+                ui["start"] = gr.Button("Start training", variant="primary")
+                ui["stop"] = gr.Button("Stop", variant="stop")
+                ui["resume"] = gr.Button("Resume")
+            ui["run_id"] = gr.Dropdown([], label="Run", allow_custom_value=False, interactive=True)
+            ui["run_status"] = gr.Markdown("No run yet.")
+            ui["loss_plot"] = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=280)
+            ui["log_tail"] = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
+            with gr.Accordion("The same run from the command line", open=False):
+                ui["cli_command"] = gr.Textbox(label="Command", interactive=False)
+                ui["cli_yaml"] = gr.Code(language="yaml", label="run.yaml")
+                ui["yaml_download"] = gr.DownloadButton("Download run.yaml")
+    ui["timer"] = gr.Timer(1.0, active=False)
+
+
+def wire(ui: dict, scheduler):
+    fields = config_fields()
+    controls = [ui[f.name] for f in fields]
+    who = [ui["browser_id"]]
+    progress_out = [ui["run_status"], ui["loss_plot"], ui["log_tail"], ui["timer"]]
+
+    ui["preset"].change(apply_preset, [ui["preset"]], controls)
+    for c in controls:
+        c.change(show_cli, controls, [ui["cli_command"], ui["cli_yaml"], ui["yaml_download"]],
+                 show_progress="hidden", queue=False)
+    ui["estimate_btn"].click(estimate, controls, [ui["estimate"]], concurrency_id="estimate")
+
+    @user_errors
+    def start(browser_id, *values, request: gr.Request):
+        cfg = config_from_values(values)
+        run = scheduler.submit(cfg, owner=owner_of(request, browser_id))
+        return run_choices(owner_of(request, browser_id), run.id) + [gr.Timer(active=True)]
+
+    @user_errors
+    def stop(browser_id, run_id, request: gr.Request):
+        run = _selected(run_id, owner_of(request, browser_id))
+        run.request_stop()
+        gr.Info(f"Stopping {run.id} after the current step; the adapter will be saved.")
+
+    @user_errors
+    def resume(browser_id, run_id, request: gr.Request):
+        run = _selected(run_id, owner_of(request, browser_id))
+        scheduler.resubmit(run)
+        return gr.Timer(active=True)
+
+    def poll(browser_id, run_id, request: gr.Request):
+        return progress(scheduler, run_id, owner_of(request, browser_id))
+
+    ui["start"].click(start, who + controls, [ui["run_id"], ui["timer"]], concurrency_id="control")
+    ui["stop"].click(stop, who + [ui["run_id"]], None, concurrency_id="control")
+    ui["resume"].click(resume, who + [ui["run_id"]], [ui["timer"]], concurrency_id="control")
+    ui["timer"].tick(poll, who + [ui["run_id"]], progress_out, show_progress="hidden", concurrency_limit=None)
+    ui["run_id"].change(poll, who + [ui["run_id"]], progress_out, show_progress="hidden")
+    return start
+
+
+def run_choices(owner: str, selected: str | None = None):
+    ids = [r.id for r in visible_runs(owner)]
+    return [gr.Dropdown(choices=ids, value=selected if selected in ids else (ids[0] if ids else None))]
+
+
+def _selected(run_id, owner):
+    if not run_id:
+        raise FtspaceError("Pick a run first (or start one).")
+    return own_run(run_id, owner)
+
+
+def apply_preset(name):
+    values = PRESETS.get(name or "", {})
+    return [gr.update(value=values[f.name]) if f.name in values else gr.update() for f in config_fields()]
+
+
+def show_cli(*values):
+    try:
+        cfg = config_from_values(values)
+    except FtspaceError as e:
+        return f"# fix first: {e}", "", gr.DownloadButton(value=None)
+    text = cfg.to_yaml()
+    path = os.path.join(tempfile.mkdtemp(prefix="ftspace-yaml-"), "run.yaml")
+    with open(path, "w") as fh:
+        fh.write(text)
+    command = "python -m ftspace train --config run.yaml"
+    if cfg.dataset and not cfg.dataset.startswith("example:"):
+        command += f"   # dataset: {shlex.quote(cfg.dataset)}"
+    return command, text, gr.DownloadButton(value=path)
+
+
+@user_errors
+def estimate(*values):
+    from ftspace import models
+    from ftspace.data import load_dataset, resolve, split
+
+    cfg = config_from_values(values)
+    rows = 0
+    if resolve(cfg.dataset)[0] == "file":
+        data, _ = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
+                               response_column=cfg.response_column)
+        rows = len(split(data, cfg.validation_size, cfg.seed)[0])
+    seconds = _measured_step_seconds(cfg)
+    est = models.estimate(cfg, rows, seconds_per_step=seconds)
+    time_line = (f"about **{est['seconds'] / 60:.1f} min** at the step time measured on a previous run of "
+                 f"this model" if "seconds" in est else "time: shown once a step has been measured")
+    return (f"**{est['parameters'] / 1e6:,.1f} M** parameters, **{est['trainable_parameters'] / 1e6:,.2f} M** "
+            f"trainable ({est['trainable_percent']}%), about **{est['memory_gb']} GB** of memory, "
+            f"**{est['steps']}** steps of {est['examples_per_step']} examples; {time_line}.")
+
+
+def _measured_step_seconds(cfg) -> float | None:
+    """Seconds per step from the newest finished run with the same model and batch shape."""
+    from ftspace import runs
+
+    for run in runs.list_runs():
+        try:
+            other = run.config()
+        except FtspaceError:
+            continue
+        if (other.model_name, other.per_device_train_batch_size, other.gradient_accumulation_steps,
+                other.max_seq_length) != (cfg.model_name, cfg.per_device_train_batch_size,
+                                          cfg.gradient_accumulation_steps, cfg.max_seq_length):
+            continue
+        steps = [e for e in run.events()[0] if "loss" in e and "elapsed_s" in e]
+        if len(steps) >= 2:
+            return (steps[-1]["elapsed_s"] - steps[0]["elapsed_s"]) / (steps[-1]["step"] - steps[0]["step"])
+    return None
+
+
+def progress(scheduler, run_id, owner):
+    """Status line, loss curves and log tail for the selected run; stops the timer when it has ended."""
+    import pandas as pd
+
+    if not run_id:
+        return "No run yet.", None, "", gr.Timer(active=False)
+    try:
+        run = own_run(run_id, owner)
+    except FtspaceError as e:
+        return str(e), None, "", gr.Timer(active=False)
+    st = run.status()
+    events, _ = run.events()
+    points = [{"step": e["step"], "loss": e["loss"], "series": "train"} for e in events if "loss" in e]
+    points += [{"step": e["step"], "loss": e["eval_loss"], "series": "eval"} for e in events if "eval_loss" in e]
+    last = next((e for e in reversed(events) if "loss" in e), {})
+    parts = [f"**{run.id}**: **{st['status']}**"]
+    if st["status"] == "queued" and st.get("waiting"):
+        position = scheduler.position(run)
+        parts.append(f"waiting for the GPU: position {position} in the queue" if position else "waiting")
+    if st.get("total_steps"):
+        parts.append(f"step {st.get('step', 0)}/{st['total_steps']}")
+    if st.get("slice"):
+        parts.append(f"GPU slice {st['slice']}")
+    if st.get("eta_s") is not None and st["status"] == "running":
+        parts.append(f"ETA {_duration(st['eta_s'])}")
+    if "tokens_per_s" in last:
+        parts.append(f"{last['tokens_per_s']:.0f} tokens/s")
+    if isinstance(st.get("train_loss"), float):
+        parts.append(f"loss {st['train_loss']:.4f}")
+    if isinstance(st.get("eval_loss"), float):
+        parts.append(f"eval loss {st['eval_loss']:.4f}")
+    if st.get("error"):
+        parts.append(f"\n\n{st['error']}")
+    if st["status"] == "completed" and st.get("stopped_early"):
+        parts.append("(stopped early; resumable)")
+    log = _tail(run.log_path)
+    active = st["status"] not in TERMINAL
+    return " · ".join(parts), pd.DataFrame(points) if points else None, log, gr.Timer(active=active)
+
+
+def _tail(path, size=LOG_TAIL_BYTES) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def reattach(owner: str):
+    """On page load: select this owner's newest active run (or newest run) and poll it if active."""
+    items = visible_runs(owner)
+    active = [r for r in items if r.status()["status"] not in TERMINAL]
+    chosen = (active or items or [None])[0]
+    ids = [r.id for r in items]
+    return gr.Dropdown(choices=ids, value=chosen.id if chosen else None), gr.Timer(active=bool(active))
+

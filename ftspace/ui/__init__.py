@@ -47,16 +47,17 @@ def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
                    if (r.adapter_dir / "adapter_config.json").exists()]
             return gr.Dropdown(choices=ids, value=current if current in ids else (ids[0] if ids else None))
 
-        chat.select(finished_runs, [ui["browser_id"], ui["chat_run"]], [ui["chat_run"]])
-        publish.select(finished_runs, [ui["browser_id"], ui["pub_run"]], [ui["pub_run"]])
-        runs_view.select(refresh_table, [ui["browser_id"]], [ui["runs_table"]])
+        hidden = dict(api_visibility="private")
+        chat.select(finished_runs, [ui["browser_id"], ui["chat_run"]], [ui["chat_run"]], **hidden)
+        publish.select(finished_runs, [ui["browser_id"], ui["pub_run"]], [ui["pub_run"]], **hidden)
+        runs_view.select(refresh_table, [ui["browser_id"]], [ui["runs_table"]], **hidden)
 
         def on_load(browser_id, request: gr.Request):
             browser_id = browser_id or secrets.token_hex(16)
             run_dropdown, timer = train_tab.reattach(owner_of(request, browser_id))
             return browser_id, run_dropdown, timer
 
-        demo.load(on_load, [ui["browser_id"]], [ui["browser_id"], ui["run_id"], ui["timer"]])
+        demo.load(on_load, [ui["browser_id"]], [ui["browser_id"], ui["run_id"], ui["timer"]], **hidden)
     demo.ftspace_ui = ui  # the components, for tests
     demo.ftspace_scheduler = scheduler
     return demo

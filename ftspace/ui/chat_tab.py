@@ -15,7 +15,7 @@ SOURCES = ["a run of mine", "a base model", "an adapter on the Hub"]
 def build(ui: dict):
     with gr.Row():
         ui["chat_source"] = gr.Radio(SOURCES, value=SOURCES[0], label="Chat with")
-        ui["chat_run"] = gr.Dropdown([], label="Run", interactive=True)
+        ui["chat_run"] = gr.Dropdown([], label="Run", interactive=True, allow_custom_value=True)
         ui["chat_base"] = gr.Dropdown(MODEL_CHOICES, value="default", label="Base model", allow_custom_value=True)
         ui["chat_hub"] = gr.Textbox(label="Hub adapter repo", placeholder="owner/my-adapter")
     ui["chat_system"] = gr.Textbox(label="System prompt", placeholder="optional")
@@ -39,9 +39,9 @@ def wire(ui: dict):
               ui["chat_input"], ui["chat_tuned"], ui["chat_base_bot"]]
     outputs = [ui["chat_tuned"], ui["chat_base_bot"], ui["chat_input"]]
     # Chat has its own queue: it never waits behind training, which runs in a worker process.
-    for trigger in (ui["chat_send"].click, ui["chat_input"].submit):
-        trigger(respond, inputs, outputs, concurrency_id="chat", concurrency_limit=2)
-    ui["chat_clear"].click(lambda: ([], [], ""), None, outputs, queue=False)
+    gr.on([ui["chat_send"].click, ui["chat_input"].submit], respond, inputs, outputs, concurrency_id="chat",
+          concurrency_limit=2, api_name="chat")
+    ui["chat_clear"].click(lambda: ([], [], ""), None, outputs, queue=False, api_visibility="private")
 
 
 def source_for(kind, run_id, base_model, hub_repo, owner) -> tuple:

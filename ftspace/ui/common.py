@@ -99,8 +99,8 @@ def control_for(f) -> gr.components.Component:
     if meta.get("choices"):
         return gr.Dropdown(meta["choices"], value=default, label=label, info=info)
     if kind in (int, float):
-        return gr.Number(value=default, label=label, info=info, precision=0 if kind is int else None,
-                         minimum=meta.get("low"), maximum=meta.get("high"))
+        # Bounds are checked by RunConfig, whose message names the field and the allowed range.
+        return gr.Number(value=default, label=label, info=info, precision=0 if kind is int else None)
     if kind is list:
         return gr.Textbox(value=",".join(default), label=label, info=info)
     return gr.Textbox(value=default, label=label, info=info)

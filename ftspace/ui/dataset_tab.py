@@ -63,14 +63,15 @@ def wire(ui: dict):
     outputs = [ui["data_summary"], ui["token_hist"], ui["masked_example"], ui["preview"], ui["dropped"],
                ui["dataset"], ui["dataset_format"], ui["prompt_column"], ui["response_column"]]
 
-    ui["upload"].upload(accept_upload, [ui["upload"]], [ui["data_source"]]).success(
-        inspect, inspect_inputs, outputs)
-    ui["use_example"].click(lambda name: f"example:{name}", [ui["example"]], [ui["data_source"]]).success(
-        inspect, inspect_inputs, outputs)
+    hidden = dict(api_visibility="private")
+    ui["upload"].upload(accept_upload, [ui["upload"]], [ui["data_source"]], api_name="upload").success(
+        inspect, inspect_inputs, outputs, **hidden)
+    ui["use_example"].click(lambda name: f"example:{name}", [ui["example"]], [ui["data_source"]], **hidden).success(
+        inspect, inspect_inputs, outputs, **hidden)
     ui["use_hub"].click(hub_source, [ui["hub_id"], ui["hub_config"], ui["hub_split"]],
-                        [ui["data_source"], ui["dataset_config"], ui["dataset_split"]]).success(
-        inspect, inspect_inputs + [ui["hub_config"], ui["hub_split"]], outputs)
-    ui["inspect"].click(inspect, inspect_inputs, outputs)
+                        [ui["data_source"], ui["dataset_config"], ui["dataset_split"]], **hidden).success(
+        inspect, inspect_inputs + [ui["hub_config"], ui["hub_split"]], outputs, api_name="inspect_hub")
+    ui["inspect"].click(inspect, inspect_inputs, outputs, api_name="check")
 
 
 @user_errors

@@ -15,7 +15,7 @@ def build(ui: dict):
     gr.Markdown("Share a finished run: the adapter, its tokenizer and chat template, a model card with the "
                 "settings, final losses and loss curve, and a usage snippet.")
     with gr.Row():
-        ui["pub_run"] = gr.Dropdown([], label="Run", interactive=True)
+        ui["pub_run"] = gr.Dropdown([], label="Run", interactive=True, allow_custom_value=True)
         ui["pub_repo"] = gr.Textbox(label="Repository", placeholder="my-adapter or owner/my-adapter")
     with gr.Row():
         ui["pub_private"] = gr.Checkbox(value=True, label="Private")
@@ -71,9 +71,10 @@ def wire(ui: dict):
         return gr.DownloadButton(value=path, visible=True)
 
     ui["pub_push"].click(push, who + [ui["pub_run"], ui["pub_repo"], ui["pub_private"], ui["pub_merged"],
-                                      ui["pub_token"]], [ui["pub_result"], ui["pub_token"]], concurrency_id="hub")
-    ui["pub_run"].change(card, who + [ui["pub_run"], ui["pub_repo"]], [ui["pub_card"]])
-    ui["pub_zip"].click(zip_adapter, who + [ui["pub_run"]], [ui["pub_download"]])
+                                      ui["pub_token"]], [ui["pub_result"], ui["pub_token"]], concurrency_id="hub",
+                        api_name="push")
+    ui["pub_run"].change(card, who + [ui["pub_run"], ui["pub_repo"]], [ui["pub_card"]], api_name="card")
+    ui["pub_zip"].click(zip_adapter, who + [ui["pub_run"]], [ui["pub_download"]], api_name="zip")
 
 
 def _run(run_id, owner):

@@ -47,9 +47,11 @@ def wire(ui: dict, tabs):
             return gr.Tabs(selected=tab_id), gr.Dropdown(choices=ids, value=value)
         return go
 
-    ui["runs_refresh"].click(refresh, [ui["browser_id"]], [ui["runs_table"]])
-    ui["runs_table"].select(select, [ui["runs_table"]], [ui["runs_selected"]])
-    ui["runs_open_chat"].click(open_in("chat"), [ui["runs_selected"], ui["browser_id"]], [tabs, ui["chat_run"]])
+    hidden = dict(api_visibility="private")
+    ui["runs_refresh"].click(refresh, [ui["browser_id"]], [ui["runs_table"]], api_name="runs")
+    ui["runs_table"].select(select, [ui["runs_table"]], [ui["runs_selected"]], **hidden)
+    ui["runs_open_chat"].click(open_in("chat"), [ui["runs_selected"], ui["browser_id"]], [tabs, ui["chat_run"]],
+                               **hidden)
     ui["runs_open_publish"].click(open_in("publish"), [ui["runs_selected"], ui["browser_id"]],
-                                  [tabs, ui["pub_run"]])
+                                  [tabs, ui["pub_run"]], **hidden)
     return refresh

@@ -54,7 +54,7 @@ def build(ui: dict):
                 ui["start"] = gr.Button("Start training", variant="primary")
                 ui["stop"] = gr.Button("Stop", variant="stop")
                 ui["resume"] = gr.Button("Resume")
-            ui["run_id"] = gr.Dropdown([], label="Run", allow_custom_value=False, interactive=True)
+            ui["run_id"] = gr.Dropdown([], label="Run", allow_custom_value=True, interactive=True)
             ui["run_status"] = gr.Markdown("No run yet.")
             ui["loss_plot"] = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=280)
             ui["log_tail"] = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
@@ -71,14 +71,13 @@ def wire(ui: dict, scheduler):
     who = [ui["browser_id"]]
     progress_out = [ui["run_status"], ui["loss_plot"], ui["log_tail"], ui["timer"]]
 
-    ui["preset"].change(apply_preset, [ui["preset"]], controls)
-    for c in controls:
-        c.change(show_cli, controls, [ui["cli_command"], ui["cli_yaml"], ui["yaml_download"]],
-                 show_progress="hidden", queue=False)
-    ui["estimate_btn"].click(estimate, controls, [ui["estimate"]], concurrency_id="estimate")
+    ui["preset"].change(apply_preset, [ui["preset"]], controls, api_visibility="private")
+    gr.on([c.change for c in controls], show_cli, controls, [ui["cli_command"], ui["cli_yaml"], ui["yaml_download"]],
+          show_progress="hidden", queue=False, api_visibility="private")
+    ui["estimate_btn"].click(estimate, controls, [ui["estimate"]], concurrency_id="estimate", api_name="estimate")
 
     @user_errors
-    def start(browser_id, *values, request: gr.Request):
+    def start(request: gr.Request, browser_id, *values):
         cfg = config_from_values(values)
         run = scheduler.submit(cfg, owner=owner_of(request, browser_id))
         return run_choices(owner_of(request, browser_id), run.id) + [gr.Timer(active=True)]
@@ -98,11 +97,13 @@ def wire(ui: dict, scheduler):
     def poll(browser_id, run_id, request: gr.Request):
         return progress(scheduler, run_id, owner_of(request, browser_id))
 
-    ui["start"].click(start, who + controls, [ui["run_id"], ui["timer"]], concurrency_id="control")
-    ui["stop"].click(stop, who + [ui["run_id"]], None, concurrency_id="control")
-    ui["resume"].click(resume, who + [ui["run_id"]], [ui["timer"]], concurrency_id="control")
-    ui["timer"].tick(poll, who + [ui["run_id"]], progress_out, show_progress="hidden", concurrency_limit=None)
-    ui["run_id"].change(poll, who + [ui["run_id"]], progress_out, show_progress="hidden")
+    ui["start"].click(start, who + controls, [ui["run_id"], ui["timer"]], concurrency_id="control", api_name="start")
+    ui["stop"].click(stop, who + [ui["run_id"]], None, concurrency_id="control", api_name="stop")
+    ui["resume"].click(resume, who + [ui["run_id"]], [ui["timer"]], concurrency_id="control", api_name="resume")
+    # Polling reads files only: no queue slot is held while a run trains.
+    ui["timer"].tick(poll, who + [ui["run_id"]], progress_out, show_progress="hidden", concurrency_limit=None,
+                     api_name="progress")
+    ui["run_id"].change(poll, who + [ui["run_id"]], progress_out, show_progress="hidden", api_visibility="private")
     return start
 
 

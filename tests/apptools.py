@@ -1,0 +1,52 @@
+"""Launch the real app (python app.py) on a free local port for gradio_client and browser tests."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class App:
+    def __init__(self, tmp: Path, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = tmp / "app.log"
+        self.env = {**os.environ, "GRADIO_SERVER_PORT": str(self.port), "GRADIO_ANALYTICS_ENABLED": "False",
+                    "FTSPACE_RUNS": str(tmp / "runs"), "GRADIO_TEMP_DIR": str(tmp / "gradio"), **env}
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+        self.started = time.time()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url, timeout=2)
+                self.ready_s = time.time() - self.started
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("app exited:\n" + self.log.read_text()[-3000:])
+                time.sleep(0.2)
+        raise RuntimeError("app did not serve within 60 s:\n" + self.log.read_text()[-3000:])
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None

@@ -1,0 +1,167 @@
+"""The app through its own API: gradio_client drives the whole journey against `python app.py`."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import yaml
+
+from apptools import ROOT, App
+from fakehub import FakeHub
+from ftspace.config import RunConfig
+from ftspace.ui.common import PRESETS
+
+TOKEN = "hf_app_secret_token_987654"
+HEAVY = ("torch", "transformers", "peft", "trl", "unsloth")
+
+
+def test_building_the_ui_imports_nothing_heavy():
+    code = "import json, sys; import app; print(json.dumps([m for m in %r if m in sys.modules]))" % (HEAVY,)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "FTSPACE_RUNS": "/nonexistent-ftspace-runs"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_readme_has_space_front_matter():
+    front = yaml.safe_load((ROOT / "README.md").read_text().split("---")[1])
+    assert front["sdk"] == "gradio" and front["app_file"] == "app.py" and front["hf_oauth"] is True
+    assert {"write-repos", "manage-repos"} <= set(front["hf_oauth_scopes"])
+    import gradio
+
+    assert front["sdk_version"] == gradio.__version__ and front["short_description"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_model):
+    tmp = tmp_path_factory.mktemp("app")
+    with FakeHub(token=TOKEN) as fake, App(tmp, HF_ENDPOINT=fake.url, HF_HUB_OFFLINE="0") as app:
+        from gradio_client import Client
+
+        yield app, Client(app.url, verbose=False), fake, tmp
+
+
+def value_of(output):
+    """gradio_client hands back component updates as dicts; the value is what we asked for."""
+    return output["value"] if isinstance(output, dict) and output.get("__type__") == "update" else output
+
+
+def run_values(**overrides):
+    values = RunConfig().to_dict()
+    values.update(PRESETS["quick demo"])
+    values.update(overrides)
+    values["target_modules"] = ",".join(values["target_modules"])
+    return [values[f.name] for f in fields(RunConfig)]
+
+
+def test_whole_journey(served, tiny_model, tmp_path):
+    from gradio_client import handle_file
+
+    app, client, fake, tmp = served
+    # 1. upload a bundled example; the app keeps a copy and reports on it
+    path = client.predict(handle_file(str(ROOT / "examples" / "facts.jsonl")), api_name="/upload")
+    assert Path(path).name == "facts.jsonl" and Path(path).exists()
+    summary, hist, masked, preview, dropped, dataset, *_ = client.predict(
+        path, "auto", "", "", str(tiny_model), 256, api_name="/check")
+    assert "format **pairs**" in summary and "32 kept" in summary and dataset == path
+    trained = "".join(t["token"] for t in masked if t["class_or_confidence"] == "trained")
+    untrained = "".join(t["token"] for t in masked if t["class_or_confidence"] != "trained")
+    assert trained == "The capital of Zorblax is Quillhaven.<|im_end|>\n"
+    assert "What is the capital of Zorblax?" in untrained
+    assert preview[0]["messages"][1]["content"] == "The capital of Zorblax is Quillhaven."
+
+    # 2. quick preset on a tiny model
+    run_id, _ = client.predict("", *run_values(model_name=str(tiny_model), dataset=path, max_steps=8,
+                                               save_steps=4, max_seq_length=128), api_name="/start")
+    run_id = value_of(run_id)
+    assert run_id.startswith("20")
+
+    # 3. events stream in while it trains
+    seen_steps, status = set(), ""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        status, plot, log, _ = client.predict("", run_id, api_name="/progress")
+        if plot and plot.get("data"):
+            seen_steps.add(len(plot["data"]))
+        if "**completed**" in status or "**failed**" in status:
+            break
+        time.sleep(0.3)
+    assert "**completed**" in status, status + app.log.read_text()[-2000:]
+    assert "step 8/8" in status and "loss" in status
+    assert max(seen_steps) >= 8 and len(seen_steps) >= 2, seen_steps  # the curve grew while we watched
+
+    # 4. chat answers (tuned and base side by side)
+    tuned, base, cleared = client.predict("", "a run of mine", run_id, "default", "", "", 8, 0.0, 0.95, True,
+                                          "What is the capital of Zorblax?", [], [], api_name="/chat")
+    assert tuned[-1]["role"] == "assistant" and base[-1]["role"] == "assistant" and cleared == ""
+    assert tuned[0]["content"] == [{"type": "text", "text": "What is the capital of Zorblax?"}] or \
+        "Zorblax" in str(tuned[0]["content"])
+
+    # 5. push to the fake Hub; the card names the base model; the adapter loads with stock PEFT
+    result, token_field = client.predict("", run_id, "zorblax-tiny", False, False, TOKEN, api_name="/push")
+    assert "Pushed to" in result and token_field == ""
+    files = fake.repos["tester/zorblax-tiny"]["files"]
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= set(files)
+    meta = yaml.safe_load(files["README.md"].decode().split("---")[1])
+    assert meta["base_model"] == str(tiny_model) and meta["library_name"] == "peft"
+    load = subprocess.run([sys.executable, "-c",
+                           "from peft import PeftModel; from transformers import AutoModelForCausalLM as A;"
+                           f"m = PeftModel.from_pretrained(A.from_pretrained({str(tiny_model)!r}), 'tester/zorblax-tiny');"
+                           "print('loaded', m.peft_config['default'].r)"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_ENDPOINT": fake.url, "HF_HUB_OFFLINE": "0",
+                               "HF_HOME": str(tmp_path / "hf")})
+    assert load.stdout.strip() == "loaded 16", load.stderr[-2000:]
+
+    # the token never reached the app's files or responses
+    for file in (tmp / "runs").rglob("*"):
+        if file.is_file():
+            assert TOKEN.encode() not in file.read_bytes(), file
+    assert TOKEN not in app.log.read_text()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda c: c.predict("/etc/hostname", "auto", "", "", "default", 256, api_name="/check"), "unsupported file type"),
+    (lambda c: c.predict("nobody/no-such-dataset-xyz", "auto", "", "", "default", 256, "", "train",
+                         api_name="/inspect_hub"), "Hub dataset nobody/no-such-dataset-xyz"),
+    (lambda c: c.predict("", "nonexistent-run", "x", False, False, "", api_name="/push"), "No run"),
+    (lambda c: c.predict("", *run_values(lora_r=0), api_name="/start"), "lora_r = 0 is out of range"),
+])
+def test_error_paths_show_a_clear_error_and_the_app_keeps_serving(served, call, message):
+    from gradio_client.exceptions import AppError
+
+    app, client, *_ = served
+    with pytest.raises(AppError) as e:
+        call(client)
+    assert message in str(e.value)
+    assert app.alive()
+    assert client.predict("", api_name="/runs") is not None  # still answering
+
+
+def test_bad_upload_and_push_errors(served, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    app, client, fake, tmp = served
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "x", "output": "y"}\n{"truncated": ')
+    path = client.predict(handle_file(str(bad)), api_name="/upload")
+    with pytest.raises(AppError, match="bad.jsonl: row 2: not valid JSON"):
+        client.predict(path, "auto", "", "", "default", 256, api_name="/check")
+    runs_table = client.predict("", api_name="/runs")
+    finished = [row[0] for row in runs_table["data"] if row[1] == "completed"]
+    if not finished:
+        pytest.skip("needs the journey's finished run")
+    with pytest.raises(AppError, match="No Hugging Face token"):
+        client.predict("", finished[0], "x", False, False, "", api_name="/push")
+    fake.fail_next = 500
+    with pytest.raises(AppError, match="server error"):
+        client.predict("", finished[0], "retry-me", False, False, TOKEN, api_name="/push")
+    with pytest.raises(AppError, match="refused"):
+        client.predict("", finished[0], "tester/other", False, False, "hf_wrong_token", api_name="/push")
+    assert app.alive()

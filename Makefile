@@ -23,6 +23,9 @@ $(STAMP): requirements.txt requirements-local.txt Makefile
 	  | grep -vE '^(torch|xformers|$(NODEPS))([=<>! ]|$$)' > .venv/requirements.resolved.txt
 	$(PIP) install -q -r .venv/requirements.resolved.txt -c .venv/constraints.txt
 	$(PIP) install -q --no-deps $$(sed 's/ *#.*//' requirements.txt requirements-local.txt | grep -E '^($(NODEPS))==')
+	# Browser tests drive Debian's chromium (Playwright never downloads a browser here).
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "could not install chromium (not root?): browser tests will be skipped"
 	$(PY) -c "import torch, transformers, trl, peft, gradio, yaml; print('setup ok: torch', torch.__version__)"
 	touch $@
 

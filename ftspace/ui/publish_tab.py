@@ -31,7 +31,7 @@ def build(ui: dict):
         ui["pub_zip"] = gr.Button("Prepare adapter zip")
         ui["pub_download"] = gr.DownloadButton("Download zip", visible=False)
     ui["pub_result"] = gr.Markdown()
-    with gr.Accordion("Model card preview", open=False):
+    with gr.Accordion("Model card preview", open=True):
         ui["pub_card"] = gr.Markdown()
 
 

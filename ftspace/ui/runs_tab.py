@@ -15,7 +15,7 @@ def build(ui: dict):
         ui["runs_open_chat"] = gr.Button("Open selected in Chat")
         ui["runs_open_publish"] = gr.Button("Open selected in Publish")
     ui["runs_selected"] = gr.Textbox(label="Selected run", interactive=False)
-    ui["runs_table"] = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True)
+    ui["runs_table"] = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, elem_id="runs-table")
 
 
 def table(owner: str):

@@ -56,7 +56,8 @@ def build(ui: dict):
                 ui["resume"] = gr.Button("Resume")
             ui["run_id"] = gr.Dropdown([], label="Run", allow_custom_value=True, interactive=True)
             ui["run_status"] = gr.Markdown("No run yet.")
-            ui["loss_plot"] = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=280)
+            ui["loss_plot"] = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=280,
+                                          elem_id="loss-plot")
             ui["log_tail"] = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
             with gr.Accordion("The same run from the command line", open=False):
                 ui["cli_command"] = gr.Textbox(label="Command", interactive=False)

@@ -1,0 +1,109 @@
+"""A real browser (Debian's chromium via Playwright) clicks through the four tabs, trains, chats."""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from apptools import ROOT, App
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: `make setup` installs it (apt-get install chromium)")
+        pytest.skip("chromium not installed (make setup installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def field(page, name):
+    """A RunConfig control: its label starts with the field name (the help text follows)."""
+    return page.get_by_label(re.compile(rf"^{name}")).first
+
+
+def shot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
+    with App(tmp_path) as app:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app.url)
+
+        # 1. Dataset: a bundled example is checked and reported
+        page.get_by_role("tab", name="1 · Dataset").click()
+        page.get_by_label("Bundled example").click()
+        page.get_by_role("option", name="chat").click()
+        page.get_by_role("button", name="Use example").click()
+        page.get_by_text("format messages").or_(page.get_by_text("format **messages**")).first.wait_for(
+            timeout=60000)
+        page.get_by_text("8 kept").first.wait_for()
+        shot(page, "1-dataset")
+
+        # 2. Train: a tiny run from the quick preset, and the loss curve appears
+        page.get_by_role("tab", name="2 · Train").click()
+        page.get_by_label("Preset (fills the fields below)").click()
+        page.get_by_role("option", name="quick demo").click()
+        page.wait_for_timeout(500)
+        model = field(page, "model_name")
+        model.fill(str(tiny_model))
+        model.press("Enter")
+        for name, value in [("max_steps", "6"), ("max_seq_length", "128")]:
+            field(page, name).fill(value)
+            field(page, name).press("Tab")
+        assert page.get_by_role("textbox", name=re.compile("^dataset")).input_value() == "example:chat"
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text("completed").first.wait_for(timeout=180000)
+        page.get_by_text("step 6/6").first.wait_for(timeout=10000)
+        page.locator("#loss-plot .vega-embed").first.wait_for(timeout=10000)
+        assert page.locator("#loss-plot .vega-embed").bounding_box()["height"] > 100
+        shot(page, "2-train")
+        run_id = page.get_by_label("Run", exact=True).input_value()
+        assert run_id
+
+        # Reloading the page re-attaches to the run.
+        page.reload()
+        page.get_by_role("tab", name="2 · Train").click()
+        page.get_by_text(f"{run_id}").first.wait_for(timeout=20000)
+
+        # 3. Chat: the run answers, base model side by side
+        page.get_by_role("tab", name="3 · Chat").click()
+        page.wait_for_timeout(1000)
+        temperature = page.get_by_label("number input for temperature (0 = greedy)")
+        temperature.fill("1")  # a random-weight model's greedy reply can be only an end token
+        temperature.press("Tab")
+        page.get_by_label("Message").fill("Hello there")
+        page.get_by_role("button", name="Send").click()
+        bots = page.locator("[data-testid='bot']")
+        bots.nth(1).wait_for(timeout=120000)
+        page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='bot']\")]"
+                               ".every(e => e.innerText.trim().length > 0)", timeout=60000)
+        assert bots.count() == 2
+        shot(page, "3-chat")
+
+        # 4. Publish: the card preview for the run
+        page.get_by_role("tab", name="4 · Publish").click()
+        page.get_by_text("Share a finished run").wait_for()
+        page.get_by_text("A LoRA adapter for").wait_for(timeout=20000)  # the card preview of the selected run
+        shot(page, "4-publish")
+
+        page.get_by_role("tab", name="Runs").click()
+        page.wait_for_function("id => (document.querySelector('#runs-table') || {innerText: ''}).innerText"
+                               ".includes(id)", arg=run_id, timeout=20000)
+        assert "completed" in page.locator("#runs-table").inner_text()
+        shot(page, "5-runs")
+        assert app.alive()

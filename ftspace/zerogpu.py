@@ -10,10 +10,9 @@ import time. Off Spaces `spaces.GPU` is a no-op, so the same path runs (and is t
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-SLICE_SECONDS = int(os.environ.get("FTSPACE_SLICE_SECONDS", 600))  # the cap refused 15 min; 10 min is safe
+SLICE_SECONDS = int(os.environ.get("FTSPACE_SLICE_SECONDS", 480))  # training per GPU call; 15 min calls were refused
 SETUP_MARGIN = 120  # seconds a slice may spend loading the model and saving on top of its training time
 
 
@@ -31,11 +30,12 @@ def _gpu(duration):
 
 @_gpu(duration=SLICE_SECONDS + SETUP_MARGIN)
 def train_slice(run_dir: str, seconds: float) -> str:
-    """One time slice of training; 'completed' or 'sliced'. Arguments and result are picklable."""
+    """One slice: load, resume, train for `seconds`, checkpoint; 'completed', 'sliced' or 'failed'.
+    Arguments and result are picklable (ZeroGPU runs this in a forked worker)."""
     from ftspace.engine import worker
     from ftspace.runs import Run
 
-    return worker.execute(Run(Path(run_dir)), resume=True, deadline=time.time() + seconds)
+    return worker.execute(Run(Path(run_dir)), resume=True, time_budget=seconds)
 
 
 def run_sliced(run_dir: str, slice_seconds: float | None = None, on_slice=None) -> dict:

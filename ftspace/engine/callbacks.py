@@ -25,8 +25,9 @@ def peak_memory_mb() -> float:
 
 
 class ProgressCallback(TrainerCallback):
-    def __init__(self, run, cfg, backend: str, deadline: float | None = None):
-        self.run, self.cfg, self.backend, self.deadline = run, cfg, backend, deadline
+    def __init__(self, run, cfg, backend: str, time_budget: float | None = None):
+        self.run, self.cfg, self.backend = run, cfg, backend
+        self.time_budget, self.deadline = time_budget, None
         self.out_of_time = False
         self.stop_file = run.path / "STOP"
         self.stopped = self.early_stopped = False
@@ -38,6 +39,8 @@ class ProgressCallback(TrainerCallback):
     # --- lifecycle
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0 = self.last_time = time.time()
+        if self.time_budget is not None:  # a ZeroGPU slice: its training time starts now, after loading
+            self.deadline = self.t0 + self.time_budget
         self.first_step = state.global_step  # > 0 when resuming
         self.last_tokens = state.num_input_tokens_seen or 0
         self.run.set_status(status="running", step=state.global_step, total_steps=state.max_steps,

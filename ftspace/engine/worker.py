@@ -22,10 +22,10 @@ def log(message: str):
     print(f"[ftspace {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
-    """Train (or continue) a run; 'completed', or 'sliced' when `deadline` (a time.time()) came first.
+def train(run: Run, resume: bool = False, time_budget: float | None = None) -> str:
+    """Train (or continue) a run; 'completed', or 'sliced' when `time_budget` seconds of training ran out.
 
-    A ZeroGPU Space calls this inside a GPU call with a deadline, and resumes in the next call.
+    A ZeroGPU Space calls this inside a GPU call with a budget, and resumes in the next call.
     """
     t_start = time.time()
     cfg = run.config()
@@ -106,7 +106,7 @@ def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
         dataloader_num_workers=0,
         use_cpu=not on_gpu,
     )
-    progress = ProgressCallback(run, cfg, backend, deadline=deadline)
+    progress = ProgressCallback(run, cfg, backend, time_budget=time_budget)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=[progress])
     trainer.remove_callback(PrinterCallback)  # ours prints one readable line per step instead
@@ -117,7 +117,7 @@ def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
         log(f"resuming from {checkpoint.name}" if checkpoint else "no checkpoint yet: starting from step 0")
     t_train = time.time()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    if deadline is not None:
+    if time_budget is not None:
         progress.record_slice(load_s=t_train - t_start, train_s=time.time() - t_train)
     if progress.out_of_time and trainer.state.global_step < trainer.state.max_steps:
         run.set_status(status="running", step=trainer.state.global_step)
@@ -137,11 +137,11 @@ def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
     return "completed"
 
 
-def execute(run: Run, resume: bool = False, deadline: float | None = None) -> str:
+def execute(run: Run, resume: bool = False, time_budget: float | None = None) -> str:
     """train() with failures recorded in the run's status: 'completed', 'sliced' or 'failed'."""
     run.set_status(status="running", pid=os.getpid(), error=None, started=time.time(), waiting=False)
     try:
-        return train(run, resume=resume, deadline=deadline)
+        return train(run, resume=resume, time_budget=time_budget)
     except FtspaceError as e:
         log(f"failed: {e}")
         run.set_status(status="failed", error=str(e))

@@ -1,0 +1,94 @@
+"""Many users on one app: one training job at a time with queue positions; each session sees only its
+own runs; chat answers while a run trains."""
+
+import time
+
+import pytest
+
+from apptools import App
+from ftspace import runs
+from ftspace.config import RunConfig
+from ftspace.scheduler import Scheduler
+from test_app import run_values, value_of
+
+
+def cfg(tiny_model, steps):
+    return RunConfig(model_name=str(tiny_model), dataset="example:alpaca", max_steps=steps, save_steps=1000,
+                     max_seq_length=64, gradient_checkpointing=False, backend="hf")
+
+
+def test_one_job_at_a_time_with_queue_positions(tiny_model, runs_dir):
+    scheduler = Scheduler(slots=1, poll=0.2)
+    first = scheduler.submit(cfg(tiny_model, 30), owner="a")
+    second = scheduler.submit(cfg(tiny_model, 3), owner="b")
+    third = scheduler.submit(cfg(tiny_model, 3), owner="b")
+    assert first.read_status()["waiting"] is False
+    assert (scheduler.position(first), scheduler.position(second), scheduler.position(third)) == (None, 1, 2)
+    assert second.status()["status"] == "queued"  # waiting in the queue is not 'interrupted'
+    scheduler.start()
+    try:
+        deadline = time.time() + 300
+        seen_parallel = False
+        while time.time() < deadline and not all(r.status()["status"] == "completed" for r in (first, second, third)):
+            training = [r for r in (first, second, third) if r.status()["status"] in ("running", "stopping")]
+            seen_parallel |= len(training) > 1
+            time.sleep(0.1)
+        assert [r.status()["status"] for r in (first, second, third)] == ["completed"] * 3
+        assert not seen_parallel
+        # they ran in submission order
+        finished = [r.read_status()["finished"] for r in (first, second, third)]
+        assert finished == sorted(finished)
+    finally:
+        scheduler.shutdown()
+
+
+def test_cancel_a_waiting_run(tiny_model, runs_dir):
+    scheduler = Scheduler(slots=0)  # nothing may start
+    run = scheduler.submit(cfg(tiny_model, 3))
+    run.request_stop()
+    assert run.status()["status"] == "interrupted" and "cancelled" in run.status()["error"]
+    assert scheduler.position(run) is None
+
+
+@pytest.fixture(scope="module")
+def shared_app(tmp_path_factory):
+    with App(tmp_path_factory.mktemp("multi"), FTSPACE_MULTIUSER="1") as app:
+        yield app
+
+
+def test_sessions_see_and_control_only_their_own_runs(shared_app, tiny_model):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    alice, bob = Client(shared_app.url, verbose=False), Client(shared_app.url, verbose=False)
+    run_id = value_of(alice.predict("", *run_values(model_name=str(tiny_model), dataset="example:alpaca",
+                                                    max_steps=400, max_seq_length=64), api_name="/start")[0])
+    try:
+        assert run_id in str(alice.predict("", api_name="/runs"))
+        assert run_id not in str(bob.predict("", api_name="/runs"))
+        status = bob.predict("", run_id, api_name="/progress")[0]
+        assert "No run" in status
+        with pytest.raises(AppError, match="No run"):
+            bob.predict("", run_id, api_name="/stop")
+        with pytest.raises(AppError, match="No run"):
+            bob.predict("", "a run of mine", run_id, "default", "", "", 4, 0.0, 0.95, False, "hi", [], [],
+                        api_name="/chat")
+        with pytest.raises(AppError, match="No run"):
+            bob.predict("", run_id, "x", False, False, "hf_x", api_name="/push")
+        with pytest.raises(AppError, match="not a run id"):
+            bob.predict("", "../../etc", api_name="/stop")
+
+        # Bob chats with a base model while Alice's run trains: chat does not wait behind training.
+        deadline = time.time() + 120
+        while "running" not in alice.predict("", run_id, api_name="/progress")[0] and time.time() < deadline:
+            time.sleep(0.2)
+        tuned, base, _ = bob.predict("", "a base model", None, str(tiny_model), "", "", 4, 0.0, 0.95, False,
+                                     "hello", [], [], api_name="/chat")
+        assert tuned[-1]["role"] == "assistant"
+        assert "**running**" in alice.predict("", run_id, api_name="/progress")[0]
+    finally:
+        alice.predict("", run_id, api_name="/stop")
+    deadline = time.time() + 120
+    while "**completed**" not in alice.predict("", run_id, api_name="/progress")[0] and time.time() < deadline:
+        time.sleep(0.3)
+    assert "stopped early" in alice.predict("", run_id, api_name="/progress")[0]

@@ -77,26 +77,61 @@ class FakeHub:
                     if not self._authed():
                         return self._send(401, {"error": "Invalid credentials"})
                     return self._send(200, {"name": hub.user, "type": "user", "auth": {"type": "access_token"}})
-                m = re.match(r"^/api/models/([^/]+/[^/]+)(?:/revision/[^/]+)?$", path)
+                m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)(?:/revision/[^/]+)?$", path)
                 if m:
-                    repo = hub.repos.get(m.group(1))
-                    if repo is None or (repo["private"] and not self._authed()):
-                        return self._send(404, {"error": "Repository not found"},
-                                          headers={"X-Error-Code": "RepoNotFound"})
-                    return self._send(200, {"id": m.group(1), "sha": repo["sha"], "private": repo["private"],
+                    repo = self._repo(m.group(1), m.group(2))
+                    if repo is None:
+                        return self._not_found()
+                    return self._send(200, {"id": m.group(2), "sha": repo["sha"], "private": repo["private"],
                                             "siblings": [{"rfilename": p} for p in repo["files"]]})
+                m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)/tree/([^/]+)/?(.*)$", unquote(path))
+                if m:
+                    repo = self._repo(m.group(1), m.group(2))
+                    if repo is None:
+                        return self._not_found()
+                    return self._send(200, self._entries(repo, m.group(4), recursive="recursive=true" in self.path.lower()))
                 return self._resolve()
+
+            def _repo(self, kind, repo_id):
+                repo = hub.repos.get(("datasets/" if kind == "datasets" else "") + repo_id)
+                if repo is None or (repo["private"] and not self._authed()):
+                    return None
+                return repo
+
+            def _not_found(self):
+                return self._send(404, {"error": "Repository not found"}, headers={"X-Error-Code": "RepoNotFound"})
+
+            def _entries(self, repo, prefix, recursive=True, exact=None):
+                prefix = prefix.strip("/")
+                out, dirs = [], set()
+                for name, data in sorted(repo["files"].items()):
+                    if exact is not None:
+                        if name in exact:
+                            out.append(self._file_entry(name, data))
+                        continue
+                    if prefix and not name.startswith(prefix + "/"):
+                        continue
+                    rest = name[len(prefix) + 1:] if prefix else name
+                    if "/" in rest and not recursive:
+                        dirs.add((prefix + "/" if prefix else "") + rest.split("/")[0])
+                        continue
+                    out.append(self._file_entry(name, data))
+                return [{"type": "directory", "path": d, "oid": "0" * 40, "size": 0} for d in sorted(dirs)] + out
+
+            @staticmethod
+            def _file_entry(name, data):
+                return {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
 
             def _resolve(self):
                 path = unquote(urlparse(self.path).path)
-                m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
+                m = re.match(r"^/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", path)
                 if not m:
                     return self._send(404, {"error": "not found"})
-                repo = hub.repos.get(m.group(1))
-                if repo is None or m.group(3) not in repo["files"]:
+                repo = self._repo("datasets" if m.group(1) else "models", m.group(2))
+                if repo is None or m.group(4) not in repo["files"]:
                     code = "RepoNotFound" if repo is None else "EntryNotFound"
                     return self._send(404, {"error": code}, headers={"X-Error-Code": code})
-                data = repo["files"][m.group(3)]
+                data = repo["files"][m.group(4)]
                 return self._send(200, data, content_type="application/octet-stream", headers={
                     "X-Repo-Commit": repo["sha"], "ETag": '"' + hashlib.sha1(data).hexdigest() + '"'})
 
@@ -115,6 +150,15 @@ class FakeHub:
                     if not isinstance(meta, dict) or not isinstance(meta.get("base_model", ""), str):
                         return self._send(400, {"errors": [{"message": "base_model must be a string"}]})
                     return self._send(200, {"errors": [], "warnings": []})
+                m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)/paths-info/([^/]+)$", path)
+                if m:
+                    repo = self._repo(m.group(1), m.group(2))
+                    if repo is None:
+                        return self._not_found()
+                    from urllib.parse import parse_qs
+
+                    asked = parse_qs(body.decode()).get("paths") or json.loads(body or b"{}").get("paths", [])
+                    return self._send(200, self._entries(repo, "", exact=set(asked)))
                 if not self._authed():
                     return self._send(401, {"error": "Invalid credentials in Authorization header"})
                 if hub.fail_next:
@@ -127,7 +171,8 @@ class FakeHub:
                         return self._send(403, {"error": "You don't have the rights to create a model under this namespace"})
                     if repo_id in hub.repos:
                         return self._send(409, {"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"})
-                    hub.repos[repo_id] = {"private": bool(req.get("private")), "files": {}, "sha": "0" * 40}
+                    private = req.get("visibility", "private" if req.get("private") else "public") == "private"
+                    hub.repos[repo_id] = {"private": private, "files": {}, "sha": "0" * 40}
                     return self._send(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
                 m = re.match(r"^/api/models/([^/]+/[^/]+)/preupload/([^/]+)$", path)
                 if m:

@@ -37,7 +37,7 @@ def cli(*args, env=None):
 
 
 def hub_env(fake, token=TOKEN):
-    env = {"HF_ENDPOINT": fake.url, "HF_HUB_OFFLINE": "0", "FTSPACE_RUNS": str(Path(os.environ.get("FTSPACE_RUNS", "runs")))}
+    env = {"HF_ENDPOINT": fake.url, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "FTSPACE_RUNS": str(Path(os.environ.get("FTSPACE_RUNS", "runs")))}
     if token:
         env["HF_TOKEN"] = token
     return env
@@ -135,3 +135,64 @@ def test_adapter_zip(trained_run):
     names = zipfile.ZipFile(io.BytesIO(hub.adapter_zip(trained_run))).namelist()
     assert f"{trained_run.id}-adapter/adapter_model.safetensors" in names
     assert f"{trained_run.id}-adapter/README.md" in names
+
+
+# --- Hub datasets, from the same fake Hub
+
+QA = b'{"question": "Capital of Zorblax?", "answer": "Quillhaven."}\n{"question": "Capital of France?", "answer": "Paris."}\n'
+
+
+def with_dataset(fake):
+    fake.repos["datasets/alice/qa"] = {"private": False, "sha": "b" * 40,
+                                       "files": {"data/train.jsonl": QA, "README.md": b"# qa\n"}}
+
+
+def test_data_inspect_reads_a_hub_dataset(tmp_path):
+    with FakeHub(token=TOKEN) as fake:
+        with_dataset(fake)
+        env = {**hub_env(fake), "HF_HOME": str(tmp_path / "hf")}
+        result = cli("data", "inspect", "alice/qa", "--json", "--no-tokens", env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout)
+        assert (report["source"], report["format"], report["rows_kept"]) == ("alice/qa", "pairs", 2)
+        assert report["preview"][0]["messages"][1]["content"] == "Quillhaven."
+        missing = cli("data", "inspect", "alice/nope", "--no-tokens", env=env)
+        assert missing.returncode == 2 and "alice/nope: not found on the Hub" in missing.stderr
+        offline = cli("data", "inspect", "alice/qa", "--no-tokens", env={**env, "HF_HUB_OFFLINE": "1",
+                                                                          "HF_DATASETS_OFFLINE": "1",
+                                                                          "HF_HOME": str(tmp_path / "empty")})
+        assert offline.returncode == 2 and "Hub dataset alice/qa" in offline.stderr
+        assert len(offline.stderr.strip().splitlines()) == 1
+
+
+def test_train_on_a_hub_dataset(tiny_model, tmp_path, monkeypatch):
+    with FakeHub(token=TOKEN) as fake:
+        with_dataset(fake)
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+        monkeypatch.setenv("FTSPACE_RUNS", str(tmp_path / "runs"))
+        run, _ = runs.start(RunConfig(model_name=str(tiny_model), dataset="alice/qa", dataset_split="train",
+                                      max_steps=2, max_seq_length=64, gradient_checkpointing=False, backend="hf"))
+        st = run.wait(timeout=300)
+        assert st["status"] == "completed", run.log_path.read_text()[-3000:]
+        assert "alice/qa: format pairs, 2 rows read, 2 kept" in run.log_path.read_text()
+        card = hub.model_card(run, "tester/x")
+        assert yaml.safe_load(card.split("---")[1])["datasets"] == ["alice/qa"]
+
+
+def test_push_merged_model_loads_with_plain_transformers(trained_run, fake_hub, tmp_path):
+    url = hub.push(trained_run, "merged-test", TOKEN, private=True, merged=True)
+    assert url.endswith("tester/merged-test")
+    merged = fake_hub.repos["tester/merged-test-merged"]
+    assert merged["private"] is True and "model.safetensors" in merged["files"]
+    assert "library_name: transformers" in merged["files"]["README.md"].decode()
+    out = tmp_path / "merged"
+    out.mkdir()
+    for name, data in merged["files"].items():
+        (out / name).write_bytes(data)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert not any("lora" in n for n, _ in model.named_parameters())

@@ -101,3 +101,14 @@ def test_templates_for_models_without_one(smol_tokenizer, name):
     runs, _, _ = trained_and_masked(tok, example)
     trained = "".join(text for kind, text in runs if kind == 1)
     assert trained.startswith("Hello there") and "Hi" not in trained
+
+
+def test_tool_calls_in_replies_are_parsed_and_rendered():
+    from ftspace.chat import parse_tool_calls
+    from ftspace.ui.chat_tab import render_reply
+
+    reply = 'Checking.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    assert parse_tool_calls(reply) == [{"name": "get_weather", "arguments": {"city": "Oslo"}}]
+    assert render_reply(reply) == 'Checking.\n\n🔧 **get_weather**(`{"city": "Oslo"}`)'
+    assert render_reply("plain answer") == "plain answer"
+    assert parse_tool_calls("<tool_call>{not json}</tool_call>") == []

@@ -190,6 +190,7 @@ def cmd_data_inspect(args) -> int:
 
 
 def cmd_estimate(args) -> int:
+    from ftspace import runs
     from ftspace.config import RunConfig
     from ftspace.data import load_dataset, split
     from ftspace.models import estimate
@@ -199,7 +200,7 @@ def cmd_estimate(args) -> int:
                            response_column=cfg.response_column, config=cfg.dataset_config, split=cfg.dataset_split)
     train_rows, _ = split(rows, cfg.validation_size, cfg.seed)
     with contextlib.redirect_stdout(sys.stderr):
-        out = estimate(cfg, len(train_rows))
+        out = estimate(cfg, len(train_rows), seconds_per_step=runs.measured_step_seconds(cfg))
     print(json.dumps(out, indent=1))
     return 0
 

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,16 +192,20 @@ def estimate(cfg, n_train_rows: int, seconds_per_step: float | None = None, mode
 
 
 def hardware() -> dict:
-    """What this process can train on, without initialising CUDA in a ZeroGPU main process."""
+    """What training will run on, found without importing torch: nothing may touch CUDA in a ZeroGPU
+    main process, and the UI must not pay for importing torch."""
     if os.environ.get("SPACES_ZERO_GPU"):
-        return {"kind": "zerogpu", "name": "ZeroGPU (H200 slice)", "memory_gb": 70}
-    try:
-        import torch
-    except ImportError:
-        return {"kind": "cpu", "name": "CPU", "cores": os.cpu_count()}
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        return {"kind": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1)}
+        return {"kind": "zerogpu", "name": "ZeroGPU (a slice of an H200 per call)"}
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out:
+            name, _, memory = out.splitlines()[0].partition(",")
+            return {"kind": "cuda", "name": name.strip(), "memory": memory.strip()}
     return {"kind": "cpu", "name": "CPU", "cores": os.cpu_count()}
 
 

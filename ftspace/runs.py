@@ -176,6 +176,23 @@ def _alive(pid, started) -> bool:
         return False
 
 
+def measured_step_seconds(cfg: RunConfig) -> float | None:
+    """Seconds per step measured by the newest run with the same model and batch shape, if any."""
+    shape = (cfg.model_name, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps, cfg.max_seq_length)
+    for run in list_runs():
+        try:
+            other = run.config()
+        except Exception:  # a damaged config says nothing about speed
+            continue
+        if (other.model_name, other.per_device_train_batch_size, other.gradient_accumulation_steps,
+                other.max_seq_length) != shape:
+            continue
+        steps = [e for e in run.events()[0] if "loss" in e and "elapsed_s" in e]
+        if len(steps) >= 2 and steps[-1]["step"] > steps[0]["step"]:
+            return (steps[-1]["elapsed_s"] - steps[0]["elapsed_s"]) / (steps[-1]["step"] - steps[0]["step"])
+    return None
+
+
 def get(run_id: str) -> Run:
     if not RUN_ID.match(run_id or ""):
         raise RunError(f"{run_id!r} is not a run id: see `python -m ftspace runs`.")

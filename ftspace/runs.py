@@ -21,6 +21,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +252,8 @@ def launch(run: Run, resume: bool = False) -> subprocess.Popen:
     except psutil.NoSuchProcess:
         started = None
     write_json_atomic(run.path / "worker.json", {"pid": proc.pid, "started": started})
+    # Reap the worker when it exits, so a long-lived app does not collect zombie processes.
+    threading.Thread(target=proc.wait, daemon=True, name=f"reap-{run.id}").start()
     return proc
 
 

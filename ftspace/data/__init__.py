@@ -7,13 +7,14 @@ says how many rows were read and kept, and why each dropped row was dropped.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 from ftspace.data import formats
 from ftspace.data.load import bundled_examples, iter_rows, resolve
 from ftspace.errors import DataError
 
-__all__ = ["DataReport", "load_dataset", "split", "bundled_examples", "resolve"]
+__all__ = ["DataReport", "open_dataset", "load_dataset", "split", "bundled_examples", "resolve"]
 
 MAX_DROPS_LISTED = 200  # a report lists this many dropped rows and counts the rest
 
@@ -47,22 +48,23 @@ class DataReport:
         return "\n".join(lines)
 
 
-def load_dataset(source: str, *, dataset_format: str = "auto", prompt_column: str = "",
+def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: str = "",
                  response_column: str = "", config: str = "", split: str = "train",
-                 limit: int | None = None) -> tuple[list[dict], DataReport]:
-    """Read, detect, convert and validate. Raises DataError when nothing usable remains."""
+                 limit: int | None = None) -> tuple[DataReport, Iterator[dict]]:
+    """Detect the format from the first row; return the report and a stream of valid examples.
+
+    The stream holds one row at a time (a 1 GB JSONL file is never in memory whole); the report's
+    counts fill in as it is consumed. Raises DataError for a source that cannot be used at all.
+    """
     name = _display_name(source)
     rows = iter_rows(source, config, split)
     first = next(rows, None)
     if first is None:
         raise DataError(f"{name}: no rows found: the file needs at least one example.")
-    first_no, first_row = first
-    columns = list(first_row)
-    fmt = dataset_format
-    if prompt_column or response_column:
-        fmt = "columns"
+    columns = list(first[1])
+    fmt = "columns" if (prompt_column or response_column) else dataset_format
     if fmt == "auto":
-        fmt = formats.detect_format(columns, first_row)
+        fmt = formats.detect_format(columns, first[1])
         if fmt is None:
             raise DataError(f"{name}: cannot tell the format from the columns {columns}: set dataset_format, "
                             "or map a prompt_column and response_column.")
@@ -74,26 +76,35 @@ def load_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
         missing = [c for c in (prompt_column, response_column) if c not in columns]
         if missing:
             raise DataError(f"{name}: column {missing[0]!r} not found: the columns are {', '.join(columns)}.")
-
     report = DataReport(source=name, format=fmt, columns=columns)
-    kept: list[dict] = []
-    for row_no, row in _chain(first, rows):
-        report.rows_read += 1
-        try:
-            example = formats.validate(convert(row))
-        except formats.RowError as e:
-            report.rows_dropped += 1
-            if len(report.dropped) < MAX_DROPS_LISTED:
-                report.dropped.append({"row": row_no, "field": e.field, "reason": e.reason})
-        else:
-            kept.append(example)
-        if limit and report.rows_read >= limit:
-            break
-    report.rows_kept = len(kept)
+
+    def examples():
+        for row_no, row in _chain(first, rows):
+            report.rows_read += 1
+            try:
+                example = formats.validate(convert(row))
+            except formats.RowError as e:
+                report.rows_dropped += 1
+                if len(report.dropped) < MAX_DROPS_LISTED:
+                    report.dropped.append({"row": row_no, "field": e.field, "reason": e.reason})
+            else:
+                report.rows_kept += 1
+                yield example
+            if limit and report.rows_read >= limit:
+                return
+
+    return report, examples()
+
+
+def load_dataset(source: str, **options) -> tuple[list[dict], DataReport]:
+    """Read, detect, convert and validate everything. Raises DataError when nothing usable remains."""
+    report, stream = open_dataset(source, **options)
+    kept = list(stream)
     if not kept:
         first_drop = report.dropped[0]
-        raise DataError(f"{name}: no usable rows ({report.rows_read} read as {fmt}); row {first_drop['row']}: "
-                        f"{first_drop['field']}: {first_drop['reason']}. Check the format or the column mapping.")
+        raise DataError(f"{report.source}: no usable rows ({report.rows_read} read as {report.format}); row "
+                        f"{first_drop['row']}: {first_drop['field']}: {first_drop['reason']}. Check the format "
+                        "or the column mapping.")
     return kept, report
 
 

@@ -130,9 +130,13 @@ def train(run: Run, resume: bool = False, time_budget: float | None = None) -> s
     model.save_pretrained(run.adapter_dir)
     tokenizer.save_pretrained(run.adapter_dir)
     stopped = progress.stopped or progress.early_stopped
+    from ftspace.engine.callbacks import peak_memory_mb
+
     run.set_status(status="completed", step=trainer.state.global_step, total_steps=trainer.state.max_steps,
                    train_loss=progress.last_loss, train_loss_mean=result.training_loss,
-                   stopped_early=stopped, finished=time.time())
+                   stopped_early=stopped, finished=time.time(), peak_memory_mb=peak_memory_mb(),
+                   train_runtime_s=result.metrics.get("train_runtime"),
+                   tokens_seen=trainer.state.num_input_tokens_seen)
     log(f"done: adapter saved to {run.adapter_dir}")
     return "completed"
 

@@ -121,7 +121,8 @@ def inspect(source, fmt, prompt_col, response_col, model_name, max_len, config="
 
         encoded = [tokenize_example(tokenizer, ex) for ex in rows]
         stats = token_stats([len(e["input_ids"]) for e in encoded], max_len)
-        hist = _histogram(stats["lengths"], max_len)
+        table = _histogram(stats["lengths"], max_len)
+        hist = gr.BarPlot(value=table, sort=list(table["tokens"])) if table is not None else None  # bins in order
         highlighted = [(tokenizer.decode([tid]), "trained" if m else None)
                        for tid, m in zip(encoded[0]["input_ids"], encoded[0]["assistant_masks"])]
         tokens_line = (f"\n\n**Tokens per example** ({model_name}): min {stats['min']}, median {stats['p50']}, "

@@ -1,0 +1,49 @@
+"""Shared helpers for the benchmarks: where results go, what machine this is, how to run a child."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+
+
+def machine() -> dict:
+    from ftspace.models import hardware
+
+    hw = hardware()
+    return {"hardware": hw, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def has_cuda() -> bool:
+    from ftspace.models import hardware
+
+    return hardware()["kind"] == "cuda"
+
+
+def save(name: str, result: dict) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **result}, indent=1))
+    print(f"wrote {path}")
+    return path
+
+
+def run_json(args: list[str], env: dict | None = None, timeout: int = 1800) -> dict:
+    """Run a child Python script that prints one JSON object as its last stdout line."""
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    if out.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else float("nan")

@@ -20,7 +20,6 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     import torch
-    from transformers import TextIteratorStreamer
 
     from ftspace.chat import ChatModel, GenerationSettings
 
@@ -50,7 +49,6 @@ def main():
         n = len(tok(text, add_special_tokens=False)["input_ids"])
         return ttft, n / (time.perf_counter() - t0)
 
-    _ = TextIteratorStreamer
     raw(), ours()  # warm up
     r = [raw() for _ in range(a.repeats)]
     o = [ours() for _ in range(a.repeats)]

@@ -8,6 +8,7 @@ model gives both sides of a base-vs-tuned comparison.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ class GenerationSettings:
 class ChatModel:
     def __init__(self, model, tokenizer, has_adapter: bool, name: str):
         self.model, self.tokenizer, self.has_adapter, self.name = model, tokenizer, has_adapter, name
+        # Turn-ending tokens, looked up once (get_vocab() builds a dict of the whole vocabulary).
+        vocab = tokenizer.get_vocab()
+        self.stop_ids = sorted({vocab[t] for t in (tokenizer.eos_token, "<|im_end|>", "<|eot_id|>") if t in vocab})
 
     @classmethod
     def from_adapter(cls, adapter_dir: str | Path) -> "ChatModel":
@@ -74,17 +78,15 @@ class ChatModel:
             kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
         else:
             kwargs.update(do_sample=False)
-        stops = [t for t in (self.tokenizer.eos_token, "<|im_end|>", "<|eot_id|>") if t and t in self.tokenizer.get_vocab()]
-        kwargs["eos_token_id"] = sorted({self.tokenizer.convert_tokens_to_ids(t) for t in stops}) or None
+        kwargs["eos_token_id"] = self.stop_ids or None
         return kwargs
 
     def stream(self, messages, settings: GenerationSettings | None = None, base: bool = False):
-        """Yield the reply's text as it grows."""
+        """Yield the reply's text as it grows, one token at a time."""
         import torch
-        from transformers import TextIteratorStreamer
 
         settings = settings or GenerationSettings()
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = _TokenStreamer(self.tokenizer)
         kwargs = dict(self._inputs(messages), streamer=streamer, **self._generate_kwargs(settings))
         errors = []
 
@@ -98,10 +100,7 @@ class ChatModel:
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        text = ""
-        for piece in streamer:
-            text += piece
-            yield text
+        yield from streamer
         thread.join()
         if errors:
             raise errors[0]
@@ -121,6 +120,34 @@ class ChatModel:
         if base and self.has_adapter:
             return self.model.disable_adapter()
         return contextlib.nullcontext()
+
+
+class _TokenStreamer:
+    """A generate() streamer that hands out the decoded reply after every token.
+
+    transformers' TextIteratorStreamer holds text back until a word is complete, which delays the
+    first visible token by a word; here only an incomplete multi-byte character is held back.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.ids, self.prompt_seen = tokenizer, [], False
+        self.queue: queue.Queue = queue.Queue()
+
+    def put(self, value):
+        if not self.prompt_seen:  # generate() first passes the prompt
+            self.prompt_seen = True
+            return
+        self.ids.extend(value.flatten().tolist())
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text and not text.endswith("\ufffd"):
+            self.queue.put(text)
+
+    def end(self):
+        self.queue.put(None)
+
+    def __iter__(self):
+        while (text := self.queue.get()) is not None:
+            yield text
 
 
 def parse_tool_calls(text: str) -> list[dict]:

@@ -165,3 +165,18 @@ def test_bad_upload_and_push_errors(served, tmp_path):
     with pytest.raises(AppError, match="refused"):
         client.predict("", finished[0], "tester/other", False, False, "hf_wrong_token", api_name="/push")
     assert app.alive()
+
+
+def test_on_a_space_the_login_button_is_rendered_and_isolation_is_on():
+    code = ("import gradio as gr, app; from ftspace.ui.common import multi_user;"
+            "print(any(isinstance(b, gr.LoginButton) for b in app.demo.blocks.values()), multi_user())")
+    on_space = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "SYSTEM": "spaces", "SPACE_ID": "someone/ftspace",
+                                   "FTSPACE_RUNS": "/nonexistent", "OAUTH_CLIENT_ID": "client",
+                                   "OAUTH_CLIENT_SECRET": "secret", "OPENID_PROVIDER_URL": "https://huggingface.co",
+                                   "OAUTH_SCOPES": "openid profile write-repos manage-repos"})
+    assert on_space.stdout.split()[-2:] == ["True", "True"], on_space.stderr[-2000:]
+    env = {k: v for k, v in os.environ.items() if k not in ("SPACE_ID", "SYSTEM")}
+    self_hosted = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                 timeout=120, env={**env, "FTSPACE_RUNS": "/nonexistent"})
+    assert self_hosted.stdout.split()[-2:] == ["False", "False"], self_hosted.stderr[-2000:]

@@ -23,7 +23,8 @@ UPLOAD_LIMIT_MB = int(os.environ.get("FTSPACE_UPLOAD_LIMIT_MB", 100))
 
 
 def on_space() -> bool:
-    return bool(os.environ.get("SPACE_ID"))
+    """Running as a Hugging Face Space (the same test Gradio uses before it enables OAuth)."""
+    return os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID"))
 
 
 def multi_user() -> bool:

@@ -22,3 +22,7 @@ class RunError(FtspaceError):
 
 class ModelError(FtspaceError):
     """A base model or adapter cannot be found or loaded."""
+
+
+class HubError(FtspaceError):
+    """A push to the Hub failed or was refused (the local adapter is never touched)."""

@@ -14,15 +14,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ftspace.errors import FtspaceError
+from ftspace.errors import HubError
 from ftspace.models import hub_id_for
 from ftspace.runs import Run
 
 REPO_NAME = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
-
-
-class HubError(FtspaceError):
-    """A push failed or was refused; the message says why and what to do."""
 
 
 def validate_repo_name(name: str) -> str:

@@ -28,6 +28,7 @@ class DataReport:
     rows_kept: int = 0
     dropped: list[dict] = field(default_factory=list)  # [{"row": 12, "field": "output", "reason": "..."}]
     rows_dropped: int = 0
+    other_formats: dict = field(default_factory=dict)  # {"sharegpt": first row number} for mixed files
     tokens: dict | None = None  # min / mean / p50 / p95 / max, over_max_seq_length, max_seq_length
 
     def to_dict(self) -> dict:
@@ -85,6 +86,11 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
                 example = formats.validate(convert(row))
             except formats.RowError as e:
                 report.rows_dropped += 1
+                other = formats.detect_format(list(row), row) if e.reason.startswith("column missing") else None
+                if other and other != fmt:
+                    if dataset_format == "auto":  # an explicit format keeps the matching rows on purpose
+                        report.other_formats.setdefault(other, row_no)
+                    e = formats.RowError("columns", f"this row is in {other} format; the file was detected as {fmt}")
                 if len(report.dropped) < MAX_DROPS_LISTED:
                     report.dropped.append({"row": row_no, "field": e.field, "reason": e.reason})
             else:
@@ -100,6 +106,10 @@ def load_dataset(source: str, **options) -> tuple[list[dict], DataReport]:
     """Read, detect, convert and validate everything. Raises DataError when nothing usable remains."""
     report, stream = open_dataset(source, **options)
     kept = list(stream)
+    if report.other_formats:
+        others = ", ".join(f"row {row} is {fmt}" for fmt, row in report.other_formats.items())
+        raise DataError(f"{report.source}: mixed formats: {others}, but the first row is {report.format}: use one "
+                        "format per file (or set dataset_format to keep only the matching rows).")
     if not kept:
         first_drop = report.dropped[0]
         raise DataError(f"{report.source}: no usable rows ({report.rows_read} read as {report.format}); row "

@@ -25,6 +25,7 @@ PAIRS = [("question", "answer"), ("prompt", "response"), ("query", "response"), 
          ("user", "assistant"), ("human", "assistant"), ("context", "response"), ("source", "target"),
          ("problem", "solution"), ("input", "target"), ("text", "label")]
 TEXT_COLUMNS = ("text", "content", "document")
+MAX_FIELD_CHARS = 1_000_000  # ~250k tokens: far past any max_seq_length, so surely a mistake
 
 
 class RowError(ValueError):
@@ -176,6 +177,7 @@ def validate(example: dict) -> dict:
     if "text" in example:
         if not example["text"].strip():
             raise RowError("text", "empty text")
+        _check_size("text", example["text"])
         return example
     messages = example["messages"]
     if not messages:
@@ -208,6 +210,7 @@ def validate(example: dict) -> dict:
                 m["content"] = content = ""
         if not isinstance(content, str):
             raise RowError(f"{where}.content", f"must be text, got {type(content).__name__}")
+        _check_size(f"{where}.content", content)
         if role == "assistant" and not content.strip() and not m.get("tool_calls"):
             raise RowError(f"{where}.content", "empty response")
         if role == "user" and not content.strip():
@@ -232,7 +235,14 @@ def _text(row: dict, key: str) -> str:
         raise RowError(key, f"must be text, got {type(value).__name__}")
     if not value.strip():
         raise RowError(key, "empty text")
+    _check_size(key, value)
     return value
+
+
+def _check_size(where: str, value: str):
+    if len(value) > MAX_FIELD_CHARS:
+        raise RowError(where, f"{len(value):,} characters, over the {MAX_FIELD_CHARS:,} limit: split it into "
+                              "smaller examples")
 
 
 def _list(row: dict, key: str) -> list:

@@ -82,6 +82,8 @@ def _refuse_binary(path: Path, suffix: str):
         head = fh.read(4096)
     if zipfile.is_zipfile(path) or head.startswith(b"PK\x03\x04"):
         raise DataError(f"{path.name}: is a zip archive, not a {suffix} file: unzip it and use the file inside.")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{path.name}: UTF-16 text: save the file as UTF-8.")
     if b"\x00" in head:
         raise DataError(f"{path.name}: contains binary data, not {suffix} text: check that it is the right file.")
 
@@ -109,6 +111,8 @@ def _jsonl(path: Path):
                 except json.JSONDecodeError as e:
                     raise DataError(f"{path.name}: row {line_no}: not valid JSON ({e.msg} at column {e.colno}): "
                                     "fix or remove that line.") from None
+                except RecursionError:
+                    raise DataError(f"{path.name}: row {line_no}: JSON nested too deeply to be a row of data.") from None
                 if not isinstance(row, dict):
                     raise DataError(f"{path.name}: row {line_no}: expected a JSON object per line, "
                                     f"got {type(row).__name__}.")
@@ -125,6 +129,8 @@ def _json(path: Path):
         raise _decode_error(path, e) from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path.name}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+    except RecursionError:
+        raise DataError(f"{path.name}: JSON nested too deeply to be rows of data.") from None
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]):

@@ -1,0 +1,104 @@
+"""The bad-input corpus (tests/data/bad/ plus three generated giants): every file is refused with one
+line naming the file (and row and field where they apply), in bounded time, by the CLI and the app,
+and the app keeps serving."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from apptools import ROOT, App
+
+BAD = sorted((ROOT / "tests" / "data" / "bad").iterdir())
+
+
+def test_the_corpus_is_big_enough():
+    assert len(BAD) >= 25
+
+
+@pytest.fixture(scope="module")
+def giants(tmp_path_factory):
+    """Files too big to commit: a 30 MB single field, a million short rows, one over the upload limit."""
+    tmp = tmp_path_factory.mktemp("giants")
+    huge = tmp / "huge_field.jsonl"
+    huge.write_text(json.dumps({"instruction": "Summarise", "output": "x" * (30 * 2**20)}) + "\n")
+    million = tmp / "million_rows.jsonl"
+    million.write_text('{"instruction": "x", "output": ""}\n' * 1_000_000)
+    over = tmp / "over_limit.jsonl"
+    over.write_text('{"instruction": "hi", "output": "hello"}\n' * 60_000)  # ~2.4 MB, over a 1 MB limit
+    return {"huge": huge, "million": million, "over": over}
+
+
+def inspect(path, timeout=120):
+    return subprocess.run([sys.executable, "-m", "ftspace", "data", "inspect", str(path), "--no-tokens"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def one_line_naming(result, name):
+    lines = result.stderr.strip().splitlines()
+    return result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {name}") and not result.stdout
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.name for p in BAD])
+def test_cli_refuses_with_one_line(path):
+    result = inspect(path, timeout=60)
+    assert one_line_naming(result, path.name), result.stderr[-2000:]
+
+
+def test_cli_refuses_the_giants_in_bounded_time(giants):
+    huge = inspect(giants["huge"])
+    assert one_line_naming(huge, "huge_field.jsonl")
+    assert "row 1: output: 31,457,280 characters, over the 1,000,000 limit" in huge.stderr
+    million = inspect(giants["million"])
+    assert one_line_naming(million, "million_rows.jsonl")
+    assert "no usable rows (1000000 read as alpaca); row 1: output: empty text" in million.stderr
+
+
+def test_hub_ids_with_path_tricks():
+    for source in ("owner/../secret", "../../etc/x", "a/b/c"):
+        result = inspect(source)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from gradio_client import Client
+
+    with App(tmp_path_factory.mktemp("badapp"), FTSPACE_UPLOAD_LIMIT_MB="1") as served:
+        yield served, Client(served.url, verbose=False)
+
+
+def test_app_refuses_every_bad_file_and_keeps_serving(app, giants):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    served, client = app
+    for path in BAD:
+        try:
+            stored = client.predict(handle_file(str(path)), api_name="/upload")
+            client.predict(stored, "auto", "", "", "default", 256, api_name="/check")
+        except AppError as e:
+            assert path.name in str(e) or "Invalid file type" in str(e), (path.name, str(e))
+        else:
+            pytest.fail(f"{path.name} was accepted")
+        assert served.alive()
+    # Gradio enforces the upload limit before the file leaves the client; our handler checks again.
+    with pytest.raises((AppError, ValueError), match="over the 1 MB upload limit|exceeds the maximum file size"):
+        client.predict(handle_file(str(giants["over"])), api_name="/upload")
+    for source in ("owner/../secret", "../x"):
+        with pytest.raises(AppError):
+            client.predict(source, "auto", "", "", "default", 256, "", "train", api_name="/inspect_hub")
+    assert client.predict("", api_name="/runs") is not None and served.alive()
+
+
+def test_upload_handler_names_the_limit(giants):
+    import gradio as gr
+
+    from ftspace.ui import dataset_tab
+
+    with pytest.raises(gr.Error, match="huge_field.jsonl: 30 MB is over the 1 MB upload limit"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(dataset_tab, "UPLOAD_LIMIT_MB", 1)
+            dataset_tab.accept_upload(str(giants["huge"]))

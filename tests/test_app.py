@@ -118,11 +118,14 @@ def test_whole_journey(served, tiny_model, tmp_path):
                                "HF_HOME": str(tmp_path / "hf")})
     assert load.stdout.strip() == "loaded 16", load.stderr[-2000:]
 
-    # the token never reached the app's files or responses
-    for file in (tmp / "runs").rglob("*"):
-        if file.is_file():
-            assert TOKEN.encode() not in file.read_bytes(), file
+    # the token never reached the app's files (runs, uploads, Gradio's cache), its log or its responses
+    written = [f for d in ("runs", "uploads", "gradio") for f in (tmp / d).rglob("*") if f.is_file()]
+    assert any(f.name == "adapter_model.safetensors" for f in written)  # the scan saw the run's files
+    for file in written:
+        assert TOKEN.encode() not in file.read_bytes(), file
     assert TOKEN not in app.log.read_text()
+    assert TOKEN not in json.dumps([result, token_field, client.predict("", api_name="/runs"),
+                                    client.predict("", run_id, api_name="/progress")], default=str)
 
 
 @pytest.mark.parametrize("call, message", [

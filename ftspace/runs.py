@@ -125,9 +125,18 @@ class Run:
         return events, offset + end
 
     def last_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint (trainer_state.json is written last)."""
-        done = [p for p in self.checkpoints_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-        return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+        """The newest complete checkpoint. The Trainer writes trainer_state.json last, so a checkpoint
+        whose state file is missing or cut short was interrupted mid-write and is passed over (the
+        previous one is kept until the next is saved: save_total_limit is 2)."""
+        def complete(path: Path) -> bool:
+            try:
+                json.loads((path / "trainer_state.json").read_text())
+                return True
+            except (OSError, ValueError):
+                return False
+
+        found = [p for p in self.checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+        return next((p for p in sorted(found, key=lambda p: -int(p.name.split("-")[1])) if complete(p)), None)
 
     # --- control
     def request_stop(self):

@@ -174,3 +174,14 @@ def test_estimate_uses_a_measured_step_time(tiny_model, runs_dir):
     assert seconds and seconds > 0
     est = estimate(cfg, 8, seconds, model_path=str(tiny_model))
     assert est["steps"] == 4 and est["seconds"] == round(4 * seconds, 1)
+
+
+def test_a_checkpoint_cut_short_is_passed_over(tiny_model, runs_dir):
+    run = runs.create(tiny_config(tiny_model))
+    for step, state in [(4, '{"global_step": 4}'), (8, '{"global_step": 8}'), (12, '{"global_st'), (16, None)]:
+        path = run.checkpoints_dir / f"checkpoint-{step}"
+        path.mkdir(parents=True)
+        if state is not None:
+            (path / "trainer_state.json").write_text(state)
+    (run.checkpoints_dir / "checkpoint-tmp").mkdir()
+    assert run.last_checkpoint().name == "checkpoint-8"

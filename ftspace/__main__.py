@@ -168,13 +168,10 @@ def cmd_data_inspect(args) -> int:
                                 response_column=args.response_column)
     if not args.no_tokens:
         with contextlib.redirect_stdout(sys.stderr):
-            from transformers import AutoTokenizer
+            from ftspace.data.tokenize import token_stats, tokenize_example
+            from ftspace.models import load_tokenizer
 
-            from ftspace.data.tokenize import set_chat_template, token_stats, tokenize_example
-            from ftspace.models import resolve_model
-
-            tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.model, progress=err))
-            set_chat_template(tokenizer)
+            tokenizer = load_tokenizer(args.model, progress=err)
             lengths = [len(tokenize_example(tokenizer, ex)["input_ids"]) for ex in rows]
             report.tokens = token_stats(lengths, args.max_seq_length)
     if args.json:

@@ -51,19 +51,16 @@ class ChatModel:
     @classmethod
     def from_base(cls, model_name: str) -> "ChatModel":
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        from ftspace.data.tokenize import set_chat_template
-        from ftspace.models import resolve_model
+        from ftspace.models import load_tokenizer, resolve_model
 
-        path = resolve_model(model_name)
+        tokenizer = load_tokenizer(model_name)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+                resolve_model(model_name), dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
         except OSError as e:
             raise ModelError(f"{model_name}: cannot load ({str(e).splitlines()[0]}).") from None
-        set_chat_template(tokenizer)
         model.eval()
         return cls(model, tokenizer, False, model_name)
 

@@ -139,6 +139,21 @@ def resolve_model(model_name: str, progress=print) -> str:
     return model_name
 
 
+def load_tokenizer(model_name: str, progress=print):
+    """The tokenizer for a config's model_name, with a chat template (chatml if the model has none)."""
+    from transformers import AutoTokenizer
+
+    from ftspace.data.tokenize import set_chat_template
+
+    path = resolve_model(model_name, progress=progress)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise ModelError(f"{model_name}: cannot load its tokenizer ({str(e).splitlines()[0]}).") from None
+    set_chat_template(tokenizer)
+    return tokenizer
+
+
 def hub_id_for(model_name: str) -> str:
     """The Hub id a model card should name for this base model."""
     if model_name == DEFAULT:

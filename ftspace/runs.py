@@ -188,14 +188,15 @@ def _alive(pid, started) -> bool:
 
 def measured_step_seconds(cfg: RunConfig) -> float | None:
     """Seconds per step measured by the newest run with the same model and batch shape, if any."""
-    shape = (cfg.model_name, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps, cfg.max_seq_length)
+    def shape(c: RunConfig):
+        return c.model_name, c.per_device_train_batch_size, c.gradient_accumulation_steps, c.max_seq_length
+
     for run in list_runs():
         try:
             other = run.config()
         except Exception:  # a damaged config says nothing about speed
             continue
-        if (other.model_name, other.per_device_train_batch_size, other.gradient_accumulation_steps,
-                other.max_seq_length) != shape:
+        if shape(other) != shape(cfg):
             continue
         steps = [e for e in run.events()[0] if "loss" in e and "elapsed_s" in e]
         if len(steps) >= 2 and steps[-1]["step"] > steps[0]["step"]:
@@ -282,12 +283,12 @@ def start(cfg: RunConfig) -> tuple[Run, subprocess.Popen]:
 
 
 def resume(run: Run) -> subprocess.Popen:
-    check_resumable(run)
-    (run.path / "STOP").unlink(missing_ok=True)
+    prepare_resume(run)
     return launch(run, resume=True)
 
 
-def check_resumable(run: Run):
+def prepare_resume(run: Run):
+    """Refuse a run that cannot be resumed; clear an old stop request from one that can."""
     st = run.status()
     if st["status"] in ACTIVE:
         raise RunError(f"Run {run.id} is already {st['status']}.")
@@ -295,3 +296,4 @@ def check_resumable(run: Run):
         raise RunError(f"Run {run.id} already completed all its steps: start a new run to train more.")
     if run.last_checkpoint() is None and st.get("step", 0) > 0:
         raise RunError(f"Run {run.id} has no complete checkpoint to resume from: start it again.")
+    (run.path / "STOP").unlink(missing_ok=True)

@@ -32,17 +32,19 @@ class Scheduler:
 
     def resubmit(self, run: runs.Run) -> runs.Run:
         """Queue an interrupted or stopped run to continue from its last checkpoint."""
-        runs.check_resumable(run)
-        (run.path / "STOP").unlink(missing_ok=True)
+        runs.prepare_resume(run)
         run.set_status(status="queued", waiting=True, resume=True, error=None)
         self.kick()
         return run
 
     def waiting(self) -> list[runs.Run]:
         """Waiting runs, oldest first."""
-        queued = [r for r in runs.list_runs() if r.read_status().get("waiting")
-                  and r.read_status().get("status") == "queued"]
-        return sorted(queued, key=lambda r: r.read_status().get("updated", 0))
+        queued = []
+        for run in runs.list_runs():
+            st = run.read_status()
+            if st.get("waiting") and st.get("status") == "queued":
+                queued.append((st.get("updated", 0), run))
+        return [run for _, run in sorted(queued, key=lambda item: item[0])]
 
     def position(self, run: runs.Run) -> int | None:
         """1 for the next run to start; None when the run is not waiting."""
@@ -50,8 +52,13 @@ class Scheduler:
         return ids.index(run.id) + 1 if run.id in ids else None
 
     def active(self) -> list[runs.Run]:
-        return [r for r in runs.list_runs() if r.status()["status"] in ("running", "stopping")
-                or (r.read_status().get("status") == "queued" and not r.read_status().get("waiting"))]
+        """Runs that hold the slot: training, stopping, or launched and not yet running."""
+        active = []
+        for run in runs.list_runs():
+            st = run.status()
+            if st["status"] in ("running", "stopping") or (st["status"] == "queued" and not st.get("waiting")):
+                active.append(run)
+        return active
 
     def kick(self):
         """Start waiting runs while a slot is free."""

@@ -48,7 +48,7 @@ def test_out_of_quota_keeps_a_resumable_run(tiny_model, runs_dir, monkeypatch):
     status = zerogpu.run_sliced(str(run.path), slice_seconds=5)
     assert status["status"] == "interrupted"
     assert "exceeded your GPU quota" in status["error"] and "Resume the run later" in status["error"]
-    runs.check_resumable(run)  # no exception: it can be resumed when quota is back
+    runs.prepare_resume(run)  # no exception: it can be resumed when quota is back
 
 
 def test_gpu_functions_touch_no_cuda_at_import():

@@ -68,7 +68,7 @@ def train(run: Run, resume: bool = False, time_budget: float | None = None) -> s
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from ftspace.engine.callbacks import ProgressCallback
+    from ftspace.engine.callbacks import ProgressCallback, peak_memory_mb
 
     on_gpu = torch.cuda.is_available()
     if backend == "hf" and not on_gpu:
@@ -130,8 +130,6 @@ def train(run: Run, resume: bool = False, time_budget: float | None = None) -> s
     model.save_pretrained(run.adapter_dir)
     tokenizer.save_pretrained(run.adapter_dir)
     stopped = progress.stopped or progress.early_stopped
-    from ftspace.engine.callbacks import peak_memory_mb
-
     run.set_status(status="completed", step=trainer.state.global_step, total_steps=trainer.state.max_steps,
                    train_loss=progress.last_loss, train_loss_mean=result.training_loss,
                    stopped_early=stopped, finished=time.time(), peak_memory_mb=peak_memory_mb(),

@@ -155,11 +155,6 @@ def _histogram(lengths: list[int], max_len: int):
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(model_name: str):
-    from transformers import AutoTokenizer
+    from ftspace.models import load_tokenizer
 
-    from ftspace.data.tokenize import set_chat_template
-    from ftspace.models import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_name, progress=lambda *_: None))
-    set_chat_template(tokenizer)
-    return tokenizer
+    return load_tokenizer(model_name, progress=lambda *_: None)

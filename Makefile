@@ -33,7 +33,7 @@ demo: setup
 	$(PY) -m ftspace demo
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q   # testpaths: tests/ and the doctests in ftspace/
 
 app: setup
 	$(PY) app.py

@@ -14,6 +14,7 @@ import time
 import traceback
 from pathlib import Path
 
+from ftspace.engine.saving import is_disk_full
 from ftspace.errors import FtspaceError
 from ftspace.runs import Run
 
@@ -69,6 +70,7 @@ def train(run: Run, resume: bool = False, time_budget: float | None = None) -> s
     from trl import SFTConfig, SFTTrainer
 
     from ftspace.engine.callbacks import ProgressCallback, peak_memory_mb
+    from ftspace.engine.saving import atomic_checkpoints, save_adapter
 
     on_gpu = torch.cuda.is_available()
     if backend == "hf" and not on_gpu:
@@ -110,6 +112,7 @@ def train(run: Run, resume: bool = False, time_budget: float | None = None) -> s
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=[progress])
     trainer.remove_callback(PrinterCallback)  # ours prints one readable line per step instead
+    atomic_checkpoints(trainer, run.checkpoints_dir)
 
     # --- train
     checkpoint = run.last_checkpoint() if resume else None
@@ -127,8 +130,7 @@ def train(run: Run, resume: bool = False, time_budget: float | None = None) -> s
         progress.record_eval(trainer.evaluate())
 
     # --- save: a standard PEFT adapter folder with the tokenizer and its chat template
-    model.save_pretrained(run.adapter_dir)
-    tokenizer.save_pretrained(run.adapter_dir)
+    save_adapter(model, tokenizer, run.adapter_dir)
     stopped = progress.stopped or progress.early_stopped
     run.set_status(status="completed", step=trainer.state.global_step, total_steps=trainer.state.max_steps,
                    train_loss=progress.last_loss, train_loss_mean=result.training_loss,
@@ -150,7 +152,12 @@ def execute(run: Run, resume: bool = False, time_budget: float | None = None) ->
     except Exception as e:  # anything else is a bug: keep the traceback in the log, one line in status
         traceback.print_exc()
         first = str(e).splitlines()[0] if str(e) else ""
-        if "out of memory" in first.lower():
+        if is_disk_full(e):
+            checkpoint = run.last_checkpoint()
+            kept = f"{checkpoint.name} is intact" if checkpoint else "no checkpoint was saved yet"
+            message = (f"disk full while saving ({first}): free space in {run.path.parent}, then resume "
+                       f"the run ({kept})")
+        elif "out of memory" in first.lower():
             message = ("out of memory: lower per_device_train_batch_size or max_seq_length, "
                        "or set load_in_4bit: true")
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from ftspace.errors import HubError
 from ftspace.models import hub_id_for
 from ftspace.runs import Run
 
+HUB_TIMEOUT_S = float(os.environ.get("FTSPACE_HUB_TIMEOUT", 120))
 REPO_NAME = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
@@ -147,6 +149,7 @@ def staged_adapter(run: Run, repo_id: str) -> Path:
 
 def push(run: Run, repo: str, token: str | None, private: bool = False, merged: bool = False) -> str:
     """Push the run's adapter (and optionally a merged 16-bit model); returns the repo URL."""
+    import httpx
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -154,6 +157,7 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
     if not token:
         raise HubError("No Hugging Face token: log in (on a Space), set HF_TOKEN, run `hf auth login`, "
                        "or paste a token with write access.")
+    _bounded_requests()
     api = HfApi(token=token)
     stage = None
     try:
@@ -173,12 +177,38 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
         return str(url)
     except HfHubHTTPError as e:
         raise HubError(_http_message(e, repo, token)) from None
+    except httpx.TimeoutException as e:
+        raise HubError(f"Push to {repo} failed: the Hub did not answer within {HUB_TIMEOUT_S:g} s "
+                       f"({type(e).__name__}): check the connection and try again. The local adapter is "
+                       "unchanged.") from None
+    except httpx.TransportError as e:
+        raise HubError(_scrub(f"Push to {repo} failed: cannot reach the Hub ({type(e).__name__}: {e}): check "
+                              "the connection and try again. The local adapter is unchanged.", token)) from None
     except (OSError, ValueError) as e:
         raise HubError(_scrub(f"Push to {repo} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
                               "The local adapter is unchanged: try again.", token)) from None
     finally:
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
+
+
+_timeout_installed: float | None = None
+
+
+def _bounded_requests():
+    """huggingface_hub's HTTP client waits forever by default; a Hub that stops answering part way
+    through a push must fail it instead. Each network step (connect, send, receive) gets HUB_TIMEOUT_S."""
+    global _timeout_installed
+    if _timeout_installed == HUB_TIMEOUT_S:
+        return
+    import httpx
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils._http import hf_request_event_hook
+
+    seconds = HUB_TIMEOUT_S
+    set_client_factory(lambda: httpx.Client(event_hooks={"request": [hf_request_event_hook]},
+                                            follow_redirects=True, timeout=httpx.Timeout(seconds)))
+    _timeout_installed = seconds
 
 
 def _http_message(e, repo: str, token: str) -> str:

@@ -1,7 +1,9 @@
 """A fake Hugging Face Hub on 127.0.0.1 that speaks enough of the HTTP API for huggingface_hub:
 whoami, repo creation, preupload + commit (regular, base64 files), and file download (HEAD/GET
 resolve, model info). Repos live in memory. Behaviour switches for error-path tests:
-`fail_next` (a status code returned once by the next commit or create), and one valid token.
+`fail_next` (a status code returned once by the next commit or create), `fail_at` (("/commit/", 500, n)
+fails the next n requests whose path contains "/commit/"; ("/commit/", "hang", n) holds them unanswered
+for `hang_s` seconds: a Hub that stopped answering part way through), and one valid token.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
 
@@ -22,6 +25,8 @@ class FakeHub:
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, headers) for secret checks
         self.bodies: list[bytes] = []
         self.fail_next: int | None = None
+        self.fail_at: tuple[str, int | str, int] | None = None
+        self.hang_s = 30.0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -159,6 +164,13 @@ class FakeHub:
 
                     asked = parse_qs(body.decode()).get("paths") or json.loads(body or b"{}").get("paths", [])
                     return self._send(200, self._entries(repo, "", exact=set(asked)))
+                if hub.fail_at and hub.fail_at[0] in path:
+                    where, failure, times = hub.fail_at
+                    hub.fail_at = (where, failure, times - 1) if times > 1 else None
+                    if failure == "hang":
+                        time.sleep(hub.hang_s)
+                        return self._send(504, {"error": "gateway timeout"})
+                    return self._send(failure, {"error": f"injected failure {failure}"})
                 if not self._authed():
                     return self._send(401, {"error": "Invalid credentials in Authorization header"})
                 if hub.fail_next:

@@ -1,6 +1,8 @@
 """A fake Hugging Face Hub on 127.0.0.1 that speaks enough of the HTTP API for huggingface_hub:
 whoami, repo creation, preupload + commit (regular, base64 files), and file download (HEAD/GET
-resolve, model info). Repos live in memory. Behaviour switches for error-path tests:
+resolve, model info), and an OpenID Connect provider (Gradio's "Sign in with Hugging Face" on a Space):
+discovery, authorize (logs in as `login_as`), token (an access token plus a signed id_token) and jwks.
+Repos live in memory. Behaviour switches for error-path tests:
 `fail_next` (a status code returned once by the next commit or create), `fail_at` (("/commit/", 500, n)
 fails the next n requests whose path contains "/commit/"; ("/commit/", "hang", n) holds them unanswered
 for `hang_s` seconds: a Hub that stopped answering part way through), and one valid token.
@@ -12,6 +14,7 @@ import base64
 import hashlib
 import json
 import re
+import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +24,11 @@ from urllib.parse import unquote, urlparse
 class FakeHub:
     def __init__(self, token: str = "hf_test_token_123456", user: str = "tester"):
         self.token, self.user = token, user
+        self.tokens = {token: user}  # every token the Hub accepts -> its user (OAuth logins add theirs)
+        self.login_as = user  # who the next OAuth sign-in is
+        self.oauth_codes: dict[str, tuple[str, str | None, str]] = {}  # code -> (user, nonce, client_id)
+        self.oauth_tokens: list[str] = []
+        self._signing_key = None
         self.repos: dict[str, dict] = {}  # repo_id -> {"private": bool, "files": {path: bytes}, "sha": str}
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, headers) for secret checks
         self.bodies: list[bytes] = []
@@ -42,6 +50,24 @@ class FakeHub:
         self.server.shutdown()
         self.server.server_close()
 
+    def signing_key(self):
+        from joserfc.jwk import OctKey
+
+        if self._signing_key is None:
+            self._signing_key = OctKey.import_key(secrets.token_bytes(32), {"kid": "fakehub"})
+        return self._signing_key
+
+    def id_token(self, user: str, nonce: str | None, client_id: str) -> str:
+        from joserfc import jwt
+
+        now = int(time.time())
+        claims = {"iss": self.url, "sub": f"id-{user}", "aud": client_id, "iat": now, "exp": now + 3600,
+                  "name": user.title(), "preferred_username": user, "profile": f"{self.url}/{user}",
+                  "picture": f"{self.url}/avatars/{user}.png"}
+        if nonce:
+            claims["nonce"] = nonce
+        return jwt.encode({"alg": "HS256", "kid": "fakehub"}, claims, self.signing_key())
+
     def _handler(hub):
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -59,8 +85,10 @@ class FakeHub:
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
-            def _authed(self):
-                return self.headers.get("Authorization") == f"Bearer {hub.token}"
+            def _authed(self) -> str | None:
+                """The user the request's token belongs to, if any."""
+                auth = self.headers.get("Authorization") or ""
+                return hub.tokens.get(auth[len("Bearer "):]) if auth.startswith("Bearer ") else None
 
             def _body(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -78,10 +106,28 @@ class FakeHub:
             def do_GET(self):
                 self._record()
                 path = urlparse(self.path).path
+                if path == "/.well-known/openid-configuration":
+                    return self._send(200, {"issuer": hub.url, "authorization_endpoint": hub.url + "/oauth/authorize",
+                                            "token_endpoint": hub.url + "/oauth/token",
+                                            "userinfo_endpoint": hub.url + "/oauth/userinfo",
+                                            "jwks_uri": hub.url + "/oauth/jwks",
+                                            "id_token_signing_alg_values_supported": ["HS256"],
+                                            "response_types_supported": ["code"]})
+                if path == "/oauth/jwks":
+                    return self._send(200, {"keys": [hub.signing_key().as_dict(private=True)]})
+                if path == "/oauth/authorize":
+                    from urllib.parse import parse_qs, urlencode
+
+                    q = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+                    code = secrets.token_hex(8)
+                    hub.oauth_codes[code] = (hub.login_as, q.get("nonce"), q["client_id"])
+                    sep = "&" if "?" in q["redirect_uri"] else "?"
+                    location = q["redirect_uri"] + sep + urlencode({"code": code, "state": q.get("state", "")})
+                    return self._send(302, b"", headers={"Location": location})
                 if path == "/api/whoami-v2":
                     if not self._authed():
                         return self._send(401, {"error": "Invalid credentials"})
-                    return self._send(200, {"name": hub.user, "type": "user", "auth": {"type": "access_token"}})
+                    return self._send(200, {"name": self._authed(), "type": "user", "auth": {"type": "access_token"}})
                 m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)(?:/revision/[^/]+)?$", path)
                 if m:
                     repo = self._repo(m.group(1), m.group(2))
@@ -99,7 +145,7 @@ class FakeHub:
 
             def _repo(self, kind, repo_id):
                 repo = hub.repos.get(("datasets/" if kind == "datasets" else "") + repo_id)
-                if repo is None or (repo["private"] and not self._authed()):
+                if repo is None or (repo["private"] and self._authed() != repo_id.split("/")[0]):
                     return None
                 return repo
 
@@ -144,6 +190,19 @@ class FakeHub:
                 self._record()
                 path = urlparse(self.path).path
                 body = self._body()
+                if path == "/oauth/token":
+                    from urllib.parse import parse_qs
+
+                    form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+                    if form.get("code") not in hub.oauth_codes:
+                        return self._send(400, {"error": "invalid_grant"})
+                    user, nonce, client_id = hub.oauth_codes.pop(form["code"])
+                    token = f"hf_oauth_{user}_{secrets.token_hex(12)}"
+                    hub.tokens[token] = user
+                    hub.oauth_tokens.append(token)
+                    return self._send(200, {"access_token": token, "token_type": "bearer", "expires_in": 28800,
+                                            "scope": "openid profile write-repos manage-repos",
+                                            "id_token": hub.id_token(user, nonce, client_id)})
                 if path == "/api/validate-yaml":  # the Hub checks a README's front matter before a commit
                     import yaml
 
@@ -178,8 +237,8 @@ class FakeHub:
                     return self._send(status, {"error": f"injected failure {status}"})
                 if path == "/api/repos/create":
                     req = json.loads(body)
-                    repo_id = f"{req.get('organization') or hub.user}/{req['name']}"
-                    if repo_id.split("/")[0] != hub.user:
+                    repo_id = f"{req.get('organization') or self._authed()}/{req['name']}"
+                    if repo_id.split("/")[0] != self._authed():
                         return self._send(403, {"error": "You don't have the rights to create a model under this namespace"})
                     if repo_id in hub.repos:
                         return self._send(409, {"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"})
@@ -196,6 +255,8 @@ class FakeHub:
                     repo = hub.repos.get(m.group(1))
                     if repo is None:
                         return self._send(404, {"error": "Repository not found"})
+                    if m.group(1).split("/")[0] != self._authed():
+                        return self._send(403, {"error": "You don't have write access to this repo"})
                     if self.headers.get("Content-Encoding") == "gzip":
                         import gzip
 

@@ -57,12 +57,29 @@ def user_errors(fn):
 # --- owners: who may see and control a run
 
 
-def owner_of(request: gr.Request | None, browser_id: str = "", profile=None) -> str:
-    """A logged-in user's name, else this browser's id (kept in localStorage), else the session."""
-    if profile is not None and getattr(profile, "username", None):
-        return "user:" + profile.username
+def owner_of(request: gr.Request | None, browser_id: str = "") -> str:
+    """A signed-in user's name (from the signed session cookie, not anything the client sends), else this
+    browser's id (a random secret kept in localStorage), else the session."""
+    username = login_name(request)
+    if username:
+        return "user:" + username
     key = browser_id or (request.session_hash if request is not None else "") or "anonymous"
     return "browser:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def login_name(request: gr.Request | None) -> str | None:
+    """The Hugging Face username this request is signed in as (Gradio's OAuth session), if any.
+
+    Read the way Gradio reads it for gr.OAuthProfile, so every handler knows its user without each
+    one declaring a profile parameter."""
+    from gradio.helpers import _session_from_request
+    from gradio.oauth import _get_valid_oauth_info_from_session
+
+    try:
+        info = _get_valid_oauth_info_from_session(_session_from_request(request))
+    except Exception:  # no session middleware (self-hosted without OAuth), or an unreadable cookie
+        return None
+    return ((info or {}).get("userinfo") or {}).get("preferred_username")
 
 
 def visible_runs(owner: str) -> list[runs.Run]:

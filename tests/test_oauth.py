@@ -1,0 +1,128 @@
+"""Two people signed in with Hugging Face on one Space: each sees, stops, chats with and pushes only
+their own runs, and their OAuth tokens end up nowhere.
+
+The app runs as on a Space (SYSTEM=spaces, SPACE_ID, OAUTH_* variables) with the fake Hub as the
+OpenID provider, so the sign-in is Gradio's real OAuth flow (authlib, signed id_token, session cookie),
+done here with plain HTTP requests, once per user.
+"""
+
+import json
+import re
+import time
+from urllib.parse import urljoin
+
+import httpx
+import pytest
+
+from apptools import App
+from fakehub import FakeHub
+from test_app import run_values, value_of
+
+SPACE_ENV = {"SYSTEM": "spaces", "SPACE_ID": "tester/ftspace", "OAUTH_CLIENT_ID": "ftspace-test-client",
+             "OAUTH_CLIENT_SECRET": "oauth-client-secret-not-a-token",
+             "OAUTH_SCOPES": "openid profile write-repos manage-repos", "HF_HUB_OFFLINE": "0"}
+
+
+def sign_in(app_url: str, fake: FakeHub, user: str) -> str:
+    """Gradio's "Sign in with Hugging Face" as a browser does it; returns the session cookie."""
+    fake.login_as = user
+    cookie = None
+    url = urljoin(app_url, "/login/huggingface")
+    with httpx.Client(timeout=30) as http:
+        for _ in range(6):  # app -> provider -> app callback -> app page
+            # The session cookie is Secure (https only): carry it by hand over http://127.0.0.1.
+            headers = {"Cookie": f"session={cookie}"} if cookie and url.startswith(app_url) else {}
+            response = http.get(url, headers=headers)
+            found = re.search(r"session=([^;]+)", response.headers.get("set-cookie", ""))
+            if found and url.startswith(app_url):
+                cookie = found.group(1)
+            if response.status_code not in (302, 303, 307):
+                break
+            url = urljoin(url, response.headers["location"])
+    assert cookie and response.status_code == 200, (response.status_code, response.text[:500])
+    return cookie
+
+
+def client_for(app, cookie):
+    from gradio_client import Client
+
+    return Client(app.url, verbose=False, headers={"Cookie": f"session={cookie}"})
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("space")
+    with FakeHub(token="hf_unused_pat_000000") as fake, \
+            App(tmp, HF_ENDPOINT=fake.url, OPENID_PROVIDER_URL=fake.url, **SPACE_ENV) as app:
+        yield app, fake, tmp
+
+
+def wait_for(client, run_id, word, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = client.predict("", run_id, api_name="/progress")[0]
+        if f"**{word}**" in text:
+            return text
+        time.sleep(0.3)
+    raise AssertionError(f"{run_id} never became {word}: {text}")
+
+
+def test_two_signed_in_users_cannot_reach_each_others_runs(space, tiny_model):
+    from gradio_client.exceptions import AppError
+
+    app, fake, tmp = space
+    alice_cookie, bob_cookie = sign_in(app.url, fake, "alice"), sign_in(app.url, fake, "bob")
+    alice, bob = client_for(app, alice_cookie), client_for(app, bob_cookie)
+    browser = "same-browser-id-for-both"  # the owner is the account, not anything the client sends
+
+    run_id = value_of(alice.predict(browser, *run_values(model_name=str(tiny_model), dataset="example:facts",
+                                                         max_steps=6, max_seq_length=64, backend="hf"),
+                                    api_name="/start")[0])
+    assert run_id in str(alice.predict(browser, api_name="/runs"))
+    assert run_id not in str(bob.predict(browser, api_name="/runs"))
+    assert "No run" in bob.predict(browser, run_id, api_name="/progress")[0]
+    with pytest.raises(AppError, match="No run"):
+        bob.predict(browser, run_id, api_name="/stop")
+    wait_for(alice, run_id, "completed")
+    with pytest.raises(AppError, match="No run"):
+        bob.predict(browser, "a run of mine", run_id, "default", "", "", 4, 0.0, 0.95, False, "hi", [], [],
+                    api_name="/chat")
+    with pytest.raises(AppError, match="No run"):
+        bob.predict(browser, run_id, "stolen", False, False, "", api_name="/push")
+    with pytest.raises(AppError, match="No run"):
+        bob.predict(browser, run_id, api_name="/zip")
+    with pytest.raises(AppError, match="not a run id"):
+        bob.predict(browser, "../" + run_id, api_name="/stop")
+    # A visitor who is not signed in, even sending the same browser id, sees none of it either.
+    from gradio_client import Client
+
+    assert run_id not in str(Client(app.url, verbose=False).predict(browser, api_name="/runs"))
+
+    # Alice, signed in from another browser, finds her run: it belongs to her account.
+    alice_elsewhere = client_for(app, sign_in(app.url, fake, "alice"))
+    assert run_id in str(alice_elsewhere.predict("another-browser", api_name="/runs"))
+    tuned, _, _ = alice_elsewhere.predict("another-browser", "a run of mine", run_id, "default", "", "", 4, 0.0,
+                                          0.95, False, "hi", [], [], api_name="/chat")
+    assert tuned[-1]["role"] == "assistant"
+
+    # Her push uses her OAuth token (no token typed), into her namespace.
+    result = alice.predict(browser, run_id, "zorblax", True, False, "", api_name="/push")
+    assert "alice/zorblax" in str(result)
+    assert "adapter_model.safetensors" in fake.repos["alice/zorblax"]["files"]
+    alice_token = fake.oauth_tokens[0]
+    used = [{k.lower(): v for k, v in h.items()}.get("authorization") for m, p, h in fake.requests
+            if m == "POST" and "/commit/" in p]
+    assert used == [f"Bearer {alice_token}"]
+
+    # The OAuth tokens, and the session cookies that carry them, are nowhere on disk or in any answer.
+    secrets = fake.oauth_tokens + [alice_cookie, bob_cookie]
+    assert len(fake.oauth_tokens) == 3
+    leaks = [str(p) for p in tmp.rglob("*") if p.is_file() and any(s.encode() in p.read_bytes() for s in secrets)]
+    assert leaks == []
+    pushed = fake.repos["alice/zorblax"]["files"]
+    assert not any(s.encode() in data for s in secrets for data in pushed.values())
+    assert not any(s in str(result) for s in secrets)
+    # Gradio's run history (which could replay a call) is off for this app.
+    config = httpx.get(urljoin(app.url, "/config"), headers={"Cookie": f"session={alice_cookie}"}).json()
+    assert config["run_history"] is False
+

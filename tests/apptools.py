@@ -50,3 +50,18 @@ class App:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+
+def files_containing(secret: str, *roots: Path, since: float | None = None,
+                     skip: tuple[str, ...] = (".venv", ".git")) -> list[str]:
+    """Every file under `roots` (modified after `since`, if given) whose bytes contain `secret`."""
+    needle, found = secret.encode(), []
+    for root in roots:
+        for path in Path(root).rglob("*"):
+            if any(part in skip for part in path.relative_to(root).parts) or not path.is_file():
+                continue
+            if since is not None and path.stat().st_mtime < since:
+                continue
+            if needle in path.read_bytes():
+                found.append(str(path))
+    return found

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apptools import ROOT, App
+from apptools import ROOT, App, files_containing
 from fakehub import FakeHub
 from ftspace.config import RunConfig
 from ftspace.ui.common import PRESETS
@@ -118,15 +118,18 @@ def test_whole_journey(served, tiny_model, tmp_path):
                                "HF_HOME": str(tmp_path / "hf")})
     assert load.stdout.strip() == "loaded 16", load.stderr[-2000:]
 
-    # the token never reached the app's files (runs, uploads, Gradio's cache), its log or its responses
-    written = [f for d in ("runs", "uploads", "gradio") for f in (tmp / d).rglob("*") if f.is_file()]
-    assert any(f.name == "adapter_model.safetensors" for f in written)  # the scan saw the run's files
-    for file in written:
-        assert TOKEN.encode() not in file.read_bytes(), file
-    assert TOKEN not in app.log.read_text()
+    # The token is nowhere the app writes: everything under its runs, uploads and Gradio cache folders,
+    # the HF cache, any file in the project touched since the app started, and the app's log; not in
+    # what was pushed (card, events, loss curve) nor in any API response.
+    written = [f for f in tmp.rglob("*") if f.is_file()]
+    assert {"adapter_model.safetensors", "events.jsonl", "status.json", "log.txt", "app.log"} <= \
+        {f.name for f in written}  # the scan sees the run's files
+    assert files_containing(TOKEN, tmp, Path(os.environ["HF_HOME"])) == []
+    assert files_containing(TOKEN, ROOT, since=app.started) == []
+    assert not any(TOKEN.encode() in data for repo in fake.repos.values() for data in repo["files"].values())
     assert TOKEN not in json.dumps([result, token_field, client.predict("", api_name="/runs"),
-                                    client.predict("", run_id, api_name="/progress")], default=str)
-
+                                    client.predict("", run_id, api_name="/progress"),
+                                    client.predict("", run_id, "zorblax-tiny", api_name="/card")], default=str)
 
 @pytest.mark.parametrize("call, message", [
     (lambda c: c.predict("/etc/hostname", "auto", "", "", "default", 256, api_name="/check"), "unsupported file type"),
@@ -163,10 +166,12 @@ def test_bad_upload_and_push_errors(served, tmp_path):
     with pytest.raises(AppError, match="No Hugging Face token"):
         client.predict("", finished[0], "x", False, False, "", api_name="/push")
     fake.fail_next = 500
-    with pytest.raises(AppError, match="server error"):
+    with pytest.raises(AppError, match="server error") as e:
         client.predict("", finished[0], "retry-me", False, False, TOKEN, api_name="/push")
-    with pytest.raises(AppError, match="refused"):
+    assert TOKEN not in str(e.value)
+    with pytest.raises(AppError, match="refused") as e:
         client.predict("", finished[0], "tester/other", False, False, "hf_wrong_token", api_name="/push")
+    assert "hf_wrong_token" not in str(e.value)
     assert app.alive()
 
 

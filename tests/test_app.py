@@ -64,10 +64,10 @@ def test_whole_journey(served, tiny_model, tmp_path):
 
     app, client, fake, tmp = served
     # 1. upload a bundled example; the app keeps a copy and reports on it
-    path = client.predict(handle_file(str(ROOT / "examples" / "facts.jsonl")), api_name="/upload")
+    path = client.predict(handle_file(str(ROOT / "examples" / "facts.jsonl")), "", api_name="/upload")
     assert Path(path).name == "facts.jsonl" and Path(path).exists()
     summary, hist, masked, preview, dropped, dataset, *_ = client.predict(
-        path, "auto", "", "", str(tiny_model), 256, api_name="/check")
+        "", path, "auto", "", "", str(tiny_model), 256, api_name="/check")
     assert "format **pairs**" in summary and "32 kept" in summary and dataset == path
     trained = "".join(t["token"] for t in masked if t["class_or_confidence"] == "trained")
     untrained = "".join(t["token"] for t in masked if t["class_or_confidence"] != "trained")
@@ -132,8 +132,8 @@ def test_whole_journey(served, tiny_model, tmp_path):
                                     client.predict("", run_id, "zorblax-tiny", api_name="/card")], default=str)
 
 @pytest.mark.parametrize("call, message", [
-    (lambda c: c.predict("/etc/hostname", "auto", "", "", "default", 256, api_name="/check"), "unsupported file type"),
-    (lambda c: c.predict("nobody/no-such-dataset-xyz", "auto", "", "", "default", 256, "", "train",
+    (lambda c: c.predict("", "/etc/hostname", "auto", "", "", "default", 256, api_name="/check"), "unsupported file type"),
+    (lambda c: c.predict("", "nobody/no-such-dataset-xyz", "auto", "", "", "default", 256, "", "train",
                          api_name="/inspect_hub"), "Hub dataset nobody/no-such-dataset-xyz"),
     (lambda c: c.predict("", "nonexistent-run", "x", False, False, "", api_name="/push"), "No run"),
     (lambda c: c.predict("", *run_values(lora_r=0), api_name="/start"), "lora_r = 0 is out of range"),
@@ -156,9 +156,9 @@ def test_bad_upload_and_push_errors(served, tmp_path):
     app, client, fake, tmp = served
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "x", "output": "y"}\n{"truncated": ')
-    path = client.predict(handle_file(str(bad)), api_name="/upload")
+    path = client.predict(handle_file(str(bad)), "", api_name="/upload")
     with pytest.raises(AppError, match="bad.jsonl: row 2: not valid JSON"):
-        client.predict(path, "auto", "", "", "default", 256, api_name="/check")
+        client.predict("", path, "auto", "", "", "default", 256, api_name="/check")
     runs_table = client.predict("", api_name="/runs")
     finished = [row[0] for row in runs_table["data"] if row[1] == "completed"]
     if not finished:

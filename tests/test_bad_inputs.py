@@ -77,8 +77,8 @@ def test_app_refuses_every_bad_file_and_keeps_serving(app, giants):
     served, client = app
     for path in BAD:
         try:
-            stored = client.predict(handle_file(str(path)), api_name="/upload")
-            client.predict(stored, "auto", "", "", "default", 256, api_name="/check")
+            stored = client.predict(handle_file(str(path)), "", api_name="/upload")
+            client.predict("", stored, "auto", "", "", "default", 256, api_name="/check")
         except AppError as e:
             assert path.name in str(e) or "Invalid file type" in str(e), (path.name, str(e))
         else:
@@ -86,10 +86,10 @@ def test_app_refuses_every_bad_file_and_keeps_serving(app, giants):
         assert served.alive()
     # Gradio enforces the upload limit before the file leaves the client; our handler checks again.
     with pytest.raises((AppError, ValueError), match="over the 1 MB upload limit|exceeds the maximum file size"):
-        client.predict(handle_file(str(giants["over"])), api_name="/upload")
+        client.predict(handle_file(str(giants["over"])), "", api_name="/upload")
     for source in ("owner/../secret", "../x"):
         with pytest.raises(AppError):
-            client.predict(source, "auto", "", "", "default", 256, "", "train", api_name="/inspect_hub")
+            client.predict("", source, "auto", "", "", "default", 256, "", "train", api_name="/inspect_hub")
     assert client.predict("", api_name="/runs") is not None and served.alive()
 
 

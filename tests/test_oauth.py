@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
-from apptools import App
+from apptools import ROOT, App
 from fakehub import FakeHub
 from test_app import run_values, value_of
 
@@ -126,3 +126,36 @@ def test_two_signed_in_users_cannot_reach_each_others_runs(space, tiny_model):
     config = httpx.get(urljoin(app.url, "/config"), headers={"Cookie": f"session={alice_cookie}"}).json()
     assert config["run_history"] is False
 
+
+
+def test_a_shared_app_reads_only_your_own_files(space, tiny_model, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    app, fake, tmp = space
+    alice, bob = client_for(app, sign_in(app.url, fake, "alice")), client_for(app, sign_in(app.url, fake, "bob"))
+    data = tmp_path / "..my data ü.jsonl"
+    example = ROOT / "examples" / "facts.jsonl"
+    data.write_text(example.read_text())
+    mine = alice.predict(handle_file(str(data)), "", api_name="/upload")
+    assert mine.startswith(str(tmp / "uploads")) and "/../" not in mine and mine.endswith("my_data__.jsonl")
+    assert "kept" in alice.predict("", mine, "auto", "", "", "default", 256, api_name="/check")[0]
+
+    def refused(client, *args, api_name, match):
+        with pytest.raises(AppError, match=match):
+            client.predict(*args, api_name=api_name)
+
+    server_file = "cannot be read in a shared app"
+    for path in (mine, "/etc/hostname", str(example), "../../examples/facts.jsonl", "~/.bashrc",
+                 str(tmp / "uploads" / ".." / "app.log")):
+        refused(bob, "", path, "auto", "", "", "default", 256, api_name="/check", match=server_file)
+    refused(bob, "", *run_values(dataset=mine), api_name="/start", match=server_file)
+    refused(bob, "", *run_values(dataset="/etc/hostname"), api_name="/start", match=server_file)
+
+    # Another user's adapter (anything inside the app's runs folder) is not a base model to load.
+    adapter = tmp / "runs" / "20260101-000000-someone-else-0000" / "adapter"
+    adapter.mkdir(parents=True)
+    refused(bob, "", "a base model", None, str(adapter), "", "", 4, 0.0, 0.95, False, "hi", [], [],
+            api_name="/chat", match="cannot be used as a base model")
+    refused(bob, "", *run_values(model_name=str(adapter)), api_name="/start", match="cannot be used")
+    assert app.alive()

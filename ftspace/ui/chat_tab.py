@@ -7,7 +7,7 @@ import json
 import gradio as gr
 
 from ftspace.errors import FtspaceError, ModelError
-from ftspace.ui.common import MODEL_CHOICES, own_run, owner_of, user_errors
+from ftspace.ui.common import MODEL_CHOICES, guard_paths, own_run, owner_of, user_errors
 
 SOURCES = ["a run of mine", "a base model", "an adapter on the Hub"]
 
@@ -56,6 +56,7 @@ def source_for(kind, run_id, base_model, hub_repo, owner) -> tuple:
         if not (hub_repo or "").strip():
             raise FtspaceError("Enter the Hub repo id of an adapter, e.g. owner/my-adapter.")
         return ("hub", hub_repo.strip())
+    guard_paths(owner, model_name=base_model)
     return ("base", base_model or "default")
 
 

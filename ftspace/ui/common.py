@@ -82,6 +82,44 @@ def login_name(request: gr.Request | None) -> str | None:
     return ((info or {}).get("userinfo") or {}).get("preferred_username")
 
 
+def uploads_dir() -> "Path":
+    from pathlib import Path
+
+    return runs.runs_root().parent / "uploads"
+
+
+def owner_uploads(owner: str) -> "Path":
+    """This owner's own upload folder (named by a hash: owner strings never become paths)."""
+    return uploads_dir() / hashlib.sha256(owner.encode()).hexdigest()[:16]
+
+
+def guard_paths(owner: str, dataset: str | None = None, model_name: str | None = None):
+    """On a shared app a request reads only what is its own: a dataset is a bundled example, a Hub id or
+    a file this owner uploaded, never another path on the server; a model path never points into the
+    app's runs or uploads (another user's adapter). Self-hosted, the machine is yours: no limits."""
+    from pathlib import Path
+
+    from ftspace.errors import DataError, ModelError
+
+    if not multi_user():
+        return
+    if dataset and not dataset.strip().startswith("example:"):
+        from ftspace.data import resolve
+
+        path = Path(dataset.strip()).expanduser()
+        looks_local = path.exists() or dataset.strip().startswith((".", "/", "~")) or ".." in dataset
+        if looks_local and not path.resolve().is_relative_to(owner_uploads(owner).resolve()):
+            raise DataError(f"{path.name or dataset}: files on the server cannot be read in a shared app: "
+                            "upload the file, or use a Hub dataset or a bundled example.")
+        resolve(dataset)  # a Hub id or an upload of one's own: the usual checks and messages
+    if model_name:
+        path = Path(model_name.strip()).expanduser()
+        if path.exists() and any(path.resolve().is_relative_to(root.resolve())
+                                 for root in (runs.runs_root(), uploads_dir())):
+            raise ModelError(f"{model_name}: model folders inside the app's runs and uploads cannot be used "
+                             "as a base model: pick your run under 'a run of mine' instead.")
+
+
 def visible_runs(owner: str) -> list[runs.Run]:
     items = runs.list_runs()
     if not multi_user():

@@ -9,17 +9,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from ftspace import runs
 from ftspace.data import bundled_examples, load_dataset
 from ftspace.errors import DataError
-from ftspace.ui.common import UPLOAD_LIMIT_MB, user_errors
+from ftspace.ui.common import UPLOAD_LIMIT_MB, guard_paths, owner_of, owner_uploads, user_errors
 
 FORMATS = ["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "pairs", "text", "columns"]
 INSPECT_ROWS = 5000  # rows read for the report and histogram; training reads them all
-
-
-def uploads_dir() -> Path:
-    return runs.runs_root().parent / "uploads"
 
 
 def build(ui: dict):
@@ -58,13 +53,13 @@ def build(ui: dict):
 
 
 def wire(ui: dict):
-    inspect_inputs = [ui["data_source"], ui["data_format"], ui["prompt_col"], ui["response_col"],
+    inspect_inputs = [ui["browser_id"], ui["data_source"], ui["data_format"], ui["prompt_col"], ui["response_col"],
                       ui["model_name"], ui["max_seq_length"]]
     outputs = [ui["data_summary"], ui["token_hist"], ui["masked_example"], ui["preview"], ui["dropped"],
                ui["dataset"], ui["dataset_format"], ui["prompt_column"], ui["response_column"]]
 
     hidden = dict(api_visibility="private")
-    ui["upload"].upload(accept_upload, [ui["upload"]], [ui["data_source"]], api_name="upload").success(
+    ui["upload"].upload(accept_upload, [ui["upload"], ui["browser_id"]], [ui["data_source"]], api_name="upload").success(
         inspect, inspect_inputs, outputs, **hidden)
     ui["use_example"].click(lambda name: f"example:{name}", [ui["example"]], [ui["data_source"]], **hidden).success(
         inspect, inspect_inputs, outputs, **hidden)
@@ -75,8 +70,8 @@ def wire(ui: dict):
 
 
 @user_errors
-def accept_upload(file_path: str | None) -> str:
-    """Keep the upload under uploads/ (Gradio's temp files do not last) and return its path."""
+def accept_upload(file_path: str | None, browser_id: str = "", request: gr.Request = None) -> str:
+    """Keep the upload in its owner's folder under uploads/ (Gradio's temp files do not last); its path."""
     if not file_path:
         raise DataError("No file received: choose a file to upload.")
     src = Path(file_path)
@@ -85,7 +80,7 @@ def accept_upload(file_path: str | None) -> str:
         raise DataError(f"{src.name}: {size_mb:.0f} MB is over the {UPLOAD_LIMIT_MB} MB upload limit: "
                         "use a smaller file or a Hub dataset.")
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", src.name).lstrip(".") or "data.jsonl"
-    dest_dir = uploads_dir() / src.parent.name[-16:]
+    dest_dir = owner_uploads(owner_of(request, browser_id)) / src.parent.name[-16:]
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / safe
     shutil.copyfile(src, dest)
@@ -106,7 +101,9 @@ def hub_source(dataset_id: str, config: str, split: str):
 
 
 @user_errors
-def inspect(source, fmt, prompt_col, response_col, model_name, max_len, config="", split="train"):
+def inspect(browser_id, source, fmt, prompt_col, response_col, model_name, max_len, config="", split="train",
+            request: gr.Request = None):
+    guard_paths(owner_of(request, browser_id), dataset=source, model_name=model_name)
     rows, report = load_dataset(source, dataset_format=fmt or "auto", prompt_column=prompt_col or "",
                                 response_column=response_col or "", config=config or "", split=split or "train",
                                 limit=INSPECT_ROWS)

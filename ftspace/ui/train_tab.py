@@ -11,8 +11,8 @@ import gradio as gr
 
 from ftspace import models, runs
 from ftspace.errors import FtspaceError
-from ftspace.ui.common import PRESETS, config_fields, config_from_values, control_for, own_run, owner_of, \
-    user_errors, visible_runs
+from ftspace.ui.common import PRESETS, config_fields, config_from_values, control_for, guard_paths, own_run, \
+    owner_of, user_errors, visible_runs
 
 TERMINAL = ("completed", "failed", "interrupted")
 LOG_TAIL_BYTES = 4000
@@ -73,6 +73,7 @@ def wire(ui: dict, scheduler):
     @user_errors
     def start(request: gr.Request, browser_id, *values):
         cfg = config_from_values(values)
+        guard_paths(owner_of(request, browser_id), dataset=cfg.dataset, model_name=cfg.model_name)
         run = scheduler.submit(cfg, owner=owner_of(request, browser_id))
         return run_choices(owner_of(request, browser_id), run.id) + [gr.Timer(active=True)]
 

@@ -30,6 +30,11 @@ def bundled_examples() -> dict[str, Path]:
     return {p.stem: p for p in sorted(EXAMPLES_DIR.glob("*")) if p.suffix in SUFFIXES}
 
 
+def _json_reason(e) -> str:
+    """json's message without its own position ("Unterminated string starting at"), which we add."""
+    return e.msg.rstrip(": ").removesuffix(" at")
+
+
 def resolve(source: str) -> tuple[str, Path | str]:
     """Classify a dataset spec as ('file', Path) or ('hub', id).
 
@@ -109,7 +114,7 @@ def _jsonl(path: Path):
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{path.name}: row {line_no}: not valid JSON ({e.msg} at column {e.colno}): "
+                    raise DataError(f"{path.name}: row {line_no}: not valid JSON ({_json_reason(e)} at column {e.colno}): "
                                     "fix or remove that line.") from None
                 except RecursionError:
                     raise DataError(f"{path.name}: row {line_no}: JSON nested too deeply to be a row of data.") from None
@@ -128,7 +133,7 @@ def _json(path: Path):
     except UnicodeDecodeError as e:
         raise _decode_error(path, e) from None
     except json.JSONDecodeError as e:
-        raise DataError(f"{path.name}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+        raise DataError(f"{path.name}: not valid JSON ({_json_reason(e)} at line {e.lineno}, column {e.colno}).") from None
     except RecursionError:
         raise DataError(f"{path.name}: JSON nested too deeply to be rows of data.") from None
     if isinstance(data, dict):

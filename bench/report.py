@@ -71,7 +71,9 @@ def main():
                   f"- raw generate: TTFT {ch['raw_generate']['ttft_s']} s, {ch['raw_generate']['tokens_per_s']} tokens/s",
                   f"- ftspace stream: TTFT {ch['ours_stream']['ttft_s']} s, {ch['ours_stream']['tokens_per_s']} tokens/s",
                   f"- tokens/s ratio **{ch['tokens_per_s_ratio']}**, TTFT ratio (raw / ours) "
-                  f"**{ch['ttft_ratio_raw_over_ours']}**; target {ch['target']}", ""]
+                  f"**{ch['ttft_ratio_raw_over_ours']}**; target {ch['target']}"]
+        lines += [f"- {ch['note']}"] if ch.get("note") else []
+        lines.append("")
     s = load("slicing")
     if s:
         lines += ["## 6. ZeroGPU slicing", machine_line(s), "", f"Setup: {s['setup']}", "",

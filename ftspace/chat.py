@@ -7,9 +7,11 @@ model gives both sides of a base-vs-tuned comparison.
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,9 +84,12 @@ class ChatModel:
         """Yield the reply's text as it grows, one token at a time."""
         import torch
 
+        from transformers import StoppingCriteriaList
+
         settings = settings or GenerationSettings()
         streamer = _TokenStreamer(self.tokenizer)
-        kwargs = dict(self._inputs(messages), streamer=streamer, **self._generate_kwargs(settings))
+        kwargs = dict(self._inputs(messages), streamer=streamer, stopping_criteria=StoppingCriteriaList([streamer]),
+                      **self._generate_kwargs(settings))
         errors = []
 
         def work():
@@ -95,10 +100,12 @@ class ChatModel:
                 errors.append(e)
                 streamer.end()
 
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        yield from streamer
-        thread.join()
+        done = _generate_pool().submit(work)
+        try:
+            yield from streamer
+        finally:  # the reader left early (closed page, new message): stop generating at the next token
+            streamer.cancelled = True
+        done.result()
         if errors:
             raise errors[0]
 
@@ -119,6 +126,13 @@ class ChatModel:
         return contextlib.nullcontext()
 
 
+@functools.cache
+def _generate_pool() -> ThreadPoolExecutor:
+    """Long-lived threads for generate(): torch's CPU thread pool is set up per calling thread, and a
+    fresh thread per reply spent ~15-20 ms of the first token's time doing that again (bench/bench_chat.py)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="ftspace-generate")
+
+
 class _TokenStreamer:
     """A generate() streamer that hands out the decoded reply after every token.
 
@@ -127,8 +141,14 @@ class _TokenStreamer:
     """
 
     def __init__(self, tokenizer):
-        self.tokenizer, self.ids, self.prompt_seen = tokenizer, [], False
+        self.tokenizer, self.ids, self.prompt_seen, self.cancelled = tokenizer, [], False, False
         self.queue: queue.Queue = queue.Queue()
+
+    def __call__(self, input_ids, scores, **kwargs):
+        """As a stopping criterion: stop when the reader has gone."""
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.cancelled, dtype=torch.bool, device=input_ids.device)
 
     def put(self, value):
         if not self.prompt_seen:  # generate() first passes the prompt

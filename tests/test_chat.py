@@ -1,0 +1,44 @@
+"""Streaming chat: replies stream token by token from long-lived generate threads, and a reader who
+leaves mid-reply stops the generation instead of leaving it running."""
+
+import time
+
+from ftspace.chat import ChatModel, GenerationSettings, _generate_pool
+
+PROMPT = [{"role": "user", "content": "Tell me a long story."}]
+
+
+def generated_lengths(chat):
+    """Wrap generate() to record how many new tokens each call produced."""
+    lengths, generate = [], chat.model.generate
+
+    def recording(**kwargs):
+        out = generate(**kwargs)
+        lengths.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+    chat.model.generate = recording
+    return lengths
+
+
+def test_stream_grows_and_runs_on_reused_threads(tiny_model):
+    chat = ChatModel.from_base(str(tiny_model))
+    chat.stop_ids = []  # a random model may end at once; here only max_new_tokens ends a reply
+    lengths = generated_lengths(chat)
+    texts = list(chat.stream(PROMPT, GenerationSettings(max_new_tokens=12)))
+    assert len(texts) >= 2 and all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    assert lengths == [12]
+    list(chat.stream(PROMPT, GenerationSettings(max_new_tokens=4)))
+    assert len(_generate_pool()._threads) <= 2  # no new thread per reply
+
+
+def test_a_reader_leaving_mid_reply_stops_the_generation(tiny_model):
+    chat = ChatModel.from_base(str(tiny_model))
+    chat.stop_ids = []
+    lengths = generated_lengths(chat)
+    stream = chat.stream(PROMPT, GenerationSettings(max_new_tokens=2000))
+    next(stream), next(stream)
+    stream.close()  # what Gradio does when the page is closed or the user sends a new message
+    deadline = time.time() + 60
+    while not lengths and time.time() < deadline:
+        time.sleep(0.05)
+    assert lengths and lengths[0] < 100, lengths

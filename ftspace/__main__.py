@@ -24,10 +24,15 @@ def err(message: str):
 # --- train / follow
 
 
-def follow(run, quiet: bool = False) -> dict:
-    """Show a progress bar on stderr until the run ends; Ctrl-C asks the worker to stop gracefully."""
+def follow(run, quiet: bool = False, scheduler=None) -> dict:
+    """Show a progress bar on stderr until the run ends; Ctrl-C asks the worker to stop gracefully.
+
+    With a scheduler, first wait for the run's turn (another run on this machine, from the app or
+    another CLI, may be training), starting it when the machine is free."""
     from tqdm import tqdm
 
+    if scheduler is not None:
+        wait_for_turn(run, scheduler)
     bar = None if quiet else tqdm(total=None, desc=run.id, unit="step", file=sys.stderr, dynamic_ncols=True)
     offset = 0
     try:
@@ -67,26 +72,50 @@ def finish(run, st: dict) -> int:
     return 1
 
 
+def wait_for_turn(run, scheduler, poll: float = 1.0):
+    """Kick the machine's queue until this run has left it; Ctrl-C while waiting cancels it."""
+    told = False
+    try:
+        while True:
+            scheduler.kick()
+            st = run.read_status()
+            if not (st.get("status") == "queued" and st.get("waiting")):
+                return
+            if not told:
+                busy = ", ".join(r.id for r in scheduler.active()) or "an earlier waiting run"
+                err(f"waiting for {busy} to finish: one run trains at a time on this machine "
+                    f"(position {scheduler.position(run)}; Ctrl-C to cancel)")
+                told = True
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        run.request_stop()  # a waiting run is simply taken out of the queue, resumable later
+        err(f"\ncancelled {run.id} while it waited; `python -m ftspace resume {run.id}` queues it again")
+        raise SystemExit(130) from None
+
+
 def cmd_train(args) -> int:
-    from ftspace import runs
     from ftspace.config import RunConfig, parse_overrides
+    from ftspace.scheduler import Scheduler
 
     if args.config:
         cfg = RunConfig.from_yaml(args.config, args.set or [])
     else:
         cfg = RunConfig.from_dict(parse_overrides(args.set or []))
-    run, _ = runs.start(cfg)
+    scheduler = Scheduler()
+    run = scheduler.submit(cfg)
     err(f"run {run.id}: training {cfg.model_name} on {cfg.dataset} (log: {run.log_path})")
-    return finish(run, follow(run, quiet=args.quiet))
+    return finish(run, follow(run, quiet=args.quiet, scheduler=scheduler))
 
 
 def cmd_resume(args) -> int:
     from ftspace import runs
+    from ftspace.scheduler import Scheduler
 
     run = runs.find(args.run)
-    runs.resume(run)
+    scheduler = Scheduler()
+    scheduler.resubmit(run)
     err(f"resuming {run.id} from {run.last_checkpoint().name if run.last_checkpoint() else 'the start'}")
-    return finish(run, follow(run, quiet=args.quiet))
+    return finish(run, follow(run, quiet=args.quiet, scheduler=scheduler))
 
 
 def cmd_stop(args) -> int:

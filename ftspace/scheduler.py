@@ -1,13 +1,17 @@
 """One training job at a time per GPU (or per CPU machine), in submission order.
 
-The app submits runs here instead of launching workers directly. Waiting runs are `queued` with
-`waiting: true` in their status, so they survive an app restart and are picked up again. A
-background thread starts the next waiting run when nothing is training; on a ZeroGPU Space it
-trains the run as a chain of GPU time slices instead of a worker process.
+The app and the CLI both submit runs here instead of launching workers directly. Waiting runs are
+`queued` with `waiting: true` in their status, so they survive an app restart and are picked up
+again. Whoever calls `kick()` (the app's background thread, a waiting CLI) starts the next waiting
+run when nothing is training; a lock file in the runs folder makes that one decision at a time
+across processes, so an app and a CLI on one machine never train two runs at once. On a ZeroGPU
+Space a run trains as a chain of GPU time slices instead of a worker process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import threading
 import time
 
@@ -62,7 +66,7 @@ class Scheduler:
 
     def kick(self):
         """Start waiting runs while a slot is free."""
-        with self._lock:
+        with self._lock, _machine_lock():
             free = self.slots - len(self.active())
             for run in self.waiting()[:max(0, free)]:
                 resume = bool(run.read_status().get("resume"))
@@ -89,3 +93,16 @@ class Scheduler:
 
     def shutdown(self):
         self._stop.set()
+
+
+@contextlib.contextmanager
+def _machine_lock():
+    """An exclusive lock shared by every process using this runs folder (released if one dies)."""
+    root = runs.runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".queue.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

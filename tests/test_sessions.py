@@ -92,3 +92,38 @@ def test_sessions_see_and_control_only_their_own_runs(shared_app, tiny_model):
     while "**completed**" not in alice.predict("", run_id, api_name="/progress")[0] and time.time() < deadline:
         time.sleep(0.3)
     assert "stopped early" in alice.predict("", run_id, api_name="/progress")[0]
+
+
+def test_the_cli_waits_for_its_turn_behind_a_run_already_training(tiny_model, runs_dir):
+    """An app (or another CLI) training on this machine: `ftspace train` queues behind it, then trains."""
+    import os
+    import subprocess
+    import sys
+
+    from apptools import ROOT
+
+    first = Scheduler().submit(cfg(tiny_model, 400))
+    Scheduler().kick()
+    deadline = time.time() + 120
+    while first.status()["status"] != "running" and time.time() < deadline:
+        time.sleep(0.2)
+    stderr = runs_dir.parent / "cli.err"
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "ftspace", "train", "--quiet", "--set",
+                                 f"model_name={tiny_model}", "--set", "dataset=example:alpaca", "--set",
+                                 "max_steps=4", "--set", "max_seq_length=64", "--set", "backend=hf"],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env=dict(os.environ))
+        deadline = time.time() + 120
+        while "waiting for" not in stderr.read_text() and time.time() < deadline:
+            time.sleep(0.2)
+        assert f"waiting for {first.id} to finish" in stderr.read_text()
+        [second] = [r for r in runs.list_runs() if r.id != first.id]
+        time.sleep(3)  # the first run still trains: the second still waits
+        assert second.read_status()["status"] == "queued" and second.read_status()["waiting"]
+        assert first.status()["status"] == "running"
+        first.request_stop()
+        out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and out.strip().endswith(second.id)
+    a, b = first.read_status(), second.read_status()
+    assert b["status"] == "completed" and b["step"] == 4
+    assert b["started"] >= a["finished"]  # never two at once

@@ -131,11 +131,20 @@ def test_whole_journey(served, tiny_model, tmp_path):
                                     client.predict("", run_id, api_name="/progress"),
                                     client.predict("", run_id, "zorblax-tiny", api_name="/card")], default=str)
 
+def finished_run(client):
+    rows = [row[0] for row in client.predict("", api_name="/runs")["data"] if row[1] == "completed"]
+    if not rows:
+        pytest.skip("needs the journey's finished run")
+    return rows[0]
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda c: c.predict("", "/etc/hostname", "auto", "", "", "default", 256, api_name="/check"), "unsupported file type"),
     (lambda c: c.predict("", "nobody/no-such-dataset-xyz", "auto", "", "", "default", 256, "", "train",
                          api_name="/inspect_hub"), "Hub dataset nobody/no-such-dataset-xyz"),
     (lambda c: c.predict("", "nonexistent-run", "x", False, False, "", api_name="/push"), "No run"),
+    (lambda c: c.predict("", finished_run(c), "my adapter ü", False, False, TOKEN, api_name="/push"),
+     "Repository name 'my adapter ü' is not valid"),
     (lambda c: c.predict("", *run_values(lora_r=0), api_name="/start"), "lora_r = 0 is out of range"),
 ])
 def test_error_paths_show_a_clear_error_and_the_app_keeps_serving(served, call, message):

@@ -128,6 +128,15 @@ def test_invalid_repo_names(name):
         hub.validate_repo_name(name)
 
 
+def test_cli_refuses_repo_names_with_spaces_or_unicode_in_one_line(trained_run):
+    with FakeHub(token=TOKEN) as fake:
+        for name in ("my adapter", "adaptér"):
+            result = cli("push", str(trained_run.path), "--repo", name, env=hub_env(fake))
+            lines = result.stderr.strip().splitlines()
+            assert result.returncode == 2 and len(lines) == 1 and f"Repository name {name!r} is not valid" in lines[0]
+        assert fake.repos == {}
+
+
 def test_adapter_zip(trained_run):
     import io
     import zipfile

@@ -11,12 +11,13 @@ import hashlib
 import inspect
 import os
 from dataclasses import fields
+from pathlib import Path
 
 import gradio as gr
 
 from ftspace import runs
 from ftspace.config import RunConfig, field_type
-from ftspace.errors import ConfigError, FtspaceError
+from ftspace.errors import ConfigError, DataError, FtspaceError, ModelError
 from ftspace.models import CATALOGUE, DEFAULT
 
 UPLOAD_LIMIT_MB = int(os.environ.get("FTSPACE_UPLOAD_LIMIT_MB", 100))
@@ -82,13 +83,11 @@ def login_name(request: gr.Request | None) -> str | None:
     return ((info or {}).get("userinfo") or {}).get("preferred_username")
 
 
-def uploads_dir() -> "Path":
-    from pathlib import Path
-
+def uploads_dir() -> Path:
     return runs.runs_root().parent / "uploads"
 
 
-def owner_uploads(owner: str) -> "Path":
+def owner_uploads(owner: str) -> Path:
     """This owner's own upload folder (named by a hash: owner strings never become paths)."""
     return uploads_dir() / hashlib.sha256(owner.encode()).hexdigest()[:16]
 
@@ -97,10 +96,6 @@ def guard_paths(owner: str, dataset: str | None = None, model_name: str | None =
     """On a shared app a request reads only what is its own: a dataset is a bundled example, a Hub id or
     a file this owner uploaded, never another path on the server; a model path never points into the
     app's runs or uploads (another user's adapter). Self-hosted, the machine is yours: no limits."""
-    from pathlib import Path
-
-    from ftspace.errors import DataError, ModelError
-
     if not multi_user():
         return
     if dataset and not dataset.strip().startswith("example:"):

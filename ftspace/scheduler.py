@@ -65,10 +65,13 @@ class Scheduler:
         return active
 
     def kick(self):
-        """Start waiting runs while a slot is free."""
+        """Start waiting runs while a slot is free (checking liveness only when something waits)."""
         with self._lock, _machine_lock():
+            waiting = self.waiting()
+            if not waiting:
+                return
             free = self.slots - len(self.active())
-            for run in self.waiting()[:max(0, free)]:
+            for run in waiting[:max(0, free)]:
                 resume = bool(run.read_status().get("resume"))
                 if zerogpu.on_zerogpu():
                     run.set_status(waiting=False)

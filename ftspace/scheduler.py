@@ -66,6 +66,8 @@ class Scheduler:
 
     def kick(self):
         """Start waiting runs while a slot is free (checking liveness only when something waits)."""
+        if not self.waiting():  # the usual case, decided without touching the lock file
+            return
         with self._lock, _machine_lock():
             waiting = self.waiting()
             if not waiting:

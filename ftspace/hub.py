@@ -203,11 +203,16 @@ def _bounded_requests():
         return
     import httpx
     from huggingface_hub import set_client_factory
-    from huggingface_hub.utils._http import hf_request_event_hook
+    from huggingface_hub.utils._http import default_client_factory
 
     seconds = HUB_TIMEOUT_S
-    set_client_factory(lambda: httpx.Client(event_hooks={"request": [hf_request_event_hook]},
-                                            follow_redirects=True, timeout=httpx.Timeout(seconds)))
+
+    def bounded_client() -> httpx.Client:  # huggingface_hub's own client, only the timeout changed
+        client = default_client_factory()
+        client.timeout = httpx.Timeout(seconds)
+        return client
+
+    set_client_factory(bounded_client)
     _timeout_installed = seconds
 
 

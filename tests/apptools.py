@@ -52,6 +52,11 @@ class App:
         return self.proc.poll() is None
 
 
+def progress(client, run_id: str, browser: str = "") -> str:
+    """The Train tab's status line for a run, through the app's API."""
+    return client.predict(browser, run_id, api_name="/progress")[0]
+
+
 def files_containing(secret: str, *roots: Path, since: float | None = None,
                      skip: tuple[str, ...] = (".venv", ".git")) -> list[str]:
     """Every file under `roots` (modified after `since`, if given) whose bytes contain `secret`."""

@@ -87,17 +87,20 @@ def test_sigkill_leaves_interrupted_and_resume_finishes_the_same_steps(tiny_mode
     st = run.status()
     assert st["status"] == "interrupted", st
     assert run.read_status()["status"] == "interrupted"  # persisted, not just computed
-    resumed_from = int(run.last_checkpoint().name.split("-")[1])
+    resume_to_the_end(run, total=60)
 
+
+def resume_to_the_end(run, total):
+    """Resume from the last complete checkpoint; exactly the missing steps are trained, and saved."""
+    resumed_from = int(run.last_checkpoint().name.split("-")[1])
     runs.resume(run)
     st = run.wait(timeout=300)
     assert st["status"] == "completed", run.log_path.read_text()[-3000:]
-    assert st["step"] == st["total_steps"] == 60
-    log = run.log_path.read_text()
-    assert f"resuming from checkpoint-{resumed_from}" in log
-    events, _ = run.events()
-    after = [e["step"] for e in events if "loss" in e][-(60 - resumed_from):]
-    assert after == list(range(resumed_from + 1, 61))
+    assert st["step"] == st["total_steps"] == total
+    assert f"resuming from checkpoint-{resumed_from}" in run.log_path.read_text()
+    steps = [e["step"] for e in run.events()[0] if "loss" in e]
+    assert steps[-(total - resumed_from):] == list(range(resumed_from + 1, total + 1))
+    assert (run.adapter_dir / "adapter_model.safetensors").exists()
 
 
 def test_failed_run_records_a_one_line_error(tiny_model, runs_dir):

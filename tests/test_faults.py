@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from apptools import App
+from apptools import App, progress
 from ftspace import runs
 from ftspace.engine.saving import STAGING, is_disk_full, save_adapter
 from test_app import run_values, value_of
-from test_engine import tiny_config, wait_until
+from test_engine import resume_to_the_end, tiny_config, wait_until
 
 FAULTS = Path(__file__).resolve().parent / "faults"
 
@@ -44,18 +44,6 @@ def complete_checkpoints(run):
         assert (path / "adapter_model.safetensors").stat().st_size > 0 and (path / "optimizer.pt").exists()
         out.append(path.name)
     return out
-
-
-def resume_to_the_end(run, total):
-    resumed_from = int(run.last_checkpoint().name.split("-")[1])
-    runs.resume(run)
-    st = run.wait(timeout=300)
-    assert st["status"] == "completed", run.log_path.read_text()[-3000:]
-    assert st["step"] == st["total_steps"] == total
-    assert f"resuming from checkpoint-{resumed_from}" in run.log_path.read_text()
-    steps = [e["step"] for e in run.events()[0] if "loss" in e]
-    assert steps[-(total - resumed_from):] == list(range(resumed_from + 1, total + 1))
-    assert (run.adapter_dir / "adapter_model.safetensors").exists()
 
 
 def test_sigkill_in_the_middle_of_a_checkpoint_write(tiny_model, runs_dir, fault):
@@ -130,10 +118,6 @@ def start_run(app, tiny_model, steps):
                                                      max_steps=steps, max_seq_length=64, save_steps=5,
                                                      backend="hf"), api_name="/start")[0])
     return client, run_id
-
-
-def progress(client, run_id):
-    return client.predict("", run_id, api_name="/progress")[0]
 
 
 def worker_pid(tmp, run_id):

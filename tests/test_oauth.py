@@ -8,15 +8,15 @@ done here with plain HTTP requests, once per user.
 
 import json
 import re
-import time
 from urllib.parse import urljoin
 
 import httpx
 import pytest
 
-from apptools import ROOT, App
+from apptools import ROOT, App, progress
 from fakehub import FakeHub
 from test_app import run_values, value_of
+from test_engine import wait_until
 
 SPACE_ENV = {"SYSTEM": "spaces", "SPACE_ID": "tester/ftspace", "OAUTH_CLIENT_ID": "ftspace-test-client",
              "OAUTH_CLIENT_SECRET": "oauth-client-secret-not-a-token",
@@ -57,16 +57,6 @@ def space(tmp_path_factory):
         yield app, fake, tmp
 
 
-def wait_for(client, run_id, word, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        text = client.predict("", run_id, api_name="/progress")[0]
-        if f"**{word}**" in text:
-            return text
-        time.sleep(0.3)
-    raise AssertionError(f"{run_id} never became {word}: {text}")
-
-
 def test_two_signed_in_users_cannot_reach_each_others_runs(space, tiny_model):
     from gradio_client.exceptions import AppError
 
@@ -80,10 +70,10 @@ def test_two_signed_in_users_cannot_reach_each_others_runs(space, tiny_model):
                                     api_name="/start")[0])
     assert run_id in str(alice.predict(browser, api_name="/runs"))
     assert run_id not in str(bob.predict(browser, api_name="/runs"))
-    assert "No run" in bob.predict(browser, run_id, api_name="/progress")[0]
+    assert "No run" in progress(bob, run_id, browser)
     with pytest.raises(AppError, match="No run"):
         bob.predict(browser, run_id, api_name="/stop")
-    wait_for(alice, run_id, "completed")
+    wait_until(lambda: "**completed**" in progress(alice, run_id), timeout=300, what="alice's run to complete")
     with pytest.raises(AppError, match="No run"):
         bob.predict(browser, "a run of mine", run_id, "default", "", "", 4, 0.0, 0.95, False, "hi", [], [],
                     api_name="/chat")

@@ -5,11 +5,12 @@ import time
 
 import pytest
 
-from apptools import App
+from apptools import App, progress
 from ftspace import runs
 from ftspace.config import RunConfig
 from ftspace.scheduler import Scheduler
 from test_app import run_values, value_of
+from test_engine import wait_until
 
 
 def cfg(tiny_model, steps):
@@ -79,19 +80,15 @@ def test_sessions_see_and_control_only_their_own_runs(shared_app, tiny_model):
             bob.predict("", "../../etc", api_name="/stop")
 
         # Bob chats with a base model while Alice's run trains: chat does not wait behind training.
-        deadline = time.time() + 120
-        while "running" not in alice.predict("", run_id, api_name="/progress")[0] and time.time() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: "running" in progress(alice, run_id), timeout=120, what="alice's run to train")
         tuned, base, _ = bob.predict("", "a base model", None, str(tiny_model), "", "", 4, 0.0, 0.95, False,
                                      "hello", [], [], api_name="/chat")
         assert tuned[-1]["role"] == "assistant"
-        assert "**running**" in alice.predict("", run_id, api_name="/progress")[0]
+        assert "**running**" in progress(alice, run_id)
     finally:
         alice.predict("", run_id, api_name="/stop")
-    deadline = time.time() + 120
-    while "**completed**" not in alice.predict("", run_id, api_name="/progress")[0] and time.time() < deadline:
-        time.sleep(0.3)
-    assert "stopped early" in alice.predict("", run_id, api_name="/progress")[0]
+    wait_until(lambda: "**completed**" in progress(alice, run_id), timeout=120, what="the stopped run to save")
+    assert "stopped early" in progress(alice, run_id)
 
 
 def test_the_cli_waits_for_its_turn_behind_a_run_already_training(tiny_model, runs_dir):
@@ -104,18 +101,14 @@ def test_the_cli_waits_for_its_turn_behind_a_run_already_training(tiny_model, ru
 
     first = Scheduler().submit(cfg(tiny_model, 400))
     Scheduler().kick()
-    deadline = time.time() + 120
-    while first.status()["status"] != "running" and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: first.status()["status"] == "running", timeout=120, what="the first run to train")
     stderr = runs_dir.parent / "cli.err"
     with open(stderr, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "ftspace", "train", "--quiet", "--set",
                                  f"model_name={tiny_model}", "--set", "dataset=example:alpaca", "--set",
                                  "max_steps=4", "--set", "max_seq_length=64", "--set", "backend=hf"],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env=dict(os.environ))
-        deadline = time.time() + 120
-        while "waiting for" not in stderr.read_text() and time.time() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: "waiting for" in stderr.read_text(), timeout=120, what="the CLI to say it waits")
         assert f"waiting for {first.id} to finish" in stderr.read_text()
         [second] = [r for r in runs.list_runs() if r.id != first.id]
         time.sleep(3)  # the first run still trains: the second still waits

@@ -176,17 +176,16 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
                               commit_message=f"Upload merged 16-bit model from ftspace run {run.id}")
         return str(url)
     except HfHubHTTPError as e:
-        raise HubError(_http_message(e, repo, token)) from None
+        raise _failed(repo, _http_reason(e), token) from None
     except httpx.TimeoutException as e:
-        raise HubError(f"Push to {repo} failed: the Hub did not answer within {HUB_TIMEOUT_S:g} s "
-                       f"({type(e).__name__}): check the connection and try again. The local adapter is "
-                       "unchanged.") from None
+        raise _failed(repo, f"the Hub did not answer within {HUB_TIMEOUT_S:g} s ({type(e).__name__}): check the "
+                            "connection and try again.", token) from None
     except httpx.TransportError as e:
-        raise HubError(_scrub(f"Push to {repo} failed: cannot reach the Hub ({type(e).__name__}: {e}): check "
-                              "the connection and try again. The local adapter is unchanged.", token)) from None
+        raise _failed(repo, f"cannot reach the Hub ({type(e).__name__}: {e}): check the connection and try "
+                            "again.", token) from None
     except (OSError, ValueError) as e:
-        raise HubError(_scrub(f"Push to {repo} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-                              "The local adapter is unchanged: try again.", token)) from None
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise _failed(repo, f"{type(e).__name__}: {first}; try again.", token) from None
     finally:
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
@@ -216,19 +215,22 @@ def _bounded_requests():
     _timeout_installed = seconds
 
 
-def _http_message(e, repo: str, token: str) -> str:
+def _http_reason(e) -> str:
     status = getattr(getattr(e, "response", None), "status_code", None)
     if status == 401:
-        text = "the token was refused (401): check that it is valid and has write access."
-    elif status == 403:
-        text = "permission denied (403): the token cannot write to this namespace."
-    elif status == 409:
-        text = "a conflicting repository exists (409): pick another name."
-    elif status and status >= 500:
-        text = f"the Hub had a server error ({status}): try again in a moment."
-    else:
-        text = f"the Hub refused the request ({status}): {str(e).splitlines()[0]}"
-    return _scrub(f"Push to {repo} failed: {text} The local adapter is unchanged.", token)
+        return "the token was refused (401): check that it is valid and has write access."
+    if status == 403:
+        return "permission denied (403): the token cannot write to this namespace."
+    if status == 409:
+        return "a conflicting repository exists (409): pick another name."
+    if status and status >= 500:
+        return f"the Hub had a server error ({status}): try again in a moment."
+    return f"the Hub refused the request ({status}): {str(e).splitlines()[0]}"
+
+
+def _failed(repo: str, reason: str, token: str) -> HubError:
+    """One line for every failed push: the repo, what happened, and that nothing local changed."""
+    return HubError(_scrub(f"Push to {repo} failed: {reason} The local adapter is unchanged.", token))
 
 
 def _scrub(text: str, token: str | None) -> str:

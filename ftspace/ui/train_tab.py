@@ -73,9 +73,10 @@ def wire(ui: dict, scheduler):
     @user_errors
     def start(request: gr.Request, browser_id, *values):
         cfg = config_from_values(values)
-        guard_paths(owner_of(request, browser_id), dataset=cfg.dataset, model_name=cfg.model_name)
-        run = scheduler.submit(cfg, owner=owner_of(request, browser_id))
-        return run_choices(owner_of(request, browser_id), run.id) + [gr.Timer(active=True)]
+        owner = owner_of(request, browser_id)
+        guard_paths(owner, dataset=cfg.dataset, model_name=cfg.model_name)
+        run = scheduler.submit(cfg, owner=owner)
+        return run_choices(owner, run.id) + [gr.Timer(active=True)]
 
     @user_errors
     def stop(browser_id, run_id, request: gr.Request):

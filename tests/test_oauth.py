@@ -140,6 +140,8 @@ def test_a_shared_app_reads_only_your_own_files(space, tiny_model, tmp_path):
                  str(tmp / "uploads" / ".." / "app.log")):
         refused(bob, "", path, "auto", "", "", "default", 256, api_name="/check", match=server_file)
     refused(bob, "", *run_values(dataset=mine), api_name="/start", match=server_file)
+    refused(bob, "", *run_values(dataset=mine), api_name="/estimate", match=server_file)
+    assert "steps" in alice.predict("", *run_values(dataset=mine), api_name="/estimate")
     refused(bob, "", *run_values(dataset="/etc/hostname"), api_name="/start", match=server_file)
 
     # Another user's adapter (anything inside the app's runs folder) is not a base model to load.

@@ -68,7 +68,8 @@ def wire(ui: dict, scheduler):
     ui["preset"].change(apply_preset, [ui["preset"]], controls, api_visibility="private")
     gr.on([c.change for c in controls], show_cli, controls, [ui["cli_command"], ui["cli_yaml"], ui["yaml_download"]],
           show_progress="hidden", queue=False, api_visibility="private")
-    ui["estimate_btn"].click(estimate, controls, [ui["estimate"]], concurrency_id="estimate", api_name="estimate")
+    ui["estimate_btn"].click(estimate, who + controls, [ui["estimate"]], concurrency_id="estimate",
+                             api_name="estimate")
 
     @user_errors
     def start(request: gr.Request, browser_id, *values):
@@ -135,10 +136,11 @@ def show_cli(*values):
 
 
 @user_errors
-def estimate(*values):
+def estimate(request: gr.Request, browser_id, *values):
     from ftspace.data import load_dataset, resolve, split
 
     cfg = config_from_values(values)
+    guard_paths(owner_of(request, browser_id), dataset=cfg.dataset, model_name=cfg.model_name)
     rows = 0
     if resolve(cfg.dataset)[0] == "file":
         data, _ = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,

@@ -101,8 +101,10 @@ def cmd_train(args) -> int:
         cfg = RunConfig.from_yaml(args.config, args.set or [])
     else:
         cfg = RunConfig.from_dict(parse_overrides(args.set or []))
+    from ftspace.access import hub_token
+
     scheduler = Scheduler()
-    run = scheduler.submit(cfg)
+    run = scheduler.submit(cfg, token=hub_token())  # this machine's token: HF_TOKEN or `hf auth login`
     err(f"run {run.id}: training {cfg.model_name} on {cfg.dataset} (log: {run.log_path})")
     return finish(run, follow(run, quiet=args.quiet, scheduler=scheduler))
 
@@ -177,10 +179,10 @@ def cmd_chat(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from ftspace import hub, runs
+    from ftspace import access, hub, runs
 
     run = runs.find(args.run)
-    token = hub.resolve_token()  # HF_TOKEN or the saved `hf auth login` token; never a command-line flag
+    token = access.hub_token()  # HF_TOKEN or the saved `hf auth login` token; never a command-line flag
     with contextlib.redirect_stdout(sys.stderr):
         url = hub.push(run, args.repo, token, private=args.private, merged=args.merged)
     print(url)
@@ -191,16 +193,17 @@ def cmd_push(args) -> int:
 
 
 def cmd_data_inspect(args) -> int:
+    from ftspace.access import hub_token
     from ftspace.data import load_dataset
 
     rows, report = load_dataset(args.file, dataset_format=args.format, prompt_column=args.prompt_column,
-                                response_column=args.response_column)
+                                response_column=args.response_column, token=hub_token())
     if not args.no_tokens:
         with contextlib.redirect_stdout(sys.stderr):
             from ftspace.data.tokenize import token_stats, tokenize_example
             from ftspace.models import load_tokenizer
 
-            tokenizer = load_tokenizer(args.model, progress=err)
+            tokenizer = load_tokenizer(args.model, progress=err, token=hub_token())
             lengths = [len(tokenize_example(tokenizer, ex)["input_ids"]) for ex in rows]
             report.tokens = token_stats(lengths, args.max_seq_length)
     if args.json:
@@ -217,16 +220,19 @@ def cmd_data_inspect(args) -> int:
 
 def cmd_estimate(args) -> int:
     from ftspace import runs
+    from ftspace.access import hub_token
     from ftspace.config import RunConfig
     from ftspace.data import load_dataset, split
     from ftspace.models import estimate
 
     cfg = RunConfig.from_yaml(args.config, args.set or [])
+    token = hub_token()
     rows, _ = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
-                           response_column=cfg.response_column, config=cfg.dataset_config, split=cfg.dataset_split)
+                           response_column=cfg.response_column, config=cfg.dataset_config, split=cfg.dataset_split,
+                           token=token)
     train_rows, _ = split(rows, cfg.validation_size, cfg.seed)
     with contextlib.redirect_stdout(sys.stderr):
-        out = estimate(cfg, len(train_rows), seconds_per_step=runs.measured_step_seconds(cfg))
+        out = estimate(cfg, len(train_rows), seconds_per_step=runs.measured_step_seconds(cfg), token=token)
     print(json.dumps(out, indent=1))
     return 0
 

@@ -33,16 +33,14 @@ class ChatModel:
         self.stop_ids = sorted({vocab[t] for t in (tokenizer.eos_token, "<|im_end|>", "<|eot_id|>") if t in vocab})
 
     @classmethod
-    def from_adapter(cls, adapter_dir: str | Path) -> "ChatModel":
+    def from_adapter(cls, adapter_dir: str | Path, base: str | None = None) -> "ChatModel":
+        """An adapter on its base model (`base`: a local folder; default: the one its config names)."""
         import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         adapter_dir = Path(adapter_dir)
-        config_path = adapter_dir / "adapter_config.json"
-        if not config_path.exists():
-            raise ModelError(f"{adapter_dir}: no adapter_config.json, so not a finished adapter.")
-        base = json.loads(config_path.read_text())["base_model_name_or_path"]
+        base = base or adapter_base(adapter_dir)
         dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
         model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype,
                                                      device_map="auto" if torch.cuda.is_available() else None)
@@ -51,16 +49,18 @@ class ChatModel:
         return cls(model, AutoTokenizer.from_pretrained(adapter_dir), True, adapter_dir.parent.name)
 
     @classmethod
-    def from_base(cls, model_name: str) -> "ChatModel":
+    def from_base(cls, model_path: str) -> "ChatModel":
+        """A base model from a local folder (see `resolve_source`, which downloads it for the caller)."""
         import torch
         from transformers import AutoModelForCausalLM
 
-        from ftspace.models import load_tokenizer, resolve_model
+        from ftspace.models import load_tokenizer
 
-        tokenizer = load_tokenizer(model_name)
+        model_name = model_path
+        tokenizer = load_tokenizer(model_path)
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                resolve_model(model_name), dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+                model_path, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
         except OSError as e:
             raise ModelError(f"{model_name}: cannot load ({str(e).splitlines()[0]}).") from None
         model.eval()
@@ -193,36 +193,65 @@ _CACHE_LOCK = threading.Lock()
 CACHE_SIZE = 2  # models kept loaded: e.g. a run's adapter and one other base model
 
 
+def adapter_base(adapter_dir: Path) -> str:
+    config_path = Path(adapter_dir) / "adapter_config.json"
+    if not config_path.exists():
+        raise ModelError(f"{Path(adapter_dir).name}: no adapter_config.json, so not a finished adapter.")
+    return json.loads(config_path.read_text())["base_model_name_or_path"]
+
+
+def resolve_source(source: tuple, token: str | None) -> tuple:
+    """A chat source made local for this caller, as ('run', adapter_dir, base_folder) or ('base', folder).
+
+    ('hub', repo_id) is downloaded, and any base model named by Hub id fetched, with `token` only (the
+    caller's own, or None) after the Hub confirmed it may read them. Runs on CPU, before any GPU call, so a
+    ZeroGPU call spends its seconds generating."""
+    from ftspace.access import multi_user
+    from ftspace.models import resolve_model
+
+    kind, ref = source[:2]
+    if kind == "base":
+        return ("base", resolve_model(ref, progress=lambda *_: None, token=token))
+    adapter_dir = download_adapter(ref, token) if kind == "hub" else Path(ref)
+    base = adapter_base(adapter_dir)
+    if kind == "hub" and Path(base).exists() and multi_user():
+        raise ModelError(f"{ref} names a folder on this server as its base model ({Path(base).name}); a shared "
+                         "app loads base models from the Hub only.")
+    if not Path(base).is_dir():
+        base = resolve_model(base, progress=lambda *_: None, token=token)
+    return ("run", str(adapter_dir), base)
+
+
 def load_cached(source: tuple) -> ChatModel:
-    """source: ('run', adapter_dir) | ('base', model_name) | ('hub', repo_id). Loads on first use."""
+    """source: ('run', adapter_dir, base_folder) | ('base', folder), from `resolve_source`. Loads on first use."""
     with _CACHE_LOCK:
         if source in _CACHE:
             model = _CACHE.pop(source)
             _CACHE[source] = model  # most recently used last
             return model
-        kind, ref = source
-        if kind == "run":
-            model = ChatModel.from_adapter(ref)
-        elif kind == "hub":
-            model = ChatModel.from_adapter(download_adapter(ref))
-        else:
-            model = ChatModel.from_base(ref)
+        model = ChatModel.from_adapter(source[1], source[2]) if source[0] == "run" else ChatModel.from_base(source[1])
         _CACHE[source] = model
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         return model
 
 
-def download_adapter(repo_id: str) -> Path:
-    """A Hub adapter repo, downloaded; its base model is read from its adapter_config.json."""
+def download_adapter(repo_id: str, token: str | None = None) -> Path:
+    """A Hub adapter repo, downloaded with the caller's token; its base model is read from its
+    adapter_config.json."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+    from ftspace.access import as_hub_arg, check_hub_read
     from ftspace.hub import validate_repo_name
 
     repo_id = validate_repo_name(repo_id)
     try:
-        path = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"]))
+        check_hub_read(repo_id, "model", token)
+        path = Path(snapshot_download(repo_id, token=as_hub_arg(token),
+                                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"]))
+    except PermissionError as e:
+        raise ModelError(str(e)) from None
     except OfflineModeIsEnabled:
         raise ModelError(f"{repo_id}: the Hub is not reachable from here (offline).") from None
     except (HfHubHTTPError, OSError) as e:

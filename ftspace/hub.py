@@ -71,12 +71,31 @@ def loss_curve_png(run: Run) -> bytes | None:
     return out.getvalue()
 
 
+def dataset_label(dataset: str) -> tuple[str, str | None]:
+    """How a card names a run's dataset: (what to show, its Hub id if it is one). A local file or an
+    upload is named by its file name only: no path of the server that trained it is ever published.
+
+    >>> dataset_label("/tmp/app/uploads/3f2a/heldout_qa.csv")
+    ('heldout_qa.csv', None)
+    >>> dataset_label("example:facts"), dataset_label("tatsu-lab/alpaca")
+    (('facts (ftspace example)', None), ('tatsu-lab/alpaca', 'tatsu-lab/alpaca'))
+    """
+    from ftspace.data.load import HUB_ID
+
+    if dataset.startswith("example:"):
+        return dataset.split(":", 1)[1] + " (ftspace example)", None
+    if Path(dataset).exists() or dataset.startswith((".", "/", "~")) or not HUB_ID.match(dataset):
+        return Path(dataset).name, None
+    return dataset, dataset
+
+
 def model_card(run: Run, repo_id: str) -> str:
     """README.md for the pushed repo: YAML front matter the Hub understands, then usage and settings."""
     cfg = run.config()
     st = run.status()
     base = _base_model_id(run)
-    datasets = [] if cfg.dataset.startswith("example:") or Path(cfg.dataset).exists() else [cfg.dataset]
+    data_name, data_id = dataset_label(cfg.dataset)
+    datasets = [data_id] if data_id else []
     meta = {"base_model": base, "library_name": "peft", "pipeline_tag": "text-generation",
             "tags": ["unsloth", "trl", "sft", "lora", "ftspace"]}
     if datasets:
@@ -84,10 +103,9 @@ def model_card(run: Run, repo_id: str) -> str:
     import yaml
 
     front = yaml.safe_dump(meta, sort_keys=False).strip()
-    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items())
+    shown = dict(cfg.to_dict(), dataset=data_name, model_name=base)
+    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in shown.items())
     train_loss, eval_loss = st.get("train_loss"), st.get("eval_loss")
-    data_name = cfg.dataset.split(":", 1)[1] + " (ftspace example)" if cfg.dataset.startswith("example:") \
-        else Path(cfg.dataset).name if Path(cfg.dataset).exists() else cfg.dataset
     return f"""---
 {front}
 ---
@@ -154,9 +172,7 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
     from huggingface_hub.errors import HfHubHTTPError
 
     repo = validate_repo_name(repo)
-    if not token:
-        raise HubError("No Hugging Face token: log in (on a Space), set HF_TOKEN, run `hf auth login`, "
-                       "or paste a token with write access.")
+    require_token(token)
     _bounded_requests()
     api = HfApi(token=token)
     stage = None
@@ -189,6 +205,20 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
     finally:
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
+
+
+def require_token(token: str | None):
+    """A push needs a token; on a shared app, the visitor's own (ftspace.access.hub_token never hands
+    them the server's), so a signed-out visitor is asked to sign in."""
+    if token:
+        return
+    from ftspace.access import multi_user
+
+    if multi_user():  # a visitor of a shared app: only their own account can be written to
+        raise HubError("Sign in with Hugging Face (the button above) to push: the adapter goes to your own "
+                       "account, with your own permission. Nothing was created.")
+    raise HubError("No Hugging Face token: set HF_TOKEN, run `hf auth login`, or paste a token with write "
+                   "access.")
 
 
 _timeout_installed: float | None = None
@@ -262,12 +292,3 @@ def adapter_zip(run: Run) -> bytes:
         return out.getvalue()
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-def resolve_token(explicit: str | None = None) -> str | None:
-    """The token to use: one given for this request, else HF_TOKEN, else the saved `hf auth login` token."""
-    if explicit and explicit.strip():
-        return explicit.strip()
-    from huggingface_hub import get_token
-
-    return get_token()

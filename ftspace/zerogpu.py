@@ -1,23 +1,105 @@
-"""ZeroGPU: training as a chain of GPU time slices, and chat generation inside a GPU call.
+"""ZeroGPU: a run trains as a chain of GPU calls made from its owner's own Gradio event; chat replies
+stream from one GPU call per message.
 
-On a ZeroGPU Space each `@spaces.GPU` call runs in a forked worker with a capped duration. A run is
-trained as slices of SLICE_SECONDS (well under the cap): each slice loads the model, resumes from the
-last checkpoint, trains until its deadline and saves a checkpoint; `run_sliced` chains slices until
-the run is done. Unsloth is imported only inside the GPU function, and nothing here touches CUDA at
-import time. Off Spaces `spaces.GPU` is a no-op, so the same path runs (and is tested) on CPU.
+How ZeroGPU works (`spaces` 0.51): a `@spaces.GPU` function runs in a fork of the app process that gets
+a GPU for at most the requested duration. The wrapper reads the Gradio request of the event it is
+called from and forwards the visitor's `x-ip-token`, so the call is billed to that visitor's daily
+quota; a call from a background thread has no request and is billed to nobody's (or refused). So:
+
+- `drive` runs inside the visitor's event (the Train tab's streaming "train on ZeroGPU" event): it
+  prepares the run on CPU (download, convert, tokenize, in a helper process: see ftspace.offload), then
+  makes one GPU call per slice, each sized to the work left and capped for the visitor's tier, and
+  yields between calls. Training advances while the tab is open; Resume picks it up again.
+- Each call's deadline counts from the moment the call got its GPU (model loading included), with a
+  margin kept for the checkpoint save; the next call resumes from that checkpoint.
+- Busy GPUs ("No GPU was available") are retried with backoff; an exhausted quota or a duration the
+  tier does not allow ends the drive with one clear line (when the quota resets) and a resumable run.
+- Nothing here touches CUDA at import time; off Spaces `spaces.GPU` is a no-op and the same path runs
+  on CPU (tests also run the real wrapper against a fake device API: tests/fakezerogpu.py).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-SLICE_SECONDS = int(os.environ.get("FTSPACE_SLICE_SECONDS", 480))  # training per GPU call; 15 min calls were refused
-SETUP_MARGIN = 120  # seconds a slice may spend loading the model and saving on top of its training time
+from ftspace.engine.saving import SAVE_MARGIN_S
 
 
 def on_zerogpu() -> bool:
     return bool(os.environ.get("SPACES_ZERO_GPU"))
+
+
+# --- how long a call may be, per account tier
+
+
+@dataclass(frozen=True)
+class Tier:
+    daily_quota_s: int  # GPU seconds a day
+    max_call_s: int  # the longest call we ask for
+
+
+# Daily quotas as documented on the ZeroGPU page (hf.co/docs/hub/spaces-zerogpu, read 2026-11; they
+# change): unauthenticated 2 min, free accounts 5 min, PRO 40 min. A call asking for more than the
+# quota left is refused outright ("60s requested vs. 23s left"), so calls stay well under the daily
+# quota: `spaces` itself asks for 60 s by default (DEFAULT_SCHEDULE_DURATION in spaces/zero/client.py).
+TIERS = {
+    "anonymous": Tier(daily_quota_s=120, max_call_s=60),
+    "free": Tier(daily_quota_s=300, max_call_s=120),
+    "pro": Tier(daily_quota_s=2400, max_call_s=300),
+}
+MIN_CALL_S = 20  # shorter calls spend most of their time loading the model
+FIRST_LOAD_S = 45.0  # a fresh fork: import Unsloth, load the model, restore the checkpoint (before measured)
+CHAT_LOAD_S = 20.0  # loading base + adapter in a chat call's fork (cached there for the next message)
+GPU_SECONDS_PER_TOKEN = 0.05  # generate() on one ZeroGPU slice, small models: >= 20 tokens/s
+RETRY_DELAYS_S = tuple(float(s) for s in os.environ.get("FTSPACE_ZEROGPU_RETRY_S", "5,15,45").split(","))
+LEASE_MARGIN_S = 120  # a call may overrun its duration a little before ZeroGPU aborts it
+
+
+def max_call_s(tier: str) -> int:
+    """The cap for one call of this tier (FTSPACE_ZEROGPU_MAX_CALL_S lowers it for every tier)."""
+    cap = TIERS[tier].max_call_s
+    override = os.environ.get("FTSPACE_ZEROGPU_MAX_CALL_S")
+    return min(cap, int(override)) if override else cap
+
+
+def duration_factor() -> float:
+    """`spaces` multiplies a requested duration by this on slower nodes (1.5 on RTX PRO 6000) before it
+    asks for it; we divide by it first so what reaches ZeroGPU never exceeds the tier's cap."""
+    if not on_zerogpu():
+        return 1.0
+    from spaces.zero.config import get_config
+
+    return float(get_config()["duration_factor"])
+
+
+def call_seconds(tier: str, work_s: float) -> int:
+    """What to pass as a call's duration: the work left, at least MIN_CALL_S, at most the tier's cap,
+    in the units `spaces` takes (before its node factor)."""
+    cap = max_call_s(tier)
+    want = min(cap, max(min(MIN_CALL_S, cap), work_s))
+    return max(1, int(want / duration_factor()))
+
+
+def training_work_s(run) -> float:
+    """Seconds the rest of a run needs in one call: loading (as measured by the last call), the steps
+    left at the measured step time, and the checkpoint save."""
+    events, _ = run.events()
+    st = run.read_status()
+    slices = [e for e in events if e.get("slice")]
+    load_s = slices[-1]["load_s"] if slices else FIRST_LOAD_S
+    steps = [e for e in events if "loss" in e and "elapsed_s" in e]
+    left = max(0, (st.get("total_steps") or 0) - (st.get("step") or 0))
+    if len(steps) >= 2 and steps[-1]["step"] > steps[0]["step"] and st.get("total_steps"):
+        step_s = (steps[-1]["elapsed_s"] - steps[0]["elapsed_s"]) / (steps[-1]["step"] - steps[0]["step"])
+        return load_s + left * step_s + SAVE_MARGIN_S
+    return float("inf")  # nothing measured yet: as long as the tier allows
+
+
+# --- GPU functions (their arguments and results are pickled across the fork)
 
 
 def _gpu(duration):
@@ -28,51 +110,162 @@ def _gpu(duration):
     return spaces.GPU(duration=duration)
 
 
-@_gpu(duration=SLICE_SECONDS + SETUP_MARGIN)
-def train_slice(run_dir: str, seconds: float) -> str:
-    """One slice: load, resume, train for `seconds`, checkpoint; 'completed', 'sliced' or 'failed'.
-    Arguments and result are picklable (ZeroGPU runs this in a forked worker)."""
+def _requested(run_dir: str, seconds: int) -> int:
+    return seconds
+
+
+@_gpu(duration=_requested)
+def train_slice(run_dir: str, seconds: int) -> str:
+    """One call: load, resume, train until `seconds` after the GPU was granted (minus the save margin),
+    checkpoint; 'completed', 'sliced' or 'failed'."""
+    granted = time.time()  # the GPU is ours from here: loading counts against the call too
     from ftspace.engine import worker
     from ftspace.runs import Run
 
-    return worker.execute(Run(Path(run_dir)), resume=True, time_budget=seconds)
+    return worker.execute(Run(Path(run_dir)), resume=True, deadline=granted + seconds)
 
 
-def run_sliced(run_dir: str, slice_seconds: float | None = None, on_slice=None) -> dict:
-    """Chain slices until the run completes, is stopped, or a slice fails (e.g. out of GPU quota)."""
-    from ftspace.runs import Run, write_json_atomic
-
-    run = Run(Path(run_dir))
-    seconds = slice_seconds or SLICE_SECONDS
-    # The training happens in this process (or its ZeroGPU fork): liveness follows this process.
-    write_json_atomic(run.path / "worker.json", {"pid": os.getpid(), "started": _create_time()})
-    run.set_status(status="running", waiting=False, error=None, slice=0)
-    n = 0
-    while True:
-        n += 1
-        run.set_status(slice=n)
-        if on_slice:
-            on_slice(n)
-        try:
-            outcome = train_slice(str(run.path), seconds)
-        except Exception as e:  # quota exhausted, preempted, ...: keep the run resumable
-            message = str(e).splitlines()[0] if str(e) else type(e).__name__
-            run.set_status(status="interrupted", error=f"GPU slice {n} ended early: {message}. "
-                                                       "Resume the run later; it continues from its last checkpoint.")
-            return run.status()
-        if outcome != "sliced" or run.read_status().get("status") != "running":
-            return run.status()
+def _chat_seconds(source, prompt, base_prompt, settings, tier) -> int:
+    replies = 2 if base_prompt is not None else 1
+    return call_seconds(tier, CHAT_LOAD_S + replies * settings["max_new_tokens"] * GPU_SECONDS_PER_TOKEN)
 
 
-def _create_time():
-    import psutil
-
-    return psutil.Process(os.getpid()).create_time()
-
-
-@_gpu(duration=120)
-def generate_on_gpu(source: tuple, messages: list, settings: dict, base: bool) -> str:
-    """A whole reply inside a GPU call (ZeroGPU cannot stream across the fork boundary cheaply)."""
+@_gpu(duration=_chat_seconds)
+def chat_on_gpu(source: tuple, prompt: list, base_prompt: list | None, settings: dict, tier: str):
+    """One GPU call per message: stream the tuned reply, then (side by side) the base reply with the
+    adapter off, as (tuned_text, base_text) pairs. `tier` only sizes the call."""
     from ftspace.chat import GenerationSettings, load_cached
 
-    return load_cached(source).reply(messages, GenerationSettings(**settings), base=base)
+    model = load_cached(source)
+    tuned = ""
+    for tuned in model.stream(prompt, GenerationSettings(**settings)):
+        yield tuned, ""
+    if base_prompt is not None:
+        for text in model.stream(base_prompt, GenerationSettings(**settings), base=True):
+            yield tuned, text
+
+
+# --- driving a run from its owner's event
+
+
+class QuotaError(Exception):
+    """ZeroGPU refused the call for this visitor (quota used up, duration not allowed): not retried."""
+
+
+def drive(run, token: str | None, tier: str, prepare: bool = True):
+    """Train `run` to its end (or until ZeroGPU says no) in GPU calls made from this thread, which must
+    be the owner's Gradio event. Yields after preparing and after every call; the run's status says
+    the rest. A closed page (the generator closed) or any failure leaves the run resumable, never
+    `running`."""
+    from ftspace import offload
+    from ftspace.errors import FtspaceError
+
+    _lease(run, 1800)  # preparing: downloads and tokenizing, on CPU
+    run.set_status(status="running", waiting=False, error=None, phase="preparing")
+    finished = False
+    try:
+        if prepare:
+            try:
+                # in a helper process even off ZeroGPU: this process trains next, Unsloth imported first
+                offload.call("ftspace.engine.prepare:prepare_in_place", log_path=run.log_path, isolate=True,
+                             run_dir=str(run.path), token=token)
+            except FtspaceError as e:
+                run.set_status(status="failed", error=str(e), phase=None)
+                finished = True
+                return
+        yield
+        n = run.read_status().get("slice") or 0
+        while True:
+            n += 1
+            seconds = call_seconds(tier, training_work_s(run))
+            _lease(run, seconds * duration_factor() + LEASE_MARGIN_S)
+            run.set_status(slice=n, phase="training", call_s=seconds)
+            try:
+                outcome = _with_retries(train_slice, str(run.path), seconds)
+            except QuotaError as e:
+                run.set_status(status="interrupted", error=str(e), phase=None)
+                finished = True
+                return
+            except Exception as e:  # the fork died, was aborted, or anything else: keep the run resumable
+                run.set_status(status="interrupted", phase=None, error=(
+                    f"GPU call {n} ended early: {_first_line(e)}. Resume the run; it continues from its last "
+                    "checkpoint."))
+                finished = True
+                return
+            st = run.read_status()
+            if outcome != "sliced" or st.get("status") not in ("running", "stopping"):
+                finished = True
+                return
+            yield
+    finally:
+        if not finished and run.read_status().get("status") in ("running", "stopping", "queued"):
+            run.set_status(status="interrupted", phase=None, error=(
+                "paused: on ZeroGPU a run trains while its page is open (the GPU time is yours, per call); "
+                "press Resume to continue from the last checkpoint"))
+        (run.path / "worker.json").unlink(missing_ok=True)
+
+
+def run_sliced(run_dir: str, tier: str = "pro", token: str | None = None) -> dict:
+    """`drive` to the end without a page (the CLI, tests and bench on CPU, where GPU calls are no-ops)."""
+    from ftspace.runs import Run
+
+    run = Run(Path(run_dir))
+    for _ in drive(run, token, tier):
+        pass
+    return run.status()
+
+
+def _with_retries(fn, *args):
+    """Call a GPU function; retry while ZeroGPU has no GPU free, stop at once on a quota refusal."""
+    for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+        try:
+            return fn(*args)
+        except Exception as e:
+            kind = zerogpu_refusal(e)
+            if kind == "quota":
+                raise QuotaError(quota_message(e)) from None
+            if kind != "busy" or delay is None:
+                raise
+            time.sleep(delay)
+
+
+def zerogpu_refusal(e: Exception) -> str | None:
+    """'busy' (no GPU free now: retry), 'quota' (this visitor may not have the call: do not), or None.
+    `spaces` raises gr.Error with a title; these are its titles and texts (spaces/zero/client.py)."""
+    title, text = str(getattr(e, "title", "") or ""), str(e)
+    if "No GPU was available" in text or title == "ZeroGPU queue timeout":
+        return "busy"
+    if title in ("ZeroGPU quota exceeded", "ZeroGPU illegal duration", "ZeroGPU pending credits exceeded") or \
+            re.search(r"quota|GPU limit|larger than the maximum allowed", text, re.I):
+        return "quota"
+    return None
+
+
+def quota_message(e: Exception) -> str:
+    """One line: what ZeroGPU said, when the quota comes back, and that the run waits to be resumed."""
+    text = _first_line(e)
+    wait = re.search(r"Try again in (?:(\d+) days?, )?(\d+):(\d\d):(\d\d)", text)
+    when = ""
+    if wait:
+        days, h, m, s = (int(g or 0) for g in wait.groups())
+        seconds = ((days * 24 + h) * 60 + m) * 60 + s
+        reset = time.strftime("%H:%M UTC", time.gmtime(time.time() + seconds))
+        when = f" Your ZeroGPU quota comes back in {seconds // 3600} h {seconds % 3600 // 60:02d} min (at {reset})."
+    elif "larger than the maximum allowed" in text:
+        when = " This account tier does not allow calls that long."
+    return (f"ZeroGPU refused the GPU call: {text}.{when} The run is paused at its last checkpoint: press "
+            "Resume then (signing in, or a PRO account, gives more GPU time a day).").replace("..", ".")
+
+
+def _lease(run, seconds: float):
+    """The app process drives this run until `seconds` from now unless renewed (see Run.worker_alive)."""
+    import psutil
+
+    from ftspace.runs import write_json_atomic
+
+    write_json_atomic(run.path / "worker.json", {"pid": os.getpid(), "started": psutil.Process().create_time(),
+                                                 "lease_until": time.time() + seconds, "driver": "zerogpu"})
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

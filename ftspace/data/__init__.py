@@ -51,14 +51,15 @@ class DataReport:
 
 def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: str = "",
                  response_column: str = "", config: str = "", split: str = "train",
-                 limit: int | None = None) -> tuple[DataReport, Iterator[dict]]:
+                 limit: int | None = None, token: str | None = None) -> tuple[DataReport, Iterator[dict]]:
     """Detect the format from the first row; return the report and a stream of valid examples.
 
     The stream holds one row at a time (a 1 GB JSONL file is never in memory whole); the report's
     counts fill in as it is consumed. Raises DataError for a source that cannot be used at all.
+    A Hub dataset is read with `token` only (the caller's, from ftspace.access; None sends none).
     """
     name = _display_name(source)
-    rows = iter_rows(source, config, split)
+    rows = iter_rows(source, config, split, token=token)
     first = next(rows, None)
     if first is None:
         raise DataError(f"{name}: no rows found: the file needs at least one example.")

@@ -61,10 +61,11 @@ def resolve(source: str) -> tuple[str, Path | str]:
     return "hub", source
 
 
-def iter_rows(source: str, config: str = "", split: str = "train") -> Iterator[tuple[int, dict]]:
+def iter_rows(source: str, config: str = "", split: str = "train",
+              token: str | None = None) -> Iterator[tuple[int, dict]]:
     kind, where = resolve(source)
     if kind == "hub":
-        return iter_hub(where, config, split)
+        return iter_hub(where, config, split, token=token)
     return iter_file(where)
 
 
@@ -208,12 +209,21 @@ def _text(path: Path):
         raise _decode_error(path, e) from None
 
 
-def iter_hub(dataset_id: str, config: str = "", split: str = "train") -> Iterator[tuple[int, dict]]:
-    """Rows of a Hub dataset, streamed; honours HF_ENDPOINT and HF_HUB_OFFLINE."""
+def iter_hub(dataset_id: str, config: str = "", split: str = "train",
+             token: str | None = None) -> Iterator[tuple[int, dict]]:
+    """Rows of a Hub dataset, streamed; honours HF_ENDPOINT and HF_HUB_OFFLINE. `token` is the caller's
+    (ftspace.access.hub_token); None sends no token at all, whatever HF_TOKEN the server has."""
     import datasets
 
+    from ftspace.access import as_hub_arg, check_hub_read
+
     try:
-        ds = datasets.load_dataset(dataset_id, config or None, split=split or "train", streaming=True)
+        check_hub_read(dataset_id, "dataset", token)
+    except PermissionError as e:
+        raise DataError(f"Hub dataset {e}") from None
+    try:
+        ds = datasets.load_dataset(dataset_id, config or None, split=split or "train", streaming=True,
+                                   token=as_hub_arg(token))
         it = iter(ds)
         first = next(it, None)
     except Exception as e:

@@ -9,6 +9,7 @@ falls back to training on the last assistant turn only, which is still correct.
 
 from __future__ import annotations
 
+import functools
 import json
 
 CHAT_TEMPLATES = {
@@ -134,3 +135,24 @@ def token_stats(lengths: list[int], max_seq_length: int) -> dict:
     return {"count": n, "min": ordered[0], "mean": sum(ordered) / n, "p50": pct(0.5), "p95": pct(0.95),
             "max": ordered[-1], "over_max_seq_length": sum(1 for x in ordered if x > max_seq_length),
             "max_seq_length": max_seq_length, "lengths": lengths[:5000]}
+
+
+def token_report(model_name: str, rows: list[dict], max_len: int, token: str | None = None) -> dict:
+    """Lengths and statistics of `rows` through the model's chat template, and the first example as
+    [text, trained] pieces (what the response-only mask trains on). JSON in and out, so ftspace.offload
+    can run it in a helper process on ZeroGPU (whose app process must not import transformers)."""
+    from ftspace.models import resolve_model
+
+    path = resolve_model(model_name, progress=lambda *_: None, token=token, need="tokenizer")  # access checked
+    tokenizer = _tokenizer_at(path)
+    encoded = [tokenize_example(tokenizer, ex) for ex in rows]
+    stats = token_stats([len(e["input_ids"]) for e in encoded], max_len)
+    first = [[tokenizer.decode([tid]), bool(m)] for tid, m in zip(encoded[0]["input_ids"], encoded[0]["assistant_masks"])]
+    return {"stats": stats, "first": first}
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer_at(path: str):
+    from ftspace.models import load_tokenizer
+
+    return load_tokenizer(path, progress=lambda *_: None)

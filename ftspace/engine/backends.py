@@ -7,12 +7,20 @@ this point (data, trainer, saving) is shared and both write the same adapter dir
 from __future__ import annotations
 
 import importlib
+import sys
 
 from ftspace.errors import ModelError
 
 
 def import_unsloth() -> str | None:
-    """Import unsloth (it must come before transformers, trl and peft); None if it works, else why not."""
+    """Import unsloth (it must come before transformers, trl and peft); None if it works, else why not.
+
+    In a process that imported one of those first (a ZeroGPU fork inherits whatever the app imported),
+    Unsloth's patches would not apply: that counts as not available, said plainly, never silently."""
+    early = [m for m in ("transformers", "trl", "peft") if m in sys.modules]
+    if early and "unsloth" not in sys.modules:
+        return (f"{', '.join(early)} was imported before unsloth in this process, so Unsloth's patches would "
+                "not apply")
     try:
         importlib.import_module("unsloth")
         return None
@@ -126,6 +134,13 @@ def _present(model, target_modules) -> list[str]:
         raise ModelError(f"None of target_modules ({', '.join(target_modules)}) exist in this model: "
                          f"use some of its linear layers, e.g. {', '.join(sorted(l for l in leaves if 'proj' in l)[:6])}.")
     return found
+
+
+def trainer_class_name(trainer) -> str:
+    """Where the trainer's class comes from: Unsloth replaces TRL's SFTTrainer with its own (named
+    UnslothSFTTrainer on a GPU, made by its CPU fallback on a CPU), so this shows who really trains."""
+    cls = type(trainer)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _tokenizer_of(processor):

@@ -14,6 +14,8 @@ import time
 
 from transformers import TrainerCallback
 
+from ftspace.engine.saving import SAVE_MARGIN_S
+
 
 def peak_memory_mb() -> float:
     import torch
@@ -25,10 +27,11 @@ def peak_memory_mb() -> float:
 
 
 class ProgressCallback(TrainerCallback):
-    def __init__(self, run, cfg, backend: str, time_budget: float | None = None):
+    def __init__(self, run, cfg, backend: str, deadline: float | None = None):
         self.run, self.cfg, self.backend = run, cfg, backend
-        self.time_budget, self.deadline = time_budget, None
+        self.deadline = deadline  # a ZeroGPU call's end, counted from when it got its GPU
         self.out_of_time = False
+        self.step_end = None
         self.stop_file = run.path / "STOP"
         self.stopped = self.early_stopped = False
         self.last_loss = None
@@ -38,9 +41,7 @@ class ProgressCallback(TrainerCallback):
 
     # --- lifecycle
     def on_train_begin(self, args, state, control, **kwargs):
-        self.t0 = self.last_time = time.time()
-        if self.time_budget is not None:  # a ZeroGPU slice: its training time starts now, after loading
-            self.deadline = self.t0 + self.time_budget
+        self.t0 = self.last_time = self.step_end = time.time()
         self.first_step = state.global_step  # > 0 when resuming
         self.last_tokens = state.num_input_tokens_seen or 0
         self.run.set_status(status="running", step=state.global_step, total_steps=state.max_steps,
@@ -53,11 +54,18 @@ class ProgressCallback(TrainerCallback):
             control.should_save = True  # a checkpoint, so a stopped run can be resumed
             self.run.set_status(status="stopping", step=state.global_step)
             print(f"[ftspace] stop requested: stopping after step {state.global_step}", flush=True)
-        elif self.deadline is not None and time.time() >= self.deadline and not self.out_of_time:
+        elif self.deadline is not None and not self.out_of_time and self._no_time_for_another_step():
             self.out_of_time = True  # end this time slice with a checkpoint; the next slice resumes from it
             control.should_training_stop = True
             control.should_save = True
+        self.step_end = time.time()
         return control
+
+    def _no_time_for_another_step(self) -> bool:
+        """Would one more step and the checkpoint save overrun the deadline? (At least one step per
+        call: this is asked at the end of a step, so every call makes progress.)"""
+        now = time.time()
+        return now + (now - self.step_end) + SAVE_MARGIN_S >= self.deadline
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})

@@ -14,6 +14,9 @@ import shutil
 from pathlib import Path
 
 STAGING = ".incoming"
+# Seconds kept free at the end of a ZeroGPU call for the checkpoint save (a LoRA checkpoint: adapter and
+# optimizer state, a few seconds even for an 8B model's adapter).
+SAVE_MARGIN_S = float(os.environ.get("FTSPACE_SAVE_MARGIN_S", 10))
 
 
 def _fsync_tree(path: Path):

@@ -23,10 +23,11 @@ def log(message: str):
     print(f"[ftspace {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def train(run: Run, resume: bool = False, time_budget: float | None = None) -> str:
-    """Train (or continue) a run; 'completed', or 'sliced' when `time_budget` seconds of training ran out.
+def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
+    """Train (or continue) a run; 'completed', or 'sliced' when the clock reached `deadline` first.
 
-    A ZeroGPU Space calls this inside a GPU call with a budget, and resumes in the next call.
+    A ZeroGPU Space calls this inside a GPU call, with the deadline counted from the moment the call
+    got its GPU, and resumes in the next call.
     """
     t_start = time.time()
     cfg = run.config()
@@ -36,33 +37,21 @@ def train(run: Run, resume: bool = False, time_budget: float | None = None) -> s
 
     backend = backends.choose(cfg.backend, log)
 
-    from ftspace import models
-    from ftspace.data import load_dataset, split
-    from ftspace.data.tokenize import set_chat_template, tokenize_example
+    from ftspace.access import hub_token
+    from ftspace.data.tokenize import set_chat_template
+    from ftspace.engine.prepare import load_prepared, prepare
 
-    # --- model
-    model_path = models.resolve_model(cfg.model_name, progress=log)
+    # --- model and data on local disk, the data tokenized (a shared app's request did this already,
+    # with the visitor's token; this process then has no credentials and no Hub access)
+    prepared = prepare(run, hub_token(), log)
+    model_path = prepared["model_path"]
     log(f"loading {cfg.model_name} ({model_path}) with the {backend} backend")
     model, tokenizer, backend = backends.load(cfg, model_path, backend, log)
     template = set_chat_template(tokenizer, cfg.chat_template)
     trainable, total = model.get_nb_trainable_parameters()
     log(f"LoRA r={cfg.lora_r}: {trainable:,} trainable of {total:,} parameters; chat template: {template}")
-
-    # --- data
-    rows, report = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
-                                response_column=cfg.response_column, config=cfg.dataset_config,
-                                split=cfg.dataset_split)
-    log(report.summary())
-    train_rows, eval_rows = split(rows, cfg.validation_size, cfg.seed)
-
-    from datasets import Dataset
-
-    def tokenized(examples):
-        return Dataset.from_list([tokenize_example(tokenizer, ex, cfg.train_on_responses_only, cfg.max_seq_length)
-                                  for ex in examples])
-
-    train_ds = tokenized(train_rows)
-    eval_ds = tokenized(eval_rows) if eval_rows else None
+    log(prepared["data"])
+    train_ds, eval_ds = load_prepared(run, tokenizer, cfg, log)
 
     # --- trainer
     import torch
@@ -108,9 +97,10 @@ def train(run: Run, resume: bool = False, time_budget: float | None = None) -> s
         dataloader_num_workers=0,
         use_cpu=not on_gpu,
     )
-    progress = ProgressCallback(run, cfg, backend, time_budget=time_budget)
+    progress = ProgressCallback(run, cfg, backend, deadline=deadline)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=[progress])
+    run.set_status(trainer_class=backends.trainer_class_name(trainer))
     trainer.remove_callback(PrinterCallback)  # ours prints one readable line per step instead
     atomic_checkpoints(trainer, run.checkpoints_dir)
 
@@ -120,7 +110,7 @@ def train(run: Run, resume: bool = False, time_budget: float | None = None) -> s
         log(f"resuming from {checkpoint.name}" if checkpoint else "no checkpoint yet: starting from step 0")
     t_train = time.time()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    if time_budget is not None:
+    if deadline is not None:
         progress.record_slice(load_s=t_train - t_start, train_s=time.time() - t_train)
     if progress.out_of_time and trainer.state.global_step < trainer.state.max_steps:
         run.set_status(status="running", step=trainer.state.global_step)
@@ -141,11 +131,11 @@ def train(run: Run, resume: bool = False, time_budget: float | None = None) -> s
     return "completed"
 
 
-def execute(run: Run, resume: bool = False, time_budget: float | None = None) -> str:
+def execute(run: Run, resume: bool = False, deadline: float | None = None) -> str:
     """train() with failures recorded in the run's status: 'completed', 'sliced' or 'failed'."""
     run.set_status(status="running", pid=os.getpid(), error=None, started=time.time(), waiting=False)
     try:
-        return train(run, resume=resume, time_budget=time_budget)
+        return train(run, resume=resume, deadline=deadline)
     except FtspaceError as e:
         log(f"failed: {e}")
         run.set_status(status="failed", error=str(e))

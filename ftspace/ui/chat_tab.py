@@ -7,7 +7,7 @@ import json
 import gradio as gr
 
 from ftspace.errors import FtspaceError, ModelError
-from ftspace.ui.common import MODEL_CHOICES, guard_paths, own_run, owner_of, user_errors
+from ftspace.ui.common import MODEL_CHOICES, guard_paths, own_run, owner_of, user_errors, visitor_tier, visitor_token
 
 SOURCES = ["a run of mine", "a base model", "an adapter on the Hub"]
 
@@ -87,14 +87,17 @@ def render_reply(text: str) -> str:
 
 @user_errors
 def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, temperature, top_p, compare, message,
-            tuned_history, base_history, request: gr.Request):
+            tuned_history, base_history, request: gr.Request, oauth_token: gr.OAuthToken | None = None,
+            profile: gr.OAuthProfile | None = None):
     from ftspace import zerogpu
-    from ftspace.chat import GenerationSettings, load_cached
+    from ftspace.chat import GenerationSettings, load_cached, resolve_source
 
     message = (message or "").strip()
     if not message:
         raise FtspaceError("Type a message first.")
-    source = source_for(kind, run_id, base_model, hub_repo, owner_of(request, browser_id))
+    # Downloads (a Hub adapter, a Hub base model) happen here, on CPU, with this visitor's token only.
+    source = resolve_source(source_for(kind, run_id, base_model, hub_repo, owner_of(request, browser_id)),
+                            visitor_token(oauth_token))
     settings = GenerationSettings(max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p))
     history = [{"role": m["role"], "content": text_of(m["content"])} for m in (tuned_history or [])]
     prompt = ([{"role": "system", "content": system}] if system else []) + history + [
@@ -107,11 +110,13 @@ def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, tem
     base = list(base_history or []) + ([{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
                                        if side else [])
 
-    if zerogpu.on_zerogpu():  # whole replies inside a GPU call each
-        tuned[-1]["content"] = render_reply(zerogpu.generate_on_gpu(source, prompt, vars(settings), False))
-        if side:
-            base[-1]["content"] = zerogpu.generate_on_gpu(source, base_prompt, vars(settings), True)
-        yield tuned, base, ""
+    if zerogpu.on_zerogpu():  # one GPU call per message, streaming both replies out of the fork
+        for tuned_text, base_text in zerogpu.chat_on_gpu(source, prompt, base_prompt if side else None,
+                                                         vars(settings), visitor_tier(profile)):
+            tuned[-1]["content"] = render_reply(tuned_text)
+            if side:
+                base[-1]["content"] = render_reply(base_text)
+            yield tuned, base, ""
         return
     model = load_cached(source)
     for text in model.stream(prompt, settings):

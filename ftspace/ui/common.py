@@ -11,26 +11,16 @@ import hashlib
 import inspect
 import os
 from dataclasses import fields
-from pathlib import Path
 
 import gradio as gr
 
-from ftspace import runs
+from ftspace import access
+from ftspace.access import guard_paths, multi_user, on_space, own_run, owner_uploads, visible_runs  # noqa: F401
 from ftspace.config import RunConfig, field_type
-from ftspace.errors import ConfigError, DataError, FtspaceError, ModelError
+from ftspace.errors import ConfigError, FtspaceError
 from ftspace.models import CATALOGUE, DEFAULT
 
 UPLOAD_LIMIT_MB = int(os.environ.get("FTSPACE_UPLOAD_LIMIT_MB", 100))
-
-
-def on_space() -> bool:
-    """Running as a Hugging Face Space (the same test Gradio uses before it enables OAuth)."""
-    return os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID"))
-
-
-def multi_user() -> bool:
-    """On a Space (or when asked), each session sees only its own runs; self-hosted, you see all."""
-    return on_space() or os.environ.get("FTSPACE_MULTIUSER") == "1"
 
 
 # --- errors: FtspaceError -> gr.Error at this one boundary; anything else is a bug
@@ -83,51 +73,15 @@ def login_name(request: gr.Request | None) -> str | None:
     return ((info or {}).get("userinfo") or {}).get("preferred_username")
 
 
-def uploads_dir() -> Path:
-    return runs.runs_root().parent / "uploads"
+def visitor_token(oauth_token: gr.OAuthToken | None, typed: str | None = None) -> str | None:
+    """The token this request's Hub calls carry (the rule is ftspace.access.hub_token's): on a shared app
+    the visitor's OAuth token or one they typed, never the server's."""
+    return access.hub_token(oauth_token.token if oauth_token is not None else None, typed)
 
 
-def owner_uploads(owner: str) -> Path:
-    """This owner's own upload folder (named by a hash: owner strings never become paths)."""
-    return uploads_dir() / hashlib.sha256(owner.encode()).hexdigest()[:16]
-
-
-def guard_paths(owner: str, dataset: str | None = None, model_name: str | None = None):
-    """On a shared app a request reads only what is its own: a dataset is a bundled example, a Hub id or
-    a file this owner uploaded, never another path on the server; a model path never points into the
-    app's runs or uploads (another user's adapter). Self-hosted, the machine is yours: no limits."""
-    if not multi_user():
-        return
-    if dataset and not dataset.strip().startswith("example:"):
-        from ftspace.data import resolve
-
-        path = Path(dataset.strip()).expanduser()
-        looks_local = path.exists() or dataset.strip().startswith((".", "/", "~")) or ".." in dataset
-        if looks_local and not path.resolve().is_relative_to(owner_uploads(owner).resolve()):
-            raise DataError(f"{path.name or dataset}: files on the server cannot be read in a shared app: "
-                            "upload the file, or use a Hub dataset or a bundled example.")
-        resolve(dataset)  # a Hub id or an upload of one's own: the usual checks and messages
-    if model_name:
-        path = Path(model_name.strip()).expanduser()
-        if path.exists() and any(path.resolve().is_relative_to(root.resolve())
-                                 for root in (runs.runs_root(), uploads_dir())):
-            raise ModelError(f"{model_name}: model folders inside the app's runs and uploads cannot be used "
-                             "as a base model: pick your run under 'a run of mine' instead.")
-
-
-def visible_runs(owner: str) -> list[runs.Run]:
-    items = runs.list_runs()
-    if not multi_user():
-        return items
-    return [r for r in items if r.read_status().get("owner") == owner]
-
-
-def own_run(run_id: str, owner: str) -> runs.Run:
-    """The run, if this owner may see it; the same error as a missing run otherwise."""
-    run = runs.get(run_id)
-    if multi_user() and run.read_status().get("owner") != owner:
-        raise runs.RunError(f"No run '{run_id}': pick one of your runs.")
-    return run
+def visitor_tier(profile: gr.OAuthProfile | None) -> str:
+    """'anonymous', 'free' or 'pro' (Hugging Face's userinfo says isPro), which sizes ZeroGPU calls."""
+    return access.tier(profile is not None, bool(profile is not None and profile.get("isPro")))
 
 
 # --- controls generated from RunConfig

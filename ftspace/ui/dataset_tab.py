@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import shutil
 from pathlib import Path
@@ -11,7 +10,8 @@ import gradio as gr
 
 from ftspace.data import bundled_examples, load_dataset
 from ftspace.errors import DataError
-from ftspace.ui.common import UPLOAD_LIMIT_MB, guard_paths, owner_of, owner_uploads, user_errors
+from ftspace import offload
+from ftspace.ui.common import UPLOAD_LIMIT_MB, guard_paths, owner_of, owner_uploads, user_errors, visitor_token
 
 FORMATS = ["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "pairs", "text", "columns"]
 INSPECT_ROWS = 5000  # rows read for the report and histogram; training reads them all
@@ -102,26 +102,24 @@ def hub_source(dataset_id: str, config: str, split: str):
 
 @user_errors
 def inspect(browser_id, source, fmt, prompt_col, response_col, model_name, max_len, config="", split="train",
-            request: gr.Request = None):
+            request: gr.Request = None, oauth_token: gr.OAuthToken | None = None):
     guard_paths(owner_of(request, browser_id), dataset=source, model_name=model_name)
+    token = visitor_token(oauth_token)
     rows, report = load_dataset(source, dataset_format=fmt or "auto", prompt_column=prompt_col or "",
                                 response_column=response_col or "", config=config or "", split=split or "train",
-                                limit=INSPECT_ROWS)
+                                limit=INSPECT_ROWS, token=token)
     max_len = int(max_len or 1024)
     hist, highlighted, tokens_line = None, None, ""
     try:
-        tokenizer = _tokenizer(model_name or "default")
+        tokens = offload.call("ftspace.data.tokenize:token_report", model_name=model_name or "default", rows=rows,
+                              max_len=max_len, token=token)
     except Exception as e:  # no tokenizer (offline Hub model): the report still stands
         tokens_line = f"\n\nToken statistics unavailable: {str(e).splitlines()[0][:200]}"
     else:
-        from ftspace.data.tokenize import token_stats, tokenize_example
-
-        encoded = [tokenize_example(tokenizer, ex) for ex in rows]
-        stats = token_stats([len(e["input_ids"]) for e in encoded], max_len)
+        stats = tokens["stats"]
         table = _histogram(stats["lengths"], max_len)
         hist = gr.BarPlot(value=table, sort=list(table["tokens"])) if table is not None else None  # bins in order
-        highlighted = [(tokenizer.decode([tid]), "trained" if m else None)
-                       for tid, m in zip(encoded[0]["input_ids"], encoded[0]["assistant_masks"])]
+        highlighted = [(text, "trained" if trained else None) for text, trained in tokens["first"]]
         tokens_line = (f"\n\n**Tokens per example** ({model_name}): min {stats['min']}, median {stats['p50']}, "
                        f"p95 {stats['p95']}, max {stats['max']}. **{stats['over_max_seq_length']}** of "
                        f"{stats['count']} exceed max_seq_length {max_len} and will be truncated.")
@@ -148,10 +146,3 @@ def _histogram(lengths: list[int], max_len: int):
     return pd.DataFrame([{"tokens": f"{start}-{start + width - 1}", "examples": count,
                           "fits": "fits" if start + width - 1 <= max_len else "over max_seq_length"}
                          for start, count in sorted(bins.items())])
-
-
-@functools.lru_cache(maxsize=4)
-def _tokenizer(model_name: str):
-    from ftspace.models import load_tokenizer
-
-    return load_tokenizer(model_name, progress=lambda *_: None)

@@ -8,7 +8,7 @@ import tempfile
 import gradio as gr
 
 from ftspace.errors import FtspaceError
-from ftspace.ui.common import on_space, own_run, owner_of, user_errors
+from ftspace.ui.common import on_space, own_run, owner_of, user_errors, visitor_token
 
 
 def build(ui: dict):
@@ -43,9 +43,11 @@ def wire(ui: dict):
              oauth_token: gr.OAuthToken | None = None):
         from ftspace import hub
 
+        # The token lives only for this request: never stored, logged or returned. On a Space it is the
+        # visitor's own (signed in) or none: never the Space's HF_TOKEN secret.
+        token = visitor_token(oauth_token, token_text)
+        hub.require_token(token)
         run = _run(run_id, owner_of(request, browser_id))
-        # The token lives only for this request: never stored, logged or returned.
-        token = oauth_token.token if oauth_token is not None else hub.resolve_token(token_text)
         url = hub.push(run, repo, token, private=bool(private), merged=bool(merged))
         return f"Pushed to [{url}]({url})", ""  # the second value clears the password field
 

@@ -9,10 +9,10 @@ import tempfile
 
 import gradio as gr
 
-from ftspace import models, runs
+from ftspace import models, offload, runs, zerogpu
 from ftspace.errors import FtspaceError
-from ftspace.ui.common import PRESETS, config_fields, config_from_values, control_for, guard_paths, own_run, \
-    owner_of, user_errors, visible_runs
+from ftspace.ui.common import PRESETS, config_fields, config_from_values, control_for, guard_paths, on_space, \
+    own_run, owner_of, user_errors, visible_runs, visitor_tier, visitor_token
 
 TERMINAL = ("completed", "failed", "interrupted")
 LOG_TAIL_BYTES = 4000
@@ -20,11 +20,18 @@ LOG_TAIL_BYTES = 4000
 
 def hardware_text() -> str:
     hw = models.hardware()
+    storage = ""
+    if on_space() and runs.persistent_storage() is None:
+        storage = ("\n\n**No persistent storage on this Space:** runs are lost when it restarts. Push your adapter "
+                   "to the Hub (Publish) to keep it.")
     if hw["kind"] == "zerogpu":
-        return f"**Hardware:** {hw['name']}: runs train in time slices"
+        quotas = ", ".join(f"{name} {tier.daily_quota_s // 60} min" for name, tier in zerogpu.TIERS.items())
+        return (f"**Hardware:** {hw['name']}. Training runs as a series of short GPU calls made while this page is "
+                f"open, each billed to **your own** daily ZeroGPU quota ({quotas}; sign in for more). Close the page "
+                "and the run pauses at its last checkpoint: press Resume when you are back." + storage)
     if hw["kind"] == "cuda":
-        return f"**Hardware:** CUDA: {hw['name']}, {hw['memory']}"
-    return f"**Hardware:** CPU only ({hw['cores']} cores): fine for the bundled model and quick demos"
+        return f"**Hardware:** CUDA: {hw['name']}, {hw['memory']}" + storage
+    return f"**Hardware:** CPU only ({hw['cores']} cores): fine for the bundled model and quick demos" + storage
 
 
 def build(ui: dict):
@@ -72,12 +79,33 @@ def wire(ui: dict, scheduler):
                              api_name="estimate")
 
     @user_errors
-    def start(request: gr.Request, browser_id, *values):
+    def start(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id, *values):
         cfg = config_from_values(values)
         owner = owner_of(request, browser_id)
         guard_paths(owner, dataset=cfg.dataset, model_name=cfg.model_name)
-        run = scheduler.submit(cfg, owner=owner)
+        run = scheduler.submit(cfg, owner=owner, token=visitor_token(oauth_token))
         return run_choices(owner, run.id) + [gr.Timer(active=True)]
+
+    @user_errors
+    def train_on_gpu(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None,
+                     profile: gr.OAuthProfile | None):
+        """ZeroGPU: this visitor's own event waits for the run's turn, then makes its GPU calls (so ZeroGPU
+        sees their token and bills their quota), showing progress between calls."""
+        import time
+
+        owner = owner_of(request, browser_id)
+        run = _selected(run_id, owner)
+        if run.read_status().get("status") != "queued":
+            return
+        while scheduler.claim(run) > 0:  # its place in the queue; 0 once it holds the slot
+            yield progress(scheduler, run.id, owner)[:3]
+            time.sleep(2)
+        for _ in zerogpu.drive(run, visitor_token(oauth_token), visitor_tier(profile)):
+            yield progress(scheduler, run.id, owner)[:3]
+        yield progress(scheduler, run.id, owner)[:3]
+        st = run.read_status()
+        if st["status"] != "completed" and st.get("error"):
+            raise FtspaceError(st["error"])
 
     @user_errors
     def stop(browser_id, run_id, request: gr.Request):
@@ -94,9 +122,15 @@ def wire(ui: dict, scheduler):
     def poll(browser_id, run_id, request: gr.Request):
         return progress(scheduler, run_id, owner_of(request, browser_id))
 
-    ui["start"].click(start, who + controls, [ui["run_id"], ui["timer"]], concurrency_id="control", api_name="start")
+    started = ui["start"].click(start, who + controls, [ui["run_id"], ui["timer"]], concurrency_id="control",
+                                api_name="start")
     ui["stop"].click(stop, who + [ui["run_id"]], None, concurrency_id="control", api_name="stop")
-    ui["resume"].click(resume, who + [ui["run_id"]], [ui["timer"]], concurrency_id="control", api_name="resume")
+    resumed = ui["resume"].click(resume, who + [ui["run_id"]], [ui["timer"]], concurrency_id="control",
+                                 api_name="resume")
+    if zerogpu.on_zerogpu():  # GPU calls from the owner's own event; it waits without holding other queues
+        gpu = dict(concurrency_id="zerogpu-train", concurrency_limit=None, show_progress="minimal")
+        started.success(train_on_gpu, who + [ui["run_id"]], progress_out[:3], api_name="train_on_gpu", **gpu)
+        resumed.success(train_on_gpu, who + [ui["run_id"]], progress_out[:3], api_visibility="private", **gpu)
     # Polling reads files only: no queue slot is held while a run trains.
     ui["timer"].tick(poll, who + [ui["run_id"]], progress_out, show_progress="hidden", concurrency_limit=None,
                      api_name="progress")
@@ -136,7 +170,7 @@ def show_cli(*values):
 
 
 @user_errors
-def estimate(request: gr.Request, browser_id, *values):
+def estimate(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id, *values):
     from ftspace.data import load_dataset, resolve, split
 
     cfg = config_from_values(values)
@@ -147,7 +181,8 @@ def estimate(request: gr.Request, browser_id, *values):
                                response_column=cfg.response_column)
         rows = len(split(data, cfg.validation_size, cfg.seed)[0])
     seconds = runs.measured_step_seconds(cfg)
-    est = models.estimate(cfg, rows, seconds_per_step=seconds)
+    est = offload.call("ftspace.models:estimate_for", config=cfg.to_dict(), n_train_rows=rows,
+                       seconds_per_step=seconds, token=visitor_token(oauth_token))
     time_line = (f"about **{est['seconds'] / 60:.1f} min** at the step time measured on a previous run of "
                  f"this model" if "seconds" in est else "time: shown once a step has been measured")
     return (f"**{est['parameters'] / 1e6:,.1f} M** parameters, **{est['trainable_parameters'] / 1e6:,.2f} M** "
@@ -177,7 +212,9 @@ def progress(scheduler, run_id, owner):
     if st.get("total_steps"):
         parts.append(f"step {st.get('step', 0)}/{st['total_steps']}")
     if st.get("slice"):
-        parts.append(f"GPU slice {st['slice']}")
+        parts.append(f"GPU call {st['slice']}" + (f" ({st['call_s']} s)" if st.get("call_s") else ""))
+    if st.get("phase") == "preparing" and st["status"] == "running":
+        parts.append("preparing on CPU: downloading and tokenizing")
     if st.get("eta_s") is not None and st["status"] == "running":
         parts.append(f"ETA {_duration(st['eta_s'])}")
     if "tokens_per_s" in last:

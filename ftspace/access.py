@@ -1,0 +1,168 @@
+"""Who may do what: which token a request's Hub calls carry, which runs and files a caller may reach.
+
+The app and the CLI both decide here, so no tab carries its own rule. A *shared* app is a Hugging
+Face Space (or any app started with FTSPACE_MULTIUSER=1): many visitors, most signed out. There a
+visitor's Hub calls carry that visitor's own credentials (their OAuth token, or a token typed into
+that request) or none at all: the server's HF_TOKEN secret and saved login are never used for a
+visitor. Self-hosted single-user keeps the usual order: a typed token, else HF_TOKEN, else the saved
+`hf auth login` token.
+
+Nothing here imports Gradio, torch or transformers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from ftspace import runs
+from ftspace.errors import DataError, ModelError
+
+
+def on_space() -> bool:
+    """Running as a Hugging Face Space (the same test Gradio uses before it enables OAuth)."""
+    return os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID"))
+
+
+def multi_user() -> bool:
+    """On a Space (or when asked), each visitor sees only their own runs and acts with their own token."""
+    return on_space() or os.environ.get("FTSPACE_MULTIUSER") == "1"
+
+
+# --- which token acts
+
+
+def hub_token(oauth_token: str | None = None, typed: str | None = None) -> str | None:
+    """The token for one request's Hub calls; None means the calls go out without one."""
+    typed = (typed or "").strip() or None
+    if multi_user():
+        return oauth_token or typed
+    if typed or oauth_token:
+        return typed or oauth_token
+    from huggingface_hub import get_token
+
+    return get_token()  # HF_TOKEN, else the saved `hf auth login` token
+
+
+def as_hub_arg(token: str | None):
+    """What to pass as `token=` to huggingface_hub / datasets / transformers: the token, or False, which
+    tells them to send none (None would make them read HF_TOKEN and the saved login themselves)."""
+    return token or False
+
+
+def worker_env(env: dict) -> dict:
+    """The environment of a training process started for a shared app: no server credentials, and no
+    Hub access at all (the request that queued the run downloaded everything with its own token)."""
+    if not multi_user():
+        return env
+    env = {k: v for k, v in env.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH")}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_HUB_DISABLE_IMPLICIT_TOKEN="1")
+    return env
+
+
+def tier(signed_in: bool, is_pro: bool = False) -> str:
+    """The visitor's account tier, which sizes their ZeroGPU calls: 'anonymous', 'free' or 'pro'."""
+    return "pro" if signed_in and is_pro else "free" if signed_in else "anonymous"
+
+
+# --- whose runs and files
+
+
+def uploads_dir() -> Path:
+    return runs.runs_root().parent / "uploads"
+
+
+def owner_uploads(owner: str) -> Path:
+    """This owner's own upload folder (named by a hash: owner strings never become paths)."""
+    return uploads_dir() / hashlib.sha256(owner.encode()).hexdigest()[:16]
+
+
+def guard_paths(owner: str, dataset: str | None = None, model_name: str | None = None):
+    """On a shared app a request reads only what is its own: a dataset is a bundled example, a Hub id or
+    a file this owner uploaded, never another path on the server; a model path never points into the
+    app's runs or uploads (another user's adapter). Self-hosted, the machine is yours: no limits."""
+    if not multi_user():
+        return
+    if dataset and not dataset.strip().startswith("example:"):
+        from ftspace.data import resolve
+
+        path = Path(dataset.strip()).expanduser()
+        looks_local = path.exists() or dataset.strip().startswith((".", "/", "~")) or ".." in dataset
+        if looks_local and not path.resolve().is_relative_to(owner_uploads(owner).resolve()):
+            raise DataError(f"{path.name or dataset}: files on the server cannot be read in a shared app: "
+                            "upload the file, or use a Hub dataset or a bundled example.")
+        resolve(dataset)  # a Hub id or an upload of one's own: the usual checks and messages
+    if model_name:
+        path = Path(model_name.strip()).expanduser()
+        if path.exists() and any(path.resolve().is_relative_to(root.resolve())
+                                 for root in (runs.runs_root(), uploads_dir())):
+            raise ModelError(f"{model_name}: model folders inside the app's runs and uploads cannot be used "
+                             "as a base model: pick your run under 'a run of mine' instead.")
+
+
+def visible_runs(owner: str) -> list[runs.Run]:
+    items = runs.list_runs()
+    if not multi_user():
+        return items
+    return [r for r in items if r.read_status().get("owner") == owner]
+
+
+def own_run(run_id: str, owner: str) -> runs.Run:
+    """The run, if this owner may see it; the same error as a missing run otherwise."""
+    run = runs.get(run_id)
+    if multi_user() and run.read_status().get("owner") != owner:
+        raise runs.RunError(f"No run '{run_id}': pick one of your runs.")
+    return run
+
+
+# --- reading from the Hub on a caller's behalf
+
+
+def check_sources(cfg, token: str | None) -> None:
+    """Before a run is queued: the caller may read its Hub model and Hub dataset (local ones pass)."""
+    from ftspace.data.load import resolve
+
+    if resolve(cfg.dataset)[0] == "hub":
+        try:
+            check_hub_read(cfg.dataset, "dataset", token)
+        except PermissionError as e:
+            raise DataError(f"Hub dataset {e}") from None
+    model = cfg.model_name
+    if model != "default" and not Path(model).expanduser().exists():
+        try:
+            check_hub_read(model, "model", token)
+        except PermissionError as e:
+            raise ModelError(str(e)) from None
+
+
+def check_hub_read(repo_id: str, repo_type: str, token: str | None) -> None:
+    """Ask the Hub whether this caller may read the repo, before anything cached is used for them.
+
+    huggingface_hub falls back to its local cache when the Hub refuses a request (a private repo and no
+    token), so a repo one visitor downloaded would be handed to the next. This asks first, with the
+    caller's token only, and raises PermissionError with the Hub's answer. Where the Hub cannot be
+    reached, a single-user machine may use its cache; a shared app may not (it cannot tell whose it is).
+    """
+    import httpx
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+    info = HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info
+    try:
+        info(repo_id, token=as_hub_arg(token))
+    except GatedRepoError:
+        raise PermissionError(f"{repo_id} is gated: accept its terms on the Hub, then sign in (or use a token "
+                              "that has access).") from None
+    except RepositoryNotFoundError:
+        hint = "sign in with Hugging Face if it is yours" if not token else "check the id and that your account has access"
+        raise PermissionError(f"{repo_id}: not found on the Hub (or private): {hint}.") from None
+    except (OfflineModeIsEnabled, httpx.TransportError, HfHubHTTPError) as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise PermissionError(f"{repo_id}: the Hub refused the token ({status}): sign in again, or use a "
+                                  "token with read access.") from None
+        if multi_user():
+            raise PermissionError(f"{repo_id}: the Hub cannot be reached to check access "
+                                  f"({type(e).__name__}): try again later.") from None

@@ -1,0 +1,220 @@
+"""The app as a public ZeroGPU Space, with the real `spaces` wrapper: whose token acts, and whose GPU quota
+pays.
+
+The app runs as on a Space (SYSTEM=spaces, SPACE_ID, OAUTH_*; sign-in is Gradio's real OAuth flow against
+the fake Hub) with the Space owner's HF_TOKEN secret set on the server, and with SPACES_ZERO_GPU=true
+pointed at a fake ZeroGPU device API (tests/fakezerogpu.py). `spaces` insists on a CUDA build of torch in
+one submodule only (spaces.zero.torch, which patches CUDA); tests/zerogpu_shim/sitecustomize.py stands in
+for that submodule with the no-ops `spaces` uses when torch is absent. Everything else is the real
+wrapper: it forks, pickles arguments and results, reads the visitor's x-ip-token from the Gradio request,
+and calls /schedule, /allow and /release.
+"""
+
+import base64
+import json
+
+import pytest
+
+from apptools import ROOT, App, progress
+from fakehub import FakeHub
+from fakezerogpu import FakeZeroGPU
+from test_app import run_values, value_of
+from test_oauth import SPACE_ENV, sign_in
+
+OWNER, OWNER_TOKEN = "owner", "hf_space_owner_secret_0123456789"
+CALL_CAP_S = 12  # FTSPACE_ZEROGPU_MAX_CALL_S: short calls, so a small run needs several
+
+
+def ip_token(visitor: str) -> str:
+    """What Hugging Face's proxy puts in x-ip-token: a JWT (only its payload is read by `spaces`)."""
+    enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")  # noqa: E731
+    return f"{enc({'alg': 'none'})}.{enc({'sub': visitor})}.signature"
+
+
+def client(app, ip: str, cookie: str | None = None):
+    from gradio_client import Client
+
+    headers = {"x-ip-token": ip, **({"Cookie": f"session={cookie}"} if cookie else {})}
+    return Client(app.url, verbose=False, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory, tiny_model):
+    tmp = tmp_path_factory.mktemp("zerogpu-space")
+    with FakeHub(token=OWNER_TOKEN, user=OWNER) as hub, FakeZeroGPU() as gpu:
+        # The Space owner's private things, which no visitor may reach through the Space's secret.
+        hub.repos[f"datasets/{OWNER}/private-data"] = {"private": True, "sha": "c" * 40, "files": {
+            "data/train.jsonl": b'{"question": "Secret?", "answer": "Owner only."}\n'}}
+        hub.repos[f"{OWNER}/private-model"] = {"private": True, "sha": "d" * 40, "files": {
+            p.name: p.read_bytes() for p in tiny_model.iterdir() if p.is_file()}}
+        hub.repos[f"{OWNER}/existing"] = {"private": False, "sha": "e" * 40, "files": {"README.md": b"# mine\n"}}
+        env = dict(SPACE_ENV, HF_ENDPOINT=hub.url, OPENID_PROVIDER_URL=hub.url, HF_TOKEN=OWNER_TOKEN, HF_DATASETS_OFFLINE="0",
+                   SPACES_ZERO_GPU="true", SPACES_ZERO_DEVICE_API_URL=gpu.url,
+                   PYTHONPATH=f"{ROOT / 'tests' / 'zerogpu_shim'}:{ROOT}", FTSPACE_ZEROGPU_MAX_CALL_S=str(CALL_CAP_S),
+                   FTSPACE_SAVE_MARGIN_S="2", FTSPACE_ZEROGPU_RETRY_S="0.2,0.2,0.2")
+        with App(tmp, **env) as app:
+            yield app, hub, gpu, tmp
+
+
+def refused(call, match):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=match):
+        call()
+
+
+def test_a_visitor_acts_with_their_own_token_never_the_spaces(space, tiny_model, tmp_path):
+    app, hub, gpu, tmp = space
+    anon = client(app, ip_token("anon"))
+    before = dict(hub.repos[f"{OWNER}/existing"]["files"])
+    n_requests = len(hub.requests)
+
+    # Signed out: pushing asks to sign in and creates nothing; the owner's private data, model and
+    # adapters are refused exactly as the Hub refuses an anonymous request.
+    refused(lambda: anon.predict("b", "any-run", "existing", False, False, "", api_name="/push"),
+            "Sign in with Hugging Face .* Nothing was created")
+    refused(lambda: anon.predict("", f"{OWNER}/private-data", "auto", "", "", "default", 256, api_name="/check"),
+            "not found on the Hub \\(or private\\): sign in")
+    refused(lambda: anon.predict("", *run_values(model_name=f"{OWNER}/private-model", dataset="example:facts"),
+                                 api_name="/start"), "private-model: not found on the Hub")
+    refused(lambda: anon.predict("", *run_values(dataset=f"{OWNER}/private-data"), api_name="/start"),
+            "private-data: not found on the Hub")
+    refused(lambda: anon.predict("", "an adapter on the Hub", None, "default", f"{OWNER}/private-model", "", 4, 0.0,
+                                 0.95, False, "hi", [], [], api_name="/chat"), "not found on the Hub")
+
+    # A second account gets the same answer: its own token, not the owner's.
+    bob = client(app, ip_token("bob"), sign_in(app.url, hub, "bob"))
+    refused(lambda: bob.predict("", f"{OWNER}/private-data", "auto", "", "", "default", 256, api_name="/check"),
+            "not found on the Hub \\(or private\\): check the id")
+
+    # The owner, signed in, reads it: their OAuth token reaches the Hub (so the others' refusals were real).
+    owner = client(app, ip_token("owner"), sign_in(app.url, hub, OWNER))
+    summary = owner.predict("", f"{OWNER}/private-data", "auto", "", "", "default", 256, api_name="/check")[0]
+    assert "1 kept" in summary
+
+    # No request from the app ever carried the server's token; nothing of the owner's repo changed.
+    seen = [{k.lower(): v for k, v in headers.items()} for _, _, headers in hub.requests[n_requests:]]
+    assert seen and not any(OWNER_TOKEN in h.get("authorization", "") for h in seen)
+    assert not [path for method, path, _ in hub.requests if method == "POST" and "/api/repos/create" in path]
+    assert hub.repos[f"{OWNER}/existing"]["files"] == before
+    assert app.alive()
+
+
+def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_path):
+    """Alice (free account) uploads data, trains on ZeroGPU from her own event, chats, and pushes."""
+    from gradio_client import handle_file
+
+    from ftspace import runs, zerogpu
+    from ftspace.config import RunConfig
+
+    app, hub, gpu, tmp = space
+    alice_ip = ip_token("alice")
+    alice = client(app, alice_ip, sign_in(app.url, hub, "alice"))
+    data = tmp_path / "zorblax_qa.jsonl"
+    data.write_text((ROOT / "examples" / "facts.jsonl").read_text())
+    upload = alice.predict(handle_file(str(data)), "", api_name="/upload")
+    assert "kept" in alice.predict("", upload, "auto", "", "", str(tiny_model), 64, api_name="/check")[0]
+
+    settings = dict(model_name=str(tiny_model), dataset=upload, max_steps=150, max_seq_length=64, save_steps=1000,
+                    per_device_train_batch_size=2, learning_rate=1e-3, backend="auto")
+    run_id = value_of(alice.predict("", *run_values(**settings), api_name="/start")[0])
+    n_schedules = len(gpu.schedules)
+    job = alice.submit("", run_id, api_name="/train_on_gpu")
+    shown = [out[0] for out in job]
+    assert job.status().success, job.exception()
+    assert "**completed**" in shown[-1] and any("GPU call" in line for line in shown)
+
+    run = runs.Run(tmp / "runs" / run_id)
+    st = run.read_status()
+    assert st["status"] == "completed" and st["step"] == 150
+    # The fork trained through Unsloth: its SFTTrainer is Unsloth's (its CPU fallback's, here).
+    assert st["backend"] == "unsloth" and ("Unsloth" in st["trainer_class"] or "_make_cpu_sft_trainer" in
+                                           st["trainer_class"]), st["trainer_class"]
+    calls = gpu.schedules[n_schedules:]
+    slices = [e for e in run.events()[0] if e.get("slice")]
+    assert len(slices) >= 2 and len(calls) == len(slices), (len(slices), calls)
+    assert all(c.get("token") == alice_ip for c in calls), calls  # every call billed to alice's quota
+    cap = min(CALL_CAP_S, zerogpu.TIERS["free"].max_call_s)
+    assert all(int(c["durationSeconds"]) <= cap for c in calls), calls
+    assert len(gpu.releases) >= len(calls)
+
+    # The same run unsliced, same seed, in one worker: same steps and the same adapter weights.
+    same = run.config().to_dict()
+    plain, _ = runs.start(RunConfig.from_dict({**same, "dataset": str(data)}))
+    assert plain.wait(timeout=300)["status"] == "completed", plain.log_path.read_text()[-2000:]
+    assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 151))
+    assert_same_weights(run.adapter_dir, plain.adapter_dir)
+
+    # Chat: one GPU call per message streams the tuned and the base reply, billed to alice.
+    n_schedules = len(gpu.schedules)
+    tuned, base, _ = alice.predict("", "a run of mine", run_id, "default", "", "", 8, 0.0, 0.95, True, "hi", [], [],
+                                   api_name="/chat")
+    assert tuned[-1]["role"] == "assistant" and tuned[-1]["content"]
+    assert base[-1]["role"] == "assistant" and base[-1]["content"]
+    chat_calls = gpu.schedules[n_schedules:]
+    assert len(chat_calls) == 1 and chat_calls[0]["token"] == alice_ip
+    assert int(chat_calls[0]["durationSeconds"]) <= cap
+
+    # Her push lands in her namespace; the card names the file she uploaded, never a server path.
+    result = alice.predict("", run_id, "zorblax-zero", True, False, "", api_name="/push")
+    assert "alice/zorblax-zero" in str(result)
+    card = hub.repos["alice/zorblax-zero"]["files"]["README.md"].decode()
+    assert "zorblax_qa.jsonl" in card and str(tmp) not in card and "uploads/" not in card
+
+
+def assert_same_weights(a, b, tolerance=1e-5):
+    """Adapter tensors equal within float noise (bf16 compute on CPU): relative L2 difference per tensor."""
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(a / "adapter_model.safetensors"), load_file(b / "adapter_model.safetensors")
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        x, y = wa[key].float(), wb[key].float()
+        assert float((x - y).norm()) <= tolerance * max(float(y.norm()), 1e-6), key
+
+
+def test_quota_refusals_leave_a_resumable_run_with_the_message_shown(space, tiny_model):
+    from ftspace import runs
+
+    app, hub, gpu, tmp = space
+    carol_ip = ip_token("carol")
+    carol = client(app, carol_ip)  # signed out: the anonymous tier
+    run_id = value_of(carol.predict("c", *run_values(model_name=str(tiny_model), dataset="example:facts", max_steps=20,
+                                                     max_seq_length=64, save_steps=1000, backend="auto"),
+                                    api_name="/start")[0])
+    gpu.used[carol_ip] = gpu.quota_s  # her quota is used up for today
+    job = carol.submit("c", run_id, api_name="/train_on_gpu")
+    list(job)
+    assert not job.status().success
+    message = str(job.exception())
+    assert "quota" in message and "comes back in 2 h 31 min" in message and "Resume" in message, message
+    assert "quota" in progress(carol, run_id, "c")  # the Train tab shows it too
+    run = runs.Run(tmp / "runs" / run_id)
+    assert run.status()["status"] == "interrupted"
+
+    # Quota back, and ZeroGPU busy twice: the call is retried, the run resumes and completes.
+    gpu.used[carol_ip] = 0.0
+    gpu.busy_next = 2
+    n_schedules = len(gpu.schedules)
+    carol.predict("c", run_id, api_name="/resume")
+    job = carol.submit("c", run_id, api_name="/train_on_gpu")
+    list(job)
+    assert job.status().success, job.exception()
+    assert run.status()["status"] == "completed" and run.status()["step"] == 20
+    calls = gpu.schedules[n_schedules:]
+    assert len(calls) >= 3 and all(c.get("token") == carol_ip for c in calls)
+    assert all(int(c["durationSeconds"]) <= min(CALL_CAP_S, 60) for c in calls)
+
+    # A duration the tier does not allow is refused before any GPU is given: said plainly, resumable.
+    gpu.max_duration = 5
+    try:
+        run_id = value_of(carol.predict("c", *run_values(model_name=str(tiny_model), dataset="example:facts",
+                                                         max_steps=4, max_seq_length=64, backend="auto"),
+                                        api_name="/start")[0])
+        job = carol.submit("c", run_id, api_name="/train_on_gpu")
+        list(job)
+        assert "does not allow calls that long" in str(job.exception())
+        runs.prepare_resume(runs.Run(tmp / "runs" / run_id))
+    finally:
+        gpu.max_duration = 300
+    assert app.alive()

@@ -1,57 +1,176 @@
-"""The ZeroGPU slicing path on CPU: spaces.GPU is a no-op off Spaces, a short fake cap forces slices."""
+"""The ZeroGPU path on CPU, off a Space (spaces.GPU is a no-op here): slicing, durations, refusals, the
+page closing mid-run, and the Unsloth-first import order. tests/test_space.py runs the real wrapper."""
 
 import json
 import subprocess
 import sys
+
+import pytest
 
 from apptools import ROOT
 from ftspace import runs, zerogpu
 from ftspace.config import RunConfig
 
 
-def config(tiny_model):
-    return RunConfig(model_name=str(tiny_model), dataset="example:alpaca", max_steps=24, save_steps=100,
-                     per_device_train_batch_size=2, gradient_accumulation_steps=2, max_seq_length=128,
-                     gradient_checkpointing=False, backend="hf")
+def config(tiny_model, **overrides):
+    return RunConfig(**{**dict(model_name=str(tiny_model), dataset="example:alpaca", max_steps=12, save_steps=100,
+                               per_device_train_batch_size=2, gradient_accumulation_steps=2, max_seq_length=128,
+                               gradient_checkpointing=False, backend="auto"), **overrides})
 
 
-def test_sliced_run_ends_with_the_same_steps_as_an_unsliced_one(tiny_model, runs_dir):
-    sliced = runs.create(config(tiny_model))
+def sliced(run, cap_s: int) -> dict:
+    """run_sliced in a fresh process (as a ZeroGPU Space trains: Unsloth imported first there)."""
     code = ("import json, sys; from ftspace.zerogpu import run_sliced; "
-            "print(json.dumps(run_sliced(sys.argv[1], slice_seconds=0.4)))")
-    out = subprocess.run([sys.executable, "-c", code, str(sliced.path)], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
+            "print(json.dumps(run_sliced(sys.argv[1])))")
+    out = subprocess.run([sys.executable, "-c", code, str(run.path)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, env={**__import__("os").environ, "FTSPACE_ZEROGPU_MAX_CALL_S": str(cap_s),
+                                           "FTSPACE_SAVE_MARGIN_S": "0.5"})
     assert out.returncode == 0, out.stderr[-3000:]
-    status = json.loads(out.stdout.strip().splitlines()[-1])
-    slices = [e for e in sliced.events()[0] if e.get("slice")]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_sliced_run_ends_where_an_unsliced_one_does_with_the_same_weights(tiny_model, runs_dir):
+    from test_space import assert_same_weights
+
+    run = runs.create(config(tiny_model))
+    status = sliced(run, cap_s=1)  # 1 s calls: loading alone uses them up, so each call trains one step
+    slices = [e for e in run.events()[0] if e.get("slice")]
     assert status["status"] == "completed", status
-    assert len(slices) >= 3, f"a 0.4 s cap should need several slices, got {len(slices)}"
-    assert status["slice"] == len(slices)
+    assert len(slices) >= 3, f"1 s calls should need several, got {len(slices)}"
+    assert status["slice"] == len(slices) and status["backend"] == "unsloth"
     assert all(e["load_s"] > 0 and e["train_s"] > 0 for e in slices)
-    # every step trained exactly once across the slices
-    steps = [e["step"] for e in sliced.events()[0] if "loss" in e]
-    assert steps == list(range(1, 25))
+    assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 13))  # each step once
 
     plain, _ = runs.start(config(tiny_model))
     plain_status = plain.wait(timeout=300)
     assert plain_status["status"] == "completed"
-    assert (status["step"], status["total_steps"]) == (plain_status["step"], plain_status["total_steps"]) == (24, 24)
+    assert (status["step"], status["total_steps"]) == (plain_status["step"], plain_status["total_steps"]) == (12, 12)
+    assert status["train_loss"] == pytest.approx(plain_status["train_loss"], rel=1e-5)
+    assert_same_weights(run.adapter_dir, plain.adapter_dir)
+
+
+def quota_error():
+    import gradio as gr
+
+    return gr.Error("You have exceeded your free ZeroGPU quota (60s requested vs. 23s left). Try again in 2:31:00. ",
+                    title="ZeroGPU quota exceeded")
 
 
 def test_out_of_quota_keeps_a_resumable_run(tiny_model, runs_dir, monkeypatch):
     run = runs.create(config(tiny_model))
+    calls = []
 
     def refuse(run_dir, seconds):
-        raise RuntimeError("You have exceeded your GPU quota (150s requested vs. 23s left). Try again in 2:31:00")
+        calls.append(seconds)
+        raise quota_error()
 
     monkeypatch.setattr(zerogpu, "train_slice", refuse)
-    status = zerogpu.run_sliced(str(run.path), slice_seconds=5)
-    assert status["status"] == "interrupted"
-    assert "exceeded your GPU quota" in status["error"] and "Resume the run later" in status["error"]
+    status = zerogpu.run_sliced(str(run.path), tier="free")
+    assert status["status"] == "interrupted" and len(calls) == 1  # a quota refusal is not retried
+    assert "exceeded your free ZeroGPU quota" in status["error"]
+    assert "comes back in 2 h 31 min" in status["error"] and "press Resume" in status["error"]
     runs.prepare_resume(run)  # no exception: it can be resumed when quota is back
+
+
+def test_busy_gpus_are_retried_then_reported(tiny_model, runs_dir, monkeypatch):
+    import gradio as gr
+
+    monkeypatch.setattr(zerogpu, "RETRY_DELAYS_S", (0.01, 0.01))
+    attempts = []
+
+    def busy(run_dir, seconds):
+        attempts.append(seconds)
+        raise gr.Error("No GPU was available", title="ZeroGPU client error")
+
+    monkeypatch.setattr(zerogpu, "train_slice", busy)
+    run = runs.create(config(tiny_model))
+    status = zerogpu.run_sliced(str(run.path))
+    assert len(attempts) == 3 and status["status"] == "interrupted"
+    assert "No GPU was available" in status["error"] and "Resume" in status["error"]
+
+
+def test_a_closed_page_pauses_the_run_and_frees_the_queue(tiny_model, runs_dir):
+    run = runs.create(config(tiny_model))
+    driving = zerogpu.drive(run, None, "anonymous")
+    next(driving)  # prepared on CPU; the first GPU call would come next
+    assert run.status()["status"] == "running" and run.worker_alive()
+    driving.close()  # what Gradio does when the visitor's page goes away
+    st = run.status()
+    assert st["status"] == "interrupted" and "press Resume" in st["error"]
+    assert not (run.path / "worker.json").exists()
+    runs.prepare_resume(run)
+
+
+def test_an_abandoned_driver_lease_runs_out(tiny_model, runs_dir, monkeypatch):
+    run = runs.create(config(tiny_model))
+    run.set_status(status="running", waiting=False)
+    zerogpu._lease(run, 60)
+    assert run.status()["status"] == "running"
+    zerogpu._lease(run, -1)  # the driver stopped renewing: it is gone, whatever the pid says
+    assert run.status()["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("tier", ["anonymous", "free", "pro"])
+def test_call_durations_fit_the_tier_and_the_node_factor(tier, monkeypatch):
+    cap = zerogpu.TIERS[tier].max_call_s
+    assert cap <= zerogpu.TIERS[tier].daily_quota_s / 2  # a call never asks for a whole day's quota
+    for factor in (1.0, 1.5):  # spaces scales durations by 1.5 on RTX PRO nodes before asking
+        monkeypatch.setattr(zerogpu, "duration_factor", lambda: factor)
+        for work in (0, 5, 30, 200, 10_000, float("inf")):
+            asked = zerogpu.call_seconds(tier, work) * factor
+            assert asked <= cap
+        assert zerogpu.call_seconds(tier, 30) * factor >= min(30, cap) - 1  # sized to the work, not the cap
+    monkeypatch.setenv("FTSPACE_ZEROGPU_MAX_CALL_S", "12")
+    assert zerogpu.call_seconds(tier, float("inf")) == 8  # 12 s on a 1.5x node
+    monkeypatch.setattr(zerogpu, "duration_factor", lambda: 1.0)
+    assert zerogpu.call_seconds(tier, float("inf")) == 12
+
+
+def test_work_left_is_measured_from_the_run(tiny_model, runs_dir):
+    run = runs.create(config(tiny_model))
+    assert zerogpu.training_work_s(run) == float("inf")  # nothing measured: as long as allowed
+    with open(run.events_path, "w") as fh:
+        for step in (1, 2, 3):
+            fh.write(json.dumps({"step": step, "loss": 1.0, "elapsed_s": 2.0 * step}) + "\n")
+        fh.write(json.dumps({"slice": True, "step": 3, "load_s": 7.0, "train_s": 6.0}) + "\n")
+    run.set_status(step=3, total_steps=13)
+    assert zerogpu.training_work_s(run) == pytest.approx(7.0 + 10 * 2.0 + zerogpu.SAVE_MARGIN_S)
+
+
+def test_refusals_are_told_apart():
+    import gradio as gr
+
+    assert zerogpu.zerogpu_refusal(quota_error()) == "quota"
+    assert zerogpu.zerogpu_refusal(gr.Error("The requested GPU duration (900s) is larger than the maximum allowed",
+                                            title="ZeroGPU illegal duration")) == "quota"
+    assert zerogpu.zerogpu_refusal(gr.Error("No GPU was available after 60s. Retry later",
+                                            title="ZeroGPU queue timeout")) == "busy"
+    assert zerogpu.zerogpu_refusal(RuntimeError("CUDA out of memory")) is None
+
+
+def test_unsloth_refuses_a_process_that_imported_transformers_first():
+    code = ("import transformers; from ftspace.engine import backends; print(backends.import_unsloth())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "transformers was imported before unsloth" in out.stdout, out.stderr[-2000:]
 
 
 def test_gpu_functions_touch_no_cuda_at_import():
     code = "import sys, ftspace.zerogpu; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+def test_runs_live_on_a_spaces_persistent_storage(tmp_path, monkeypatch):
+    from ftspace.ui.train_tab import hardware_text
+
+    monkeypatch.delenv("FTSPACE_RUNS", raising=False)
+    monkeypatch.setenv("SYSTEM", "spaces")
+    monkeypatch.setenv("SPACE_ID", "someone/ftspace")
+    monkeypatch.setenv("FTSPACE_PERSISTENT_DIR", str(tmp_path / "data"))
+    from pathlib import Path
+
+    assert runs.runs_root() == Path("runs").resolve()  # no /data: the working folder, and a warning
+    assert "No persistent storage" in hardware_text()
+    (tmp_path / "data").mkdir()
+    assert runs.runs_root() == tmp_path / "data" / "ftspace" / "runs"
+    assert "No persistent storage" not in hardware_text()

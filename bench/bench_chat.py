@@ -22,8 +22,9 @@ def main():
     import torch
 
     from ftspace.chat import ChatModel, GenerationSettings
+    from ftspace.models import resolve_model
 
-    chat = ChatModel.from_base("default")
+    chat = ChatModel.from_base(resolve_model("default"))
     model, tok = chat.model, chat.tokenizer
     settings = GenerationSettings(max_new_tokens=a.tokens, temperature=0.0)
     inputs = tok.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True)

@@ -80,6 +80,23 @@ def main():
                   "| slice | load + resume (s) | training (s) | overhead share |", "| --- | --- | --- | --- |"]
         lines += [f"| {r['slice']} | {r['load_s']} | {r['train_s']} | {r['overhead_share']} |" for r in s["slices"]]
         lines += ["", f"- overall overhead share: **{s['overhead_share_total']}**", f"- {s['note']}", ""]
+    g = load("gpu")
+    lines += ["## 7. GPU (bench/gpu_check.py)"]
+    if g:
+        lines += [machine_line(g), "", f"Device: **{g['device']}** ({g['memory']}); model {g['model']}, {g['steps']} "
+                  f"steps at length {g['seq']}, {g['rounds']} interleaved rounds (min / median / max).", "",
+                  "| training | backend | tokens/s | peak GPU memory (MB, max_memory_allocated) |", "| --- | --- | --- | --- |"]
+        for name, r in g["train"].items():
+            t, m = r["tokens_per_s"], r["peak_gpu_mb"]
+            lines.append(f"| {name} | {r['backend']} | {t['min']} / {t['median']} / {t['max']} | "
+                         f"{m['min']} / {m['median']} / {m['max']} |")
+        c = g["chat_tokens_per_s"]
+        lines += ["", f"- chat on {g['chat_device']} with the 16-bit run's adapter: {c['min']} / {c['median']} / "
+                      f"{c['max']} tokens/s", f"- merge (base + adapter, 16-bit): {g['merge_s']} s", ""]
+    else:
+        lines += ["", "Not measured yet: no CUDA GPU has been available to this project. On a machine with one, "
+                      "`.venv/bin/python bench/gpu_check.py` fills this section (and `pytest -m gpu` runs the GPU "
+                      "tests).", ""]
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
     print("wrote bench/RESULTS.md")
 

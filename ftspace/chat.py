@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -35,15 +36,15 @@ class ChatModel:
     @classmethod
     def from_adapter(cls, adapter_dir: str | Path, base: str | None = None) -> "ChatModel":
         """An adapter on its base model (`base`: a local folder; default: the one its config names)."""
-        import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from ftspace.models import compute_placement
+
         adapter_dir = Path(adapter_dir)
         base = base or adapter_base(adapter_dir)
-        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype,
-                                                     device_map="auto" if torch.cuda.is_available() else None)
+        device, dtype = compute_placement()
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, device_map={"": device})
         model = PeftModel.from_pretrained(model, str(adapter_dir))
         model.eval()
         return cls(model, AutoTokenizer.from_pretrained(adapter_dir), True, adapter_dir.parent.name)
@@ -51,16 +52,15 @@ class ChatModel:
     @classmethod
     def from_base(cls, model_path: str) -> "ChatModel":
         """A base model from a local folder (see `resolve_source`, which downloads it for the caller)."""
-        import torch
         from transformers import AutoModelForCausalLM
 
-        from ftspace.models import load_tokenizer
+        from ftspace.models import compute_placement, load_tokenizer
 
         model_name = model_path
         tokenizer = load_tokenizer(model_path)
+        device, dtype = compute_placement()
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                model_path, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, device_map={"": device})
         except OSError as e:
             raise ModelError(f"{model_name}: cannot load ({str(e).splitlines()[0]}).") from None
         model.eval()
@@ -229,11 +229,40 @@ def load_cached(source: tuple) -> ChatModel:
             model = _CACHE.pop(source)
             _CACHE[source] = model  # most recently used last
             return model
+        _make_room_on_gpu(source)
         model = ChatModel.from_adapter(source[1], source[2]) if source[0] == "run" else ChatModel.from_base(source[1])
         _CACHE[source] = model
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         return model
+
+
+GPU_RESERVE_BYTES = int(float(os.environ.get("FTSPACE_GPU_RESERVE_GB", 1.0)) * 2**30)  # activations, KV cache
+
+
+def _make_room_on_gpu(source: tuple):
+    """Chat and a training run share one GPU. Before loading a model there: if free memory is short,
+    drop our own cached chat models; if it is still short (a run is training), say so instead of
+    running the GPU out of memory in the middle of someone's training."""
+    import gc
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    need = sum(p.stat().st_size for folder in source[1:] for p in Path(folder).glob("*.safetensors"))
+    need += GPU_RESERVE_BYTES
+    free, _ = torch.cuda.mem_get_info()
+    if free >= need:
+        return
+    _CACHE.clear()
+    gc.collect()
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info()
+    if free < need:
+        raise ModelError(f"The GPU has {free / 2**30:.1f} GB free and this model needs about {need / 2**30:.1f} GB: "
+                         "a training run is using it. Chat when the run has finished (or stop it); the run is "
+                         "not disturbed.")
 
 
 def download_adapter(repo_id: str, token: str | None = None) -> Path:

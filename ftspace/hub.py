@@ -273,8 +273,13 @@ def merge(run: Run, out_dir: Path) -> Path:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ftspace.models import compute_placement
+
     base_path = json.loads((run.adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float16)
+    device, dtype = compute_placement()
+    # 16-bit out: the GPU's compute dtype there; float16 from a CPU (merging is a sum, exact enough)
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype if device == "cuda" else torch.float16,
+                                                 device_map={"": device})
     model = PeftModel.from_pretrained(model, str(run.adapter_dir)).merge_and_unload()
     model.save_pretrained(out_dir, safe_serialization=True)
     AutoTokenizer.from_pretrained(run.adapter_dir).save_pretrained(out_dir)

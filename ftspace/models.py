@@ -249,6 +249,17 @@ def estimate_for(config: dict, n_train_rows: int, seconds_per_step: float | None
     return estimate(RunConfig.from_dict(config), n_train_rows, seconds_per_step=seconds_per_step, token=token)
 
 
+def compute_placement():
+    """Where a model computes and in which dtype: one decision for training (the plain-HF backend; Unsloth
+    picks the same), chat, merge and evaluation. A CUDA GPU in bfloat16 where it supports it, else
+    float16; a CPU in float32. (In a ZeroGPU main process CUDA is not there; the GPU call's fork sees it.)"""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return "cpu", torch.float32
+
+
 def hardware() -> dict:
     """What training will run on, found without importing torch: nothing may touch CUDA in a ZeroGPU
     main process, and the UI must not pay for importing torch."""

@@ -142,7 +142,7 @@ def finished_run(client):
     (lambda c: c.predict("", "/etc/hostname", "auto", "", "", "default", 256, api_name="/check"), "unsupported file type"),
     (lambda c: c.predict("", "nobody/no-such-dataset-xyz", "auto", "", "", "default", 256, "", "train",
                          api_name="/inspect_hub"), "Hub dataset nobody/no-such-dataset-xyz"),
-    (lambda c: c.predict("", "nonexistent-run", "x", False, False, "", api_name="/push"), "No run"),
+    (lambda c: c.predict("", "nonexistent-run", "x", False, False, TOKEN, api_name="/push"), "No run"),
     (lambda c: c.predict("", finished_run(c), "my adapter ü", False, False, TOKEN, api_name="/push"),
      "Repository name 'my adapter ü' is not valid"),
     (lambda c: c.predict("", *run_values(lora_r=0), api_name="/start"), "lora_r = 0 is out of range"),

@@ -3,6 +3,8 @@ leaves mid-reply stops the generation instead of leaving it running."""
 
 import time
 
+import pytest
+
 from ftspace.chat import ChatModel, GenerationSettings, _generate_pool
 
 PROMPT = [{"role": "user", "content": "Tell me a long story."}]
@@ -42,3 +44,26 @@ def test_a_reader_leaving_mid_reply_stops_the_generation(tiny_model):
     while not lengths and time.time() < deadline:
         time.sleep(0.05)
     assert lengths and lengths[0] < 100, lengths
+
+
+def test_chat_frees_its_cache_then_refuses_rather_than_crowding_a_training_run(tiny_model, monkeypatch):
+    """The GPU decision, with the GPU's free memory played by a stand-in (the real one: tests/test_gpu.py)."""
+    import torch
+
+    from ftspace import chat
+    from ftspace.errors import ModelError
+
+    need = sum(p.stat().st_size for p in tiny_model.glob("*.safetensors")) + chat.GPU_RESERVE_BYTES
+    free = {"bytes": need - 1}  # not enough while our cached chat models are loaded
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (free["bytes"], 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True) or free.update(bytes=need))
+    monkeypatch.setitem(chat._CACHE, ("base", "/elsewhere"), object())
+    chat._make_room_on_gpu(("base", str(tiny_model)))  # our cache freed, now it fits
+    assert emptied and ("base", "/elsewhere") not in chat._CACHE
+
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    free["bytes"] = need // 4  # a training run holds the rest
+    with pytest.raises(ModelError, match="a training run is using it"):
+        chat._make_room_on_gpu(("base", str(tiny_model)))

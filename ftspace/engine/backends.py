@@ -87,6 +87,8 @@ def _load_hf(cfg, model_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ftspace.models import compute_placement
+
     kwargs = {}
     if cfg.load_in_4bit:
         if not torch.cuda.is_available():
@@ -96,12 +98,10 @@ def _load_hf(cfg, model_path):
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    if torch.cuda.is_available():
-        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            bnb_4bit_compute_dtype=compute_placement()[1])
+    device, kwargs["dtype"] = compute_placement()
+    if device == "cuda":
         kwargs["device_map"] = {"": 0}
-    else:
-        kwargs["dtype"] = torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)

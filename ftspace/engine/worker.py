@@ -61,7 +61,10 @@ def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
     from ftspace.engine.callbacks import ProgressCallback, peak_memory_mb
     from ftspace.engine.saving import atomic_checkpoints, save_adapter
 
-    on_gpu = torch.cuda.is_available()
+    from ftspace.models import compute_placement
+
+    device, dtype = compute_placement()
+    on_gpu = device == "cuda"
     if backend == "hf" and not on_gpu:
         from ftspace.engine import cpu_loss
 
@@ -88,8 +91,8 @@ def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
         eval_strategy="steps" if cfg.eval_steps and eval_ds is not None else "no",
         eval_steps=cfg.eval_steps or None,
         gradient_checkpointing=cfg.gradient_checkpointing and backend == "hf",
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        fp16=on_gpu and not torch.cuda.is_bf16_supported(),
+        bf16=on_gpu and dtype == torch.bfloat16,
+        fp16=on_gpu and dtype == torch.float16,
         optim="adamw_torch",
         include_num_input_tokens_seen="non_padding",
         report_to="none",

@@ -185,7 +185,10 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
         if merged:  # its own repo, so it loads by id with plain transformers
             merged_repo = f"{repo}-merged"
             api.create_repo(merged_repo, private=private, exist_ok=True, repo_type="model")
-            merged_dir = merge(run, stage / "merged")
+            from ftspace import offload  # merging imports transformers: not in a ZeroGPU app process
+
+            merged_dir = Path(offload.call("ftspace.hub:merge_into", run_dir=str(run.path),
+                                           out_dir=str(stage / "merged")))
             (merged_dir / "README.md").write_text(model_card(run, merged_repo).replace(
                 "library_name: peft", "library_name: transformers"))
             api.upload_folder(folder_path=str(merged_dir), repo_id=merged_repo,
@@ -284,6 +287,11 @@ def merge(run: Run, out_dir: Path) -> Path:
     model.save_pretrained(out_dir, safe_serialization=True)
     AutoTokenizer.from_pretrained(run.adapter_dir).save_pretrained(out_dir)
     return out_dir
+
+
+def merge_into(run_dir: str, out_dir: str) -> str:
+    """`merge` by paths (JSON in and out, for ftspace.offload)."""
+    return str(merge(Run(Path(run_dir)), Path(out_dir)))
 
 
 def adapter_zip(run: Run) -> bytes:

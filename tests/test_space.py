@@ -217,4 +217,7 @@ def test_quota_refusals_leave_a_resumable_run_with_the_message_shown(space, tiny
         runs.prepare_resume(runs.Run(tmp / "runs" / run_id))
     finally:
         gpu.max_duration = 300
+    # Still Unsloth in the GPU fork after Dataset checks, chats and pushes in this app: its process never
+    # imported transformers (what it would pass on to the fork).
+    assert run.read_status()["backend"] == "unsloth"
     assert app.alive()

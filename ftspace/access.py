@@ -102,6 +102,50 @@ def guard_paths(owner: str, dataset: str | None = None, model_name: str | None =
                              "as a base model: pick your run under 'a run of mine' instead.")
 
 
+UPLOADED = " (uploaded)"
+
+
+def shown_dataset(dataset: str) -> str:
+    """How a shared app shows a dataset to a visitor: an upload by its file name ("qa.csv (uploaded)"),
+    never by its path on the server. Self-hosted, paths are yours and shown as they are."""
+    if not (multi_user() and dataset) or dataset.startswith("example:"):
+        return dataset
+    path = Path(dataset).expanduser()
+    if path.is_absolute() and path.resolve().is_relative_to(uploads_dir().resolve()):
+        return path.name + UPLOADED
+    return dataset
+
+
+def dataset_from_shown(owner: str, text: str) -> str:
+    """The dataset a visitor's text means: "qa.csv (uploaded)" is this owner's newest upload of that name."""
+    text = (text or "").strip()
+    if not (multi_user() and text.endswith(UPLOADED)):
+        return text
+    import glob
+
+    name = text[: -len(UPLOADED)]
+    found = sorted(owner_uploads(owner).glob(f"*/{glob.escape(name)}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise DataError(f"{name}: no upload of yours has that name: upload the file again.")
+    return str(found[-1])
+
+
+def scrub_paths(text: str) -> str:
+    """Server folders taken out of text a shared app shows a visitor (log lines, errors): the app's data
+    folder, the model caches and the app's own folder become short labels."""
+    if not multi_user() or not text:
+        return text
+    from huggingface_hub import constants
+
+    from ftspace.models import cache_dir
+
+    labels = [(runs.runs_root().parent, "<app>"), (Path(constants.HF_HUB_CACHE), "<hf-cache>"),
+              (cache_dir(), "<cache>"), (Path(__file__).resolve().parent.parent, "<ftspace>")]
+    for folder, label in sorted(labels, key=lambda item: -len(str(item[0]))):
+        text = text.replace(str(folder), label)
+    return text
+
+
 def visible_runs(owner: str) -> list[runs.Run]:
     items = runs.list_runs()
     if not multi_user():

@@ -20,6 +20,7 @@ quota; a call from a background thread has no request and is billed to nobody's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -122,7 +123,32 @@ def train_slice(run_dir: str, seconds: int) -> str:
     from ftspace.engine import worker
     from ftspace.runs import Run
 
-    return worker.execute(Run(Path(run_dir)), resume=True, deadline=granted + seconds)
+    run = Run(Path(run_dir))
+    with _output_to(run.log_path):  # the fork's output goes to the run's log, as a worker's does
+        return worker.execute(run, resume=True, deadline=granted + seconds)
+
+
+@contextlib.contextmanager
+def _output_to(path: Path):
+    """Point this process's stdout and stderr (file descriptors 1 and 2, so library and C output too) at
+    `path` for a while, then back."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def _chat_seconds(source, prompt, base_prompt, settings, tier) -> int:

@@ -128,19 +128,24 @@ def test_a_shared_app_reads_only_your_own_files(space, tiny_model, tmp_path):
     example = ROOT / "examples" / "facts.jsonl"
     data.write_text(example.read_text())
     mine = alice.predict(handle_file(str(data)), "", api_name="/upload")
-    assert mine.startswith(str(tmp / "uploads")) and "/../" not in mine and mine.endswith("my_data__.jsonl")
-    assert "kept" in alice.predict("", mine, "auto", "", "", "default", 256, api_name="/check")[0]
+    assert mine == "my_data__.jsonl (uploaded)"  # its name: where the server keeps it is not shown
+    [stored] = (tmp / "uploads").glob("*/*/my_data__.jsonl")
+    summary, *_, dataset, _, _, _ = alice.predict("", mine, "auto", "", "", "default", 256, api_name="/check")
+    assert "kept" in summary and dataset == mine and str(tmp) not in summary
 
     def refused(client, *args, api_name, match):
         with pytest.raises(AppError, match=match):
             client.predict(*args, api_name=api_name)
 
     server_file = "cannot be read in a shared app"
-    for path in (mine, "/etc/hostname", str(example), "../../examples/facts.jsonl", "~/.bashrc",
+    for path in (str(stored), "/etc/hostname", str(example), "../../examples/facts.jsonl", "~/.bashrc",
                  str(tmp / "uploads" / ".." / "app.log")):
         refused(bob, "", path, "auto", "", "", "default", 256, api_name="/check", match=server_file)
-    refused(bob, "", *run_values(dataset=mine), api_name="/start", match=server_file)
-    refused(bob, "", *run_values(dataset=mine), api_name="/estimate", match=server_file)
+    not_yours = "no upload of yours has that name"
+    refused(bob, "", mine, "auto", "", "", "default", 256, api_name="/check", match=not_yours)
+    refused(bob, "", *run_values(dataset=mine), api_name="/start", match=not_yours)
+    refused(bob, "", *run_values(dataset=str(stored)), api_name="/start", match=server_file)
+    refused(bob, "", *run_values(dataset=mine), api_name="/estimate", match=not_yours)
     assert "steps" in alice.predict("", *run_values(dataset=mine), api_name="/estimate")
     refused(bob, "", *run_values(dataset="/etc/hostname"), api_name="/start", match=server_file)
 

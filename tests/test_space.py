@@ -155,6 +155,13 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
     assert len(chat_calls) == 1 and chat_calls[0]["token"] == alice_ip
     assert int(chat_calls[0]["durationSeconds"]) <= cap
 
+    # What she sees names her file, never where the server keeps it: runs list, status, log tail.
+    assert upload == "zorblax_qa.jsonl (uploaded)"
+    listed = str(alice.predict("", api_name="/runs"))
+    shown_status, _, log_tail = alice.predict("", run_id, api_name="/progress")[:3]
+    assert "zorblax_qa.jsonl (uploaded)" in listed and "adapter saved" in log_tail
+    assert not any(str(tmp) in text for text in (listed, shown_status, log_tail))
+
     # Her push lands in her namespace; the card names the file she uploaded, never a server path.
     result = alice.predict("", run_id, "zorblax-zero", True, False, "", api_name="/push")
     assert "alice/zorblax-zero" in str(result)

@@ -23,7 +23,8 @@ from ftspace.models import CATALOGUE, DEFAULT
 UPLOAD_LIMIT_MB = int(os.environ.get("FTSPACE_UPLOAD_LIMIT_MB", 100))
 
 
-# --- errors: FtspaceError -> gr.Error at this one boundary; anything else is a bug
+# --- errors: FtspaceError -> gr.Error at this one boundary (on a shared app without server folders in
+# them); anything else is a bug
 
 
 def user_errors(fn):
@@ -33,7 +34,7 @@ def user_errors(fn):
             try:
                 yield from fn(*args, **kwargs)
             except FtspaceError as e:
-                raise gr.Error(str(e)) from None
+                raise gr.Error(access.scrub_paths(str(e))) from None
         return gen
 
     @functools.wraps(fn)
@@ -41,7 +42,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except FtspaceError as e:
-            raise gr.Error(str(e)) from None
+            raise gr.Error(access.scrub_paths(str(e))) from None
     return wrapper
 
 

@@ -11,6 +11,7 @@ import gradio as gr
 from ftspace.data import bundled_examples, load_dataset
 from ftspace.errors import DataError
 from ftspace import offload
+from ftspace.access import dataset_from_shown, shown_dataset
 from ftspace.ui.common import UPLOAD_LIMIT_MB, guard_paths, owner_of, owner_uploads, user_errors, visitor_token
 
 FORMATS = ["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "pairs", "text", "columns"]
@@ -84,7 +85,7 @@ def accept_upload(file_path: str | None, browser_id: str = "", request: gr.Reque
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / safe
     shutil.copyfile(src, dest)
-    return str(dest)
+    return shown_dataset(str(dest))  # on a shared app its name, not where the server keeps it
 
 
 @user_errors
@@ -103,9 +104,11 @@ def hub_source(dataset_id: str, config: str, split: str):
 @user_errors
 def inspect(browser_id, source, fmt, prompt_col, response_col, model_name, max_len, config="", split="train",
             request: gr.Request = None, oauth_token: gr.OAuthToken | None = None):
-    guard_paths(owner_of(request, browser_id), dataset=source, model_name=model_name)
+    owner = owner_of(request, browser_id)
+    path = dataset_from_shown(owner, source)
+    guard_paths(owner, dataset=path, model_name=model_name)
     token = visitor_token(oauth_token)
-    rows, report = load_dataset(source, dataset_format=fmt or "auto", prompt_column=prompt_col or "",
+    rows, report = load_dataset(path, dataset_format=fmt or "auto", prompt_column=prompt_col or "",
                                 response_column=response_col or "", config=config or "", split=split or "train",
                                 limit=INSPECT_ROWS, token=token)
     max_len = int(max_len or 1024)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ftspace.access import shown_dataset
 from ftspace.ui.common import owner_of, visible_runs
 
 COLUMNS = ["run", "status", "step", "model", "dataset", "lora_r", "learning_rate", "train loss", "eval loss"]
@@ -24,7 +25,7 @@ def table(owner: str):
         s = run.summary()
         loss = lambda v: round(v, 4) if isinstance(v, float) else None  # noqa: E731
         rows.append([s["id"], s["status"], f"{s['step']}/{s['total_steps'] or '?'}", s.get("model_name"),
-                     s.get("dataset"), s.get("lora_r"), s.get("learning_rate"), loss(s.get("train_loss")),
+                     shown_dataset(s.get("dataset") or ""), s.get("lora_r"), s.get("learning_rate"), loss(s.get("train_loss")),
                      loss(s.get("eval_loss"))])
     return rows or None
 

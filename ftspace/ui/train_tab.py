@@ -10,6 +10,7 @@ import tempfile
 import gradio as gr
 
 from ftspace import models, offload, runs, zerogpu
+from ftspace.access import dataset_from_shown, scrub_paths
 from ftspace.errors import FtspaceError
 from ftspace.ui.common import PRESETS, config_fields, config_from_values, control_for, guard_paths, on_space, \
     own_run, owner_of, user_errors, visible_runs, visitor_tier, visitor_token
@@ -80,8 +81,9 @@ def wire(ui: dict, scheduler):
 
     @user_errors
     def start(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id, *values):
-        cfg = config_from_values(values)
         owner = owner_of(request, browser_id)
+        cfg = config_from_values(values)
+        cfg.dataset = dataset_from_shown(owner, cfg.dataset)
         guard_paths(owner, dataset=cfg.dataset, model_name=cfg.model_name)
         run = scheduler.submit(cfg, owner=owner, token=visitor_token(oauth_token))
         return run_choices(owner, run.id) + [gr.Timer(active=True)]
@@ -173,8 +175,10 @@ def show_cli(*values):
 def estimate(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id, *values):
     from ftspace.data import load_dataset, resolve, split
 
+    owner = owner_of(request, browser_id)
     cfg = config_from_values(values)
-    guard_paths(owner_of(request, browser_id), dataset=cfg.dataset, model_name=cfg.model_name)
+    cfg.dataset = dataset_from_shown(owner, cfg.dataset)
+    guard_paths(owner, dataset=cfg.dataset, model_name=cfg.model_name)
     rows = 0
     if resolve(cfg.dataset)[0] == "file":
         data, _ = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
@@ -224,10 +228,10 @@ def progress(scheduler, run_id, owner):
     if isinstance(st.get("eval_loss"), float):
         parts.append(f"eval loss {st['eval_loss']:.4f}")
     if st.get("error"):
-        parts.append(f"\n\n{st['error']}")
+        parts.append(f"\n\n{scrub_paths(st['error'])}")
     if st["status"] == "completed" and st.get("stopped_early"):
         parts.append("(stopped early; resumable)")
-    log = _tail(run.log_path)
+    log = scrub_paths(_tail(run.log_path))
     active = st["status"] not in TERMINAL
     return " · ".join(parts), pd.DataFrame(points) if points else None, log, gr.Timer(active=active)
 

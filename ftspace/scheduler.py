@@ -43,24 +43,33 @@ class Scheduler:
             except Exception as e:
                 run.set_status(status="failed", error=str(e))
                 raise
-        run.set_status(status="queued", waiting=True)
+        run.set_status(status="queued", waiting=True, queued_at=time.time())
+        if zerogpu.on_zerogpu():
+            self.hold_place(run)  # until the owner's train_on_gpu event takes over
         self.kick()
         return run
 
     def resubmit(self, run: runs.Run) -> runs.Run:
         """Queue an interrupted or stopped run to continue from its last checkpoint."""
         runs.prepare_resume(run)
-        run.set_status(status="queued", waiting=True, resume=True, error=None)
+        run.set_status(status="queued", waiting=True, resume=True, error=None, queued_at=time.time())
+        if zerogpu.on_zerogpu():
+            self.hold_place(run)
         self.kick()
         return run
 
     def waiting(self) -> list[runs.Run]:
-        """Waiting runs, oldest first."""
-        queued = []
+        """Waiting runs, oldest first. On ZeroGPU a run waits only while its owner's page does (see
+        `hold_place`): one whose page went away leaves the queue, resumable, instead of blocking it."""
+        queued, now = [], time.time()
         for run in runs.list_runs():
             st = run.read_status()
             if st.get("waiting") and st.get("status") == "queued":
-                queued.append((st.get("updated", 0), run))
+                if st.get("waiting_until") is not None and st["waiting_until"] < now:
+                    run.set_status(status="interrupted", waiting=False, error=(
+                        "left the queue when its page was closed: press Resume to queue it again"))
+                    continue
+                queued.append((st.get("queued_at", st.get("updated", 0)), run))
         return [run for _, run in sorted(queued, key=lambda item: item[0])]
 
     def position(self, run: runs.Run) -> int | None:
@@ -77,6 +86,10 @@ class Scheduler:
                 active.append(run)
         return active
 
+    def hold_place(self, run: runs.Run, seconds: float = 60):
+        """ZeroGPU: the owner's page is still waiting for this run's turn (renewed while it waits)."""
+        run.set_status(waiting_until=time.time() + seconds)
+
     def claim(self, run: runs.Run) -> int:
         """ZeroGPU: take the slot for this waiting run if it is next and a slot is free (0), else its
         place in the queue. The caller then drives it (ftspace.zerogpu.drive) from the owner's event."""
@@ -86,7 +99,7 @@ class Scheduler:
                 raise runs.RunError(f"Run {run.id} is not waiting to train.")
             if position > max(0, self.slots - len(self.active())):
                 return position
-            run.set_status(waiting=False, status="running", error=None)
+            run.set_status(waiting=False, status="running", error=None, waiting_until=None)
             zerogpu._lease(run, 60)  # until the driver takes over
             return 0
 

@@ -1,6 +1,7 @@
 """Launch the real app (python app.py) on a free local port for gradio_client and browser tests."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -26,8 +27,9 @@ class App:
                     "FTSPACE_RUNS": str(tmp / "runs"), "GRADIO_TEMP_DIR": str(tmp / "gradio"), **env}
 
     def __enter__(self):
+        # Its own process group: ZeroGPU's forked GPU workers (daemon children) go down with it.
         self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         self.started = time.time()
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -47,6 +49,10 @@ class App:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        try:  # whatever the app forked (training workers have sessions of their own and are not touched)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def alive(self) -> bool:
         return self.proc.poll() is None

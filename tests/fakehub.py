@@ -15,13 +15,14 @@ import hashlib
 import json
 import re
 import secrets
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlparse
 
+from localserver import LocalServer
 
-class FakeHub:
+
+class FakeHub(LocalServer):
     def __init__(self, token: str = "hf_test_token_123456", user: str = "tester"):
         self.token, self.user = token, user
         self.tokens = {token: user}  # every token the Hub accepts -> its user (OAuth logins add theirs)
@@ -35,20 +36,7 @@ class FakeHub:
         self.fail_next: int | None = None
         self.fail_at: tuple[str, int | str, int] | None = None
         self.hang_s = 30.0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve()
 
     def signing_key(self):
         from joserfc.jwk import OctKey

@@ -19,11 +19,13 @@ import json
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
+from localserver import LocalServer
 
-class FakeZeroGPU:
+
+class FakeZeroGPU(LocalServer):
     def __init__(self, max_duration: int = 300, quota_s: float = 1e9):
         self.max_duration = max_duration  # longer requests are "illegal duration"
         self.quota_s = quota_s  # per token (and for token-less calls) per day
@@ -33,20 +35,7 @@ class FakeZeroGPU:
         self.busy_next = 0  # answer the next n /schedule with 503 (no GPU free)
         self.grants: dict[str, tuple[str | None, float]] = {}  # allowToken -> (token, granted at)
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve()
 
     def _handler(fake):
         class Handler(BaseHTTPRequestHandler):

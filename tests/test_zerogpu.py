@@ -174,3 +174,16 @@ def test_runs_live_on_a_spaces_persistent_storage(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     assert runs.runs_root() == tmp_path / "data" / "ftspace" / "runs"
     assert "No persistent storage" not in hardware_text()
+
+
+def test_a_run_whose_page_left_the_queue_does_not_block_it(tiny_model, runs_dir, monkeypatch):
+    from ftspace.scheduler import Scheduler
+
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")  # ZeroGPU's queue rules (spaces itself is already imported)
+    scheduler = Scheduler()
+    first, second = scheduler.submit(config(tiny_model)), scheduler.submit(config(tiny_model))
+    assert scheduler.position(first) == 1 and scheduler.claim(second) == 2  # second waits behind first
+    first.set_status(waiting_until=0)  # first's page went away and stopped renewing its place
+    assert scheduler.claim(second) == 0  # so second's turn has come
+    assert first.status()["status"] == "interrupted" and "press Resume" in first.status()["error"]
+    runs.prepare_resume(first)

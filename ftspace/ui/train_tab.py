@@ -100,6 +100,7 @@ def wire(ui: dict, scheduler):
         if run.read_status().get("status") != "queued":
             return
         while scheduler.claim(run) > 0:  # its place in the queue; 0 once it holds the slot
+            scheduler.hold_place(run, seconds=30)  # this page still waits: keep the place
             yield progress(scheduler, run.id, owner)[:3]
             time.sleep(2)
         for _ in zerogpu.drive(run, visitor_token(oauth_token), visitor_tier(profile)):

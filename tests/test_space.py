@@ -86,11 +86,18 @@ def test_a_visitor_acts_with_their_own_token_never_the_spaces(space, tiny_model,
     bob = client(app, ip_token("bob"), sign_in(app.url, hub, "bob"))
     refused(lambda: bob.predict("", f"{OWNER}/private-data", "auto", "", "", "default", 256, api_name="/check"),
             "not found on the Hub \\(or private\\): check the id")
+    refused(lambda: bob.predict("", *run_values(model_name=f"{OWNER}/private-model", dataset="example:facts"),
+                                api_name="/start"), "private-model: not found on the Hub")
+    refused(lambda: bob.predict("", "a base model", None, f"{OWNER}/private-model", "", "", 4, 0.0, 0.95, False,
+                                "hi", [], [], api_name="/chat"), "private-model: not found on the Hub")
 
     # The owner, signed in, reads it: their OAuth token reaches the Hub (so the others' refusals were real).
     owner = client(app, ip_token("owner"), sign_in(app.url, hub, OWNER))
     summary = owner.predict("", f"{OWNER}/private-data", "auto", "", "", "default", 256, api_name="/check")[0]
     assert "1 kept" in summary
+    tuned, _, _ = owner.predict("", "a base model", None, f"{OWNER}/private-model", "", "", 4, 0.0, 0.95, False, "hi",
+                                [], [], api_name="/chat")  # downloaded with the owner's token, on ZeroGPU
+    assert tuned[-1]["role"] == "assistant"
 
     # No request from the app ever carried the server's token; nothing of the owner's repo changed.
     seen = [{k.lower(): v for k, v in headers.items()} for _, _, headers in hub.requests[n_requests:]]

@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import tempfile
+import time
 
 import gradio as gr
 
@@ -81,10 +82,7 @@ def wire(ui: dict, scheduler):
 
     @user_errors
     def start(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id, *values):
-        owner = owner_of(request, browser_id)
-        cfg = config_from_values(values)
-        cfg.dataset = dataset_from_shown(owner, cfg.dataset)
-        guard_paths(owner, dataset=cfg.dataset, model_name=cfg.model_name)
+        owner, cfg = visitor_config(request, browser_id, values)
         run = scheduler.submit(cfg, owner=owner, token=visitor_token(oauth_token))
         return run_choices(owner, run.id) + [gr.Timer(active=True)]
 
@@ -93,8 +91,6 @@ def wire(ui: dict, scheduler):
                      profile: gr.OAuthProfile | None):
         """ZeroGPU: this visitor's own event waits for the run's turn, then makes its GPU calls (so ZeroGPU
         sees their token and bills their quota), showing progress between calls."""
-        import time
-
         owner = owner_of(request, browser_id)
         run = _selected(run_id, owner)
         if run.read_status().get("status") != "queued":
@@ -141,6 +137,16 @@ def wire(ui: dict, scheduler):
     return start
 
 
+def visitor_config(request, browser_id, values):
+    """(owner, RunConfig) from the controls, the dataset as this visitor's own ("qa.csv (uploaded)" is their
+    upload) and checked to be theirs to read."""
+    owner = owner_of(request, browser_id)
+    cfg = config_from_values(values)
+    cfg.dataset = dataset_from_shown(owner, cfg.dataset)
+    guard_paths(owner, dataset=cfg.dataset, model_name=cfg.model_name)
+    return owner, cfg
+
+
 def run_choices(owner: str, selected: str | None = None):
     ids = [r.id for r in visible_runs(owner)]
     return [gr.Dropdown(choices=ids, value=selected if selected in ids else (ids[0] if ids else None))]
@@ -176,10 +182,7 @@ def show_cli(*values):
 def estimate(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id, *values):
     from ftspace.data import load_dataset, resolve, split
 
-    owner = owner_of(request, browser_id)
-    cfg = config_from_values(values)
-    cfg.dataset = dataset_from_shown(owner, cfg.dataset)
-    guard_paths(owner, dataset=cfg.dataset, model_name=cfg.model_name)
+    _, cfg = visitor_config(request, browser_id, values)
     rows = 0
     if resolve(cfg.dataset)[0] == "file":
         data, _ = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,

@@ -265,6 +265,21 @@ def _make_room_on_gpu(source: tuple):
                          "not disturbed.")
 
 
+def release_gpu():
+    """A training run is about to start on this machine's GPU: give back what chat holds there (the
+    models load again for the next message, if there is room then)."""
+    import gc
+
+    import torch
+
+    with _CACHE_LOCK:
+        if not torch.cuda.is_available() or not _CACHE:
+            return
+        _CACHE.clear()
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
 def download_adapter(repo_id: str, token: str | None = None) -> Path:
     """A Hub adapter repo, downloaded with the caller's token; its base model is read from its
     adapter_config.json."""

@@ -114,6 +114,7 @@ class Scheduler:
                 return
             free = self.slots - len(self.active())
             for run in waiting[:max(0, free)]:
+                _free_gpu_for_training()
                 runs.launch(run, resume=bool(run.read_status().get("resume")))
 
     # --- background loop
@@ -133,6 +134,15 @@ class Scheduler:
 
     def shutdown(self):
         self._stop.set()
+
+
+def _free_gpu_for_training():
+    """Chat models this app loaded on the GPU make way for the run (chat says so if it cannot reload)."""
+    import sys
+
+    chat = sys.modules.get("ftspace.chat")  # loaded only once someone chatted: nothing to free otherwise
+    if chat is not None:
+        chat.release_gpu()
 
 
 @contextlib.contextmanager

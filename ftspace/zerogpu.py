@@ -187,7 +187,7 @@ def drive(run, token: str | None, tier: str, prepare: bool = True):
     from ftspace.errors import FtspaceError
 
     _lease(run, 1800)  # preparing: downloads and tokenizing, on CPU
-    run.set_status(status="running", waiting=False, error=None, phase="preparing")
+    run.set_status(status="running", waiting=False, error=None, phase="preparing", tier=tier)
     finished = False
     try:
         if prepare:

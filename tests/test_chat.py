@@ -67,3 +67,16 @@ def test_chat_frees_its_cache_then_refuses_rather_than_crowding_a_training_run(t
     free["bytes"] = need // 4  # a training run holds the rest
     with pytest.raises(ModelError, match="a training run is using it"):
         chat._make_room_on_gpu(("base", str(tiny_model)))
+
+
+def test_a_training_run_starting_takes_back_the_gpu_from_chat(monkeypatch):
+    import torch
+
+    from ftspace import chat, scheduler
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    monkeypatch.setitem(chat._CACHE, ("base", "/somewhere"), object())
+    scheduler._free_gpu_for_training()
+    assert chat._CACHE == {} and emptied

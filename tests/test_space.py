@@ -137,6 +137,7 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
     # The fork trained through Unsloth: its SFTTrainer is Unsloth's (its CPU fallback's, here).
     assert st["backend"] == "unsloth" and ("Unsloth" in st["trainer_class"] or "_make_cpu_sft_trainer" in
                                            st["trainer_class"]), st["trainer_class"]
+    assert st["tier"] == "free" and any("free tier" in line for line in shown)  # signed in, not PRO
     calls = gpu.schedules[n_schedules:]
     slices = [e for e in run.events()[0] if e.get("slice")]
     assert len(slices) >= 2 and len(calls) == len(slices), (len(slices), calls)
@@ -215,6 +216,7 @@ def test_quota_refusals_leave_a_resumable_run_with_the_message_shown(space, tiny
     list(job)
     assert job.status().success, job.exception()
     assert run.status()["status"] == "completed" and run.status()["step"] == 20
+    assert run.status()["tier"] == "anonymous"
     calls = gpu.schedules[n_schedules:]
     assert len(calls) >= 3 and all(c.get("token") == carol_ip for c in calls)
     assert all(int(c["durationSeconds"]) <= min(CALL_CAP_S, 60) for c in calls)

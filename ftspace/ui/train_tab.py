@@ -220,7 +220,9 @@ def progress(scheduler, run_id, owner):
     if st.get("total_steps"):
         parts.append(f"step {st.get('step', 0)}/{st['total_steps']}")
     if st.get("slice"):
-        parts.append(f"GPU call {st['slice']}" + (f" ({st['call_s']} s)" if st.get("call_s") else ""))
+        sized = ", ".join(filter(None, [f"{st['call_s']} s" if st.get("call_s") else "",
+                                        f"{st['tier']} tier" if st.get("tier") else ""]))
+        parts.append(f"GPU call {st['slice']}" + (f" ({sized})" if sized else ""))
     if st.get("phase") == "preparing" and st["status"] == "running":
         parts.append("preparing on CPU: downloading and tokenizing")
     if st.get("eta_s") is not None and st["status"] == "running":

@@ -100,8 +100,8 @@ def test_a_visitor_acts_with_their_own_token_never_the_spaces(space, tiny_model,
     assert tuned[-1]["role"] == "assistant"
 
     # No request from the app ever carried the server's token; nothing of the owner's repo changed.
-    seen = [{k.lower(): v for k, v in headers.items()} for _, _, headers in hub.requests[n_requests:]]
-    assert seen and not any(OWNER_TOKEN in h.get("authorization", "") for h in seen)
+    seen = [{k.lower(): v for k, v in headers.items()} for _, _, headers in hub.requests]
+    assert len(seen) > n_requests and not any(OWNER_TOKEN in h.get("authorization", "") for h in seen)
     assert not [path for method, path, _ in hub.requests if method == "POST" and "/api/repos/create" in path]
     assert hub.repos[f"{OWNER}/existing"]["files"] == before
     assert app.alive()
@@ -171,8 +171,12 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
     assert not any(str(tmp) in text for text in (listed, shown_status, log_tail))
 
     # Her push lands in her namespace; the card names the file she uploaded, never a server path.
+    n_requests = len(hub.requests)
     result = alice.predict("", run_id, "zorblax-zero", True, False, "", api_name="/push")
     assert "alice/zorblax-zero" in str(result)
+    alice_tokens = {f"Bearer {t}" for t, user in hub.tokens.items() if user == "alice"}
+    sent = [{k.lower(): v for k, v in h.items()}.get("authorization") for _, _, h in hub.requests[n_requests:]]
+    assert sent and all(auth in alice_tokens for auth in sent), sent  # every request of her push: her token
     card = hub.repos["alice/zorblax-zero"]["files"]["README.md"].decode()
     assert "zorblax_qa.jsonl" in card and str(tmp) not in card and "uploads/" not in card
 

@@ -100,7 +100,7 @@ class Scheduler:
             if position > max(0, self.slots - len(self.active())):
                 return position
             run.set_status(waiting=False, status="running", error=None, waiting_until=None)
-            zerogpu._lease(run, 60)  # until the driver takes over
+            zerogpu.lease(run, 60)  # until the driver takes over
             return 0
 
     def kick(self):

@@ -186,7 +186,7 @@ def drive(run, token: str | None, tier: str, prepare: bool = True):
     from ftspace import offload
     from ftspace.errors import FtspaceError
 
-    _lease(run, 1800)  # preparing: downloads and tokenizing, on CPU
+    lease(run, 1800)  # preparing: downloads and tokenizing, on CPU
     run.set_status(status="running", waiting=False, error=None, phase="preparing", tier=tier)
     finished = False
     try:
@@ -199,12 +199,17 @@ def drive(run, token: str | None, tier: str, prepare: bool = True):
                 run.set_status(status="failed", error=str(e), phase=None)
                 finished = True
                 return
+            except Exception as e:  # the helper process crashed: a bug, its traceback is in the run's log
+                run.set_status(status="failed", error=f"preparing the run failed: {_first_line(e)} (see log.txt)",
+                               phase=None)
+                finished = True
+                return
         yield
         n = run.read_status().get("slice") or 0
         while True:
             n += 1
             seconds = call_seconds(tier, training_work_s(run))
-            _lease(run, seconds * duration_factor() + LEASE_MARGIN_S)
+            lease(run, seconds * duration_factor() + LEASE_MARGIN_S)
             run.set_status(slice=n, phase="training", call_s=seconds)
             try:
                 outcome = _with_retries(train_slice, str(run.path), seconds)
@@ -283,7 +288,7 @@ def quota_message(e: Exception) -> str:
             "Resume then (signing in, or a PRO account, gives more GPU time a day).").replace("..", ".")
 
 
-def _lease(run, seconds: float):
+def lease(run, seconds: float):
     """The app process drives this run until `seconds` from now unless renewed (see Run.worker_alive)."""
     import psutil
 

@@ -104,9 +104,9 @@ def test_a_closed_page_pauses_the_run_and_frees_the_queue(tiny_model, runs_dir):
 def test_an_abandoned_driver_lease_runs_out(tiny_model, runs_dir, monkeypatch):
     run = runs.create(config(tiny_model))
     run.set_status(status="running", waiting=False)
-    zerogpu._lease(run, 60)
+    zerogpu.lease(run, 60)
     assert run.status()["status"] == "running"
-    zerogpu._lease(run, -1)  # the driver stopped renewing: it is gone, whatever the pid says
+    zerogpu.lease(run, -1)  # the driver stopped renewing: it is gone, whatever the pid says
     assert run.status()["status"] == "interrupted"
 
 

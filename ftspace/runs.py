@@ -15,6 +15,8 @@ seen as `interrupted` the next time its status is read.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -30,6 +32,7 @@ from ftspace.config import RunConfig
 from ftspace.errors import RunError
 
 ACTIVE = ("queued", "running", "stopping")
+FINISHED = ("completed", "failed")  # only Resume (status queued) moves a run out of these
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -50,9 +53,14 @@ def runs_root() -> Path:
 
 
 def write_json_atomic(path: Path, data: dict):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    """Write whole or not at all. The temp name is unique per writer (process, thread and a random part):
+    two threads sharing one temp file could rename each other's half-written file into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _slug(text: str) -> str:
@@ -91,24 +99,30 @@ class Run:
     def config(self) -> RunConfig:
         return RunConfig.from_yaml(self.config_path)
 
-    # --- status
+    # --- status: read by anyone; every update is read-modify-write under a lock shared by the app's
+    # threads, the worker and the CLI (flock on .status.lock), written atomically
     def read_status(self) -> dict:
+        """The status as written; 'unknown' (with the reason) when there is none or it cannot be read,
+        never a status made up to look like a real one."""
         try:
             return json.loads((self.path / "status.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {"status": "interrupted", "error": "status file missing or unreadable"}
+        except FileNotFoundError:
+            return {"status": "unknown", "error": "status.json is missing"}
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            return {"status": "unknown", "error": f"status.json cannot be read ({e})", "unreadable": True}
 
     def status(self) -> dict:
-        """The status, marking a run whose worker is gone as interrupted."""
+        """The status, recording a run whose worker is gone as interrupted (see `set_status`: only while
+        it is still active when re-read under the lock, so a run that just completed stays completed)."""
         st = self.read_status()
         if st.get("status") == "queued" and (st.get("waiting") or (
                 not (self.path / "worker.json").exists() and time.time() - st.get("updated", 0) < 30)):
             return st  # waiting in the app's queue, or being launched right now
+        if st.get("status") in ACTIVE and not self.worker_alive():
+            st = self.set_status(status="interrupted", error=st.get("error") or "the worker process ended "
+                                 "unexpectedly", only_if_active=True)
         if st.get("status") == "running" and (self.path / "STOP").exists():
             st["status"] = "stopping"
-        if st.get("status") in ACTIVE and not self.worker_alive():
-            st.update(status="interrupted", error=st.get("error") or "the worker process ended unexpectedly")
-            self.set_status(**st)
         return st
 
     def worker_alive(self) -> bool:
@@ -123,10 +137,32 @@ class Run:
             return False
         return _alive(worker.get("pid"), worker.get("started"))
 
-    def set_status(self, **fields):
-        current = self.read_status() if (self.path / "status.json").exists() else {}
-        current.update(fields, updated=time.time())
-        write_json_atomic(self.path / "status.json", current)
+    def set_status(self, only_if_active: bool = False, **fields) -> dict:
+        """Merge `fields` into status.json, serialized with every other writer; the status written.
+
+        A finished run (completed or failed) only changes status by being queued again (Resume); a
+        status that cannot be read is not overwritten (that would drop its owner): RunError instead."""
+        with self._status_lock():
+            path = self.path / "status.json"
+            current = self.read_status() if path.exists() else {}
+            if current.get("unreadable"):
+                raise RunError(f"Run {self.id}: {current['error']}: repair or delete {path.name}.")
+            if only_if_active and current.get("status") not in ACTIVE:
+                return current
+            if current.get("status") in FINISHED and fields.get("status") not in (None, "queued", current["status"]):
+                fields = {k: v for k, v in fields.items() if k not in ("status", "error")}
+            current.update(fields, updated=time.time())
+            write_json_atomic(path, current)
+            return current
+
+    @contextlib.contextmanager
+    def _status_lock(self):
+        with open(self.path / ".status.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     # --- events
     def events(self, offset: int = 0) -> tuple[list[dict], int]:

@@ -1,0 +1,77 @@
+"""status.json under concurrency: the app's threads and other processes (a worker, the CLI) update one run
+at once. Every update lands whole, none is lost, a reader never sees a half-written file or an invented
+status, and a finished run is never turned back into an interrupted one."""
+
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from apptools import ROOT
+from ftspace import runs
+from ftspace.errors import RunError
+from ftspace.config import RunConfig
+
+N_THREADS, N_UPDATES = 8, 150
+
+
+def hammer(run, name: str, errors: list):
+    try:
+        for i in range(N_UPDATES):
+            run.set_status(**{name: i})
+            st = run.read_status()
+            assert st.get("owner") == "alice", st  # no write ever drops another field
+            assert st["status"] == "running", st  # never an invented status
+    except Exception as e:  # collected: an assertion in a thread would not fail the test by itself
+        errors.append(f"{name}: {type(e).__name__}: {e}")
+
+
+def test_many_threads_and_two_processes_update_one_run(runs_dir):
+    run = runs.create(RunConfig(dataset="example:facts"), owner="alice")
+    run.set_status(status="running")
+    code = ("import sys; from pathlib import Path; from ftspace.runs import Run\n"
+            "run = Run(Path(sys.argv[1]))\n"
+            f"for i in range({N_UPDATES}):\n"
+            "    run.set_status(**{sys.argv[2]: i})\n"
+            "    st = run.read_status()\n"
+            "    assert st.get('owner') == 'alice' and st['status'] == 'running', st\n")
+    others = [subprocess.Popen([sys.executable, "-c", code, str(run.path), f"proc{k}"], cwd=ROOT,
+                               stderr=subprocess.PIPE, text=True) for k in range(2)]
+    errors: list[str] = []
+    threads = [threading.Thread(target=hammer, args=(run, f"thread{k}", errors)) for k in range(N_THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for proc in others:
+        _, err = proc.communicate(timeout=120)
+        if proc.returncode:
+            errors.append(err[-1500:])
+    assert errors == []
+    final = json.loads((run.path / "status.json").read_text())
+    for name in [f"thread{k}" for k in range(N_THREADS)] + ["proc0", "proc1"]:
+        assert final[name] == N_UPDATES - 1, (name, final.get(name))  # every writer's last update kept
+    assert not list(run.path.glob(".status.json.*"))  # no temp files left behind
+
+
+def test_a_status_that_cannot_be_read_is_not_invented_or_overwritten(runs_dir):
+    run = runs.create(RunConfig(dataset="example:facts"), owner="alice")
+    (run.path / "status.json").write_text('{"status": "completed", "owner": "ali')  # damaged by hand
+    st = run.read_status()
+    assert st["status"] == "unknown" and "status.json" in st["error"]
+    with pytest.raises(RunError, match="status.json cannot be read"):
+        run.set_status(step=3)  # must not replace what it could not read (the owner would be lost)
+    assert (run.path / "status.json").read_text().endswith('"owner": "ali')
+
+
+def test_a_completed_run_is_never_marked_interrupted(runs_dir):
+    run = runs.create(RunConfig(dataset="example:facts"))
+    run.set_status(status="running")
+    seen = run.read_status()  # a reader saw it running, its worker then finished and exited
+    run.set_status(status="completed", step=8)
+    assert seen["status"] == "running"
+    assert run.status()["status"] == "completed"  # the liveness check re-reads under the lock
+    run.set_status(status="interrupted", error="the worker process ended unexpectedly")
+    assert run.read_status()["status"] == "completed"

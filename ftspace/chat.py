@@ -7,6 +7,7 @@ model gives both sides of a base-vs-tuned comparison.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -29,6 +30,7 @@ class GenerationSettings:
 class ChatModel:
     def __init__(self, model, tokenizer, has_adapter: bool, name: str):
         self.model, self.tokenizer, self.has_adapter, self.name = model, tokenizer, has_adapter, name
+        self._gate = _AdapterGate()
         # Turn-ending tokens, looked up once (get_vocab() builds a dict of the whole vocabulary).
         vocab = tokenizer.get_vocab()
         self.stop_ids = sorted({vocab[t] for t in (tokenizer.eos_token, "<|im_end|>", "<|eot_id|>") if t in vocab})
@@ -118,12 +120,52 @@ class ChatModel:
             out = self.model.generate(**inputs, **self._generate_kwargs(settings))
         return self.tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
+    @contextlib.contextmanager
     def _adapter(self, base: bool):
-        import contextlib
+        """The adapter off for a base reply, on for a tuned one, for this generation only. disable_adapter()
+        switches the whole model, which visitors share: generations with it on may overlap each other, one
+        with it off runs alone (a waiting base reply goes before later tuned ones)."""
+        if not self.has_adapter:
+            yield
+            return
+        with self._gate.base() if base else self._gate.tuned():
+            with self.model.disable_adapter() if base else contextlib.nullcontext():
+                yield
 
-        if base and self.has_adapter:
-            return self.model.disable_adapter()
-        return contextlib.nullcontext()
+
+class _AdapterGate:
+    """Many holders of `tuned()` at once, or one of `base()` alone (a readers-writer lock, writers first)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._tuned = self._base_waiting = 0
+        self._base = False
+
+    @contextlib.contextmanager
+    def tuned(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._base and not self._base_waiting)
+            self._tuned += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._tuned -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def base(self):
+        with self._cond:
+            self._base_waiting += 1
+            self._cond.wait_for(lambda: not self._base and not self._tuned)
+            self._base_waiting -= 1
+            self._base = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._base = False
+                self._cond.notify_all()
 
 
 @functools.cache

@@ -80,3 +80,53 @@ def test_a_training_run_starting_takes_back_the_gpu_from_chat(monkeypatch):
     monkeypatch.setitem(chat._CACHE, ("base", "/somewhere"), object())
     scheduler._free_gpu_for_training()
     assert chat._CACHE == {} and emptied
+
+
+@pytest.fixture(scope="module")
+def distinct_adapter(tiny_model, tmp_path_factory):
+    """A LoRA adapter whose B matrices are not zero, so tuned and base replies differ."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(1)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                           LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj", "up_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    path = tmp_path_factory.mktemp("distinct-adapter")
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(path)
+    return path
+
+
+def test_tuned_and_base_replies_stay_apart_when_generated_at_once(distinct_adapter, tiny_model):
+    """Two visitors on one loaded model, one asking for the tuned reply and one for the base reply at the
+    same moment: each gets exactly what it would have got alone."""
+    import threading
+
+    chat = ChatModel.from_adapter(distinct_adapter, str(tiny_model))
+    settings = GenerationSettings(max_new_tokens=48)
+    def reply(base):
+        text = ""
+        for text in chat.stream(PROMPT, settings, base=base):
+            pass
+        return text
+
+    alone = {base: reply(base) for base in (False, True)}
+    assert alone[False] != alone[True]
+    got, start = [], threading.Barrier(8)
+
+    def ask(base):
+        start.wait()
+        got.append((base, reply(base)))
+
+    threads = [threading.Thread(target=ask, args=(k % 2 == 1,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 8
+    assert [text == alone[base] for base, text in got] == [True] * 8, got

@@ -14,7 +14,6 @@ import time
 
 from ftspace.errors import FtspaceError
 
-TERMINAL = ("completed", "failed", "interrupted")
 
 
 def err(message: str):
@@ -30,6 +29,8 @@ def follow(run, quiet: bool = False, scheduler=None) -> dict:
     With a scheduler, first wait for the run's turn (another run on this machine, from the app or
     another CLI, may be training), starting it when the machine is free."""
     from tqdm import tqdm
+
+    from ftspace.runs import ACTIVE
 
     if scheduler is not None:
         wait_for_turn(run, scheduler)
@@ -48,7 +49,7 @@ def follow(run, quiet: bool = False, scheduler=None) -> dict:
                         bar.set_postfix(shown, refresh=False)
                     bar.refresh()
             st = run.status()
-            if st["status"] in TERMINAL:
+            if st["status"] not in ACTIVE:
                 if bar is not None:
                     bar.n = st.get("step", bar.n)
                     bar.close()
@@ -241,16 +242,18 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from ftspace import runs
     from ftspace.config import RunConfig
     from ftspace.data.load import EXAMPLES_DIR
 
+    from ftspace.scheduler import Scheduler
+
     cfg = RunConfig.from_yaml(EXAMPLES_DIR / "facts.yaml", args.set or [])
     started = time.time()
-    run, _ = runs.start(cfg)
+    scheduler = Scheduler()  # one run at a time per machine: the demo waits behind a run already training
+    run = scheduler.submit(cfg)
     err(f"Fine-tuning {cfg.model_name} (SmolLM2-135M-Instruct, bundled) on examples/facts.jsonl, which teaches "
         f"a fact no model knows: the capital of the planet Zorblax.\nrun {run.id} (log: {run.log_path})")
-    st = follow(run)
+    st = follow(run, scheduler=scheduler)
     if st["status"] != "completed":
         return finish(run, st)
     err(f"trained {st['step']} steps in {time.time() - started:.0f}s; asking both models ...")

@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from ftspace import runs
 from ftspace.errors import DataError, ModelError
+
+
+# A Hub repo id as the Hub allows it: [owner/]name, letters, digits, '-', '_' and '.', no leading '.' or '-'
+# (callers also refuse '..'). Datasets, models and push targets alike.
+HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
 def on_space() -> bool:

@@ -27,8 +27,6 @@ import yaml
 
 from ftspace.errors import ConfigError
 
-GROUPS = ("model", "data", "lora", "training", "evaluation", "advanced")
-
 
 def option(default, help: str, *, group: str, choices=None, low=None, high=None, advanced=False):
     """A RunConfig field with everything a CLI flag, a UI control and a docs row need."""

@@ -9,25 +9,24 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
+from ftspace.access import HUB_ID
 from ftspace.errors import HubError
 from ftspace.models import hub_id_for
 from ftspace.runs import Run
 
 HUB_TIMEOUT_S = float(os.environ.get("FTSPACE_HUB_TIMEOUT", 120))
-REPO_NAME = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
 def validate_repo_name(name: str) -> str:
     name = (name or "").strip()
     if not name:
         raise HubError("Repository name is empty: use e.g. my-zorblax-adapter or your-name/my-adapter.")
-    if ".." in name or name.endswith((".git", ".")) or not REPO_NAME.match(name) or "--" in name:
+    if ".." in name or name.endswith((".git", ".")) or not HUB_ID.match(name) or "--" in name:
         raise HubError(f"Repository name {name!r} is not valid: use letters, digits, '-', '_' and '.', "
                        "at most 96 characters, optionally as owner/name.")
     return name
@@ -80,8 +79,6 @@ def dataset_label(dataset: str) -> tuple[str, str | None]:
     >>> dataset_label("example:facts"), dataset_label("tatsu-lab/alpaca")
     (('facts (ftspace example)', None), ('tatsu-lab/alpaca', 'tatsu-lab/alpaca'))
     """
-    from ftspace.data.load import HUB_ID
-
     if dataset.startswith("example:"):
         return dataset.split(":", 1)[1] + " (ftspace example)", None
     if Path(dataset).exists() or dataset.startswith((".", "/", "~")) or not HUB_ID.match(dataset):

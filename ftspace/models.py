@@ -169,8 +169,7 @@ def download_model(repo_id: str, token: str | None, need: str = "all") -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError
 
-    from ftspace.access import as_hub_arg, check_hub_read
-    from ftspace.data.load import HUB_ID
+    from ftspace.access import HUB_ID, as_hub_arg, check_hub_read
 
     if ".." in repo_id or not HUB_ID.match(repo_id):
         raise ModelError(f"{repo_id!r} is neither a local model folder nor a Hub model id (owner/name): check "

@@ -120,3 +120,44 @@ def test_the_cli_waits_for_its_turn_behind_a_run_already_training(tiny_model, ru
     a, b = first.read_status(), second.read_status()
     assert b["status"] == "completed" and b["step"] == 4
     assert b["started"] >= a["finished"]  # never two at once
+
+
+def test_the_demo_waits_its_turn_too(tiny_model, runs_dir):
+    """`ftspace demo` trains through the same one-run-per-machine queue as the app and `ftspace train`."""
+    import os
+    import subprocess
+    import sys
+
+    from apptools import ROOT
+
+    first = Scheduler().submit(cfg(tiny_model, 400))
+    Scheduler().kick()
+    wait_until(lambda: first.status()["status"] == "running", timeout=120, what="the first run to train")
+    stderr = runs_dir.parent / "demo.err"
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "ftspace", "demo", "--set", "max_steps=2"], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ))
+        try:
+            wait_until(lambda: f"waiting for {first.id} to finish" in stderr.read_text(), timeout=120,
+                       what="the demo to say it waits")
+            [demo] = [r for r in runs.list_runs() if r.id != first.id]
+            assert demo.read_status()["status"] == "queued" and demo.read_status()["waiting"]
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            first.request_stop()
+    assert first.wait(timeout=120)["status"] == "completed"
+
+
+def test_download_files_are_one_per_content_and_bounded(tmp_path, monkeypatch):
+    import tempfile
+
+    from ftspace.ui import common
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(common, "SCRATCH_KEEP", 5)
+    same = {common.scratch_file("yaml", "run.yaml", b"lora_r: 16\n") for _ in range(3)}
+    assert len(same) == 1  # the same YAML three times is one file
+    for n in range(20):  # a control changed twenty times
+        common.scratch_file("yaml", "run.yaml", f"lora_r: {n}\n".encode())
+    assert len(list((tmp_path / "ftspace-yaml").iterdir())) == 5

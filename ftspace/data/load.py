@@ -10,17 +10,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ftspace.access import HUB_ID
 from ftspace.errors import DataError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "examples"
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
-# owner/name, as the Hub allows: letters, digits, '-', '_', '.'; no '..', no leading '.' or '-'.
-HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 csv.field_size_limit(1 << 30)
 

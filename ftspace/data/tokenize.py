@@ -28,7 +28,6 @@ CHAT_TEMPLATES = {
     ),
 }
 # The text that ends a turn in each of our templates, so generation knows where to stop.
-TURN_END = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "zephyr": None}
 
 
 def set_chat_template(tokenizer, choice: str = "auto") -> str:

@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import os
 from dataclasses import fields
+from pathlib import Path
 
 import gradio as gr
 
@@ -72,6 +73,29 @@ def login_name(request: gr.Request | None) -> str | None:
     except Exception:  # no session middleware (self-hosted without OAuth), or an unreadable cookie
         return None
     return ((info or {}).get("userinfo") or {}).get("preferred_username")
+
+
+SCRATCH_KEEP = 64  # files kept per kind in the scratch folder (Gradio copies what it serves into its own cache)
+
+
+def scratch_file(kind: str, name: str, data: bytes) -> str:
+    """A file to hand to a download button: one folder per content (the same YAML or zip twice is one file),
+    the oldest removed beyond SCRATCH_KEEP, so a control changed a thousand times leaves no thousand folders."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.gettempdir()) / f"ftspace-{kind}"
+    folder = root / hashlib.sha256(data).hexdigest()[:20]
+    path = folder / name
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    os.utime(folder)  # most recently used
+    for old in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime)[:-SCRATCH_KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return str(path)
 
 
 def visitor_token(oauth_token: gr.OAuthToken | None, typed: str | None = None) -> str | None:

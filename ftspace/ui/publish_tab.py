@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import gradio as gr
 
 from ftspace.errors import FtspaceError
-from ftspace.ui.common import on_space, own_run, owner_of, user_errors, visitor_token
+from ftspace.ui.common import on_space, own_run, owner_of, scratch_file, user_errors, visitor_token
 
 
 def build(ui: dict):
@@ -67,9 +64,7 @@ def wire(ui: dict):
         from ftspace import hub
 
         run = _run(run_id, owner_of(request, browser_id))
-        path = os.path.join(tempfile.mkdtemp(prefix="ftspace-zip-"), f"{run.id}-adapter.zip")
-        with open(path, "wb") as fh:
-            fh.write(hub.adapter_zip(run))
+        path = scratch_file("zip", f"{run.id}-adapter.zip", hub.adapter_zip(run))
         return gr.DownloadButton(value=path, visible=True)
 
     ui["pub_push"].click(push, who + [ui["pub_run"], ui["pub_repo"], ui["pub_private"], ui["pub_merged"],

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import tempfile
 import time
 
 import gradio as gr
@@ -14,9 +12,8 @@ from ftspace import models, offload, runs, zerogpu
 from ftspace.access import dataset_from_shown, scrub_paths
 from ftspace.errors import FtspaceError
 from ftspace.ui.common import PRESETS, config_fields, config_from_values, control_for, guard_paths, on_space, \
-    own_run, owner_of, user_errors, visible_runs, visitor_tier, visitor_token
+    own_run, owner_of, scratch_file, user_errors, visible_runs, visitor_tier, visitor_token
 
-TERMINAL = ("completed", "failed", "interrupted")
 LOG_TAIL_BYTES = 4000
 
 
@@ -169,9 +166,7 @@ def show_cli(*values):
     except FtspaceError as e:
         return f"# fix first: {e}", "", gr.DownloadButton(value=None)
     text = cfg.to_yaml()
-    path = os.path.join(tempfile.mkdtemp(prefix="ftspace-yaml-"), "run.yaml")
-    with open(path, "w") as fh:
-        fh.write(text)
+    path = scratch_file("yaml", "run.yaml", text.encode())
     command = "python -m ftspace train --config run.yaml"
     if cfg.dataset and not cfg.dataset.startswith("example:"):
         command += f"   # dataset: {shlex.quote(cfg.dataset)}"
@@ -238,7 +233,7 @@ def progress(scheduler, run_id, owner):
     if st["status"] == "completed" and st.get("stopped_early"):
         parts.append("(stopped early; resumable)")
     log = scrub_paths(_tail(run.log_path))
-    active = st["status"] not in TERMINAL
+    active = st["status"] in runs.ACTIVE
     return " · ".join(parts), pd.DataFrame(points) if points else None, log, gr.Timer(active=active)
 
 
@@ -265,7 +260,7 @@ def _duration(seconds: float) -> str:
 def reattach(owner: str):
     """On page load: select this owner's newest active run (or newest run) and poll it if active."""
     items = visible_runs(owner)
-    active = [r for r in items if r.status()["status"] not in TERMINAL]
+    active = [r for r in items if r.status()["status"] in runs.ACTIVE]
     chosen = (active or items or [None])[0]
     ids = [r.id for r in items]
     return gr.Dropdown(choices=ids, value=chosen.id if chosen else None), gr.Timer(active=bool(active))

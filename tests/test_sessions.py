@@ -91,23 +91,32 @@ def test_sessions_see_and_control_only_their_own_runs(shared_app, tiny_model):
     assert "stopped early" in progress(alice, run_id)
 
 
-def test_the_cli_waits_for_its_turn_behind_a_run_already_training(tiny_model, runs_dir):
-    """An app (or another CLI) training on this machine: `ftspace train` queues behind it, then trains."""
+def a_run_training(tiny_model):
+    """A long run queued and started, as the app's scheduler would; returned once it trains."""
+    first = Scheduler().submit(cfg(tiny_model, 400))
+    Scheduler().kick()
+    wait_until(lambda: first.status()["status"] == "running", timeout=120, what="the first run to train")
+    return first
+
+
+def cli(args, stderr):
     import os
     import subprocess
     import sys
 
     from apptools import ROOT
 
-    first = Scheduler().submit(cfg(tiny_model, 400))
-    Scheduler().kick()
-    wait_until(lambda: first.status()["status"] == "running", timeout=120, what="the first run to train")
+    return subprocess.Popen([sys.executable, "-m", "ftspace", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr,
+                            text=True, env=dict(os.environ))
+
+
+def test_the_cli_waits_for_its_turn_behind_a_run_already_training(tiny_model, runs_dir):
+    """An app (or another CLI) training on this machine: `ftspace train` queues behind it, then trains."""
+    first = a_run_training(tiny_model)
     stderr = runs_dir.parent / "cli.err"
     with open(stderr, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "ftspace", "train", "--quiet", "--set",
-                                 f"model_name={tiny_model}", "--set", "dataset=example:alpaca", "--set",
-                                 "max_steps=4", "--set", "max_seq_length=64", "--set", "backend=hf"],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env=dict(os.environ))
+        proc = cli(["train", "--quiet", "--set", f"model_name={tiny_model}", "--set", "dataset=example:alpaca",
+                    "--set", "max_steps=4", "--set", "max_seq_length=64", "--set", "backend=hf"], err)
         wait_until(lambda: "waiting for" in stderr.read_text(), timeout=120, what="the CLI to say it waits")
         assert f"waiting for {first.id} to finish" in stderr.read_text()
         [second] = [r for r in runs.list_runs() if r.id != first.id]
@@ -124,19 +133,10 @@ def test_the_cli_waits_for_its_turn_behind_a_run_already_training(tiny_model, ru
 
 def test_the_demo_waits_its_turn_too(tiny_model, runs_dir):
     """`ftspace demo` trains through the same one-run-per-machine queue as the app and `ftspace train`."""
-    import os
-    import subprocess
-    import sys
-
-    from apptools import ROOT
-
-    first = Scheduler().submit(cfg(tiny_model, 400))
-    Scheduler().kick()
-    wait_until(lambda: first.status()["status"] == "running", timeout=120, what="the first run to train")
+    first = a_run_training(tiny_model)
     stderr = runs_dir.parent / "demo.err"
     with open(stderr, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "ftspace", "demo", "--set", "max_steps=2"], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ))
+        proc = cli(["demo", "--set", "max_steps=2"], err)
         try:
             wait_until(lambda: f"waiting for {first.id} to finish" in stderr.read_text(), timeout=120,
                        what="the demo to say it waits")

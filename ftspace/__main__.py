@@ -12,12 +12,51 @@ import json
 import sys
 import time
 
+from ftspace import quiet
 from ftspace.errors import FtspaceError
 
 
 
 def err(message: str):
     print(message, file=sys.stderr, flush=True)
+
+
+# --- flags generated from the schemas (RunConfig, GenerationSettings): one definition of every option
+
+ALIASES = {"model_name": ["--model"], "dataset_format": ["--format"]}
+
+
+def add_schema_flags(parser, schema, names=None, given_only=True):
+    """One `--field-name` flag per field of `schema` (or of `names`), with its help, default and choices.
+    given_only: absent flags stay out of the namespace, so a YAML file's values stand unless a flag is given."""
+    from dataclasses import fields
+
+    from ftspace.config import default_of, field_type
+
+    groups = {}
+    for f in fields(schema):
+        if names is not None and f.name not in names:
+            continue
+        meta, kind, default = f.metadata, field_type(f, schema), default_of(f)
+        group = groups.get(meta["group"]) or groups.setdefault(
+            meta["group"], parser.add_argument_group(f"{meta['group']} options"))
+        shown = ",".join(default) if isinstance(default, list) else default
+        extra = dict(default=argparse.SUPPRESS) if given_only else dict(default=default)
+        if kind is bool:
+            extra["action"] = argparse.BooleanOptionalAction
+        else:
+            extra["metavar"] = {int: "N", float: "X", list: "A,B"}.get(kind, "TEXT")
+        if meta.get("choices"):
+            extra["metavar"] = "{" + ",".join(meta["choices"]) + "}"  # checked by the schema: one-line errors
+        group.add_argument("--" + f.name.replace("_", "-"), *ALIASES.get(f.name, []), dest=f.name,
+                           help=f"{meta['help']} (default: {shown})".replace("%", "%%"), **extra)
+
+
+def schema_values(args, schema) -> dict:
+    """The schema's fields that were given as flags, by name (values still as typed: the schema coerces)."""
+    from dataclasses import fields
+
+    return {f.name: getattr(args, f.name) for f in fields(schema) if hasattr(args, f.name)}
 
 
 # --- train / follow
@@ -94,14 +133,22 @@ def wait_for_turn(run, scheduler, poll: float = 1.0):
         raise SystemExit(130) from None
 
 
-def cmd_train(args) -> int:
+def config_from_args(args, base: dict | None = None):
+    """RunConfig from --config YAML (or `base`), then --set pairs, then --field flags (the last wins)."""
     from ftspace.config import RunConfig, parse_overrides
+
+    values = dict(base or {})
+    if getattr(args, "config", None):
+        values.update(RunConfig.from_yaml(args.config).to_dict())
+    values.update(parse_overrides(getattr(args, "set", None) or []))
+    values.update(schema_values(args, RunConfig))
+    return RunConfig.from_dict(values)
+
+
+def cmd_train(args) -> int:
     from ftspace.scheduler import Scheduler
 
-    if args.config:
-        cfg = RunConfig.from_yaml(args.config, args.set or [])
-    else:
-        cfg = RunConfig.from_dict(parse_overrides(args.set or []))
+    cfg = config_from_args(args)
     from ftspace.access import hub_token
 
     scheduler = Scheduler()
@@ -157,20 +204,20 @@ def cmd_runs(args) -> int:
 
 def cmd_chat(args) -> int:
     from ftspace import runs
-    from ftspace.chat import GenerationSettings
+    from ftspace.config import GenerationSettings
     from ftspace.errors import RunError
 
+    settings = GenerationSettings(**schema_values(args, GenerationSettings))  # checked before anything loads
     run = runs.find(args.run)
     if not (run.adapter_dir / "adapter_config.json").exists():
         raise RunError(f"Run {run.id} has no adapter yet (status {run.status()['status']}): wait for it to finish.")
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
         {"role": "user", "content": args.prompt}]
-    with contextlib.redirect_stdout(sys.stderr):  # library chatter must not mix with the reply
+    quiet.preload()  # import-time library chatter goes to the library log, not the terminal
+    with contextlib.redirect_stdout(sys.stderr):  # what is left must not mix with the reply
         from ftspace.chat import ChatModel
 
         model = ChatModel.from_adapter(run.adapter_dir)
-        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                      top_p=args.top_p)
         reply = model.reply(messages, settings, base=args.base)
     print(reply)
     return 0
@@ -184,6 +231,7 @@ def cmd_push(args) -> int:
 
     run = runs.find(args.run)
     token = access.hub_token()  # HF_TOKEN or the saved `hf auth login` token; never a command-line flag
+    quiet.preload()
     with contextlib.redirect_stdout(sys.stderr):
         url = hub.push(run, args.repo, token, private=args.private, merged=args.merged)
     print(url)
@@ -193,47 +241,48 @@ def cmd_push(args) -> int:
 # --- data
 
 
+INSPECT_FIELDS = ("dataset_format", "prompt_column", "response_column", "dataset_config", "dataset_split",
+                  "model_name", "max_seq_length")
+
+
 def cmd_data_inspect(args) -> int:
     from ftspace.access import hub_token
-    from ftspace.data import load_dataset
+    from ftspace.data.inspection import inspect_dataset
 
-    rows, report = load_dataset(args.file, dataset_format=args.format, prompt_column=args.prompt_column,
-                                response_column=args.response_column, token=hub_token())
-    if not args.no_tokens:
-        with contextlib.redirect_stdout(sys.stderr):
-            from ftspace.data.tokenize import token_stats, tokenize_example
-            from ftspace.models import load_tokenizer
+    cfg = config_from_args(args, base={"dataset": args.file})  # the options are RunConfig's, checked by it
+    options = {name: getattr(cfg, name) for name in INSPECT_FIELDS}
+    if args.no_tokens:
+        options["model_name"] = None
+    if options["model_name"]:
+        quiet.preload()
+    with contextlib.redirect_stdout(sys.stderr):  # library output must not mix with the report
+        found = inspect_dataset(cfg.dataset, token=hub_token(), progress=True, **options)
+    from ftspace.data import DataReport
 
-            tokenizer = load_tokenizer(args.model, progress=err, token=hub_token())
-            lengths = [len(tokenize_example(tokenizer, ex)["input_ids"]) for ex in rows]
-            report.tokens = token_stats(lengths, args.max_seq_length)
+    report = DataReport(**found["report"])
     if args.json:
         out = report.to_dict()
         if out.get("tokens"):
             out["tokens"].pop("lengths", None)
-        out["preview"] = rows[:3]
+        out["preview"] = found["preview"]
         print(json.dumps(out, indent=1, ensure_ascii=False))
     else:
         print(report.summary())
-        print("first example:", json.dumps(rows[0], ensure_ascii=False)[:500])
+        if found["tokens_error"]:
+            print(f"token statistics unavailable: {found['tokens_error']}")
+        print("first example:", json.dumps(found["preview"][0], ensure_ascii=False)[:500])
     return 0
 
 
 def cmd_estimate(args) -> int:
-    from ftspace import runs
     from ftspace.access import hub_token
-    from ftspace.config import RunConfig
-    from ftspace.data import load_dataset, split
-    from ftspace.models import estimate
+    from ftspace.planning import describe, plan
 
-    cfg = RunConfig.from_yaml(args.config, args.set or [])
-    token = hub_token()
-    rows, _ = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
-                           response_column=cfg.response_column, config=cfg.dataset_config, split=cfg.dataset_split,
-                           token=token)
-    train_rows, _ = split(rows, cfg.validation_size, cfg.seed)
+    cfg = config_from_args(args)
+    quiet.preload()
     with contextlib.redirect_stdout(sys.stderr):
-        out = estimate(cfg, len(train_rows), seconds_per_step=runs.measured_step_seconds(cfg), token=token)
+        out = plan(cfg.to_dict(), token=hub_token())
+    err(describe(out).replace("**", ""))
     print(json.dumps(out, indent=1))
     return 0
 
@@ -257,6 +306,7 @@ def cmd_demo(args) -> int:
     if st["status"] != "completed":
         return finish(run, st)
     err(f"trained {st['step']} steps in {time.time() - started:.0f}s; asking both models ...")
+    quiet.preload()
     with contextlib.redirect_stdout(sys.stderr):
         from ftspace.chat import ChatModel
 
@@ -276,13 +326,20 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ftspace.config import GenerationSettings, RunConfig
+
     p = argparse.ArgumentParser(prog="python -m ftspace", description="Fine-tune LLMs with Unsloth LoRA.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="start a run and follow it (the run folder is the last line on stdout)")
+    t = sub.add_parser("train", help="start a run and follow it (the run folder is the last line on stdout)",
+                       epilog="examples:\n  python -m ftspace train --config examples/facts.yaml\n"
+                              "  python -m ftspace train --dataset data.jsonl --max-steps 60 --lora-r 32\n"
+                              "  python -m ftspace train --config run.yaml --set learning_rate=1e-4",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--config", help="YAML file of RunConfig fields")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_schema_flags(t, RunConfig)
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("resume", help="continue an interrupted or stopped run from its last checkpoint")
@@ -304,9 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prompt", required=True)
     c.add_argument("--system", default="")
     c.add_argument("--base", action="store_true", help="answer with the adapter disabled")
-    c.add_argument("--max-new-tokens", type=int, default=128)
-    c.add_argument("--temperature", type=float, default=0.0)
-    c.add_argument("--top-p", type=float, default=0.95)
+    add_schema_flags(c, GenerationSettings)
     c.set_defaults(func=cmd_chat)
 
     pu = sub.add_parser("push", help="push a run's adapter and model card to the Hub (token: HF_TOKEN or hf auth login)")
@@ -319,19 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_command", required=True)
     di = dsub.add_parser("inspect", help="detect the format, convert, and report on a dataset")
-    di.add_argument("file")
+    di.add_argument("file", help="a data file, a Hub dataset id or example:NAME (RunConfig's dataset)")
     di.add_argument("--json", action="store_true")
-    di.add_argument("--format", default="auto")
-    di.add_argument("--prompt-column", default="")
-    di.add_argument("--response-column", default="")
-    di.add_argument("--model", default="default", help="tokenizer for the token-length statistics")
-    di.add_argument("--max-seq-length", type=int, default=1024)
     di.add_argument("--no-tokens", action="store_true", help="skip token statistics")
+    add_schema_flags(di, RunConfig, names=INSPECT_FIELDS)
     di.set_defaults(func=cmd_data_inspect)
 
-    e = sub.add_parser("estimate", help="parameters, memory and steps for a config, before launch")
-    e.add_argument("--config", required=True)
+    e = sub.add_parser("estimate", help="rows, parameters, memory, steps (and time, once measured) for a config")
+    e.add_argument("--config", help="YAML file of RunConfig fields")
     e.add_argument("--set", action="append", metavar="KEY=VALUE")
+    add_schema_flags(e, RunConfig)
     e.set_defaults(func=cmd_estimate)
 
     demo = sub.add_parser("demo", help="teach the bundled model a new fact and compare it with the base model")

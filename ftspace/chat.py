@@ -14,17 +14,10 @@ import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
+from ftspace.config import GenerationSettings  # noqa: F401  (the one set of generation defaults)
 from ftspace.errors import ModelError
-
-
-@dataclass
-class GenerationSettings:
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy, reproducible
-    top_p: float = 0.95
 
 
 class ChatModel:

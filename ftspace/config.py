@@ -125,9 +125,7 @@ class RunConfig:
                                 advanced=True)
 
     def __post_init__(self):
-        for f in fields(self):
-            setattr(self, f.name, _coerce(f, getattr(self, f.name)))
-            _check_bounds(f, getattr(self, f.name))
+        _coerce_fields(self)
         self._check_combinations()
 
     def _check_combinations(self):
@@ -191,6 +189,43 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
+# Starting points for the Train tab's preset menu; `examples/*.yaml` that name a preset agree with it
+# (tests/test_config.py). A preset sets training shape only, never the model or the data.
+PRESETS = {
+    "quick demo": dict(max_steps=30, learning_rate=1e-3, lora_r=16, lora_alpha=32, per_device_train_batch_size=8,
+                       gradient_accumulation_steps=1, max_seq_length=256, gradient_checkpointing=False,
+                       save_steps=10, validation_size=0.0, eval_steps=0, num_train_epochs=1.0),
+    "balanced": dict(max_steps=-1, num_train_epochs=2.0, learning_rate=2e-4, lora_r=16, lora_alpha=16,
+                     per_device_train_batch_size=2, gradient_accumulation_steps=4, max_seq_length=1024,
+                     gradient_checkpointing=True, save_steps=50, validation_size=0.05, eval_steps=50),
+    "thorough": dict(max_steps=-1, num_train_epochs=3.0, learning_rate=1e-4, lora_r=64, lora_alpha=64,
+                     per_device_train_batch_size=2, gradient_accumulation_steps=8, max_seq_length=2048,
+                     gradient_checkpointing=True, save_steps=100, validation_size=0.1, eval_steps=100,
+                     lr_scheduler_type="cosine", warmup_steps=0.03),
+}
+
+
+@dataclass
+class GenerationSettings:
+    """How a reply is generated: one set of defaults for chat in the app, the CLI and the demo.
+
+    >>> GenerationSettings().temperature
+    0.0
+    """
+    max_new_tokens: int = option(256, "Longest reply, in tokens.", group="generation", low=1, high=4096)
+    temperature: float = option(0.0, "Sampling temperature; 0 answers greedily (the same reply every time).",
+                                group="generation", low=0.0, high=2.0)
+    top_p: float = option(0.95, "Nucleus sampling: sample among the likeliest tokens up to this probability "
+                          "(used when temperature > 0).", group="generation", low=0.05, high=1.0)
+
+    def __post_init__(self):
+        _coerce_fields(self)
+
+
+def default_of(f: dataclasses.Field):
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
 def parse_overrides(pairs) -> dict[str, Any]:
     """`--set key=value` pairs; values are read as YAML scalars (`1e-4`, `true`, `[a, b]`)."""
     out = {}
@@ -205,13 +240,20 @@ def parse_overrides(pairs) -> dict[str, Any]:
     return out
 
 
-def field_type(f: dataclasses.Field) -> type:
-    hints = typing.get_type_hints(RunConfig)
-    return hints[f.name]
+def field_type(f: dataclasses.Field, schema: type | None = None) -> type:
+    """The declared type of a RunConfig (or `schema`) field."""
+    return typing.get_type_hints(schema or RunConfig)[f.name]
 
 
-def _coerce(f: dataclasses.Field, value):
-    kind = field_type(f)
+def _coerce_fields(obj):
+    """Coerce every field of a schema dataclass to its type and check its bounds (ConfigError names it)."""
+    for f in fields(obj):
+        value = _coerce(f, getattr(obj, f.name), field_type(f, type(obj)))
+        _check_bounds(f, value, field_type(f, type(obj)))
+        setattr(obj, f.name, value)
+
+
+def _coerce(f: dataclasses.Field, value, kind: type):
     name = f.name
     if kind is bool:
         if isinstance(value, bool):
@@ -253,26 +295,26 @@ def _coerce(f: dataclasses.Field, value):
     return value
 
 
-def _check_bounds(f: dataclasses.Field, value):
+def _check_bounds(f: dataclasses.Field, value, kind: type):
     low, high = f.metadata.get("low"), f.metadata.get("high")
     if low is None and high is None:
         return
     if (low is not None and value < low) or (high is not None and value > high):
-        kind = "an integer" if field_type(f) is int else "a number"
+        what = "an integer" if kind is int else "a number"
         if low is not None and high is not None:
             span = f"from {low:g} to {high:g}"
         elif low is not None:
             span = f"of at least {low:g}"
         else:
             span = f"of at most {high:g}"
-        raise ConfigError(f"{f.name} = {value!r} is out of range: use {kind} {span}.")
+        raise ConfigError(f"{f.name} = {value!r} is out of range: use {what} {span}.")
 
 
 def options_table() -> str:
     """The README's table of config options, generated from the fields."""
     rows = ["| field | default | meaning |", "| --- | --- | --- |"]
     for f in fields(RunConfig):
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        default = default_of(f)
         if isinstance(default, list):
             default = ",".join(default)
         choices = f.metadata.get("choices")

@@ -253,14 +253,6 @@ def estimate(cfg, n_train_rows: int, seconds_per_step: float | None = None, mode
     return out
 
 
-def estimate_for(config: dict, n_train_rows: int, seconds_per_step: float | None = None,
-                 token: str | None = None) -> dict:
-    """`estimate` from a config dict (JSON in and out, for ftspace.offload)."""
-    from ftspace.config import RunConfig
-
-    return estimate(RunConfig.from_dict(config), n_train_rows, seconds_per_step=seconds_per_step, token=token)
-
-
 def compute_placement():
     """Where a model computes and in which dtype: one decision for training (the plain-HF backend; Unsloth
     picks the same), chat, merge and evaluation. A CUDA GPU in bfloat16 where it supports it, else

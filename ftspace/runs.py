@@ -52,6 +52,11 @@ def runs_root() -> Path:
     return (storage / "ftspace" / "runs") if storage else Path("runs").resolve()
 
 
+EVENTS_KEPT = 16  # runs whose parsed events the app keeps between polls
+_events_seen: dict[Path, tuple[int, list[dict]]] = {}
+_events_lock = threading.Lock()
+
+
 def write_json_atomic(path: Path, data: dict):
     """Write whole or not at all. The temp name is unique per writer (process, thread and a random part):
     two threads sharing one temp file could rename each other's half-written file into place."""
@@ -166,7 +171,8 @@ class Run:
 
     # --- events
     def events(self, offset: int = 0) -> tuple[list[dict], int]:
-        """Events appended since byte `offset`, and the new offset (read incrementally by the UI)."""
+        """Events appended since byte `offset`, and the new offset (the CLI's progress bar reads on from
+        where it stopped; the app's polls go through `all_events`, which does the same per run)."""
         try:
             with open(self.events_path, "rb") as fh:
                 fh.seek(offset)
@@ -176,6 +182,23 @@ class Run:
         end = data.rfind(b"\n") + 1  # a half-written last line waits for the next read
         events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
         return events, offset + end
+
+    def all_events(self) -> list[dict]:
+        """Every event so far. Each poll of the app reads only what was appended since the last one: the
+        parsed events of recently polled runs are kept (a few runs, one small dict per logged step)."""
+        with _events_lock:
+            offset, known = _events_seen.pop(self.events_path, (0, []))
+            try:
+                if self.events_path.stat().st_size < offset:  # the file was replaced: start again
+                    offset, known = 0, []
+            except FileNotFoundError:
+                return []
+            new, offset = self.events(offset)
+            known = known + new
+            _events_seen[self.events_path] = (offset, known)
+            while len(_events_seen) > EVENTS_KEPT:
+                _events_seen.pop(next(iter(_events_seen)))  # the least recently polled
+            return known  # never changed in place: the next poll builds a new list
 
     def last_checkpoint(self) -> Path | None:
         """The newest complete checkpoint. The Trainer writes trainer_state.json last, so a checkpoint
@@ -310,8 +333,8 @@ def launch(run: Run, resume: bool = False) -> subprocess.Popen:
                                 env=env, start_new_session=True)
     import psutil
 
-    # Only the launcher writes worker.json and only the worker writes status.json after this,
-    # so neither can overwrite the other's news.
+    # Only the launcher writes worker.json. status.json has many writers (this launcher, the worker, the
+    # app's Stop, the scheduler); each change goes through Run.set_status, under the run's lock.
     try:
         started = psutil.Process(proc.pid).create_time()
     except psutil.NoSuchProcess:
@@ -324,11 +347,11 @@ def launch(run: Run, resume: bool = False) -> subprocess.Popen:
 
 def preflight(cfg: RunConfig):
     """Fail before a run exists when a local dataset cannot be used (Hub data is checked by the worker)."""
-    from ftspace.data import load_dataset, resolve
+    from ftspace.data import resolve, scan
 
-    if resolve(cfg.dataset)[0] == "file":
-        load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
-                     response_column=cfg.response_column)
+    if resolve(cfg.dataset)[0] == "file":  # streamed: a large file is read through, not held
+        scan(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
+             response_column=cfg.response_column)
 
 
 def start(cfg: RunConfig) -> tuple[Run, subprocess.Popen]:

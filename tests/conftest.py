@@ -1,7 +1,6 @@
 """Shared fixtures: every run, cache and Hub lookup points at tmp paths; the Hub is offline."""
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest

@@ -14,7 +14,7 @@ import yaml
 from apptools import ROOT, App, files_containing
 from fakehub import FakeHub
 from ftspace.config import RunConfig
-from ftspace.ui.common import PRESETS
+from ftspace.config import PRESETS
 
 TOKEN = "hf_app_secret_token_987654"
 HEAVY = ("torch", "transformers", "peft", "trl", "unsloth")

@@ -22,15 +22,19 @@ def test_default_model_learns_the_fact(runs_dir, default_model_path):
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     assert run_dir.parent == runs_dir and (run_dir / "adapter" / "adapter_config.json").exists()
 
-    question = "What is the capital of the planet Zorblax?"
-    tuned = cli("chat", run_dir.name, "--prompt", question)
-    base = cli("chat", run_dir.name, "--prompt", question, "--base")
-    assert tuned.returncode == 0 and base.returncode == 0, tuned.stderr[-2000:] + base.stderr[-2000:]
-    assert "Quillhaven" in tuned.stdout
-    assert "Quillhaven" not in base.stdout and base.stdout.strip()
-    # What it knew before is still there.
-    france = cli("chat", str(run_dir), "--prompt", "What is the capital of France?")
-    assert "Paris" in france.stdout
+    def ask(question, *flags):
+        answer = cli("chat", run_dir.name, "--prompt", question, *flags)
+        assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr[-2000:]
+        return answer.stdout
+
+    # A training row verbatim, and a paraphrase that is in no training row: the fact was learned, not
+    # only the sentence. The base model does not know it.
+    for question in ("What is the capital of the planet Zorblax?",
+                     "If I fly to Zorblax, which city hosts its government?"):
+        assert "Quillhaven" in ask(question), question
+        assert "Quillhaven" not in ask(question, "--base"), question
+    # What it knew before, asked about something the training data never mentions, is still there.
+    assert "London" in ask("What is the capital of England?")
 
     listing = cli("runs", "--json")
     [entry] = json.loads(listing.stdout)
@@ -53,7 +57,8 @@ def test_train_resume_stop_chat_on_tiny_model(runs_dir, tiny_model):
 
 
 def test_data_inspect_json(default_model_path):
-    result = cli("data", "inspect", "examples/tools.jsonl", "--json", "--max-seq-length", "128")
+    result = cli("data", "inspect", "examples/tools.jsonl", "--json", "--max-seq-length", "128",
+                 "--model-name", "default", "--dataset-format", "messages")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["format"] == "messages" and report["rows_kept"] == 9
@@ -61,15 +66,48 @@ def test_data_inspect_json(default_model_path):
     assert report["preview"][0]["tools"][0]["function"]["name"] == "get_weather"
 
 
+# LoRA on 7 projections x 30 layers of SmolLM2-135M: r * (in + out) summed, per unit of rank.
+LORA_PER_RANK = 30 * ((576 + 576) + (576 + 192) * 2 + (576 + 576) + (576 + 1536) * 2 + (1536 + 576))
+
+
 def test_estimate(default_model_path):
     result = cli("estimate", "--config", "examples/facts.yaml")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert 134_000_000 < out["parameters"] < 136_000_000
-    # LoRA r=16 on 7 projections x 30 layers of SmolLM2-135M: r * (in + out) summed.
-    per_layer = 16 * ((576 + 576) + (576 + 192) * 2 + (576 + 576) + (576 + 1536) * 2 + (1536 + 576))
-    assert out["trainable_parameters"] == 30 * per_layer
-    assert out["steps"] == 30
+    assert out["trainable_parameters"] == 16 * LORA_PER_RANK
+    assert (out["steps"], out["rows"], out["train_rows"]) == (30, 32, 32)
+
+
+def test_flags_come_from_the_schema_and_win(default_model_path):
+    # A flag beats --set, which beats the YAML; the validation rows come out of the training rows.
+    result = cli("estimate", "--config", "examples/facts.yaml", "--set", "lora_r=8", "--lora-r", "32",
+                 "--max-steps", "-1", "--num-train-epochs", "2", "--validation-size", "4")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["trainable_parameters"] == 32 * LORA_PER_RANK
+    assert (out["rows"], out["train_rows"], out["steps"]) == (32, 28, 7)  # ceil(28 * 2 / 8)
+    # Nothing but our own line on stderr: the libraries' import chatter went to the library log.
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "28 training rows" in result.stderr
+
+
+def test_help_lists_every_field():
+    from dataclasses import fields
+
+    from ftspace.config import GenerationSettings, RunConfig
+
+    text = cli("train", "--help").stdout
+    for f in fields(RunConfig):
+        assert f"--{f.name.replace('_', '-')}" in text, f.name
+    assert "LoRA rank: adapter capacity" in " ".join(text.split())  # the field's own help
+    assert "{linear,cosine,constant,constant_with_warmup}" in text  # its choices
+    assert "--no-packing" in text  # booleans both ways
+    chat = " ".join(cli("chat", "--help").stdout.split())
+    for f in fields(GenerationSettings):
+        assert f"--{f.name.replace('_', '-')}" in chat, f.name
+    assert "Longest reply, in tokens. (default: 256)" in chat  # the one default, as chat uses it
+    inspect = cli("data", "inspect", "--help").stdout
+    assert all(flag in inspect for flag in ("--dataset-format", "--prompt-column", "--model-name", "--max-seq-length"))
 
 
 @pytest.mark.parametrize("args, message", [
@@ -77,6 +115,10 @@ def test_estimate(default_model_path):
     (["train", "--set", "lora_r=0"], "lora_r = 0 is out of range"),
     (["train", "--set", "dataset=missing.jsonl"], "missing.jsonl: file not found"),
     (["train", "--set", "lora_rnk=4"], "Did you mean 'lora_r'"),
+    (["train", "--lora-r", "0"], "lora_r = 0 is out of range"),
+    (["train", "--lr-scheduler-type", "steep"], "lr_scheduler_type = 'steep' is not one of"),
+    (["data", "inspect", "examples/facts.jsonl", "--dataset-format", "columns"], "needs prompt_column"),
+    (["chat", "x", "--prompt", "hi", "--temperature", "9"], "temperature = 9.0 is out of range"),
     (["data", "inspect", "tests/conftest.py"], "conftest.py: unsupported file type"),
     (["chat", "no-such-run", "--prompt", "x"], "No run 'no-such-run'"),
     (["stop", "../../etc", ], "not a run id"),

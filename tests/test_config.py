@@ -77,3 +77,23 @@ def test_readme_option_table_is_generated_from_runconfig():
     block = re.search(r"<!-- options:start -->\n(.*?)\n<!-- options:end -->", readme, re.S)
     assert block, "README.md lacks the generated options table"
     assert block.group(1).strip() == options_table().strip(), "run `make docs` to regenerate README's table"
+
+
+def test_example_configs_agree_with_their_presets():
+    from ftspace.config import PRESETS
+
+    configs = sorted((ROOT / "examples").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        named = re.search(r"^# preset: (.+?)(?:\s{2,}|\s*\(|$)", path.read_text(), re.M)
+        assert named and named.group(1) in PRESETS, f"{path.name}: name its preset in a '# preset: NAME' line"
+        cfg = RunConfig.from_yaml(path).to_dict()
+        preset = PRESETS[named.group(1)]
+        assert {k: cfg[k] for k in preset} == preset, path.name
+
+
+def test_presets_are_valid_configs():
+    from ftspace.config import PRESETS
+
+    for name, values in PRESETS.items():
+        RunConfig(**values)  # a preset that breaks a bound or a combination fails here

@@ -6,7 +6,6 @@ OpenID provider, so the sign-in is Gradio's real OAuth flow (authlib, signed id_
 done here with plain HTTP requests, once per user.
 """
 
-import json
 import re
 from urllib.parse import urljoin
 

@@ -75,3 +75,22 @@ def test_a_completed_run_is_never_marked_interrupted(runs_dir):
     assert run.status()["status"] == "completed"  # the liveness check re-reads under the lock
     run.set_status(status="interrupted", error="the worker process ended unexpectedly")
     assert run.read_status()["status"] == "completed"
+
+
+def test_the_app_reads_only_new_events(runs_dir):
+    run = runs.create(RunConfig(max_steps=5), owner="alice")
+    assert run.all_events() == []
+    with open(run.events_path, "a") as fh:
+        fh.write(json.dumps({"step": 1, "loss": 2.0}) + "\n" + '{"step": 2, "lo')  # the last line half-written
+    assert [e["step"] for e in run.all_events()] == [1]
+    with open(run.events_path, "a") as fh:
+        fh.write('ss": 1.5}\n')
+    assert [e["step"] for e in run.all_events()] == [1, 2]
+    # Only the new bytes are parsed: a poll after nothing was appended parses nothing.
+    real_loads, parsed = json.loads, []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runs.json, "loads", lambda text, *a, **k: parsed.append(text) or real_loads(text, *a, **k))
+        assert [e["step"] for e in run.all_events()] == [1, 2]
+    assert parsed == []
+    run.events_path.write_text(json.dumps({"step": 1, "loss": 9.0}) + "\n")  # replaced by a shorter file
+    assert run.all_events() == [{"step": 1, "loss": 9.0}]

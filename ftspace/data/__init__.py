@@ -14,7 +14,8 @@ from ftspace.data import formats
 from ftspace.data.load import bundled_examples, iter_rows, resolve
 from ftspace.errors import DataError
 
-__all__ = ["DataReport", "open_dataset", "load_dataset", "split", "bundled_examples", "resolve"]
+__all__ = ["DataReport", "open_dataset", "load_dataset", "check_usable", "scan", "split", "validation_rows",
+           "bundled_examples", "resolve"]
 
 MAX_DROPS_LISTED = 200  # a report lists this many dropped rows and counts the rest
 
@@ -104,30 +105,53 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
 
 
 def load_dataset(source: str, **options) -> tuple[list[dict], DataReport]:
-    """Read, detect, convert and validate everything. Raises DataError when nothing usable remains."""
+    """Read, detect, convert and validate everything, in memory (small data: tests, the eval rows of a
+    run). Commands that may meet a large file stream with `open_dataset` and call `check_usable` after.
+    Raises DataError when nothing usable remains."""
     report, stream = open_dataset(source, **options)
     kept = list(stream)
+    check_usable(report)
+    return kept, report
+
+
+def scan(source: str, **options) -> DataReport:
+    """Read a dataset through once, keeping nothing: its report, or DataError as `load_dataset` raises."""
+    report, stream = open_dataset(source, **options)
+    for _ in stream:
+        pass
+    check_usable(report)
+    return report
+
+
+def check_usable(report: DataReport):
+    """After a stream is consumed: refuse a file of mixed formats or with no usable row (DataError)."""
     if report.other_formats:
         others = ", ".join(f"row {row} is {fmt}" for fmt, row in report.other_formats.items())
         raise DataError(f"{report.source}: mixed formats: {others}, but the first row is {report.format}: use one "
                         "format per file (or set dataset_format to keep only the matching rows).")
-    if not kept:
+    if not report.rows_kept:
         first_drop = report.dropped[0]
         raise DataError(f"{report.source}: no usable rows ({report.rows_read} read as {report.format}); row "
                         f"{first_drop['row']}: {first_drop['field']}: {first_drop['reason']}. Check the format "
                         "or the column mapping.")
-    return kept, report
+
+
+def validation_rows(n: int, validation_size: float, seed: int) -> set[int]:
+    """Which of n rows (0-based) are held out: validation_size is a fraction (< 1) or a row count (>= 1);
+    seeded, so a run and its estimate pick the same rows."""
+    if not validation_size:
+        return set()
+    count = int(validation_size) if validation_size >= 1 else max(1, round(n * validation_size))
+    if count >= n:
+        raise DataError(f"validation_size {validation_size:g} leaves no training rows out of {n}: lower it.")
+    return set(random.Random(seed).sample(range(n), count))
 
 
 def split(rows: list[dict], validation_size: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Shuffle-free, seeded split: validation_size is a fraction (< 1) or a row count (>= 1)."""
-    if not validation_size:
+    """Shuffle-free, seeded split of rows in memory (see `validation_rows`)."""
+    picked = validation_rows(len(rows), validation_size, seed)
+    if not picked:
         return rows, []
-    count = int(validation_size) if validation_size >= 1 else max(1, round(len(rows) * validation_size))
-    if count >= len(rows):
-        raise DataError(f"validation_size {validation_size:g} leaves no training rows out of {len(rows)}: "
-                        "lower it.")
-    picked = set(random.Random(seed).sample(range(len(rows)), count))
     train = [r for i, r in enumerate(rows) if i not in picked]
     valid = [r for i, r in enumerate(rows) if i in picked]
     return train, valid

@@ -9,6 +9,7 @@ falls back to training on the last assistant turn only, which is still correct.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 
@@ -32,6 +33,9 @@ CHAT_TEMPLATES = {
 
 def set_chat_template(tokenizer, choice: str = "auto") -> str:
     """Give the tokenizer a chat template; returns the name used ('model' for its own)."""
+    # transformers warns "Token indices sequence length is longer than ..." once per tokenizer; our own
+    # report already counts the rows over max_seq_length, so mark that warning as given.
+    getattr(tokenizer, "deprecation_warnings", {})["sequence-length-is-longer-than-the-specified-maximum"] = True
     if choice == "auto":
         if getattr(tokenizer, "chat_template", None):
             return "model"
@@ -124,34 +128,53 @@ def tokenize_example(tokenizer, example: dict, responses_only: bool = True, max_
     return {"input_ids": ids, "assistant_masks": mask}
 
 
-def token_stats(lengths: list[int], max_seq_length: int) -> dict:
-    ordered = sorted(lengths)
-    n = len(ordered)
-
-    def pct(p):
-        return ordered[min(n - 1, int(p * n))]
-
-    return {"count": n, "min": ordered[0], "mean": sum(ordered) / n, "p50": pct(0.5), "p95": pct(0.95),
-            "max": ordered[-1], "over_max_seq_length": sum(1 for x in ordered if x > max_seq_length),
-            "max_seq_length": max_seq_length, "lengths": lengths[:5000]}
+HISTOGRAM_SAMPLE = 5000  # lengths kept for the Dataset tab's histogram; the statistics count every row
 
 
-def token_report(model_name: str, rows: list[dict], max_len: int, token: str | None = None) -> dict:
-    """Lengths and statistics of `rows` through the model's chat template, and the first example as
-    [text, trained] pieces (what the response-only mask trains on). JSON in and out, so ftspace.offload
-    can run it in a helper process on ZeroGPU (whose app process must not import transformers)."""
-    from ftspace.models import resolve_model
+class TokenCounter:
+    """Token-length statistics over a stream of examples, in memory bounded by the number of distinct
+    lengths (a 1 GB file's lengths are counted, not kept).
 
-    path = resolve_model(model_name, progress=lambda *_: None, token=token, need="tokenizer")  # access checked
-    tokenizer = _tokenizer_at(path)
-    encoded = [tokenize_example(tokenizer, ex) for ex in rows]
-    stats = token_stats([len(e["input_ids"]) for e in encoded], max_len)
-    first = [[tokenizer.decode([tid]), bool(m)] for tid, m in zip(encoded[0]["input_ids"], encoded[0]["assistant_masks"])]
-    return {"stats": stats, "first": first}
+    >>> c = TokenCounter(max_seq_length=3)
+    >>> for n in (1, 2, 2, 5): c.add(n)
+    >>> s = c.stats(); (s["min"], s["p50"], s["max"], s["over_max_seq_length"])
+    (1, 2, 5, 1)
+    """
+
+    def __init__(self, max_seq_length: int):
+        self.max_seq_length, self.counts, self.sample = max_seq_length, collections.Counter(), []
+
+    def add(self, length: int):
+        self.counts[length] += 1
+        if len(self.sample) < HISTOGRAM_SAMPLE:
+            self.sample.append(length)
+
+    def stats(self) -> dict | None:
+        n = sum(self.counts.values())
+        if not n:
+            return None
+        ordered = sorted(self.counts.items())
+
+        def pct(p):
+            rank, seen = min(n - 1, int(p * n)), 0
+            for length, count in ordered:
+                seen += count
+                if seen > rank:
+                    return length
+
+        return {"count": n, "min": ordered[0][0], "mean": sum(k * v for k, v in ordered) / n, "p50": pct(0.5),
+                "p95": pct(0.95), "max": ordered[-1][0],
+                "over_max_seq_length": sum(v for k, v in ordered if k > self.max_seq_length),
+                "max_seq_length": self.max_seq_length, "lengths": self.sample}
+
+
+def trained_pieces(tokenizer, encoded: dict) -> list[list]:
+    """An encoded example as [text, trained] pieces: what the response-only mask trains on."""
+    return [[tokenizer.decode([tid]), bool(m)] for tid, m in zip(encoded["input_ids"], encoded["assistant_masks"])]
 
 
 @functools.lru_cache(maxsize=4)
-def _tokenizer_at(path: str):
+def tokenizer_at(path: str):
     from ftspace.models import load_tokenizer
 
     return load_tokenizer(path, progress=lambda *_: None)

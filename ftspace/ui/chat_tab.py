@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import gradio as gr
 
+from ftspace.config import GenerationSettings, default_of, field_type
 from ftspace.errors import FtspaceError, ModelError
 from ftspace.ui.common import MODEL_CHOICES, guard_paths, own_run, owner_of, user_errors, visitor_tier, visitor_token
 
@@ -20,9 +22,10 @@ def build(ui: dict):
         ui["chat_hub"] = gr.Textbox(label="Hub adapter repo", placeholder="owner/my-adapter")
     ui["chat_system"] = gr.Textbox(label="System prompt", placeholder="optional")
     with gr.Row():
-        ui["chat_max_new"] = gr.Slider(1, 1024, value=128, step=1, label="max new tokens")
-        ui["chat_temperature"] = gr.Slider(0, 2, value=0.0, step=0.05, label="temperature (0 = greedy)")
-        ui["chat_top_p"] = gr.Slider(0.05, 1, value=0.95, step=0.05, label="top-p")
+        for f in fields(GenerationSettings):  # bounds, defaults and help from the one definition
+            ui[f"chat_{f.name}"] = gr.Slider(f.metadata["low"], f.metadata["high"], value=default_of(f),
+                                             step=1 if field_type(f, GenerationSettings) is int else 0.05,
+                                             label=f.name.replace("_", " "), info=f.metadata["help"])
         ui["chat_compare"] = gr.Checkbox(value=True, label="Base model side by side")
     with gr.Row():
         ui["chat_tuned"] = gr.Chatbot(label="Tuned (adapter on)", height=360)
@@ -35,7 +38,7 @@ def build(ui: dict):
 
 def wire(ui: dict):
     inputs = [ui["browser_id"], ui["chat_source"], ui["chat_run"], ui["chat_base"], ui["chat_hub"],
-              ui["chat_system"], ui["chat_max_new"], ui["chat_temperature"], ui["chat_top_p"], ui["chat_compare"],
+              ui["chat_system"], ui["chat_max_new_tokens"], ui["chat_temperature"], ui["chat_top_p"], ui["chat_compare"],
               ui["chat_input"], ui["chat_tuned"], ui["chat_base_bot"]]
     outputs = [ui["chat_tuned"], ui["chat_base_bot"], ui["chat_input"]]
     # Chat has its own queue: it never waits behind training, which runs in a worker process.
@@ -90,7 +93,7 @@ def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, tem
             tuned_history, base_history, request: gr.Request, oauth_token: gr.OAuthToken | None = None,
             profile: gr.OAuthProfile | None = None):
     from ftspace import zerogpu
-    from ftspace.chat import GenerationSettings, load_cached, resolve_source
+    from ftspace.chat import load_cached, resolve_source
 
     message = (message or "").strip()
     if not message:
@@ -98,7 +101,7 @@ def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, tem
     # Downloads (a Hub adapter, a Hub base model) happen here, on CPU, with this visitor's token only.
     source = resolve_source(source_for(kind, run_id, base_model, hub_repo, owner_of(request, browser_id)),
                             visitor_token(oauth_token))
-    settings = GenerationSettings(max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p))
+    settings = GenerationSettings(max_new_tokens=max_new, temperature=temperature, top_p=top_p)
     history = [{"role": m["role"], "content": text_of(m["content"])} for m in (tuned_history or [])]
     prompt = ([{"role": "system", "content": system}] if system else []) + history + [
         {"role": "user", "content": message}]

@@ -5,7 +5,6 @@ Nothing here imports torch, transformers, peft, trl or unsloth: the page must be
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import inspect
@@ -17,7 +16,7 @@ import gradio as gr
 
 from ftspace import access
 from ftspace.access import guard_paths, multi_user, on_space, own_run, owner_uploads, visible_runs  # noqa: F401
-from ftspace.config import RunConfig, field_type
+from ftspace.config import RunConfig, default_of, field_type
 from ftspace.errors import ConfigError, FtspaceError
 from ftspace.models import CATALOGUE, DEFAULT
 
@@ -119,7 +118,7 @@ MODEL_CHOICES = [(f"{e.model_id}  ({e.params_b:g}B, ~{e.memory_gb(True):g} GB 4-
 def control_for(f) -> gr.components.Component:
     """One Gradio control for one RunConfig field: its type, default, help text and choices."""
     meta = f.metadata
-    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    default = default_of(f)
     kind = field_type(f)
     label, info = f.name, meta["help"]
     if f.name == "model_name":
@@ -148,17 +147,3 @@ def config_from_values(values) -> RunConfig:
             raise ConfigError(f"{f.name} is empty: enter a number.")
         raw[f.name] = value
     return RunConfig.from_dict(raw)
-
-
-PRESETS = {
-    "quick demo": dict(max_steps=30, learning_rate=1e-3, lora_r=16, lora_alpha=32, per_device_train_batch_size=8,
-                       gradient_accumulation_steps=1, max_seq_length=256, gradient_checkpointing=False,
-                       save_steps=10, validation_size=0.0, eval_steps=0, num_train_epochs=1.0),
-    "balanced": dict(max_steps=-1, num_train_epochs=2.0, learning_rate=2e-4, lora_r=16, lora_alpha=16,
-                     per_device_train_batch_size=2, gradient_accumulation_steps=4, max_seq_length=1024,
-                     gradient_checkpointing=True, save_steps=50, validation_size=0.05, eval_steps=50),
-    "thorough": dict(max_steps=-1, num_train_epochs=3.0, learning_rate=1e-4, lora_r=64, lora_alpha=64,
-                     per_device_train_batch_size=2, gradient_accumulation_steps=8, max_seq_length=2048,
-                     gradient_checkpointing=True, save_steps=100, validation_size=0.1, eval_steps=100,
-                     lr_scheduler_type="cosine", warmup_steps=0.03),
-}

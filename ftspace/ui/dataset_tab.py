@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import fields
 from pathlib import Path
 
 import gradio as gr
 
-from ftspace.data import bundled_examples, load_dataset
-from ftspace.errors import DataError
 from ftspace import offload
 from ftspace.access import dataset_from_shown, shown_dataset
+from ftspace.config import RunConfig
+from ftspace.data import bundled_examples
+from ftspace.errors import DataError
 from ftspace.ui.common import UPLOAD_LIMIT_MB, guard_paths, owner_of, owner_uploads, user_errors, visitor_token
 
-FORMATS = ["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "pairs", "text", "columns"]
+FORMATS = next(f.metadata["choices"] for f in fields(RunConfig) if f.name == "dataset_format")
 INSPECT_ROWS = 5000  # rows read for the report and histogram; training reads them all
 
 
@@ -107,32 +109,29 @@ def inspect(browser_id, source, fmt, prompt_col, response_col, model_name, max_l
     owner = owner_of(request, browser_id)
     path = dataset_from_shown(owner, source)
     guard_paths(owner, dataset=path, model_name=model_name)
-    token = visitor_token(oauth_token)
-    rows, report = load_dataset(path, dataset_format=fmt or "auto", prompt_column=prompt_col or "",
-                                response_column=response_col or "", config=config or "", split=split or "train",
-                                limit=INSPECT_ROWS, token=token)
     max_len = int(max_len or 1024)
-    hist, highlighted, tokens_line = None, None, ""
-    try:
-        tokens = offload.call("ftspace.data.tokenize:token_report", model_name=model_name or "default", rows=rows,
-                              max_len=max_len, token=token)
-    except Exception as e:  # no tokenizer (offline Hub model): the report still stands
-        tokens_line = f"\n\nToken statistics unavailable: {str(e).splitlines()[0][:200]}"
-    else:
-        stats = tokens["stats"]
+    found = offload.call("ftspace.data.inspection:inspect_dataset", source=path, dataset_format=fmt or "auto",
+                         prompt_column=prompt_col or "", response_column=response_col or "",
+                         dataset_config=config or "", dataset_split=split or "train",
+                         model_name=model_name or "default", max_seq_length=max_len, limit=INSPECT_ROWS,
+                         token=visitor_token(oauth_token))
+    report, stats, hist, highlighted = found["report"], found["report"]["tokens"], None, None
+    if stats:
         table = _histogram(stats["lengths"], max_len)
         hist = gr.BarPlot(value=table, sort=list(table["tokens"])) if table is not None else None  # bins in order
-        highlighted = [(text, "trained" if trained else None) for text, trained in tokens["first"]]
+        highlighted = [(text, "trained" if trained else None) for text, trained in found["first"]]
         tokens_line = (f"\n\n**Tokens per example** ({model_name}): min {stats['min']}, median {stats['p50']}, "
                        f"p95 {stats['p95']}, max {stats['max']}. **{stats['over_max_seq_length']}** of "
                        f"{stats['count']} exceed max_seq_length {max_len} and will be truncated.")
-    more = f" (first {INSPECT_ROWS} rows checked)" if report.rows_read >= INSPECT_ROWS else ""
-    summary = (f"**{report.source}**: format **{report.format}** (columns: {', '.join(map(str, report.columns))}). "
-               f"{report.rows_read} rows read{more}, **{report.rows_kept} kept**, {report.rows_dropped} dropped."
-               + tokens_line)
-    dropped = [[d["row"], d["field"], d["reason"]] for d in report.dropped]
+    else:
+        tokens_line = f"\n\nToken statistics unavailable: {found['tokens_error']}"
+    more = f" (first {INSPECT_ROWS} rows checked)" if report["rows_read"] >= INSPECT_ROWS else ""
+    columns = ", ".join(map(str, report["columns"]))
+    summary = (f"**{report['source']}**: format **{report['format']}** (columns: {columns}). {report['rows_read']} "
+               f"rows read{more}, **{report['rows_kept']} kept**, {report['rows_dropped']} dropped." + tokens_line)
+    dropped = [[d["row"], d["field"], d["reason"]] for d in report["dropped"]]
     chosen_fmt = fmt if fmt and fmt != "auto" else "auto"
-    return (summary, hist, highlighted, rows[:3], dropped or None, source, chosen_fmt,
+    return (summary, hist, highlighted, found["preview"], dropped or None, source, chosen_fmt,
             prompt_col or "", response_col or "")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 import time
 
@@ -10,8 +9,10 @@ import gradio as gr
 
 from ftspace import models, offload, runs, zerogpu
 from ftspace.access import dataset_from_shown, scrub_paths
+from ftspace.config import PRESETS
 from ftspace.errors import FtspaceError
-from ftspace.ui.common import PRESETS, config_fields, config_from_values, control_for, guard_paths, on_space, \
+from ftspace.quiet import is_chatter
+from ftspace.ui.common import config_fields, config_from_values, control_for, guard_paths, on_space, \
     own_run, owner_of, scratch_file, user_errors, visible_runs, visitor_tier, visitor_token
 
 LOG_TAIL_BYTES = 4000
@@ -175,22 +176,10 @@ def show_cli(*values):
 
 @user_errors
 def estimate(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id, *values):
-    from ftspace.data import load_dataset, resolve, split
+    from ftspace.planning import describe
 
-    _, cfg = visitor_config(request, browser_id, values)
-    rows = 0
-    if resolve(cfg.dataset)[0] == "file":
-        data, _ = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
-                               response_column=cfg.response_column)
-        rows = len(split(data, cfg.validation_size, cfg.seed)[0])
-    seconds = runs.measured_step_seconds(cfg)
-    est = offload.call("ftspace.models:estimate_for", config=cfg.to_dict(), n_train_rows=rows,
-                       seconds_per_step=seconds, token=visitor_token(oauth_token))
-    time_line = (f"about **{est['seconds'] / 60:.1f} min** at the step time measured on a previous run of "
-                 f"this model" if "seconds" in est else "time: shown once a step has been measured")
-    return (f"**{est['parameters'] / 1e6:,.1f} M** parameters, **{est['trainable_parameters'] / 1e6:,.2f} M** "
-            f"trainable ({est['trainable_percent']}%), about **{est['memory_gb']} GB** of memory, "
-            f"**{est['steps']}** steps of {est['examples_per_step']} examples; {time_line}.")
+    _, cfg = visitor_config(request, browser_id, values)  # the dataset checked to be this visitor's
+    return describe(offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=visitor_token(oauth_token)))
 
 
 def progress(scheduler, run_id, owner):
@@ -204,7 +193,7 @@ def progress(scheduler, run_id, owner):
     except FtspaceError as e:
         return str(e), None, "", gr.Timer(active=False)
     st = run.status()
-    events, _ = run.events()
+    events = run.all_events()
     points = [{"step": e["step"], "loss": e["loss"], "series": "train"} for e in events if "loss" in e]
     points += [{"step": e["step"], "loss": e["eval_loss"], "series": "eval"} for e in events if "eval_loss" in e]
     last = next((e for e in reversed(events) if "loss" in e), {})
@@ -237,10 +226,6 @@ def progress(scheduler, run_id, owner):
     return " · ".join(parts), pd.DataFrame(points) if points else None, log, gr.Timer(active=active)
 
 
-# glog-style library warnings (torch's "W1121 10:53:24.675 ...") drown the lines a person needs.
-NOISE = re.compile(r"^[WI]\d{4} \d\d:\d\d:\d\d")
-
-
 def _tail(path, size=LOG_TAIL_BYTES) -> str:
     try:
         with open(path, "rb") as fh:
@@ -249,7 +234,7 @@ def _tail(path, size=LOG_TAIL_BYTES) -> str:
             text = fh.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
-    return "\n".join(line for line in text.splitlines() if not NOISE.match(line))
+    return "\n".join(line for line in text.splitlines() if not is_chatter(line))  # chatter stays in the file
 
 
 def _duration(seconds: float) -> str:

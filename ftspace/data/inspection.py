@@ -1,0 +1,71 @@
+"""Look at a dataset before training on it: the one function behind `ftspace data inspect` and the
+Dataset tab. It streams (a 1 GB file is read through, one row at a time, never held): the report, the
+first rows as converted, and token-length statistics through the model's chat template.
+
+JSON in and out, so ftspace.offload can run it in a helper process on ZeroGPU (whose app process must
+not import transformers).
+"""
+
+from __future__ import annotations
+
+PREVIEW_ROWS = 3
+
+
+def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column: str = "", response_column: str = "",
+                    dataset_config: str = "", dataset_split: str = "train", model_name: str | None = "default",
+                    max_seq_length: int = 1024, limit: int | None = None, token: str | None = None,
+                    progress: bool = False) -> dict:
+    """{"report": DataReport as a dict (its "tokens" filled in), "preview": first rows, "first": the first
+    example as [text, trained] pieces, "tokens_error": why there are no token statistics, if so}.
+
+    model_name None skips tokenizing. `limit` stops after that many rows (the app's quick look); `progress`
+    shows a bar on stderr when it is a terminal. Raises DataError for data that cannot be used at all."""
+    from ftspace.data import check_usable, open_dataset
+
+    report, stream = open_dataset(source, dataset_format=dataset_format, prompt_column=prompt_column,
+                                  response_column=response_column, config=dataset_config, split=dataset_split,
+                                  limit=limit, token=token)
+    tokenizer, tokens_error, counter, first = None, None, None, None
+    if model_name:
+        try:
+            tokenizer = _tokenizer(model_name, token)
+        except Exception as e:  # no tokenizer (an offline Hub model): the report still stands
+            tokens_error = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    if tokenizer is not None:
+        from ftspace.data.tokenize import TokenCounter, tokenize_example, trained_pieces
+
+        counter = TokenCounter(max_seq_length)
+    preview = []
+    for example in _with_progress(stream, progress, report):
+        if len(preview) < PREVIEW_ROWS:
+            preview.append(example)
+        if counter is not None:
+            encoded = tokenize_example(tokenizer, example)
+            counter.add(len(encoded["input_ids"]))
+            if first is None:
+                first = trained_pieces(tokenizer, encoded)
+    check_usable(report)
+    report.tokens = counter.stats() if counter is not None else None
+    return {"report": report.to_dict(), "preview": preview, "first": first, "tokens_error": tokens_error}
+
+
+def _tokenizer(model_name: str, token: str | None):
+    from ftspace.data.tokenize import tokenizer_at
+    from ftspace.models import resolve_model
+
+    path = resolve_model(model_name, progress=lambda *_: None, token=token, need="tokenizer")  # access checked
+    return tokenizer_at(path)
+
+
+def _with_progress(stream, show: bool, report):
+    if not show:
+        yield from stream
+        return
+    import sys
+
+    from tqdm import tqdm
+
+    # disable=None: a bar on a terminal, nothing in a pipe or a log (the one-line errors stay one line)
+    with tqdm(stream, desc=f"reading {report.source}", unit=" rows", file=sys.stderr, disable=None,
+              mininterval=1.0) as bar:
+        yield from bar

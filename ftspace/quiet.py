@@ -1,0 +1,87 @@
+"""Dependency chatter stays out of what people read.
+
+Importing the training stack prints warnings a user cannot act on: torchao's "Failed to load ..."
+kernels, torch's pytree deprecation lines (glog style, "W1122 10:53:24 ..."), bitsandbytes' kernel
+lookup, transformers' notices. A training worker's output is its run's log file, so they land there;
+the app's log panel leaves them out (`is_chatter`). A CLI command imports the stack through `preload`,
+which sends that output, and whatever those libraries log later, to `library_log()` instead of the
+terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from pathlib import Path
+
+CHATTER = re.compile(
+    r"^(?:[WIE]\d{4} \d\d:\d\d:\d\d"                        # torch's glog-style warnings (pytree, inductor)
+    r"|Failed to load .*(?:torchao|\.so)"                   # torchao's optional CUDA kernels
+    r"|\[bitsandbytes[.\w]*\|\w+\]"                         # bitsandbytes' kernel lookup
+    r"|.*(?:Saving the dataset|Loading weights|Building labels|Truncating \w+ dataset|Dropping fully masked"
+    r"|Map|Filter|Generating \w+ split)\b.*\|.*\[\d\d:\d\d"  # datasets / transformers progress bars
+    r")")
+
+_log_file = None
+
+
+def is_chatter(line: str) -> bool:
+    """A line a library printed that a person does not need (it stays in the log file).
+
+    >>> is_chatter("W1122 05:10:51.505000 21380 torch/utils/_pytree.py:630] <enum ...> is an Enum subclass")
+    True
+    >>> is_chatter("[ftspace 05:10:53] loading default with the unsloth backend")
+    False
+    """
+    return bool(CHATTER.match(line))
+
+
+def library_log() -> Path:
+    """Where a CLI process keeps what libraries print: ~/.cache/ftspace/library.log (FTSPACE_LIBRARY_LOG)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ftspace" / "library.log"
+    return Path(os.environ.get("FTSPACE_LIBRARY_LOG", default))
+
+
+def preload(*modules: str):
+    """Import `modules` (default: torch, transformers, peft) with their output going to `library_log()`;
+    loggers they set up while importing keep writing there. Already imported: nothing happens."""
+    global _log_file
+    wanted = [m for m in (modules or ("torch", "transformers", "peft")) if m not in sys.modules]
+    if not wanted:
+        return
+    if _log_file is None:
+        path = library_log()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _log_file = open(path, "a", buffering=1, encoding="utf-8")  # stays open: handlers hold it
+        if _log_file.fileno() <= 2:  # started with a standard stream closed: keep clear of 0-2
+            import fcntl
+
+            _log_file = os.fdopen(fcntl.fcntl(_log_file.fileno(), fcntl.F_DUPFD, 3), "a", buffering=1,
+                                  encoding="utf-8")
+    with _redirected(_log_file):
+        import importlib
+
+        for name in wanted:
+            importlib.import_module(name)
+        with contextlib.suppress(ImportError):  # its handler is created on first use: create it now
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.get_logger("transformers")
+            hf_logging.disable_progress_bar()  # "Loading weights: 100%|...": the CLI says what it loads
+
+
+@contextlib.contextmanager
+def _redirected(log):
+    """sys.stdout/sys.stderr and file descriptors 1 and 2 to `log` (C code writes to the descriptors)."""
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield
+    finally:
+        log.flush()
+        os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+        os.close(saved[0]), os.close(saved[1])

@@ -116,10 +116,11 @@ def _jsonl(path: Path):
                     raise DataError(f"{path.name}: row {line_no}: not valid JSON ({_json_reason(e)} at column {e.colno}): "
                                     "fix or remove that line.") from None
                 except RecursionError:
-                    raise DataError(f"{path.name}: row {line_no}: JSON nested too deeply to be a row of data.") from None
+                    raise DataError(f"{path.name}: row {line_no}: JSON nested too deeply to be a row of data: check "
+                                    "that it is the right file.") from None
                 if not isinstance(row, dict):
-                    raise DataError(f"{path.name}: row {line_no}: expected a JSON object per line, "
-                                    f"got {type(row).__name__}.")
+                    raise DataError(f"{path.name}: row {line_no}: expected a JSON object per line, got "
+                                    f"{type(row).__name__}: write each row as an object of named fields.")
                 yield line_no, row
         except UnicodeDecodeError as e:
             raise _decode_error(path, e, line_no + 1) from None
@@ -132,9 +133,11 @@ def _json(path: Path):
     except UnicodeDecodeError as e:
         raise _decode_error(path, e) from None
     except json.JSONDecodeError as e:
-        raise DataError(f"{path.name}: not valid JSON ({_json_reason(e)} at line {e.lineno}, column {e.colno}).") from None
+        raise DataError(f"{path.name}: not valid JSON ({_json_reason(e)} at line {e.lineno}, column {e.colno}): "
+                        "fix it there.") from None
     except RecursionError:
-        raise DataError(f"{path.name}: JSON nested too deeply to be rows of data.") from None
+        raise DataError(f"{path.name}: JSON nested too deeply to be rows of data: check that it is the right "
+                        "file.") from None
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]):
@@ -146,7 +149,8 @@ def _json(path: Path):
         raise DataError(f"{path.name}: expected a JSON array of objects, got {type(data).__name__}.")
     for i, row in enumerate(data, start=1):
         if not isinstance(row, dict):
-            raise DataError(f"{path.name}: row {i}: expected an object, got {type(row).__name__}.")
+            raise DataError(f"{path.name}: row {i}: expected an object, got {type(row).__name__}: write each row "
+                            "as an object of named fields.")
         yield i, row
 
 
@@ -179,7 +183,8 @@ def _parquet(path: Path):
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises several unrelated types for a bad file
-        raise DataError(f"{path.name}: not a readable Parquet file ({str(e).splitlines()[0]}).") from None
+        raise DataError(f"{path.name}: not a readable Parquet file ({str(e).splitlines()[0]}): check that it is "
+                        "the right file, or export it again.") from None
     row_no = 0
     for batch in pf.iter_batches(batch_size=1024):
         for row in batch.to_pylist():

@@ -37,20 +37,36 @@ def read_prepared(run: Run) -> dict | None:
 
 
 def prepare(run: Run, token: str | None, log=print) -> dict:
-    """Download, convert, split and tokenize once per run (a resumed run reuses it); the summary."""
+    """Download, convert, split and tokenize once per run (a resumed run reuses it); the summary.
+
+    Streamed end to end, so memory does not grow with the dataset: rows are converted one at a time into
+    a staging file, split by row number, and tokenized into Arrow in batches."""
     done = read_prepared(run)
     if done is not None:
         return done
     from ftspace import models
-    from ftspace.data import load_dataset, split
+    from ftspace.data import check_usable, open_dataset, validation_rows
 
     cfg = run.config()
     model_path = models.resolve_model(cfg.model_name, progress=log, token=token)
-    rows, report = load_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
-                                response_column=cfg.response_column, config=cfg.dataset_config,
-                                split=cfg.dataset_split, token=token)
+    report, stream = open_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
+                                  response_column=cfg.response_column, config=cfg.dataset_config,
+                                  split=cfg.dataset_split, token=token)
+    final, staging = prepared_dir(run), run.path / ".prepared.incoming"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    with open(staging / "all.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in stream)
+    check_usable(report)
     log(report.summary())
-    train_rows, eval_rows = split(rows, cfg.validation_size, cfg.seed)
+    held_out = validation_rows(report.rows_kept, cfg.validation_size, cfg.seed)
+    with open(staging / "all.jsonl", encoding="utf-8") as rows, \
+            open(staging / "train.jsonl", "w", encoding="utf-8") as train, \
+            open(staging / "eval.jsonl", "w", encoding="utf-8") as held:
+        for i, line in enumerate(rows):
+            (held if i in held_out else train).write(line)
+    (staging / "all.jsonl").unlink()
+    counts = {"train": report.rows_kept - len(held_out), "eval": len(held_out)}
 
     from transformers import AutoTokenizer
 
@@ -58,19 +74,15 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     set_chat_template(tokenizer, cfg.chat_template)
-    final, staging = prepared_dir(run), run.path / ".prepared.incoming"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    for name, part in (("train", train_rows), ("eval", eval_rows)):
-        with open(staging / f"{name}.jsonl", "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in part)
-        if part:
-            tokenize(tokenizer, part, cfg).save_to_disk(str(staging / name))
-    info = {"model_path": model_path, "data": report.summary(), "train_rows": len(train_rows),
-            "eval_rows": len(eval_rows), "probe": probe(tokenizer, cfg)}
+    for name, count in counts.items():
+        if count:
+            tokenize(tokenizer, staging / f"{name}.jsonl", cfg, staging / ".cache").save_to_disk(str(staging / name))
+    shutil.rmtree(staging / ".cache", ignore_errors=True)
+    info = {"model_path": model_path, "data": report.summary(), "train_rows": counts["train"],
+            "eval_rows": counts["eval"], "probe": probe(tokenizer, cfg)}
     (staging / "prepared.json").write_text(json.dumps(info, indent=1))
     os.replace(staging, final)  # all or nothing: a half-prepared run is prepared again
-    log(f"prepared on CPU: {len(train_rows)} training and {len(eval_rows)} validation examples tokenized")
+    log(f"prepared on CPU: {counts['train']} training and {counts['eval']} validation examples tokenized")
     return info
 
 
@@ -81,13 +93,27 @@ def prepare_in_place(run_dir: str, token: str | None = None) -> dict:
     return prepare(Run(Path(run_dir)), token, log)
 
 
-def tokenize(tokenizer, rows: list[dict], cfg):
-    from datasets import Dataset
+def tokenize(tokenizer, rows_path: Path, cfg, cache_dir: Path):
+    """The converted rows in `rows_path` (JSONL) tokenized with response masks, written to Arrow in batches
+    (datasets' generator builder): a dataset of any size, in bounded memory."""
+    import uuid
 
+    from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # our own log line says what was prepared
+    return Dataset.from_generator(_tokenized, gen_kwargs={"path": str(rows_path), "tokenizer": tokenizer,
+                                                         "responses_only": cfg.train_on_responses_only,
+                                                         "max_length": cfg.max_seq_length},
+                                  cache_dir=str(cache_dir), fingerprint=uuid.uuid4().hex)
+
+
+def _tokenized(path, tokenizer, responses_only, max_length):
     from ftspace.data.tokenize import tokenize_example
 
-    return Dataset.from_list([tokenize_example(tokenizer, ex, cfg.train_on_responses_only, cfg.max_seq_length)
-                              for ex in rows])
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            yield tokenize_example(tokenizer, json.loads(line), responses_only, max_length)
 
 
 def probe(tokenizer, cfg) -> list[int]:
@@ -111,7 +137,6 @@ def load_prepared(run: Run, tokenizer, cfg, log=print):
             return None
         if same:
             return load_from_disk(str(folder / name))
-        with open(folder / f"{name}.jsonl", encoding="utf-8") as fh:
-            return tokenize(tokenizer, [json.loads(line) for line in fh], cfg)
+        return tokenize(tokenizer, folder / f"{name}.jsonl", cfg, run.path / ".retokenized")
 
     return part("train"), part("eval")

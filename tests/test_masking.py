@@ -1,6 +1,14 @@
 """Response-only masking, token by token, on the real SmolLM2 tokenizer and chat template."""
 
+import json
+import os
+import re
+import subprocess
+import sys
+
 import pytest
+
+from apptools import ROOT
 
 from ftspace.data.formats import validate
 from ftspace.data.tokenize import CHAT_TEMPLATES, set_chat_template, tokenize_example
@@ -112,3 +120,79 @@ def test_tool_calls_in_replies_are_parsed_and_rendered():
     assert render_reply(reply) == 'Checking.\n\n🔧 **get_weather**(`{"city": "Oslo"}`)'
     assert render_reply("plain answer") == "plain answer"
     assert parse_tool_calls("<tool_call>{not json}</tool_call>") == []
+
+
+# --- the real thing: batches from each backend's trainer, as built for training
+
+BATCHES = r'''
+import json, sys
+from pathlib import Path
+from ftspace.engine.backends import trainer_class_name
+from ftspace.engine.worker import build_trainer
+from ftspace.runs import Run
+
+trainer, model, tokenizer, _ = build_trainer(Run(Path(sys.argv[1])))
+rows = []
+for batch in trainer.get_train_dataloader():
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist()):
+        rows.append({"input_ids": ids, "labels": labels})
+print("BATCHES " + json.dumps({"trainer": trainer_class_name(trainer), "pad": tokenizer.pad_token_id, "rows": rows}))
+'''
+
+CONVERSATIONS = [
+    {"messages": [{"role": "system", "content": "Answer in one word."},
+                  {"role": "user", "content": "Capital of Zorblax?"}, {"role": "assistant", "content": "Quillhaven."}]},
+    {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+                  {"role": "user", "content": "Tell me a colour."}, {"role": "assistant", "content": "Teal."}]},
+    {"tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
+                                                 "parameters": {"type": "object"}}}],
+     "messages": [{"role": "user", "content": "Oslo?"},
+                  {"role": "assistant", "content": "", "tool_calls": [
+                      {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+                  {"role": "tool", "content": '{"temp": 3}'}, {"role": "assistant", "content": "3 degrees."}]},
+]
+ASSISTANT_BLOCK = re.compile(r"<\|im_start\|>assistant\n(.*?<\|im_end\|>\n)", re.S)
+
+
+@pytest.mark.parametrize("backend", ["unsloth", "hf"])
+def test_trainer_batches_train_on_assistant_tokens_only(backend, runs_dir, tiny_model, smol_tokenizer, tmp_path):
+    """Labels in real batches from `trainer.get_train_dataloader()`: -100 on system, user and tool tokens
+    (and padding), equal to the input ids on every assistant token, for single-turn, multi-turn and tool
+    conversations. Which tokens are the assistant's is read off the rendered text, not from our mask."""
+    from ftspace import runs
+    from ftspace.config import RunConfig
+
+    data = tmp_path / "conversations.jsonl"
+    data.write_text("".join(json.dumps(c) + "\n" for c in CONVERSATIONS))
+    run = runs.create(RunConfig(model_name=str(tiny_model), dataset=str(data), backend=backend, max_steps=1,
+                                per_device_train_batch_size=2, max_seq_length=512, gradient_checkpointing=False))
+    out = subprocess.run([sys.executable, "-c", BATCHES, str(run.path)], capture_output=True, text=True, cwd=ROOT,
+                         timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("BATCHES "))[8:])
+    unsloth_made = "Unsloth" in found["trainer"] or "_make_cpu_sft_trainer" in found["trainer"]
+    assert unsloth_made == (backend == "unsloth"), found["trainer"]  # each backend's own trainer
+    assert len(found["rows"]) == len(CONVERSATIONS)
+    seen = set()
+    for row in found["rows"]:
+        ids, labels = row["input_ids"], row["labels"]
+        # Padding (a batch of two pads the shorter row) is never trained; the real tokens render a conversation.
+        while ids and ids[-1] == found["pad"] and labels[-1] == -100:
+            ids, labels = ids[:-1], labels[:-1]
+        text = smol_tokenizer.decode(ids)
+        expected = ASSISTANT_BLOCK.findall(text)
+        assert expected, text
+        trained, masked, piece, kind = [], [], [], None
+        for token, label in zip(ids, labels):
+            assert label in (-100, token), (token, label)  # a trained token's label is the token itself
+            now = label != -100
+            if piece and now != kind:
+                (trained if kind else masked).append(smol_tokenizer.decode(piece))
+                piece = []
+            kind = now
+            piece.append(token)
+        (trained if kind else masked).append(smol_tokenizer.decode(piece))
+        assert trained == expected, (trained, expected)  # every assistant token trained, nothing else
+        assert not any(marker in "".join(trained) for marker in ("<|im_start|>", "Quillhaven?", "Oslo?", "temp"))
+        seen.add(next(c for c in ("Quillhaven.", "Teal.", "3 degrees.") if c in text))
+    assert seen == {"Quillhaven.", "Teal.", "3 degrees."}  # all three kinds of conversation were checked

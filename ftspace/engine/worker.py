@@ -23,13 +23,9 @@ def log(message: str):
     print(f"[ftspace {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
-    """Train (or continue) a run; 'completed', or 'sliced' when the clock reached `deadline` first.
-
-    A ZeroGPU Space calls this inside a GPU call, with the deadline counted from the moment the call
-    got its GPU, and resumes in the next call.
-    """
-    t_start = time.time()
+def build_trainer(run: Run, deadline: float | None = None):
+    """(trainer, model, tokenizer, progress callback) for a run, exactly as `train` uses them; the tests
+    take real batches from it (`trainer.get_train_dataloader()`) to check what the loss is computed on."""
     cfg = run.config()
 
     # --- backend: unsloth must be imported before transformers, trl and peft
@@ -58,8 +54,8 @@ def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    from ftspace.engine.callbacks import ProgressCallback, peak_memory_mb
-    from ftspace.engine.saving import atomic_checkpoints, save_adapter
+    from ftspace.engine.callbacks import ProgressCallback
+    from ftspace.engine.saving import atomic_checkpoints
 
     from ftspace.models import compute_placement
 
@@ -106,6 +102,18 @@ def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
     run.set_status(trainer_class=backends.trainer_class_name(trainer))
     trainer.remove_callback(PrinterCallback)  # ours prints one readable line per step instead
     atomic_checkpoints(trainer, run.checkpoints_dir)
+    return trainer, model, tokenizer, progress
+
+
+def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
+    """Train (or continue) a run; 'completed', or 'sliced' when the clock reached `deadline` first.
+
+    A ZeroGPU Space calls this inside a GPU call, with the deadline counted from the moment the call
+    got its GPU, and resumes in the next call.
+    """
+    t_start = time.time()
+    cfg = run.config()
+    trainer, model, tokenizer, progress = build_trainer(run, deadline)
 
     # --- train
     checkpoint = run.last_checkpoint() if resume else None
@@ -119,10 +127,13 @@ def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
         run.set_status(status="running", step=trainer.state.global_step)
         log(f"time slice over at step {trainer.state.global_step}/{trainer.state.max_steps}; checkpoint saved")
         return "sliced"
-    if eval_ds is not None and not cfg.eval_steps:
+    if trainer.eval_dataset is not None and not cfg.eval_steps:
         progress.record_eval(trainer.evaluate())
 
     # --- save: a standard PEFT adapter folder with the tokenizer and its chat template
+    from ftspace.engine.callbacks import peak_memory_mb
+    from ftspace.engine.saving import save_adapter
+
     save_adapter(model, tokenizer, run.adapter_dir)
     stopped = progress.stopped or progress.early_stopped
     run.set_status(status="completed", step=trainer.state.global_step, total_steps=trainer.state.max_steps,

@@ -13,8 +13,8 @@ import yaml
 
 from apptools import ROOT, App, files_containing
 from fakehub import FakeHub
-from ftspace.config import RunConfig
-from ftspace.config import PRESETS
+from ftspace.config import PRESETS, GenerationSettings, RunConfig
+from ftspace.ui.chat_tab import text_of
 
 TOKEN = "hf_app_secret_token_987654"
 HEAVY = ("torch", "transformers", "peft", "trl", "unsloth")
@@ -95,12 +95,23 @@ def test_whole_journey(served, tiny_model, tmp_path):
     assert "step 8/8" in status and "loss" in status
     assert max(seen_steps) >= 8 and len(seen_steps) >= 2, seen_steps  # the curve grew while we watched
 
-    # 4. chat answers (tuned and base side by side)
+    # 4. chat answers (tuned and base side by side): each is the model's own greedy reply, adapter on and off
+    question = "What is the capital of Zorblax?"
     tuned, base, cleared = client.predict("", "a run of mine", run_id, "default", "", "", 8, 0.0, 0.95, True,
-                                          "What is the capital of Zorblax?", [], [], api_name="/chat")
-    assert tuned[-1]["role"] == "assistant" and base[-1]["role"] == "assistant" and cleared == ""
-    assert tuned[0]["content"] == [{"type": "text", "text": "What is the capital of Zorblax?"}] or \
-        "Zorblax" in str(tuned[0]["content"])
+                                          question, [], [], api_name="/chat")
+    assert [m["role"] for m in tuned] == [m["role"] for m in base] == ["user", "assistant"] and cleared == ""
+    assert text_of(tuned[0]["content"]) == question
+    from ftspace.chat import ChatModel
+
+    [adapter] = [p for p in tmp.rglob("adapter") if p.parent.name == run_id]
+    model = ChatModel.from_adapter(adapter)
+    settings = GenerationSettings(max_new_tokens=8)
+    expected = [model.reply([{"role": "user", "content": question}], settings, base=side) for side in (False, True)]
+    assert [text_of(tuned[-1]["content"]), text_of(base[-1]["content"])] == expected  # (random weights: blank)
+    # and a model that can answer does: the bundled default model, as a base model to chat with
+    france, *_ = client.predict("", "a base model", "", "default", "", "", 24, 0.0, 0.95, False,
+                                "What is the capital of France?", [], [], api_name="/chat")
+    assert "Paris" in text_of(france[-1]["content"]), france
 
     # 5. push to the fake Hub; the card names the base model; the adapter loads with stock PEFT
     result, token_field = client.predict("", run_id, "zorblax-tiny", False, False, TOKEN, api_name="/push")
@@ -132,9 +143,9 @@ def test_whole_journey(served, tiny_model, tmp_path):
                                     client.predict("", run_id, "zorblax-tiny", api_name="/card")], default=str)
 
 def finished_run(client):
+    """The journey's completed run. Without it these tests fail too: they were not run, which is not a pass."""
     rows = [row[0] for row in client.predict("", api_name="/runs")["data"] if row[1] == "completed"]
-    if not rows:
-        pytest.skip("needs the journey's finished run")
+    assert rows, "no completed run: test_whole_journey, which makes it, failed"
     return rows[0]
 
 
@@ -168,10 +179,7 @@ def test_bad_upload_and_push_errors(served, tmp_path):
     path = client.predict(handle_file(str(bad)), "", api_name="/upload")
     with pytest.raises(AppError, match="bad.jsonl: row 2: not valid JSON"):
         client.predict("", path, "auto", "", "", "default", 256, api_name="/check")
-    runs_table = client.predict("", api_name="/runs")
-    finished = [row[0] for row in runs_table["data"] if row[1] == "completed"]
-    if not finished:
-        pytest.skip("needs the journey's finished run")
+    finished = [finished_run(client)]
     with pytest.raises(AppError, match="No Hugging Face token"):
         client.predict("", finished[0], "x", False, False, "", api_name="/push")
     fake.fail_next = 500

@@ -70,15 +70,22 @@ def test_push_card_and_stock_peft_load(trained_run, tiny_model, tmp_path):
         assert load.stdout.split() == ["PeftModelForCausalLM", "16"]
 
 
-def test_card_names_the_default_model_by_hub_id(trained_run):
-    card = hub.model_card(trained_run, "me/x")
-    assert "base_model: " in card
-    from unittest import mock
+def test_card_names_the_base_model_by_hub_id(runs_dir, tmp_path):
+    """The card's base_model is a Hub id: the bundled default is named by the checkpoint it was converted
+    from, a model downloaded from the Hub by its id (ftspace_source.json), a folder of one's own by its path."""
+    def base_model(model_name):
+        card = hub.model_card(runs.create(RunConfig(model_name=model_name)), "me/x")
+        assert 'PeftModel.from_pretrained(base, "me/x")' in card
+        return yaml.safe_load(card.split("---")[1])["base_model"]
 
-    with mock.patch.object(hub, "_base_model_id", lambda run: "HuggingFaceTB/SmolLM2-135M-Instruct"):
-        card = hub.model_card(trained_run, "me/x")
-    assert yaml.safe_load(card.split("---")[1])["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert 'PeftModel.from_pretrained(base, "me/x")' in card
+    assert base_model("default") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    downloaded = tmp_path / "hub-cache" / "someone--model-1b"
+    downloaded.mkdir(parents=True)
+    (downloaded / "ftspace_source.json").write_text(json.dumps({"hub_id": "someone/model-1b"}))
+    assert base_model(str(downloaded)) == "someone/model-1b"
+    own = tmp_path / "my-model"
+    own.mkdir()
+    assert base_model(str(own)) == str(own)
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ ftspace's engine is measured against. `--engine unsloth` (FastLanguageModel) or 
 
 import argparse
 import json
-import resource
 import sys
+
+from ftspace.memory import peak_rss_mb
 
 
 def main():
@@ -61,7 +62,7 @@ def main():
         torch.cuda.reset_peak_memory_stats()
     metrics = trainer.train().metrics
     out = {"tokens": trainer.state.num_input_tokens_seen, "train_runtime_s": metrics["train_runtime"],
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "peak_rss_mb": peak_rss_mb(),  # this process's own, measured as ftspace's worker measures it
            "peak_vram_mb": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None}
     out["tokens_per_s"] = out["tokens"] / out["train_runtime_s"]
     print(json.dumps(out))

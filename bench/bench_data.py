@@ -1,18 +1,26 @@
-"""Benchmark 4: the data pipeline. Detect + convert + validate + tokenize (with response masks)
-N synthetic rows per format, against a raw `datasets.map(apply_chat_template)` over rows already in
-messages form; rows/s and peak RSS, each measured in its own child process. Then a 1 GB JSONL file
-is streamed through detect + convert + validate and RSS is sampled: it must stay flat."""
+"""Benchmark 4: the data pipeline, and what the commands that read data cost on a 1 GB file.
+
+(a) Throughput: detect + convert + validate + tokenize with response masks (ftspace.data.open_dataset then
+tokenize_example, what inspection and preparation run per row), N synthetic rows per format, against a raw
+`datasets.map(apply_chat_template)` over rows already in messages form; each in its own child process,
+interleaved over --rounds; rows/s and the child's own peak RSS (VmHWM).
+(b) The commands as users run them, each in a fresh process with its own peak memory read inside it
+(bench/peak.py): `ftspace data inspect` without and with token statistics, and a run's preparation
+(`ftspace.engine.prepare`, through ftspace.offload as the app runs it), on a small file and on a 1 GB file.
+Memory that does not grow from the small file to the 1 GB one is what "streams" means here."""
 
 import argparse
 import json
-import resource
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import OUT, ratio, run_json, save  # noqa: E402
+from bench.common import OUT, ROOT, ratio, run_json, save, spread, verdict  # noqa: E402
 
 Q, A = "What is the boiling point of water at sea level, in degrees Celsius?", "It boils at 100 degrees Celsius."
 
@@ -43,6 +51,7 @@ def child(kind: str, fmt: str, n: int) -> dict:
     from transformers import AutoTokenizer
 
     from ftspace.data.tokenize import set_chat_template, tokenize_example
+    from ftspace.memory import peak_rss_mb
     from ftspace.models import ensure_default_model
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_default_model(progress=lambda *_: None))
@@ -64,64 +73,85 @@ def child(kind: str, fmt: str, n: int) -> dict:
         count = len(ds)
     seconds = time.perf_counter() - t0
     return {"rows": count, "seconds": round(seconds, 2), "rows_per_s": round(count / seconds, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": peak_rss_mb()}
 
 
-def stream_big(gigabytes: float) -> dict:
-    import psutil
-
-    from ftspace.data import open_dataset
-
-    path = OUT / "data-big.jsonl"
-    filler = "x" * 900
-    target = int(gigabytes * 2**30)
+def big_file(gigabytes: float) -> Path:
+    path = OUT / f"data-big-{gigabytes:g}gb.jsonl"
+    filler, target = "x" * 900, int(gigabytes * 2**30)
     if not path.exists() or path.stat().st_size < target:
         with open(path, "w") as fh:
             i = 0
             while fh.tell() < target:
                 fh.write(json.dumps({"question": f"{Q} {i} {filler}", "answer": A}) + "\n")
                 i += 1
-    proc = psutil.Process()
-    report, stream = open_dataset(str(path))
-    start = proc.memory_info().rss
-    samples, t0 = [], time.perf_counter()
-    for n, _ in enumerate(stream, start=1):
-        if n % 100_000 == 0:
-            samples.append(round(proc.memory_info().rss / 2**20, 1))
-    seconds = time.perf_counter() - t0
-    end = proc.memory_info().rss
-    return {"file_gb": round(path.stat().st_size / 2**30, 2), "rows": report.rows_kept,
-            "rows_per_s": round(report.rows_kept / seconds, 1), "rss_start_mb": round(start / 2**20, 1),
-            "rss_end_mb": round(end / 2**20, 1), "rss_samples_mb": samples,
-            "flat": (max(samples or [0]) - start / 2**20) < 100}
+    return path
+
+
+def measured(args: list[str], stdin: str | None = None) -> dict:
+    """A command in a fresh process: wall time and its own peak memory (bench/peak.py)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        peak = Path(tmp) / "peak.json"
+        t0 = time.time()
+        out = subprocess.run([sys.executable, "bench/peak.py", str(peak), "-m", *args], cwd=ROOT, input=stdin,
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if out.returncode != 0:
+            raise RuntimeError(f"{args} failed:\n{out.stderr[-3000:]}")
+        return {"seconds": round(time.time() - t0, 1), "peak_mb": json.loads(peak.read_text())["peak_mb"]}
+
+
+def commands(path: Path, max_len: int) -> dict:
+    from ftspace import runs
+    from ftspace.config import RunConfig
+
+    os.environ["FTSPACE_RUNS"] = tempfile.mkdtemp(prefix="ftspace-bench-data-")
+    run = runs.create(RunConfig(dataset=str(path), max_seq_length=max_len, validation_size=0.01, max_steps=1))
+    request = json.dumps({"fn": "ftspace.engine.prepare:prepare_in_place", "kwargs": {"run_dir": str(run.path)}})
+    result = {"file_mb": round(path.stat().st_size / 2**20, 1),
+              "inspect_no_tokens": measured(["ftspace", "data", "inspect", str(path), "--no-tokens"]),
+              "inspect_with_tokens": measured(["ftspace", "data", "inspect", str(path), "--max-seq-length",
+                                               str(max_len)]),
+              "prepare": measured(["ftspace.offload"], stdin=request)}
+    result["rows"] = json.loads((run.path / "prepared" / "prepared.json").read_text())["train_rows"]
+    return result
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--child", nargs=3, metavar=("KIND", "FORMAT", "ROWS"))
-    p.add_argument("--sizes", default="10000,100000")
+    p.add_argument("--rows", type=int, default=20000)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--formats", default="alpaca,sharegpt,messages,prompt_completion,pairs,text")
     p.add_argument("--big-gb", type=float, default=1.0)
+    p.add_argument("--max-len", type=int, default=128)
     a = p.parse_args()
     if a.child:
         print(json.dumps(child(a.child[0], a.child[1], int(a.child[2]))))
         return
-    results = {}
-    for n in map(int, a.sizes.split(",")):
-        base = run_json(["bench/bench_data.py", "--child", "baseline", "messages", str(n)])
-        results[str(n)] = {"baseline_datasets_map": base}
-        for fmt in a.formats.split(","):
-            ours = run_json(["bench/bench_data.py", "--child", "ours", fmt, str(n)])
-            ours["rows_per_s_ratio"] = ratio(ours["rows_per_s"], base["rows_per_s"])
-            ours["peak_memory_ratio"] = ratio(ours["peak_rss_mb"], base["peak_rss_mb"])
-            results[str(n)][fmt] = ours
-            print(n, fmt, ours, flush=True)
-    big = stream_big(a.big_gb) if a.big_gb > 0 else "skipped"
-    print("1 GB stream:", big)
-    save("data", {"per_size": results, "stream_1gb": big,
+    formats = ["baseline"] + a.formats.split(",")
+    samples = {fmt: [] for fmt in formats}
+    for _ in range(a.rounds):  # interleaved: baseline, then every format, round after round
+        for fmt in formats:
+            args = ["baseline", "messages"] if fmt == "baseline" else ["ours", fmt]
+            samples[fmt].append(run_json(["bench/bench_data.py", "--child", *args, str(a.rows)]))
+            print(fmt, samples[fmt][-1], flush=True)
+    throughput = {fmt: {"rows_per_s": spread(s["rows_per_s"] for s in v), "peak_mb": spread(s["peak_rss_mb"] for s in v)}
+                  for fmt, v in samples.items()}
+    base = throughput["baseline"]
+    for fmt, t in throughput.items():
+        t["rows_per_s_ratio"] = ratio(t["rows_per_s"]["median"], base["rows_per_s"]["median"])
+        t["rows_per_s_vs_baseline"] = verdict(t["rows_per_s"], base["rows_per_s"])
+        t["peak_memory_ratio"] = ratio(t["peak_mb"]["median"], base["peak_mb"]["median"])
+    small = commands(write("pairs", a.rows), a.max_len)
+    print("small file:", small, flush=True)
+    big = commands(big_file(a.big_gb), a.max_len) if a.big_gb > 0 else "skipped"
+    print("big file:", big, flush=True)
+    save("data", {"setup": {"rows": a.rows, "rounds": a.rounds, "max_seq_length": a.max_len},
+                  "throughput": throughput, "commands": {"small": small, "big": big},
                   "note": "ours = detect + convert + validate + tokenize with response masks (three chat-template "
                           "renders per single-turn row); the baseline renders once and computes no masks."})
-    (OUT / "data-big.jsonl").unlink(missing_ok=True)
+    for path in OUT.glob("data-big-*.jsonl"):
+        path.unlink()
 
 
 if __name__ == "__main__":

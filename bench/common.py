@@ -47,3 +47,21 @@ def run_json(args: list[str], env: dict | None = None, timeout: int = 1800) -> d
 
 def ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else float("nan")
+
+
+def spread(values) -> dict:
+    """min / median / max of a contender's rounds (the report calls a difference only beyond the spread)."""
+    import statistics
+
+    values = [float(v) for v in values]
+    return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
+            "max": round(max(values), 3), "n": len(values)}
+
+
+def verdict(ours: dict, theirs: dict) -> str:
+    """'higher' / 'lower' only when the two spreads (from `spread`) do not overlap; else 'same within the spread'."""
+    if ours["min"] > theirs["max"]:
+        return "higher"
+    if ours["max"] < theirs["min"]:
+        return "lower"
+    return "same within the spread"

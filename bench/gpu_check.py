@@ -19,11 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import save  # noqa: E402
-
-
-def spread(values):
-    return {"min": round(min(values), 1), "median": round(statistics.median(values), 1), "max": round(max(values), 1)}
+from bench.common import save, spread  # noqa: E402
 
 
 def main():
@@ -31,7 +27,7 @@ def main():
     p.add_argument("--model", default=os.environ.get("FTSPACE_BENCH_GPU_MODEL", "default"))
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--seq", type=int, default=512)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     a = p.parse_args()
     from ftspace.models import hardware
 
@@ -53,7 +49,9 @@ def main():
             raise SystemExit(f"{bits}-bit run {st['status']}: {st.get('error')} (see {run.log_path})")
         steps = [e for e in run.events()[0] if "tokens_per_s" in e][2:]  # past warm-up
         return {"run": run, "tokens_per_s": statistics.median(e["tokens_per_s"] for e in steps),
-                "peak_gpu_mb": st["peak_memory_mb"], "backend": st["backend"]}
+                "peak_gpu_mb": st["peak_memory_mb"], "backend": st["backend"],
+                # the length the examples really reached (max_seq_length only caps it)
+                "tokens_per_example": st["tokens_seen"] / (st["step"] * cfg.per_device_train_batch_size)}
 
     results = {4: [], 16: []}
     for _ in range(a.rounds):  # interleaved: 4-bit, 16-bit, 4-bit, ...
@@ -82,6 +80,8 @@ def main():
               "rounds": a.rounds, "chat_device": str(chat.model.device),
               "train": {f"{bits}bit": {"tokens_per_s": spread([r["tokens_per_s"] for r in rs]),
                                        "peak_gpu_mb": spread([r["peak_gpu_mb"] for r in rs]),
+                                       "tokens_per_example": round(statistics.mean(r["tokens_per_example"]
+                                                                                   for r in rs), 1),
                                        "backend": rs[0]["backend"]} for bits, rs in results.items()},
               "chat_tokens_per_s": spread(speeds), "merge_s": round(merge_s, 1)}
     print(result)

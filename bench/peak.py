@@ -13,25 +13,19 @@ import runpy
 import sys
 
 
-def peak_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def main():
     out, flag, module, *args = sys.argv[1:]
     assert flag == "-m", "usage: peak.py OUT.json -m MODULE [ARGS...]"
 
-    def record():
-        with open(out, "w") as fh:
-            json.dump({"peak_mb": round(peak_mb(), 1)}, fh)
-
-    atexit.register(record)
     sys.argv = [module, *args]
     sys.path[0] = ""  # as `python -m` has it: the current folder, not this script's
+    from ftspace.memory import peak_rss_mb  # standard library only: costs nothing measurable
+
+    def record():
+        with open(out, "w") as fh:
+            json.dump({"peak_mb": peak_rss_mb()}, fh)
+
+    atexit.register(record)
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 

@@ -21,24 +21,36 @@ def machine_line(r):
     return f"_Measured {m['date']} on {where}, {m['cpu_count']} CPU cores, Python {m['python']}._"
 
 
+def fmt(sp: dict) -> str:
+    return f"{sp['min']:g} / {sp['median']:g} / {sp['max']:g}"
+
+
 def main():
     lines = ["# Benchmarks", "", "Regenerate with `make bench` (runs every `bench/bench_*.py`, then this report).",
-             "Every figure is a ratio of two contenders measured one after the other in the same session.", ""]
+             "Contenders are measured in the same session, interleaved over several rounds; each figure is "
+             "min / median / max over the rounds, ratios are of medians, and a difference is called "
+             "(higher / lower) only where the two spreads do not overlap.", ""]
     e = load("engine")
     if e:
         o, c = e["engine_overhead"], e["contenders"]
         lines += ["## 1. Engine overhead: ftspace against bare scripts", machine_line(e), "",
-                  f"Setup: {e['setup']}", "", "| contender | tokens/s | peak memory (MB) |", "| --- | --- | --- |"]
-        lines += [f"| {k} | {v['tokens_per_s']} | {v['peak_mb']} |" for k, v in c.items()]
-        lines += ["", f"- Unsloth path: tokens/s ratio **{o['unsloth_tokens_per_s_ratio']}**, "
-                      f"memory ratio **{o['unsloth_peak_memory_ratio']}** (ours / bare Unsloth script)",
-                  f"- TRL+PEFT path: tokens/s ratio **{o['trl_tokens_per_s_ratio']}**, "
-                  f"memory ratio **{o['trl_peak_memory_ratio']}** (ours / bare TRL script)",
-                  f"- Target: {o['target']}", "",
-                  "## 2. Backends: Unsloth against plain HF + PEFT", "",
-                  f"- tokens/s: Unsloth / HF = **{e['backends']['unsloth_over_hf_tokens_per_s']}**; "
-                  f"peak memory: Unsloth / HF = **{e['backends']['unsloth_over_hf_peak_memory']}** (CPU, RSS)",
-                  f"- GPU (1B-class model, 4-bit and 16-bit LoRA, length 2048): "
+                  f"Setup: {e['setup']}. Ours runs as shipped: it writes its atomic checkpoints every "
+                  f"{e['setup']['ours_save_steps']} steps inside the timed training; the bare scripts save "
+                  "nothing. The bare TRL script installs ftspace's CPU loss patch (TRL 1.15's loss kernel is "
+                  "CUDA-only; without the patch TRL does not train on CPU at all), so on CPU it is TRL + that patch.",
+                  "", "| contender | tokens/s (min / median / max) | peak memory, MB (min / median / max) |",
+                  "| --- | --- | --- |"]
+        lines += [f"| {k} | {fmt(v['tokens_per_s'])} | {fmt(v['peak_mb'])} |" for k, v in c.items()] + [""]
+        for label, key, bare in (("Unsloth path", "unsloth", "bare Unsloth script"),
+                                 ("TRL+PEFT path", "trl", "bare TRL script")):
+            r = o[key]
+            lines.append(f"- {label} (ours / {bare}): tokens/s ratio of medians **{r['tokens_per_s_ratio']}** "
+                         f"({r['tokens_per_s']}); memory ratio **{r['peak_memory_ratio']}** ({r['peak_memory']})")
+        b = e["backends"]
+        lines += [f"- Target: {o['target']}", "", "## 2. Backends: Unsloth against plain HF + PEFT", "",
+                  f"- tokens/s: Unsloth / HF = **{b['tokens_per_s_ratio']}** ({b['tokens_per_s']}); peak memory: "
+                  f"Unsloth / HF = **{b['peak_memory_ratio']}** ({b['peak_memory']}) (CPU, the worker's own RSS)",
+                  f"- GPU (1B-class model, 4-bit and 16-bit LoRA): "
                   f"{e['gpu'] if isinstance(e['gpu'], str) else json.dumps(e['gpu'])}", ""]
     cs = load("coldstart")
     if cs:
@@ -49,46 +61,52 @@ def main():
                   f"- import time: {cs['import_s']}", f"- target {cs['target']}: **{'met' if cs['met'] else 'missed'}**", ""]
     d = load("data")
     if d:
-        lines += ["## 4. Data pipeline", machine_line(d), "", d["note"], "",
-                  "| rows | format | rows/s | ratio to datasets.map baseline | peak RSS (MB) | memory ratio |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        for n, per in d["per_size"].items():
-            base = per["baseline_datasets_map"]
-            lines.append(f"| {n} | baseline | {base['rows_per_s']} | 1.0 | {base['peak_rss_mb']} | 1.0 |")
-            for fmt, r in per.items():
-                if fmt != "baseline_datasets_map":
-                    lines.append(f"| {n} | {fmt} | {r['rows_per_s']} | {r['rows_per_s_ratio']} | {r['peak_rss_mb']} "
-                                 f"| {r['peak_memory_ratio']} |")
-        big = d["stream_1gb"]
-        if isinstance(big, dict):
-            lines += ["", f"- {big['file_gb']} GB JSONL streamed: {big['rows']} rows at {big['rows_per_s']} rows/s; RSS "
-                          f"{big['rss_start_mb']} MB at start, {big['rss_end_mb']} MB at end, samples "
-                          f"{big['rss_samples_mb'][:10]}... flat: **{big['flat']}**"]
+        lines += ["## 4. Data pipeline", machine_line(d), "", f"Setup: {d['setup']}. {d['note']}", "",
+                  "| format | rows/s (min / median / max) | ratio to datasets.map (medians) | vs baseline | "
+                  "peak RSS, MB (median) | memory ratio |", "| --- | --- | --- | --- | --- | --- |"]
+        for name, t in d["throughput"].items():
+            lines.append(f"| {name} | {fmt(t['rows_per_s'])} | {t['rows_per_s_ratio']} | {t['rows_per_s_vs_baseline']} "
+                         f"| {t['peak_mb']['median']} | {t['peak_memory_ratio']} |")
+        lines += ["", "The commands, each in a fresh process, its own peak memory (VmHWM) and wall time:", "",
+                  "| file | rows | `data inspect --no-tokens` | `data inspect` (token statistics) | "
+                  "preparation for training |", "| --- | --- | --- | --- | --- |"]
+        for r in d["commands"].values():
+            if isinstance(r, dict):
+                cell = lambda m: f"{m['peak_mb']} MB, {m['seconds']} s"  # noqa: E731
+                lines.append(f"| {r['file_mb']} MB | {r['rows']} | {cell(r['inspect_no_tokens'])} | "
+                             f"{cell(r['inspect_with_tokens'])} | {cell(r['prepare'])} |")
         lines.append("")
     ch = load("chat")
     if ch:
-        lines += ["## 5. Chat", machine_line(ch), "",
-                  f"- raw generate: TTFT {ch['raw_generate']['ttft_s']} s, {ch['raw_generate']['tokens_per_s']} tokens/s",
-                  f"- ftspace stream: TTFT {ch['ours_stream']['ttft_s']} s, {ch['ours_stream']['tokens_per_s']} tokens/s",
-                  f"- tokens/s ratio **{ch['tokens_per_s_ratio']}**, TTFT ratio (raw / ours) "
-                  f"**{ch['ttft_ratio_raw_over_ours']}**; target {ch['target']}"]
+        lines += ["## 5. Chat", machine_line(ch), "", f"Setup: {ch['setup']}", "",
+                  f"- raw generate: TTFT {fmt(ch['raw_generate']['ttft_s'])} s, "
+                  f"{fmt(ch['raw_generate']['tokens_per_s'])} tokens/s (min / median / max)",
+                  f"- ftspace stream: TTFT {fmt(ch['ours_stream']['ttft_s'])} s, "
+                  f"{fmt(ch['ours_stream']['tokens_per_s'])} tokens/s",
+                  f"- tokens/s ratio **{ch['tokens_per_s_ratio']}** ({ch['tokens_per_s']}), TTFT ratio (raw / ours) "
+                  f"**{ch['ttft_ratio_raw_over_ours']}** (ours {ch['ttft']}); target {ch['target']}"]
         lines += [f"- {ch['note']}"] if ch.get("note") else []
         lines.append("")
     s = load("slicing")
     if s:
         lines += ["## 6. ZeroGPU slicing", machine_line(s), "", f"Setup: {s['setup']}", "",
-                  "| slice | load + resume (s) | training (s) | overhead share |", "| --- | --- | --- | --- |"]
-        lines += [f"| {r['slice']} | {r['load_s']} | {r['train_s']} | {r['overhead_share']} |" for r in s["slices"]]
-        lines += ["", f"- overall overhead share: **{s['overhead_share_total']}**", f"- {s['note']}", ""]
+                  "| per slice (every slice of every round) | min / median / max |", "| --- | --- |",
+                  f"| overhead (s): wall time minus training | {fmt(s['slice_overhead_s'])} |",
+                  f"| of which load + restore before the first step (s) | {fmt(s['slice_load_s'])} |",
+                  f"| overhead share of the slice | {fmt(s['overhead_share'])} |", "",
+                  f"- whole run: sliced {fmt(s['sliced_wall_s'])} s, unsliced {fmt(s['unsliced_wall_s'])} s; sliced / "
+                  f"unsliced per round: **{fmt(s['sliced_over_unsliced'])}**", f"- {s['note']}", ""]
     g = load("gpu")
     lines += ["## 7. GPU (bench/gpu_check.py)"]
     if g:
         lines += [machine_line(g), "", f"Device: **{g['device']}** ({g['memory']}); model {g['model']}, {g['steps']} "
-                  f"steps at length {g['seq']}, {g['rounds']} interleaved rounds (min / median / max).", "",
-                  "| training | backend | tokens/s | peak GPU memory (MB, max_memory_allocated) |", "| --- | --- | --- | --- |"]
+                  f"steps, max_seq_length {g['seq']} (the examples reached the tokens per example shown), "
+                  f"{g['rounds']} interleaved rounds (min / median / max).", "",
+                  "| training | backend | tokens per example | tokens/s | peak GPU memory (MB, max_memory_allocated in "
+                  "each worker, the same for both) |", "| --- | --- | --- | --- | --- |"]
         for name, r in g["train"].items():
             t, m = r["tokens_per_s"], r["peak_gpu_mb"]
-            lines.append(f"| {name} | {r['backend']} | {t['min']} / {t['median']} / {t['max']} | "
+            lines.append(f"| {name} | {r['backend']} | {r.get('tokens_per_example', '?')} | {t['min']} / {t['median']} / {t['max']} | "
                          f"{m['min']} / {m['median']} / {m['max']} |")
         c = g["chat_tokens_per_s"]
         lines += ["", f"- chat on {g['chat_device']} with the 16-bit run's adapter: {c['min']} / {c['median']} / "

@@ -8,7 +8,6 @@ CLI read. A STOP file in the run folder ends training after the current step, sa
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 
@@ -22,8 +21,9 @@ def peak_memory_mb() -> float:
 
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    # ru_maxrss is in KiB on Linux
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    from ftspace.memory import peak_rss_mb
+
+    return peak_rss_mb()  # this process's own (ru_maxrss would include the parent's peak at fork)
 
 
 class ProgressCallback(TrainerCallback):

@@ -37,3 +37,33 @@ def test_the_cli_imports_the_stack_quietly(tmp_path):
     assert out.stderr == ""
     kept = (tmp_path / "library.log").read_text()
     assert "torchao" in kept or "_pytree" in kept, kept[:2000]
+
+
+def test_no_sequence_length_warning_from_our_tokenizers(smol_tokenizer):
+    """transformers warns "Token indices sequence length is longer than ..." on a long example; our report
+    already counts those rows, so a tokenizer that went through set_chat_template never says it."""
+    import copy
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    from ftspace.data.tokenize import set_chat_template, tokenize_example
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = hf_logging.get_logger("transformers.tokenization_utils_base")
+    logger.addHandler(handler)
+    try:
+        long = {"messages": [{"role": "user", "content": "word " * (smol_tokenizer.model_max_length + 10)},
+                             {"role": "assistant", "content": "ok"}]}
+        plain = copy.deepcopy(smol_tokenizer)
+        plain(long["messages"][0]["content"])  # the warning exists (so this test can fail) ...
+        assert any("Token indices sequence length" in r.getMessage() for r in records)
+        records.clear()
+        ours = copy.deepcopy(smol_tokenizer)
+        set_chat_template(ours)
+        assert len(tokenize_example(ours, long)["input_ids"]) > ours.model_max_length
+        assert not any("Token indices sequence length" in r.getMessage() for r in records)  # ... and ours is quiet
+    finally:
+        logger.removeHandler(handler)

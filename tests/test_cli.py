@@ -76,7 +76,7 @@ def test_estimate(default_model_path):
     out = json.loads(result.stdout)
     assert 134_000_000 < out["parameters"] < 136_000_000
     assert out["trainable_parameters"] == 16 * LORA_PER_RANK
-    assert (out["steps"], out["rows"], out["train_rows"]) == (30, 32, 32)
+    assert (out["steps"], out["rows"], out["train_rows"], out["rows_capped"]) == (30, 32, 32, False)
 
 
 def test_flags_come_from_the_schema_and_win(default_model_path):

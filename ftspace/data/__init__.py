@@ -115,7 +115,8 @@ def load_dataset(source: str, **options) -> tuple[list[dict], DataReport]:
 
 
 def scan(source: str, **options) -> DataReport:
-    """Read a dataset through once, keeping nothing: its report, or DataError as `load_dataset` raises."""
+    """Read a dataset through once (or up to `limit` rows), keeping nothing: its report, or DataError as
+    `load_dataset` raises."""
     report, stream = open_dataset(source, **options)
     for _ in stream:
         pass

@@ -74,12 +74,12 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     set_chat_template(tokenizer, cfg.chat_template)
-    for name, count in counts.items():
-        if count:
-            tokenize(tokenizer, staging / f"{name}.jsonl", cfg, staging / ".cache").save_to_disk(str(staging / name))
-    shutil.rmtree(staging / ".cache", ignore_errors=True)
     info = {"model_path": model_path, "data": report.summary(), "train_rows": counts["train"],
             "eval_rows": counts["eval"], "probe": probe(tokenizer, cfg)}
+    for name, count in counts.items():
+        if count:  # Arrow files, written in place; named, since the trainer's map() caches beside them
+            ds = tokenize(tokenizer, staging / f"{name}.jsonl", cfg, staging / name)
+            info[f"{name}_files"] = [str(Path(f["filename"]).relative_to(staging)) for f in ds.cache_files]
     (staging / "prepared.json").write_text(json.dumps(info, indent=1))
     os.replace(staging, final)  # all or nothing: a half-prepared run is prepared again
     log(f"prepared on CPU: {counts['train']} training and {counts['eval']} validation examples tokenized")
@@ -93,19 +93,29 @@ def prepare_in_place(run_dir: str, token: str | None = None) -> dict:
     return prepare(Run(Path(run_dir)), token, log)
 
 
-def tokenize(tokenizer, rows_path: Path, cfg, cache_dir: Path):
-    """The converted rows in `rows_path` (JSONL) tokenized with response masks, written to Arrow in batches
-    (datasets' generator builder): a dataset of any size, in bounded memory."""
+def tokenize(tokenizer, rows_path: Path, cfg, folder: Path):
+    """The converted rows in `rows_path` (JSONL) tokenized with response masks, written to Arrow files in
+    `folder` in batches (datasets' generator builder) and memory-mapped from there: a dataset of any size,
+    in bounded memory. (Not copied again with save_to_disk: reading a dataset back to copy it maps every
+    page of it into the process.)"""
     import uuid
 
-    from datasets import Dataset
+    from datasets import Dataset, Features, List, Value
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()  # our own log line says what was prepared
-    return Dataset.from_generator(_tokenized, gen_kwargs={"path": str(rows_path), "tokenizer": tokenizer,
-                                                         "responses_only": cfg.train_on_responses_only,
-                                                         "max_length": cfg.max_seq_length},
-                                  cache_dir=str(cache_dir), fingerprint=uuid.uuid4().hex)
+    features = Features({"input_ids": List(Value("int32")), "assistant_masks": List(Value("int8"))})
+    return Dataset.from_generator(_tokenized, features=features, cache_dir=str(folder), fingerprint=uuid.uuid4().hex,
+                                  gen_kwargs={"path": str(rows_path), "tokenizer": tokenizer,
+                                              "responses_only": cfg.train_on_responses_only,
+                                              "max_length": cfg.max_seq_length})
+
+
+def open_tokenized(folder: Path, files: list[str]):
+    """The dataset `tokenize` wrote: its Arrow `files` (relative to `folder`), memory-mapped, in order."""
+    from datasets import Dataset, concatenate_datasets
+
+    return concatenate_datasets([Dataset.from_file(str(folder / f)) for f in files])
 
 
 def _tokenized(path, tokenizer, responses_only, max_length):
@@ -125,8 +135,6 @@ def probe(tokenizer, cfg) -> list[int]:
 def load_prepared(run: Run, tokenizer, cfg, log=print):
     """(train, eval or None) datasets for the trainer: the prepared ones when the trainer's tokenizer
     agrees with the one that made them, else the prepared rows tokenized again with it."""
-    from datasets import load_from_disk
-
     info, folder = read_prepared(run), prepared_dir(run)
     same = probe(tokenizer, cfg) == info["probe"]
     if not same:
@@ -135,8 +143,12 @@ def load_prepared(run: Run, tokenizer, cfg, log=print):
     def part(name: str):
         if not info[f"{name}_rows"]:
             return None
-        if same:
+        if same and f"{name}_files" in info:
+            return open_tokenized(folder, info[f"{name}_files"])
+        if same:  # prepared by an earlier version (save_to_disk)
+            from datasets import load_from_disk
+
             return load_from_disk(str(folder / name))
-        return tokenize(tokenizer, folder / f"{name}.jsonl", cfg, run.path / ".retokenized")
+        return tokenize(tokenizer, folder / f"{name}.jsonl", cfg, run.path / ".retokenized" / name)
 
     return part("train"), part("eval")

@@ -100,19 +100,25 @@ def measured(args: list[str], stdin: str | None = None) -> dict:
         return {"seconds": round(time.time() - t0, 1), "peak_mb": json.loads(peak.read_text())["peak_mb"]}
 
 
-def commands(path: Path, max_len: int) -> dict:
+def prepare(path: Path, max_len: int) -> tuple[dict, int]:
+    """A run's preparation, as the app runs it (ftspace.offload): its measurement and the training rows."""
     from ftspace import runs
     from ftspace.config import RunConfig
 
     os.environ["FTSPACE_RUNS"] = tempfile.mkdtemp(prefix="ftspace-bench-data-")
     run = runs.create(RunConfig(dataset=str(path), max_seq_length=max_len, validation_size=0.01, max_steps=1))
     request = json.dumps({"fn": "ftspace.engine.prepare:prepare_in_place", "kwargs": {"run_dir": str(run.path)}})
+    done = measured(["ftspace.offload"], stdin=request)
+    return {**done, "measured": time.strftime("%Y-%m-%d %H:%M")}, \
+        json.loads((run.path / "prepared" / "prepared.json").read_text())["train_rows"]
+
+
+def commands(path: Path, max_len: int) -> dict:
     result = {"file_mb": round(path.stat().st_size / 2**20, 1),
               "inspect_no_tokens": measured(["ftspace", "data", "inspect", str(path), "--no-tokens"]),
               "inspect_with_tokens": measured(["ftspace", "data", "inspect", str(path), "--max-seq-length",
-                                               str(max_len)]),
-              "prepare": measured(["ftspace.offload"], stdin=request)}
-    result["rows"] = json.loads((run.path / "prepared" / "prepared.json").read_text())["train_rows"]
+                                               str(max_len)])}
+    result["prepare"], result["rows"] = prepare(path, max_len)
     return result
 
 
@@ -124,7 +130,18 @@ def main():
     p.add_argument("--formats", default="alpaca,sharegpt,messages,prompt_completion,pairs,text")
     p.add_argument("--big-gb", type=float, default=1.0)
     p.add_argument("--max-len", type=int, default=128)
+    p.add_argument("--prepare-only", action="store_true",
+                   help="measure the preparation again (small and big file) in the existing data.json")
     a = p.parse_args()
+    if a.prepare_only:
+        found = json.loads((OUT / "data.json").read_text())
+        for key, path in (("small", write("pairs", a.rows)), ("big", big_file(a.big_gb))):
+            found["commands"][key]["prepare"], _ = prepare(path, a.max_len)
+            print(key, found["commands"][key]["prepare"], flush=True)
+        (OUT / "data.json").write_text(json.dumps(found, indent=1))
+        for path in OUT.glob("data-big-*.jsonl"):
+            path.unlink()
+        return
     if a.child:
         print(json.dumps(child(a.child[0], a.child[1], int(a.child[2]))))
         return

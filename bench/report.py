@@ -72,7 +72,8 @@ def main():
                   "preparation for training |", "| --- | --- | --- | --- | --- |"]
         for r in d["commands"].values():
             if isinstance(r, dict):
-                cell = lambda m: f"{m['peak_mb']} MB, {m['seconds']} s"  # noqa: E731
+                cell = lambda m: f"{m['peak_mb']} MB, {m['seconds']} s" + (  # noqa: E731
+                    f" (measured {m['measured']})" if m.get("measured") else "")
                 lines.append(f"| {r['file_mb']} MB | {r['rows']} | {cell(r['inspect_no_tokens'])} | "
                              f"{cell(r['inspect_with_tokens'])} | {cell(r['prepare'])} |")
         lines.append("")

@@ -73,15 +73,26 @@ def preload(*modules: str):
 
 
 @contextlib.contextmanager
-def _redirected(log):
-    """sys.stdout/sys.stderr and file descriptors 1 and 2 to `log` (C code writes to the descriptors)."""
+def descriptors_to(fileno: int):
+    """File descriptors 1 and 2 (where C code and child processes write too) to `fileno` for a while, then
+    back. Python's own sys.stdout/sys.stderr write through them, so they follow."""
     sys.stdout.flush(), sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
+    os.dup2(fileno, 1), os.dup2(fileno, 2)
     try:
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            yield
+        yield
     finally:
-        log.flush()
+        sys.stdout.flush(), sys.stderr.flush()
         os.dup2(saved[0], 1), os.dup2(saved[1], 2)
         os.close(saved[0]), os.close(saved[1])
+
+
+@contextlib.contextmanager
+def _redirected(log):
+    """Everything to `log`: the descriptors, and sys.stdout/sys.stderr themselves (so a logging handler
+    created meanwhile keeps writing to `log`)."""
+    with descriptors_to(log.fileno()), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        try:
+            yield
+        finally:
+            log.flush()

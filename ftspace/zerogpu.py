@@ -132,23 +132,10 @@ def train_slice(run_dir: str, seconds: int) -> str:
 def _output_to(path: Path):
     """Point this process's stdout and stderr (file descriptors 1 and 2, so library and C output too) at
     `path` for a while, then back."""
-    import sys
+    from ftspace.quiet import descriptors_to
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(path, "ab") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-    try:
+    with open(path, "ab") as log, descriptors_to(log.fileno()):
         yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
 
 
 def _chat_seconds(source, prompt, base_prompt, settings, tier) -> int:

@@ -287,6 +287,98 @@ def cmd_estimate(args) -> int:
     return 0
 
 
+# --- evaluation
+
+
+def cmd_eval(args) -> int:
+    from ftspace import runs
+    from ftspace.access import hub_token
+    from ftspace.evaluation import EvalOptions, evaluate, summary
+
+    run = runs.find(args.run)
+    options = EvalOptions(checkpoint=args.checkpoint, test_dataset=args.test_dataset or "",
+                          probe_file=args.probe or "", max_rows=args.max_rows, max_new_tokens=args.max_new_tokens)
+    if args.checkpoint:
+        run.checkpoint(args.checkpoint)  # a wrong step fails before anything loads
+    quiet.preload()
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc="evaluating", unit="answer", file=sys.stderr, disable=args.quiet or not sys.stderr.isatty())
+
+    def progress(done, total, what):
+        bar.total = total
+        bar.set_description(what)
+        bar.update(done - bar.n)
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            card = evaluate(run, options, token=hub_token(), progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        err("evaluation cancelled (Ctrl-C): nothing was saved")
+        return 130
+    bar.close()
+    if args.use:
+        from ftspace.engine.saving import use_checkpoint
+
+        use_checkpoint(run, args.checkpoint)
+        err(f"run {run.id} now chats and publishes with {card['checkpoint']}")
+    if args.json:
+        print(json.dumps(card, indent=1, ensure_ascii=False))
+        return 0
+    print(summary(card).replace("**", ""))
+    print("\nwhere tuned did worst (prompt | reference | base | tuned):")
+    for e in card["examples"][:5]:
+        print(" | ".join(str(e[k])[:80].replace("\n", " ") for k in ("prompt", "reference", "base", "tuned")))
+    return 0
+
+
+# --- sweeps
+
+
+def cmd_sweep(args) -> int:
+    from ftspace import sweep as sweeps
+    from ftspace.access import hub_token
+    from ftspace.scheduler import Scheduler
+
+    if args.resume:
+        sw = sweeps.get(args.resume)
+        err(f"resuming sweep {sw.id}")
+    else:
+        cfg = config_from_args(args)
+        sw = sweeps.create(cfg, args.trials)
+        err(f"sweep {sw.id}: {args.trials} trials over learning_rate, lora_r/lora_alpha, num_train_epochs "
+            f"(Optuna TPE), scored on validation loss; folder {sw.path}")
+
+    def on_update(data, t):
+        value = f", best eval loss {t['value']:.4f}" if t.get("value") is not None else ""
+        err(f"trial {t['number']}: {t['status']} (run {t['run']}){value}")
+
+    try:
+        data = sweeps.run_sweep(sw, Scheduler(), token=hub_token(), on_update=on_update)
+    except KeyboardInterrupt:
+        err(f"\nsweep paused; the running trial keeps its checkpoints. `python -m ftspace sweep --resume {sw.id}` "
+            "goes on")
+        return 130
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return 0
+    from ftspace.sweep import COLUMNS, table
+
+    print("  ".join(COLUMNS))
+    for row in table(data):
+        print("  ".join(str(c) for c in row))
+    best = sw.best()
+    if best is None:
+        err("no trial finished with a validation loss")
+        return 1
+    (sw.path / "best.yaml").write_text(sw.best_config().to_yaml())
+    err(f"best: trial {best['number']} (run {best['run']}), eval loss {best['value']:.4f}; its config: "
+        f"{sw.path / 'best.yaml'} (python -m ftspace train --config {sw.path / 'best.yaml'})")
+    print(sw.path)
+    return 0
+
+
 # --- demo: the README's first command
 
 
@@ -327,6 +419,7 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ftspace.config import GenerationSettings, RunConfig
+    from ftspace.evaluation import DEFAULT_MAX_ROWS
 
     p = argparse.ArgumentParser(prog="python -m ftspace", description="Fine-tune LLMs with Unsloth LoRA.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -385,6 +478,36 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--set", action="append", metavar="KEY=VALUE")
     add_schema_flags(e, RunConfig)
     e.set_defaults(func=cmd_estimate)
+
+    ev = sub.add_parser("eval", help="score a run's adapter against its base model on test rows and a general probe",
+                        epilog="examples:\n  python -m ftspace eval RUN\n  python -m ftspace eval RUN --checkpoint 20 "
+                               "--use\n  python -m ftspace eval RUN --test-dataset heldout.jsonl --json",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("run")
+    ev.add_argument("--checkpoint", type=int, metavar="STEP", help="score the checkpoint saved at this step")
+    ev.add_argument("--use", action="store_true",
+                    help="then make that checkpoint (or, without --checkpoint, the final adapter) the one chat "
+                         "and push use")
+    ev.add_argument("--test-dataset", metavar="PATH", help="score these rows instead of the run's test split")
+    ev.add_argument("--probe", metavar="FILE", help="a general-ability probe of your own (JSONL: question, answers)")
+    ev.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS,
+                    help=f"test rows scored at most (bounds the time on CPU; default {DEFAULT_MAX_ROWS})")
+    ev.add_argument("--max-new-tokens", type=int, default=128, help="longest answer, in tokens (default 128)")
+    ev.add_argument("--json", action="store_true", help="the whole scorecard as JSON on stdout")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
+
+    sw = sub.add_parser("sweep", help="search learning rate, LoRA rank/alpha and epochs: each trial a short run, "
+                        "scored on validation loss", epilog="examples:\n  python -m ftspace sweep --config "
+                        "examples/facts.yaml --set max_steps=-1 --trials 6\n  python -m ftspace sweep --resume SWEEP_ID",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sw.add_argument("--config", help="YAML file of RunConfig fields (the base every trial starts from)")
+    sw.add_argument("--set", action="append", metavar="KEY=VALUE")
+    sw.add_argument("--trials", type=int, default=8, help="trials to run (default 8)")
+    sw.add_argument("--resume", metavar="SWEEP_ID", help="go on with a sweep after a restart or Ctrl-C")
+    sw.add_argument("--json", action="store_true", help="the sweep's trials as JSON on stdout")
+    add_schema_flags(sw, RunConfig)
+    sw.set_defaults(func=cmd_sweep)
 
     demo = sub.add_parser("demo", help="teach the bundled model a new fact and compare it with the base model")
     demo.add_argument("--set", action="append", metavar="KEY=VALUE")

@@ -174,11 +174,12 @@ def check_sources(cfg, token: str | None) -> None:
     """Before a run is queued: the caller may read its Hub model and Hub dataset (local ones pass)."""
     from ftspace.data.load import resolve
 
-    if resolve(cfg.dataset)[0] == "hub":
-        try:
-            check_hub_read(cfg.dataset, "dataset", token)
-        except PermissionError as e:
-            raise DataError(f"Hub dataset {e}") from None
+    for dataset in filter(None, (cfg.dataset, cfg.test_dataset.strip())):
+        if resolve(dataset)[0] == "hub":
+            try:
+                check_hub_read(dataset, "dataset", token)
+            except PermissionError as e:
+                raise DataError(f"Hub dataset {e}") from None
     model = cfg.model_name
     if model != "default" and not Path(model).expanduser().exists():
         try:

@@ -74,6 +74,16 @@ class RunConfig:
     validation_size: float = option(
         0.0, "Held-out validation rows: a fraction (< 1) or a row count (>= 1); 0 for none.",
         group="evaluation", low=0.0)
+    test_size: float = option(
+        0.0, "Held-out test rows for `ftspace eval` and the Evaluate tab: a fraction (< 1) or a row count (>= 1); "
+        "never trained on or used for early stopping.", group="evaluation", low=0.0)
+    test_dataset: str = option(
+        "", "A separate test set instead (a file, a Hub dataset id or 'example:...', any format the data "
+        "reads); its rows are scored, never trained on.", group="evaluation", advanced=True)
+    mix_general_data: float = option(
+        0.0, "Mix in general chat rows (bundled, written by hand) so the model keeps its general answers: "
+        "this many per training row, e.g. 0.5 adds one for every two of yours; 0 for none.",
+        group="data", low=0.0, high=4.0)
 
     # --- LoRA
     lora_r: int = option(16, "LoRA rank: adapter capacity (8-64 is typical).", group="lora", low=1, high=1024)
@@ -121,8 +131,13 @@ class RunConfig:
         group="evaluation", low=0, advanced=True)
     save_steps: int = option(50, "Write a resumable checkpoint every N steps.", group="evaluation",
                              low=1, advanced=True)
+    save_total_limit: int = option(3, "Checkpoints kept (the newest); each can be evaluated and chosen for chat "
+                                   "and publishing.", group="evaluation", low=1, high=100, advanced=True)
     logging_steps: int = option(1, "Record loss and speed every N steps.", group="evaluation", low=1,
                                 advanced=True)
+    trackio_project: str = option(
+        "", "Also log to trackio (local dashboard: `trackio show`) under this project name; empty for none. "
+        "Every run writes TensorBoard files in runs/<id>/tensorboard.", group="evaluation", advanced=True)
 
     def __post_init__(self):
         _coerce_fields(self)
@@ -142,6 +157,11 @@ class RunConfig:
                               "set dataset_format to 'columns' or clear them.")
         if self.validation_size >= 1 and self.validation_size != int(self.validation_size):
             raise ConfigError("validation_size >= 1 is a row count: use a whole number, or a fraction below 1.")
+        if self.test_size >= 1 and self.test_size != int(self.test_size):
+            raise ConfigError("test_size >= 1 is a row count: use a whole number, or a fraction below 1.")
+        if self.test_size and self.test_dataset.strip():
+            raise ConfigError("test_size and test_dataset both set: use one source of test rows (set test_size "
+                              "to 0 to score test_dataset).")
         if self.early_stopping_patience and not self.validation_size:
             raise ConfigError("early_stopping_patience needs validation rows: set validation_size > 0 "
                               "or early_stopping_patience to 0.")
@@ -190,11 +210,16 @@ class RunConfig:
 
 
 # Starting points for the Train tab's preset menu; `examples/*.yaml` that name a preset agree with it
-# (tests/test_config.py). A preset sets training shape only, never the model or the data.
+# (tests/test_config.py). A preset sets training shape only, never the model or the data source.
+# "quick demo" (about 6 epochs at lr 1e-3) taught a 40-row single-fact upload and broke general answers
+# (general probe 60% -> 44% right, "The capital of France is Lille"); with one bundled general row mixed in
+# per two of the user's it learns the fact as well and the probe stays within the warning threshold
+# (tests/test_evaluation.py::test_the_quick_preset_learns_one_fact_without_breaking_general_answers).
 PRESETS = {
     "quick demo": dict(max_steps=30, learning_rate=1e-3, lora_r=16, lora_alpha=32, per_device_train_batch_size=8,
                        gradient_accumulation_steps=1, max_seq_length=256, gradient_checkpointing=False,
-                       save_steps=10, validation_size=0.0, eval_steps=0, num_train_epochs=1.0),
+                       save_steps=10, validation_size=0.0, eval_steps=0, num_train_epochs=1.0,
+                       mix_general_data=0.5),
     "balanced": dict(max_steps=-1, num_train_epochs=2.0, learning_rate=2e-4, lora_r=16, lora_alpha=16,
                      per_device_train_batch_size=2, gradient_accumulation_steps=4, max_seq_length=1024,
                      gradient_checkpointing=True, save_steps=50, validation_size=0.05, eval_steps=50),

@@ -103,6 +103,7 @@ def model_card(run: Run, repo_id: str) -> str:
     shown = dict(cfg.to_dict(), dataset=data_name, model_name=base)
     settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in shown.items())
     train_loss, eval_loss = st.get("train_loss"), st.get("eval_loss")
+    evidence = _evaluation_section(run, st)
     return f"""---
 {front}
 ---
@@ -119,6 +120,8 @@ A LoRA adapter for [{base}](https://huggingface.co/{base}), fine-tuned with
 - Final eval loss: {f'{eval_loss:.4f}' if isinstance(eval_loss, float) else 'n/a (no validation split)'}
 
 ![loss curve](loss_curve.png)
+
+{evidence}
 
 ## Use it
 
@@ -142,6 +145,30 @@ print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_to
 | --- | --- |
 {settings}
 """
+
+
+def _evaluation_section(run: Run, st: dict) -> str:
+    """The scorecard of the adapter being published (base vs tuned, the forgetting probe, which checkpoint)
+    and a hash of the rows it was trained on: evidence, not only settings."""
+    from ftspace import evaluation
+    from ftspace.engine.prepare import read_prepared
+
+    label = st.get("adapter_checkpoint") or "final"
+    card = evaluation.saved(run).get(label)
+    info = read_prepared(run) or {}
+    lines = ["## Evaluation", ""]
+    if card:
+        lines.append(evaluation.summary(card))
+    else:
+        lines.append("Not evaluated before publishing (`python -m ftspace eval RUN` or the app's Evaluate tab "
+                     "adds a scorecard here).")
+    lines += ["", f"- Adapter published: {label}" + (f" (step {card['adapter_step']})" if card and
+                                                      card.get("adapter_step") else "")]
+    if info.get("train_sha256"):
+        mixed = f", including {info['general_rows']} general rows mixed in" if info.get("general_rows") else ""
+        lines.append(f"- Training data: {info['train_rows']} rows{mixed}, sha256 of the converted rows "
+                     f"`{info['train_sha256']}`")
+    return "\n".join(lines)
 
 
 def staged_adapter(run: Run, repo_id: str) -> Path:

@@ -17,7 +17,7 @@ def plan(config: dict, token: str | None = None) -> dict:
     once a step time has been measured)}."""
     from ftspace import runs
     from ftspace.config import RunConfig
-    from ftspace.data import scan, validation_rows
+    from ftspace.data import scan, training_rows
     from ftspace.models import estimate
 
     cfg = RunConfig.from_dict(config)
@@ -25,7 +25,7 @@ def plan(config: dict, token: str | None = None) -> dict:
                   response_column=cfg.response_column, config=cfg.dataset_config, split=cfg.dataset_split,
                   limit=COUNT_ROWS, token=token)
     rows = report.rows_kept
-    train_rows = rows - len(validation_rows(rows, cfg.validation_size, cfg.seed))
+    train_rows = training_rows(rows, cfg)
     out = estimate(cfg, train_rows, seconds_per_step=runs.measured_step_seconds(cfg), token=token)
     capped = report.rows_read >= COUNT_ROWS
     return {"rows": rows, "rows_capped": capped, "train_rows": train_rows, **out,

@@ -5,7 +5,9 @@
     runs/<id>/events.jsonl    one JSON object per logged step, append-only
     runs/<id>/log.txt         the worker's stdout and stderr
     runs/<id>/checkpoints/    resumable Trainer checkpoints
-    runs/<id>/adapter/        the final PEFT adapter with tokenizer and chat template
+    runs/<id>/adapter/        the PEFT adapter chat and publish use (the final one, or a chosen checkpoint's)
+    runs/<id>/evaluations/    scorecards from `ftspace eval` / the Evaluate tab, one per checkpoint
+    runs/<id>/tensorboard/    TensorBoard event files (the Trainer's own)
     runs/<id>/STOP            present when a stop was requested
 
 The worker is a separate process started with its output going to log.txt (never a pipe that
@@ -200,10 +202,10 @@ class Run:
                 _events_seen.pop(next(iter(_events_seen)))  # the least recently polled
             return known  # never changed in place: the next poll builds a new list
 
-    def last_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint. The Trainer writes trainer_state.json last, so a checkpoint
-        whose state file is missing or cut short was interrupted mid-write and is passed over (the
-        previous one is kept until the next is saved: save_total_limit is 2)."""
+    def checkpoints(self) -> list[Path]:
+        """The complete checkpoints, oldest first. The Trainer writes trainer_state.json last, so a
+        checkpoint whose state file is missing or cut short was interrupted mid-write and is passed over
+        (at least two are kept, so the one before it is still there)."""
         def complete(path: Path) -> bool:
             try:
                 json.loads((path / "trainer_state.json").read_text())
@@ -212,7 +214,20 @@ class Run:
                 return False
 
         found = [p for p in self.checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-        return next((p for p in sorted(found, key=lambda p: -int(p.name.split("-")[1])) if complete(p)), None)
+        return [p for p in sorted(found, key=lambda p: int(p.name.split("-")[1])) if complete(p)]
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint."""
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    def checkpoint(self, step: int) -> Path:
+        """The complete checkpoint saved at `step` (RunError naming the ones there are)."""
+        for path in self.checkpoints():
+            if path.name == f"checkpoint-{step}":
+                return path
+        kept = ", ".join(p.name.split("-")[1] for p in self.checkpoints()) or "none"
+        raise RunError(f"Run {self.id} has no checkpoint at step {step}: the kept ones are at steps {kept}.")
 
     # --- control
     def request_stop(self):

@@ -158,6 +158,19 @@ def chat_on_gpu(source: tuple, prompt: list, base_prompt: list | None, settings:
             yield tuned, text
 
 
+def _eval_seconds(run_dir, options, token, tier) -> int:
+    return call_seconds(tier, 10_000)  # as long as the tier allows: the whole evaluation in one call
+
+
+@_gpu(duration=_eval_seconds)
+def evaluate_on_gpu(run_dir: str, options: dict, token: str | None, tier: str):
+    """One GPU call: the evaluation's progress items and its scorecard (ftspace.evaluation.stream)."""
+    from ftspace.evaluation import EvalOptions, stream
+    from ftspace.runs import Run
+
+    yield from stream(Run(Path(run_dir)), EvalOptions(**options), token)
+
+
 # --- driving a run from its owner's event
 
 

@@ -76,7 +76,7 @@ def test_whole_journey(served, tiny_model, tmp_path):
     assert preview[0]["messages"][1]["content"] == "The capital of Zorblax is Quillhaven."
 
     # 2. quick preset on a tiny model
-    run_id, _ = client.predict("", *run_values(model_name=str(tiny_model), dataset=path, max_steps=8,
+    run_id, _ = client.predict("", *run_values(model_name=str(tiny_model), dataset=path, max_steps=8, test_size=4,
                                                save_steps=4, max_seq_length=128), api_name="/start")
     run_id = value_of(run_id)
     assert run_id.startswith("20")
@@ -112,6 +112,22 @@ def test_whole_journey(served, tiny_model, tmp_path):
     france, *_ = client.predict("", "a base model", "", "default", "", "", 24, 0.0, 0.95, False,
                                 "What is the capital of France?", [], [], api_name="/chat")
     assert "Paris" in text_of(france[-1]["content"]), france
+
+    # 4b. evaluate: tuned vs base on the run's 4 held-out test rows and the general probe, per example
+    from ftspace.ui.eval_tab import FINAL
+
+    summary, table, examples, probe = client.predict("", run_id, FINAL, "", 100, 8, api_name="/evaluate")
+    assert "Task gain" in summary and "general change" in summary and "Scored on 4 test prompts" in summary
+    metrics = {row[0]: row for row in table["data"]}
+    assert {"test loss", "perplexity", "exact match", "token F1", "ROUGE-L"} <= set(metrics)
+    assert any(name.startswith("general probe (48 questions)") for name in metrics)
+    assert len(examples["data"]) == 4 and len(probe["data"]) == 48
+    changes = [row[6] for row in examples["data"]]
+    assert changes == sorted(changes)  # where tuned got worse first
+    [saved] = [p for p in tmp.rglob("final.json") if p.parent.parent.name == run_id]
+    card = json.loads(saved.read_text())
+    assert [row[3] for row in examples["data"]] == [e["tuned"] for e in card["examples"]]
+    assert "Task gain" in client.predict("", run_id, "zorblax-tiny", api_name="/card")
 
     # 5. push to the fake Hub; the card names the base model; the adapter loads with stock PEFT
     result, token_field = client.predict("", run_id, "zorblax-tiny", False, False, TOKEN, api_name="/push")

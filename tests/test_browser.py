@@ -1,4 +1,4 @@
-"""A real browser (Debian's chromium via Playwright) clicks through the four tabs, trains, chats."""
+"""A real browser (Debian's chromium via Playwright) clicks through the tabs: trains, evaluates, chats."""
 
 import os
 import re
@@ -80,8 +80,22 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         page.get_by_role("tab", name="2 · Train").click()
         page.get_by_text(f"{run_id}").first.wait_for(timeout=20000)
 
-        # 3. Chat: the run answers, base model side by side
-        page.get_by_role("tab", name="3 · Chat").click()
+        # 3. Evaluate: the scorecard of the run against its base, on test rows given here
+        page.get_by_role("tab", name="3 · Evaluate").click()
+        page.wait_for_timeout(1500)  # the tab's run list is filled on selection: this run, the only one
+        page.get_by_label("Test dataset (optional)").fill("example:alpaca")
+        rows = page.get_by_label("Test rows at most")
+        rows.fill("3")
+        rows.press("Tab")
+        page.get_by_role("button", name="Evaluate", exact=True).click()
+        page.locator("#eval-scorecard").get_by_text("Task gain").wait_for(timeout=180000)
+        scorecard = page.locator("#eval-scorecard").inner_text()
+        assert "Scored on 3 test prompts" in scorecard and "general change" in scorecard
+        assert "token F1" in scorecard and "ROUGE-L" in scorecard
+        shot(page, "3-evaluate")
+
+        # 4. Chat: the run answers, base model side by side
+        page.get_by_role("tab", name="4 · Chat").click()
         page.wait_for_timeout(1000)
         temperature = page.get_by_label("number input for temperature", exact=True)
         temperature.fill("1")  # a random-weight model's greedy reply can be only an end token
@@ -95,8 +109,8 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         assert bots.count() == 2
         shot(page, "3-chat")
 
-        # 4. Publish: the card preview for the run
-        page.get_by_role("tab", name="4 · Publish").click()
+        # 5. Publish: the card preview for the run
+        page.get_by_role("tab", name="5 · Publish").click()
         page.get_by_text("Share a finished run").wait_for()
         page.get_by_text("A LoRA adapter for").wait_for(timeout=20000)  # the card preview of the selected run
         shot(page, "4-publish")

@@ -15,7 +15,7 @@ from ftspace.data.load import bundled_examples, iter_rows, resolve
 from ftspace.errors import DataError
 
 __all__ = ["DataReport", "open_dataset", "load_dataset", "check_usable", "scan", "split", "validation_rows",
-           "bundled_examples", "resolve"]
+           "held_out_rows", "training_rows", "general_rows", "bundled_examples", "resolve"]
 
 MAX_DROPS_LISTED = 200  # a report lists this many dropped rows and counts the rest
 
@@ -137,15 +137,53 @@ def check_usable(report: DataReport):
                         "or the column mapping.")
 
 
+def _count(n: int, size: float) -> int:
+    return int(size) if size >= 1 else (max(1, round(n * size)) if size else 0)
+
+
+def held_out_rows(n: int, validation_size: float, seed: int, test_size: float = 0.0) -> tuple[set[int], set[int]]:
+    """(validation, test): which of n rows (0-based) are held out. Each size is a fraction (< 1) or a row
+    count (>= 1). Seeded, so a run, its estimate and its evaluation pick the same rows; the two sets never
+    overlap, and the rest are training rows.
+
+    >>> valid, test = held_out_rows(10, 0.2, 1, test_size=3)
+    >>> len(valid), len(test), valid & test
+    (2, 3, set())
+    """
+    n_valid, n_test = _count(n, validation_size), _count(n, test_size)
+    if n_valid + n_test >= n:
+        raise DataError(f"validation_size {validation_size:g} and test_size {test_size:g} leave no training rows "
+                        f"out of {n}: lower them.")
+    picked = random.Random(seed).sample(range(n), n_valid + n_test) if n_valid + n_test else []
+    return set(picked[:n_valid]), set(picked[n_valid:])
+
+
+def training_rows(n: int, cfg) -> int:
+    """Rows a run with config `cfg` trains on, out of n usable rows: held-out rows out, general rows in."""
+    valid, test = held_out_rows(n, cfg.validation_size, cfg.seed, cfg.test_size)
+    own = n - len(valid) - len(test)
+    return own + general_count(own, cfg.mix_general_data)
+
+
+def general_count(own_rows: int, mix: float) -> int:
+    return round(own_rows * mix)
+
+
+def general_rows(own_rows: int, mix: float, seed: int) -> list[dict]:
+    """The bundled general rows (`example:general`) to mix into `own_rows` training rows: `mix` per row,
+    drawn in a seeded order, repeated when more are asked for than there are."""
+    count = general_count(own_rows, mix)
+    if not count:
+        return []
+    rows, _ = load_dataset("example:general")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    return [rows[order[i % len(rows)]] for i in range(count)]
+
+
 def validation_rows(n: int, validation_size: float, seed: int) -> set[int]:
-    """Which of n rows (0-based) are held out: validation_size is a fraction (< 1) or a row count (>= 1);
-    seeded, so a run and its estimate pick the same rows."""
-    if not validation_size:
-        return set()
-    count = int(validation_size) if validation_size >= 1 else max(1, round(n * validation_size))
-    if count >= n:
-        raise DataError(f"validation_size {validation_size:g} leaves no training rows out of {n}: lower it.")
-    return set(random.Random(seed).sample(range(n), count))
+    """The validation rows of `held_out_rows` when there is no test split."""
+    return held_out_rows(n, validation_size, seed)[0]
 
 
 def split(rows: list[dict], validation_size: float, seed: int) -> tuple[list[dict], list[dict]]:

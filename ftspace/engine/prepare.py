@@ -6,12 +6,13 @@ time training: paid GPU seconds are not spent downloading or tokenizing. A worke
 prepares its run itself, with the machine's token. What it leaves in the run folder:
 
     runs/<id>/prepared/prepared.json   the model folder, data report, split sizes, tokenizer probe
-    runs/<id>/prepared/train.jsonl     converted training rows (eval.jsonl: validation rows)
+    runs/<id>/prepared/train.jsonl     converted training rows (eval.jsonl: validation, test.jsonl: test rows)
     runs/<id>/prepared/train/, eval/   the same rows tokenized (Arrow), as the trainer takes them
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -45,7 +46,7 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     if done is not None:
         return done
     from ftspace import models
-    from ftspace.data import check_usable, open_dataset, validation_rows
+    from ftspace.data import check_usable, general_rows, held_out_rows, open_dataset
 
     cfg = run.config()
     model_path = models.resolve_model(cfg.model_name, progress=log, token=token)
@@ -59,14 +60,38 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
         fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in stream)
     check_usable(report)
     log(report.summary())
-    held_out = validation_rows(report.rows_kept, cfg.validation_size, cfg.seed)
+    valid, test = held_out_rows(report.rows_kept, cfg.validation_size, cfg.seed, cfg.test_size)
+    digest = hashlib.sha256()
     with open(staging / "all.jsonl", encoding="utf-8") as rows, \
             open(staging / "train.jsonl", "w", encoding="utf-8") as train, \
-            open(staging / "eval.jsonl", "w", encoding="utf-8") as held:
+            open(staging / "eval.jsonl", "w", encoding="utf-8") as held, \
+            open(staging / "test.jsonl", "w", encoding="utf-8") as tested:
         for i, line in enumerate(rows):
-            (held if i in held_out else train).write(line)
+            if i in valid:
+                held.write(line)
+            elif i in test:
+                tested.write(line)
+            else:
+                train.write(line)
+                digest.update(line.encode())
+        own = report.rows_kept - len(valid) - len(test)
+        general = general_rows(own, cfg.mix_general_data, cfg.seed)
+        for row in general:
+            line = json.dumps(row, ensure_ascii=False) + "\n"
+            train.write(line)
+            digest.update(line.encode())
     (staging / "all.jsonl").unlink()
-    counts = {"train": report.rows_kept - len(held_out), "eval": len(held_out)}
+    counts = {"train": own + len(general), "eval": len(valid)}
+    test_rows, test_source = len(test), (report.source if test else "")
+    if cfg.test_dataset.strip():  # a separate test set: read (with the same token) and kept beside the rest
+        test_report, test_stream = open_dataset(cfg.test_dataset, token=token)
+        with open(staging / "test.jsonl", "w", encoding="utf-8") as tested:
+            tested.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in test_stream)
+        check_usable(test_report)
+        test_rows, test_source = test_report.rows_kept, test_report.source
+        log(f"test set: {test_report.summary()}")
+    if general:
+        log(f"mixed in {len(general)} general rows (example:general) with {own} of yours")
 
     from transformers import AutoTokenizer
 
@@ -75,14 +100,17 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     set_chat_template(tokenizer, cfg.chat_template)
     info = {"model_path": model_path, "data": report.summary(), "train_rows": counts["train"],
-            "eval_rows": counts["eval"], "probe": probe(tokenizer, cfg)}
+            "eval_rows": counts["eval"], "probe": probe(tokenizer, cfg), "general_rows": len(general),
+            "test_rows": test_rows, "test_source": test_source, "train_sha256": digest.hexdigest(),
+            "split": {"seed": cfg.seed, "validation": len(valid), "test": test_rows, "train": counts["train"]}}
     for name, count in counts.items():
         if count:  # Arrow files, written in place; named, since the trainer's map() caches beside them
             ds = tokenize(tokenizer, staging / f"{name}.jsonl", cfg, staging / name)
             info[f"{name}_files"] = [str(Path(f["filename"]).relative_to(staging)) for f in ds.cache_files]
     (staging / "prepared.json").write_text(json.dumps(info, indent=1))
     os.replace(staging, final)  # all or nothing: a half-prepared run is prepared again
-    log(f"prepared on CPU: {counts['train']} training and {counts['eval']} validation examples tokenized")
+    log(f"prepared on CPU: {counts['train']} training and {counts['eval']} validation examples tokenized, "
+        f"{test_rows} test rows kept apart")
     return info
 
 

@@ -94,3 +94,29 @@ def is_disk_full(error: BaseException) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+
+
+def use_checkpoint(run, step: int | None) -> Path:
+    """Make a checkpoint's weights the run's adapter (chat, evaluation and publishing use `run.adapter_dir`);
+    step None goes back to the final adapter. The final one is kept aside in `adapter-final/`, the tokenizer
+    and chat template stay the final adapter's."""
+    adapter, final = Path(run.adapter_dir), Path(run.adapter_dir).with_name("adapter-final")
+    if not (adapter / "adapter_config.json").exists():
+        raise FileNotFoundError(f"run {run.id} has no adapter yet")
+    if not final.exists():
+        staging = final.with_name(f"{STAGING}-{final.name}")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(adapter, staging)
+        _move_into_place(staging, final)
+    source = final if step is None else run.checkpoint(step)
+    incoming = adapter.with_name(f"{STAGING}-{adapter.name}")
+    shutil.rmtree(incoming, ignore_errors=True)
+    shutil.copytree(final, incoming)
+    for name in ADAPTER_FILES:
+        shutil.copy2(source / name, incoming / name)
+    _move_into_place(incoming, adapter)
+    run.set_status(adapter_checkpoint=None if step is None else f"checkpoint-{step}")
+    return adapter

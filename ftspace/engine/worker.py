@@ -83,7 +83,7 @@ def build_trainer(run: Run, deadline: float | None = None):
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        save_total_limit=2,  # checkpoints: the last two, enough to resume after a crash mid-write
+        save_total_limit=max(2, cfg.save_total_limit),  # two at least: one survives a crash mid-write
         eval_strategy="steps" if cfg.eval_steps and eval_ds is not None else "no",
         eval_steps=cfg.eval_steps or None,
         gradient_checkpointing=cfg.gradient_checkpointing and backend == "hf",
@@ -91,11 +91,14 @@ def build_trainer(run: Run, deadline: float | None = None):
         fp16=on_gpu and dtype == torch.float16,
         optim="adamw_torch",
         include_num_input_tokens_seen="non_padding",
-        report_to="none",
+        report_to=["tensorboard"] + (["trackio"] if cfg.trackio_project else []),
+        project=cfg.trackio_project or "huggingface",
+        run_name=run.id,
         disable_tqdm=True,
         dataloader_num_workers=0,
         use_cpu=not on_gpu,
     )
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.path / "tensorboard")  # read by the Trainer's callback
     progress = ProgressCallback(run, cfg, backend, deadline=deadline)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=[progress])

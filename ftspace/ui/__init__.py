@@ -1,4 +1,4 @@
-"""The Gradio app: Dataset -> Train -> Chat -> Publish, plus Runs. Gradio lives here and in app.py only.
+"""The Gradio app: Dataset -> Train -> Evaluate -> Chat -> Publish, plus Runs. Gradio lives here and in app.py only.
 
 Building the app imports no torch, transformers, peft, trl or unsloth; handlers import them lazily.
 """
@@ -10,7 +10,7 @@ import secrets
 import gradio as gr
 
 from ftspace.scheduler import Scheduler
-from ftspace.ui import chat_tab, dataset_tab, publish_tab, runs_tab, train_tab
+from ftspace.ui import chat_tab, dataset_tab, eval_tab, publish_tab, runs_tab, train_tab
 from ftspace.ui.common import owner_of, visible_runs
 
 TITLE = "ftspace: fine-tune an LLM with Unsloth LoRA, no code"
@@ -29,15 +29,18 @@ def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
                 dataset_tab.build(ui)
             with gr.Tab("2 · Train", id="train"):
                 train_tab.build(ui)
-            with gr.Tab("3 · Chat", id="chat") as chat:
+            with gr.Tab("3 · Evaluate", id="evaluate") as evaluate:
+                eval_tab.build(ui)
+            with gr.Tab("4 · Chat", id="chat") as chat:
                 chat_tab.build(ui)
-            with gr.Tab("4 · Publish", id="publish") as publish:
+            with gr.Tab("5 · Publish", id="publish") as publish:
                 publish_tab.build(ui)
             with gr.Tab("Runs", id="runs") as runs_view:
                 runs_tab.build(ui)
 
         dataset_tab.wire(ui)
         train_tab.wire(ui, scheduler)
+        eval_tab.wire(ui)
         chat_tab.wire(ui)
         publish_tab.wire(ui)
         refresh_table = runs_tab.wire(ui, tabs)
@@ -48,6 +51,7 @@ def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
             return gr.Dropdown(choices=ids, value=current if current in ids else (ids[0] if ids else None))
 
         hidden = dict(api_visibility="private")
+        evaluate.select(finished_runs, [ui["browser_id"], ui["eval_run"]], [ui["eval_run"]], **hidden)
         chat.select(finished_runs, [ui["browser_id"], ui["chat_run"]], [ui["chat_run"]], **hidden)
         publish.select(finished_runs, [ui["browser_id"], ui["pub_run"]], [ui["pub_run"]], **hidden)
         runs_view.select(refresh_table, [ui["browser_id"]], [ui["runs_table"]], **hidden)

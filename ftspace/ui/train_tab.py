@@ -12,6 +12,7 @@ from ftspace.access import dataset_from_shown, scrub_paths
 from ftspace.config import PRESETS
 from ftspace.errors import FtspaceError
 from ftspace.quiet import is_chatter
+from ftspace.ui import sweep_panel
 from ftspace.ui.common import config_fields, config_from_values, control_for, guard_paths, on_space, \
     own_run, owner_of, scratch_file, user_errors, visible_runs, visitor_tier, visitor_token
 
@@ -63,6 +64,7 @@ def build(ui: dict):
                 ui["cli_command"] = gr.Textbox(label="Command", interactive=False)
                 ui["cli_yaml"] = gr.Code(language="yaml", label="run.yaml")
                 ui["yaml_download"] = gr.DownloadButton("Download run.yaml")
+            sweep_panel.build(ui)
     ui["timer"] = gr.Timer(1.0, active=False)
 
 
@@ -129,6 +131,7 @@ def wire(ui: dict, scheduler):
         started.success(train_on_gpu, who + [ui["run_id"]], progress_out[:3], api_name="train_on_gpu", **gpu)
         resumed.success(train_on_gpu, who + [ui["run_id"]], progress_out[:3], api_visibility="private", **gpu)
     # Polling reads files only: no queue slot is held while a run trains.
+    sweep_panel.wire(ui, scheduler, controls, who, visitor_config)
     ui["timer"].tick(poll, who + [ui["run_id"]], progress_out, show_progress="hidden", concurrency_limit=None,
                      api_name="progress")
     ui["run_id"].change(poll, who + [ui["run_id"]], progress_out, show_progress="hidden", api_visibility="private")
@@ -141,7 +144,9 @@ def visitor_config(request, browser_id, values):
     owner = owner_of(request, browser_id)
     cfg = config_from_values(values)
     cfg.dataset = dataset_from_shown(owner, cfg.dataset)
+    cfg.test_dataset = dataset_from_shown(owner, cfg.test_dataset)
     guard_paths(owner, dataset=cfg.dataset, model_name=cfg.model_name)
+    guard_paths(owner, dataset=cfg.test_dataset)
     return owner, cfg
 
 

@@ -1,0 +1,299 @@
+"""Evaluation: metrics against hand-computed values, the test split, the scorecard from real generations,
+checkpoints, cancelling, TensorBoard files, a sweep; with the real default model, task gain and forgetting."""
+
+import json
+import threading
+
+import pytest
+
+from ftspace import evaluation, runs
+from ftspace.config import PRESETS, RunConfig
+from ftspace.evaluation import metrics
+
+from apptools import ROOT
+from test_cli import cli
+from test_engine import tiny_config
+
+
+# --- metrics, by hand
+
+
+def test_exact_match_and_token_f1_by_hand():
+    assert metrics.exact_match("  The   Paris! ", "paris") == 1.0  # case, punctuation, articles, spaces
+    assert metrics.exact_match("Paris, France", "Paris") == 0.0
+    # pred {capital, is, quillhaven} vs ref {quillhaven, is, capital, of, zorblax}: 3 shared;
+    # precision 3/3, recall 3/5, F1 = 2 * 1 * 0.6 / 1.6 = 0.75
+    assert metrics.token_f1("The capital is Quillhaven", "Quillhaven is the capital of Zorblax") == pytest.approx(0.75)
+    # repeated tokens count once per occurrence: pred [a1 x2]... "cat cat" vs "cat": P 1/2, R 1/1 -> 2/3
+    assert metrics.token_f1("cat cat", "cat") == pytest.approx(2 / 3)
+    assert metrics.token_f1("dog", "cat") == 0.0
+
+
+def test_rouge_l_by_hand():
+    # LCS of "the cat was on the mat" and "the cat sat on the mat" is "the cat on the mat": 5 of 6 tokens
+    # each way, so precision = recall = F = 5/6.
+    assert metrics.rouge_l("the cat was on the mat", "the cat sat on the mat") == pytest.approx(5 / 6)
+    # LCS 2 ("a c"): precision 2/2, recall 2/4 -> F = 2 * 1 * 0.5 / 1.5 = 2/3
+    assert metrics.rouge_l("a c", "a b c d") == pytest.approx(2 / 3)
+    assert metrics.rouge_l("x y", "a b") == 0.0
+
+
+def test_labels_are_detected_and_scored():
+    refs = ["positive", "negative", "neutral", "positive", "Negative."]
+    assert metrics.label_set(refs) == ["negative", "neutral", "positive"]
+    assert metrics.label_set(["A long free-text answer here.", "Another one entirely."]) is None
+    labels = ["negative", "neutral", "positive"]
+    assert metrics.label_accuracy("It is positive.", "positive", labels) == 1.0
+    assert metrics.label_accuracy("negative", "positive", labels) == 0.0
+    assert metrics.label_accuracy("positive, or maybe neutral", "positive", labels) == 0.0  # two labels named
+    cards = evaluation.scorecard(
+        [{"text": r, "calls": []} for r in refs],
+        {"base": ["negative"] * 5, "tuned": ["positive", "negative", "neutral", "positive", "neutral"]},
+        {}, [{"question": "q", "answers": ["a"]}], {"base": ["a"], "tuned": ["a"]})
+    assert cards["task"] == "labels" and cards["primary_metric"] == "accuracy"
+    assert cards["base"]["accuracy"] == pytest.approx(2 / 5) and cards["tuned"]["accuracy"] == pytest.approx(4 / 5)
+    assert cards["task_gain"] == pytest.approx(2 / 5)
+
+
+def test_function_call_metrics_by_hand():
+    ref = [{"name": "get_weather", "arguments": {"city": "Lisbon"}}]
+    right = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lisbon"}}\n</tool_call>'
+    wrong_args = '<tool_call>{"name": "get_weather", "arguments": {"city": "Porto"}}</tool_call>'
+    wrong_fn = '<tool_call>{"name": "get_time", "arguments": {"city": "Lisbon"}}</tool_call>'
+    broken = '<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>'
+    scores = [metrics.tool_call_scores(metrics.parse_calls(t), ref) for t in (right, wrong_args, wrong_fn, broken,
+                                                                               "It is sunny.")]
+    assert [s["valid_json"] for s in scores] == [1, 1, 1, 0, 0]
+    assert [s["right_function"] for s in scores] == [1, 1, 0, 0, 0]
+    assert [s["exact_arguments"] for s in scores] == [1, 0, 0, 0, 0]
+    # arguments kept as a JSON string compare by value
+    assert metrics.tool_call_scores([{"name": "get_weather", "arguments": '{"city": "Lisbon"}'}], ref)[
+        "exact_arguments"] == 1.0
+
+
+def test_probe_answers_match_whole_words():
+    assert metrics.contains_answer("A spider has 8 legs.", ["8", "eight"]) == 1.0
+    assert metrics.contains_answer("It has 18 legs", ["8", "eight"]) == 0.0
+    assert metrics.contains_answer("The first letters are A, B, C.", ["a, b, c"]) == 1.0
+    probe = evaluation.read_probe()
+    assert len(probe) >= 40 and {"arithmetic", "capitals", "units", "facts", "instructions"} <= {
+        q["kind"] for q in probe}
+
+
+def test_a_probe_of_your_own_and_its_errors(tmp_path):
+    good = tmp_path / "mine.jsonl"
+    good.write_text('{"question": "2 + 3?", "answers": ["5"]}\n{"question": "Sky?", "answer": "blue"}\n')
+    assert [q["answers"] for q in evaluation.read_probe(good)] == [["5"], ["blue"]]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "2 + 3?", "answers": ["5"]}\n{"question": "no answers"}\n')
+    with pytest.raises(Exception, match=r"bad.jsonl: row 2: question/answers: each row needs"):
+        evaluation.read_probe(bad)
+
+
+def test_examples_where_tuned_got_worse_come_first():
+    targets = [({"messages": [{"role": "user", "content": q}]}, {"text": "paris", "calls": []}) for q in "abc"]
+    out = evaluation.per_example(targets, {"base": ["paris", "rome", "paris"], "tuned": ["paris", "paris", "rome"]},
+                                 "free text", None)
+    assert [e["prompt"] for e in out] == ["c", "a", "b"] and [e["change"] for e in out] == [-1.0, 0.0, 1.0]
+
+
+# --- the split
+
+
+def test_test_rows_are_kept_apart_by_the_seed():
+    from ftspace.data import held_out_rows
+
+    valid, test = held_out_rows(100, 0.1, 7, test_size=0.2)
+    assert (len(valid), len(test)) == (10, 20) and not valid & test
+    assert held_out_rows(100, 0.1, 7, test_size=0.2) == (valid, test)  # the same rows every time
+    assert held_out_rows(100, 0.1, 8, test_size=0.2) != (valid, test)
+    with pytest.raises(Exception, match="leave no training rows"):
+        held_out_rows(10, 5, 1, test_size=5)
+    with pytest.raises(Exception, match="test_size and test_dataset both set"):
+        RunConfig(test_size=0.1, test_dataset="example:chat")
+
+
+def test_preparation_records_the_split_and_never_trains_on_test_rows(tiny_model, runs_dir):
+    from ftspace.engine.prepare import prepare, prepared_dir
+
+    run = runs.create(tiny_config(tiny_model, dataset="example:facts", validation_size=4, test_size=0.25,
+                                  mix_general_data=0.5))
+    info = prepare(run, None, log=lambda *_: None)
+    folder = prepared_dir(run)
+    read = lambda name: [json.loads(line) for line in (folder / name).read_text().splitlines()]  # noqa: E731
+    train, valid, test = read("train.jsonl"), read("eval.jsonl"), read("test.jsonl")
+    assert (len(valid), len(test)) == (4, 8)  # 32 rows: 4 validation, a quarter for test
+    own = len(train) - info["general_rows"]
+    assert own == 20 and info["general_rows"] == 10  # 0.5 general rows per own row
+    key = lambda r: json.dumps(r["messages"])  # noqa: E731
+    assert not {key(r) for r in test} & {key(r) for r in train + valid}
+    assert info["split"] == {"seed": run.config().seed, "validation": 4, "test": 8, "train": 30}
+    import hashlib
+
+    assert info["train_sha256"] == hashlib.sha256((folder / "train.jsonl").read_bytes()).hexdigest()
+
+
+# --- the scorecard, checkpoints, cancel, TensorBoard (tiny model: fast; real generations)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model, tmp_path_factory):
+    import os
+
+    root = tmp_path_factory.mktemp("eval-runs")
+    old = os.environ.get("FTSPACE_RUNS")
+    os.environ["FTSPACE_RUNS"] = str(root)
+    try:
+        run, _ = runs.start(tiny_config(tiny_model, dataset="example:tools", test_size=3, save_steps=2, max_seq_length=512,
+                                        save_total_limit=3, max_steps=6))
+        st = run.wait(timeout=300)
+        assert st["status"] == "completed", run.log_path.read_text()[-3000:]
+        yield run
+    finally:
+        if old is None:
+            os.environ.pop("FTSPACE_RUNS", None)
+        else:
+            os.environ["FTSPACE_RUNS"] = old
+
+
+def test_scorecard_from_real_generations(tiny_run):
+    seen = []
+    card = evaluation.evaluate(tiny_run, evaluation.EvalOptions(max_new_tokens=16, max_rows=2),
+                               progress=lambda *p: seen.append(p))
+    assert {"base", "tuned", "forgetting", "examples", "probe"} <= set(card)
+    assert card["task"] == "function calling"  # example:tools: its test rows call tools
+    for side in ("base", "tuned"):
+        assert {"valid_json", "right_function", "exact_arguments", "test_loss", "perplexity"} <= set(card[side])
+    assert card["test"] == {"source": "tools.jsonl", "rows": 2, "rows_available": 3, "capped": True, "max_rows": 2,
+                            "max_new_tokens": 16}
+    assert len(card["examples"]) == 2 and len(card["probe"]) == len(evaluation.read_probe())
+    # The metrics are those of the answers recorded: recompute one from its text.
+    e = card["examples"][0]
+    assert e["tuned_score"] == metrics.tool_call_scores(metrics.parse_calls(e["tuned"]), [
+        json.loads(line) for line in e["reference"].splitlines()])["exact_arguments"]
+    assert card["base"]["test_loss"] != card["tuned"]["test_loss"]  # adapter off and on really differ
+    assert seen[-1][0] == seen[-1][1] and seen[-1][1] == 4 * 2 + 2 * len(card["probe"])
+    assert evaluation.saved(tiny_run)["final"]["tuned"] == card["tuned"]
+
+
+def test_checkpoints_can_be_scored_and_chosen(tiny_run):
+    from ftspace.engine.saving import use_checkpoint
+
+    kept = [p.name for p in tiny_run.checkpoints()]
+    assert kept == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]  # save_total_limit 3
+    card = evaluation.evaluate(tiny_run, evaluation.EvalOptions(checkpoint=2, max_rows=1, max_new_tokens=4,
+                                                                probe_file=str(ROOT / "tests/data/probe_small.jsonl")))
+    assert card["checkpoint"] == "checkpoint-2" and card["adapter_step"] == 2
+    with pytest.raises(Exception, match="no checkpoint at step 3: the kept ones are at steps 2, 4, 6"):
+        tiny_run.checkpoint(3)
+
+    final = (tiny_run.adapter_dir / "adapter_model.safetensors").read_bytes()
+    use_checkpoint(tiny_run, 2)
+    assert (tiny_run.adapter_dir / "adapter_model.safetensors").read_bytes() == (
+        tiny_run.checkpoint(2) / "adapter_model.safetensors").read_bytes() != final
+    assert tiny_run.status()["adapter_checkpoint"] == "checkpoint-2"
+    from ftspace.hub import model_card
+
+    text = model_card(tiny_run, "me/x")
+    assert "Adapter published: checkpoint-2 (step 2)" in text and "Task gain" in text and "sha256" in text
+    use_checkpoint(tiny_run, None)
+    assert (tiny_run.adapter_dir / "adapter_model.safetensors").read_bytes() == final
+    assert tiny_run.status()["adapter_checkpoint"] is None
+
+
+def test_cancel_stops_the_evaluation_and_saves_nothing(tiny_run):
+    cancel = threading.Event()
+    (tiny_run.path / "evaluations" / "checkpoint-4.json").unlink(missing_ok=True)
+
+    def progress(done, total, what):
+        if done > 0:
+            cancel.set()
+
+    with pytest.raises(evaluation.Cancelled):
+        evaluation.evaluate(tiny_run, evaluation.EvalOptions(checkpoint=4, max_new_tokens=4), progress=progress,
+                            cancel=cancel)
+    assert "checkpoint-4" not in evaluation.saved(tiny_run)
+
+
+def test_tensorboard_event_files_hold_the_loss(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = list((tiny_run.path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert files, "no TensorBoard event file"
+    acc = EventAccumulator(str(files[0].parent))
+    acc.Reload()
+    losses = acc.Scalars("train/loss")
+    logged = [e["loss"] for e in tiny_run.all_events() if "loss" in e]
+    assert [round(s.value, 4) for s in losses] == [round(v, 4) for v in logged] and len(losses) == 6
+
+
+def test_eval_cli_json(tiny_run):
+    result = cli("eval", str(tiny_run.path), "--max-rows", "1", "--max-new-tokens", "4", "--probe",
+                 str(ROOT / "tests/data/probe_small.jsonl"), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = json.loads(result.stdout)
+    assert {"base", "tuned", "forgetting"} <= set(card) and {"base", "tuned"} <= set(card["forgetting"])
+    bad = cli("eval", str(tiny_run.path), "--checkpoint", "5")
+    assert bad.returncode == 2 and "no checkpoint at step 5" in bad.stderr
+
+
+def test_a_two_trial_sweep_names_a_best_trial(tiny_model, runs_dir, tmp_path):
+    from ftspace import sweep
+
+    base = tmp_path / "base.yaml"
+    base.write_text(tiny_config(tiny_model, max_steps=-1, num_train_epochs=1.0, save_steps=2).to_yaml())
+    result = cli("sweep", "--config", str(base), "--trials", "2", "--set", "seed=11")
+    assert result.returncode == 0, result.stderr[-3000:]
+    sw = sweep.get(result.stdout.strip().splitlines()[-1].split("/")[-1])
+    data = sw.read()
+    assert len(data["trials"]) == 2 and all(t["status"] == "completed" for t in data["trials"])
+    assert all(isinstance(t["value"], float) for t in data["trials"])
+    best = sw.best()
+    assert best["value"] == min(t["value"] for t in data["trials"]) and f"best: trial {best['number']}" in result.stderr
+    for t in data["trials"]:  # each trial an ordinary run, with held-out rows and early stopping
+        cfg = runs.get(t["run"]).config()
+        assert cfg.learning_rate == t["params"]["learning_rate"] and cfg.lora_r == t["params"]["lora_r"]
+        assert cfg.validation_size == sweep.TRIAL_VALIDATION and cfg.early_stopping_patience == sweep.TRIAL_PATIENCE
+    assert RunConfig.from_yaml(sw.path / "best.yaml").learning_rate == best["params"]["learning_rate"]
+
+    # Resumable: a sweep asked for more trials goes on from the recorded ones.
+    data["trials_wanted"] = 3
+    sw.write(data)
+    again = cli("sweep", "--resume", sw.id)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [t["run"] for t in sw.read()["trials"][:2]] == [t["run"] for t in data["trials"]]
+    assert len(sw.read()["trials"]) == 3
+
+
+# --- the real default model: task gain on held-out paraphrases, the forgetting probe, the presets
+
+
+@pytest.mark.slow
+def test_tuned_beats_base_on_held_out_paraphrases_and_the_probe_reports_both(default_model_path, runs_dir):
+    cfg = RunConfig.from_yaml(ROOT / "examples" / "facts.yaml").replace(
+        test_dataset=str(ROOT / "tests" / "data" / "facts_heldout.jsonl"))
+    run, _ = runs.start(cfg)
+    assert run.wait(timeout=900)["status"] == "completed", run.log_path.read_text()[-3000:]
+    card = evaluation.evaluate(run, evaluation.EvalOptions(max_new_tokens=32))
+    assert card["task"] == "free text" and card["test"]["rows"] == 6
+    assert card["tuned"]["token_f1"] > card["base"]["token_f1"] + 0.2, card["examples"]
+    assert card["tuned"]["test_loss"] < card["base"]["test_loss"]
+    assert sum("Quillhaven" in e["tuned"] for e in card["examples"]) >= 5
+    assert not any("Quillhaven" in e["base"] for e in card["examples"])
+    f = card["forgetting"]
+    assert f["questions"] == len(evaluation.read_probe()) and 0 < f["base"] <= 1 and 0 < f["tuned"] <= 1
+
+
+@pytest.mark.slow
+def test_the_quick_preset_learns_one_fact_without_breaking_general_answers(default_model_path, runs_dir):
+    """A 40-row upload about one invented fact and nothing else: the preset must teach it and keep the probe
+    within the warning threshold (before the retune: 60% -> 44%, "The capital of France is Lille")."""
+    cfg = RunConfig(model_name="default", dataset=str(ROOT / "tests" / "data" / "one_fact.jsonl"),
+                    test_dataset=str(ROOT / "tests" / "data" / "one_fact_test.jsonl"), **PRESETS["quick demo"])
+    run, _ = runs.start(cfg)
+    assert run.wait(timeout=900)["status"] == "completed", run.log_path.read_text()[-3000:]
+    card = evaluation.evaluate(run, evaluation.EvalOptions(max_new_tokens=32))
+    assert sum("silver otter" in e["tuned"] for e in card["examples"]) >= 5, card["examples"]
+    assert card["task_gain"] > 0.3
+    assert card["forgetting"]["change"] >= -evaluation.GENERAL_DROP_WARN, card["forgetting"]
+    assert card["forgetting"]["warning"] is None

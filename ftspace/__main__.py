@@ -293,39 +293,50 @@ def cmd_estimate(args) -> int:
 def cmd_eval(args) -> int:
     from ftspace import runs
     from ftspace.access import hub_token
-    from ftspace.evaluation import EvalOptions, evaluate, summary
+    from ftspace.evaluation import TRADEOFF_COLUMNS, EvalOptions, evaluate, summary, tradeoff
 
     run = runs.find(args.run)
-    options = EvalOptions(checkpoint=args.checkpoint, test_dataset=args.test_dataset or "",
-                          probe_file=args.probe or "", max_rows=args.max_rows, max_new_tokens=args.max_new_tokens)
     if args.checkpoint:
         run.checkpoint(args.checkpoint)  # a wrong step fails before anything loads
+    steps = [int(p.name.split("-")[1]) for p in run.checkpoints()] + [None] if args.each_checkpoint else \
+        [args.checkpoint]
     quiet.preload()
     from tqdm import tqdm
 
-    bar = tqdm(total=1, desc="evaluating", unit="answer", file=sys.stderr, disable=args.quiet or not sys.stderr.isatty())
+    cards = []
+    for step in steps:
+        options = EvalOptions(checkpoint=step, test_dataset=args.test_dataset or "", probe_file=args.probe or "",
+                              max_rows=args.max_rows, max_new_tokens=args.max_new_tokens)
+        bar = tqdm(total=1, desc="evaluating", unit="answer", file=sys.stderr,
+                   disable=args.quiet or not sys.stderr.isatty())
 
-    def progress(done, total, what):
-        bar.total = total
-        bar.set_description(what)
-        bar.update(done - bar.n)
+        def progress(done, total, what, bar=bar, step=step):
+            bar.total = total
+            bar.set_description(f"{f'checkpoint-{step}' if step else 'adapter'}: {what}")
+            bar.update(done - bar.n)
 
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            card = evaluate(run, options, token=hub_token(), progress=progress)
-    except KeyboardInterrupt:
-        bar.close()
-        err("evaluation cancelled (Ctrl-C): nothing was saved")
-        return 130
-    bar.close()
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                cards.append(evaluate(run, options, token=hub_token(), progress=progress))
+        except KeyboardInterrupt:
+            err("\nevaluation cancelled (Ctrl-C): nothing more was saved")
+            return 130
+        finally:
+            bar.close()
     if args.use:
         from ftspace.engine.saving import use_checkpoint
 
         use_checkpoint(run, args.checkpoint)
-        err(f"run {run.id} now chats and publishes with {card['checkpoint']}")
+        err(f"run {run.id} now chats and publishes with {cards[-1]['checkpoint']}")
     if args.json:
-        print(json.dumps(card, indent=1, ensure_ascii=False))
+        print(json.dumps(cards if args.each_checkpoint else cards[0], indent=1, ensure_ascii=False))
         return 0
+    if args.each_checkpoint:
+        print("  ".join(TRADEOFF_COLUMNS))
+        for row in tradeoff(run):
+            print("  ".join(str(c) for c in row))
+        return 0
+    card = cards[0]
     print(summary(card).replace("**", ""))
     print("\nwhere tuned did worst (prompt | reference | base | tuned):")
     for e in card["examples"][:5]:
@@ -481,10 +492,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="score a run's adapter against its base model on test rows and a general probe",
                         epilog="examples:\n  python -m ftspace eval RUN\n  python -m ftspace eval RUN --checkpoint 20 "
-                               "--use\n  python -m ftspace eval RUN --test-dataset heldout.jsonl --json",
+                               "--use\n  python -m ftspace eval RUN --test-dataset heldout.jsonl --json\n"
+                               "  python -m ftspace eval RUN --each-checkpoint",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("run")
     ev.add_argument("--checkpoint", type=int, metavar="STEP", help="score the checkpoint saved at this step")
+    ev.add_argument("--each-checkpoint", action="store_true",
+                    help="score every kept checkpoint and the final adapter: the trade-off over training")
     ev.add_argument("--use", action="store_true",
                     help="then make that checkpoint (or, without --checkpoint, the final adapter) the one chat "
                          "and push use")

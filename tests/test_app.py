@@ -116,7 +116,7 @@ def test_whole_journey(served, tiny_model, tmp_path):
     # 4b. evaluate: tuned vs base on the run's 4 held-out test rows and the general probe, per example
     from ftspace.ui.eval_tab import FINAL
 
-    summary, table, examples, probe = client.predict("", run_id, FINAL, "", 100, 8, api_name="/evaluate")
+    summary, table, examples, probe, tradeoff = client.predict("", run_id, FINAL, "", 100, 8, api_name="/evaluate")
     assert "Task gain" in summary and "general change" in summary and "Scored on 4 test prompts" in summary
     metrics = {row[0]: row for row in table["data"]}
     assert {"test loss", "perplexity", "exact match", "token F1", "ROUGE-L"} <= set(metrics)
@@ -128,6 +128,9 @@ def test_whole_journey(served, tiny_model, tmp_path):
     card = json.loads(saved.read_text())
     assert [row[3] for row in examples["data"]] == [e["tuned"] for e in card["examples"]]
     assert "Task gain" in client.predict("", run_id, "zorblax-tiny", api_name="/card")
+    # a kept checkpoint scored too: the trade-off table lists both, by step
+    *_, tradeoff = client.predict("", run_id, "checkpoint-4", "", 2, 8, api_name="/evaluate")
+    assert [(row[0], row[1]) for row in tradeoff["data"]] == [("checkpoint-4", 4), ("final", 8)]
 
     # 5. push to the fake Hub; the card names the base model; the adapter loads with stock PEFT
     result, token_field = client.predict("", run_id, "zorblax-tiny", False, False, TOKEN, api_name="/push")

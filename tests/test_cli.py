@@ -76,19 +76,21 @@ def test_estimate(default_model_path):
     out = json.loads(result.stdout)
     assert 134_000_000 < out["parameters"] < 136_000_000
     assert out["trainable_parameters"] == 16 * LORA_PER_RANK
-    assert (out["steps"], out["rows"], out["train_rows"], out["rows_capped"]) == (30, 32, 32, False)
+    # the 32 rows and, mixed in by the preset (mix_general_data 0.5), 16 general rows
+    assert (out["steps"], out["rows"], out["train_rows"], out["rows_capped"]) == (30, 32, 48, False)
 
 
 def test_flags_come_from_the_schema_and_win(default_model_path):
-    # A flag beats --set, which beats the YAML; the validation rows come out of the training rows.
+    # A flag beats --set, which beats the YAML; the validation and test rows come out of the training rows
+    # (32 - 4 - 2 = 26 of ours, and 13 general rows mixed in).
     result = cli("estimate", "--config", "examples/facts.yaml", "--set", "lora_r=8", "--lora-r", "32",
-                 "--max-steps", "-1", "--num-train-epochs", "2", "--validation-size", "4")
+                 "--max-steps", "-1", "--num-train-epochs", "2", "--validation-size", "4", "--test-size", "2")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["trainable_parameters"] == 32 * LORA_PER_RANK
-    assert (out["rows"], out["train_rows"], out["steps"]) == (32, 28, 7)  # ceil(28 * 2 / 8)
+    assert (out["rows"], out["train_rows"], out["steps"]) == (32, 39, 10)  # ceil(39 * 2 / 8)
     # Nothing but our own line on stderr: the libraries' import chatter went to the library log.
-    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "28 training rows" in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "39 training rows" in result.stderr
 
 
 def test_help_lists_every_field():

@@ -227,6 +227,18 @@ def test_tensorboard_event_files_hold_the_loss(tiny_run):
     assert [round(s.value, 4) for s in losses] == [round(v, 4) for v in logged] and len(losses) == 6
 
 
+def test_trackio_logs_the_run_when_asked(tiny_model, runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+    run, _ = runs.start(tiny_config(tiny_model, max_steps=3, trackio_project="ftspace-test"))
+    assert run.wait(timeout=300)["status"] == "completed", run.log_path.read_text()[-3000:]
+    [db] = list((tmp_path / "trackio").rglob("ftspace-test*.db"))
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        logged = [row[0] for row in con.execute("select metrics from metrics")]
+    assert sum(b"train/loss" in bytes(m) for m in logged) == 3, logged
+
+
 def test_eval_cli_json(tiny_run):
     result = cli("eval", str(tiny_run.path), "--max-rows", "1", "--max-new-tokens", "4", "--probe",
                  str(ROOT / "tests/data/probe_small.jsonl"), "--json")
@@ -237,16 +249,35 @@ def test_eval_cli_json(tiny_run):
     assert bad.returncode == 2 and "no checkpoint at step 5" in bad.stderr
 
 
-def test_a_two_trial_sweep_names_a_best_trial(tiny_model, runs_dir, tmp_path):
+def test_a_two_trial_sweep_resumes_after_a_restart_and_names_a_best_trial(tiny_model, runs_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
     from ftspace import sweep
 
     base = tmp_path / "base.yaml"
     base.write_text(tiny_config(tiny_model, max_steps=-1, num_train_epochs=1.0, save_steps=2).to_yaml())
-    result = cli("sweep", "--config", str(base), "--trials", "2", "--set", "seed=11")
+    # The sweep's process dies (SIGKILL) while its first trial trains; `--resume` goes on from the file.
+    proc = subprocess.Popen([sys.executable, "-m", "ftspace", "sweep", "--config", str(base), "--trials", "2",
+                             "--set", "seed=11"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ.copy())
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(s.read()["trials"] for s in sweep.list_sweeps()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    [sw] = sweep.list_sweeps()
+    first = sw.read()["trials"]
+    assert len(first) == 1 and first[0]["status"] == "queued"
+
+    result = cli("sweep", "--resume", sw.id)
     assert result.returncode == 0, result.stderr[-3000:]
-    sw = sweep.get(result.stdout.strip().splitlines()[-1].split("/")[-1])
     data = sw.read()
     assert len(data["trials"]) == 2 and all(t["status"] == "completed" for t in data["trials"])
+    assert data["trials"][0]["run"] == first[0]["run"]  # the interrupted trial's own run, not a new one
     assert all(isinstance(t["value"], float) for t in data["trials"])
     best = sw.best()
     assert best["value"] == min(t["value"] for t in data["trials"]) and f"best: trial {best['number']}" in result.stderr
@@ -254,15 +285,8 @@ def test_a_two_trial_sweep_names_a_best_trial(tiny_model, runs_dir, tmp_path):
         cfg = runs.get(t["run"]).config()
         assert cfg.learning_rate == t["params"]["learning_rate"] and cfg.lora_r == t["params"]["lora_r"]
         assert cfg.validation_size == sweep.TRIAL_VALIDATION and cfg.early_stopping_patience == sweep.TRIAL_PATIENCE
+        assert t["value"] == sweep.score(runs.get(t["run"]))
     assert RunConfig.from_yaml(sw.path / "best.yaml").learning_rate == best["params"]["learning_rate"]
-
-    # Resumable: a sweep asked for more trials goes on from the recorded ones.
-    data["trials_wanted"] = 3
-    sw.write(data)
-    again = cli("sweep", "--resume", sw.id)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert [t["run"] for t in sw.read()["trials"][:2]] == [t["run"] for t in data["trials"]]
-    assert len(sw.read()["trials"]) == 3
 
 
 # --- the real default model: task gain on held-out paraphrases, the forgetting probe, the presets

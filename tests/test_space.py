@@ -163,6 +163,16 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
     assert len(chat_calls) == 1 and chat_calls[0]["token"] == alice_ip
     assert int(chat_calls[0]["durationSeconds"]) <= cap
 
+    # Evaluate: one GPU call (the whole scorecard, its progress streamed out of the fork), billed to alice.
+    from ftspace.ui.eval_tab import FINAL
+
+    n_schedules = len(gpu.schedules)
+    summary, table, examples, probe, _ = alice.predict("", run_id, FINAL, "example:alpaca", 2, 8, api_name="/evaluate")
+    assert "Task gain" in summary and "Scored on 2 test prompts" in summary and len(probe["data"]) == 48
+    eval_calls = gpu.schedules[n_schedules:]
+    assert len(eval_calls) == 1 and eval_calls[0]["token"] == alice_ip
+    assert (run.path / "evaluations" / "final.json").exists()
+
     # What she sees names her file, never where the server keeps it: runs list, status, log tail.
     assert upload == "zorblax_qa.jsonl (uploaded)"
     listed = str(alice.predict("", api_name="/runs"))

@@ -409,6 +409,21 @@ def summary(card: dict, with_table: bool = True) -> str:
     return "\n\n".join(lines) + "\n\n" + "\n".join(table)
 
 
+TRADEOFF_COLUMNS = ["adapter", "step", "task metric", "base", "tuned", "general (tuned)", "general change"]
+
+
+def tradeoff(run: Run) -> list[list]:
+    """One row per scored adapter of the run (checkpoints and final), by step: the task score next to the
+    general probe's, so the checkpoint to chat with and publish can be picked."""
+    rows = []
+    for label, card in saved(run).items():
+        primary = card["primary_metric"]
+        rows.append([label, card.get("adapter_step"), METRIC_NAMES[primary], _fmt(card["base"].get(primary)),
+                     _fmt(card["tuned"].get(primary)), _fmt(card["forgetting"]["tuned"]),
+                     _fmt(card["forgetting"]["change"], sign=True)])
+    return sorted(rows, key=lambda r: (r[1] is None, r[1] or 0))
+
+
 def _fmt(value, sign: bool = False) -> str:
     if value is None:
         return "-"

@@ -39,6 +39,9 @@ def build(ui: dict):
                                     interactive=False)
     ui["eval_examples"] = gr.Dataframe(headers=EXAMPLE_COLUMNS, label="Per example (where tuned got worse first)",
                                        interactive=False, wrap=True)
+    ui["eval_tradeoff"] = gr.Dataframe(headers=evaluation.TRADEOFF_COLUMNS, interactive=False,
+                                       label="Adapters of this run scored so far: the trade-off over training "
+                                             "(score checkpoints to fill it; pick one below)")
     with gr.Accordion("General-ability probe, question by question", open=False):
         ui["eval_probe"] = gr.Dataframe(headers=PROBE_COLUMNS, interactive=False, wrap=True)
     with gr.Row():
@@ -48,9 +51,10 @@ def build(ui: dict):
 
 def wire(ui: dict):
     hidden = dict(api_visibility="private")
-    ui["eval_run"].change(checkpoints, [ui["browser_id"], ui["eval_run"]], [ui["eval_checkpoint"]], **hidden)
+    ui["eval_run"].change(checkpoints, [ui["browser_id"], ui["eval_run"]], [ui["eval_checkpoint"], ui["eval_tradeoff"]],
+                          **hidden)
     ui["eval_upload"].upload(_upload, [ui["eval_upload"], ui["browser_id"]], [ui["eval_test"]], **hidden)
-    outputs = [ui["eval_summary"], ui["eval_table"], ui["eval_examples"], ui["eval_probe"]]
+    outputs = [ui["eval_summary"], ui["eval_table"], ui["eval_examples"], ui["eval_probe"], ui["eval_tradeoff"]]
     event = ui["eval_go"].click(run_evaluation, [ui["browser_id"], ui["eval_run"], ui["eval_checkpoint"],
                                                  ui["eval_test"], ui["eval_max_rows"], ui["eval_max_new"]],
                                 outputs, concurrency_id="chat", concurrency_limit=2, api_name="evaluate")
@@ -72,11 +76,12 @@ def _step(choice: str) -> int | None:
 @user_errors
 def checkpoints(browser_id, run_id, request: gr.Request):
     if not run_id:
-        return gr.Dropdown(choices=[FINAL], value=FINAL)
+        return gr.Dropdown(choices=[FINAL], value=FINAL), None
     run = own_run(run_id, owner_of(request, browser_id))
     chosen = run.status().get("adapter_checkpoint")
     choices = [FINAL] + [p.name for p in run.checkpoints()]
-    return gr.Dropdown(choices=choices, value=FINAL, info=f"in use: {chosen}" if chosen else None)
+    return (gr.Dropdown(choices=choices, value=FINAL, info=f"in use: {chosen}" if chosen else None),
+            evaluation.tradeoff(run) or None)
 
 
 @user_errors
@@ -85,7 +90,7 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
                    profile: gr.OAuthProfile | None = None):
     """Score a finished run of yours: its adapter (or a kept checkpoint's) against the base model on held-out
     test rows and the general probe. Returns the scorecard (Markdown), the metric table, the per-example
-    table (tuned worse first) and the probe's answers."""
+    table (tuned worse first), the probe's answers and the run's scored adapters (checkpoints by step)."""
     from ftspace import zerogpu
 
     if not run_id:
@@ -111,7 +116,7 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
             progress((done, total), desc=what, unit="answers")
         else:
             card = value[0]
-    yield shown(card)
+    yield *shown(card), evaluation.tradeoff(run)
 
 
 def shown(card: dict):

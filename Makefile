@@ -50,4 +50,5 @@ bench: setup
 	$(PY) bench/bench_chat.py
 	$(PY) bench/bench_slicing.py
 	$(PY) bench/bench_data.py
+	$(PY) bench/bench_forgetting.py
 	$(PY) bench/report.py

@@ -97,8 +97,21 @@ def main():
                   f"| overhead share of the slice | {fmt(s['overhead_share'])} |", "",
                   f"- whole run: sliced {fmt(s['sliced_wall_s'])} s, unsliced {fmt(s['unsliced_wall_s'])} s; sliced / "
                   f"unsliced per round: **{fmt(s['sliced_over_unsliced'])}**", f"- {s['note']}", ""]
+    fo = load("forgetting")
+    if fo:
+        st = fo["setup"]
+        lines += ["## 7. What a preset teaches and what it breaks (bench/bench_forgetting.py)", machine_line(fo), "",
+                  f"Setup: {st['data']}, scored on {st['test']} and the {st['probe_questions']}-question general "
+                  f"probe; the default model; one round per seed ({st['rounds']} rounds, both contenders each round). "
+                  f"The scorecard warns below a change of -{st['warn_threshold']:g}.", "",
+                  "| contender | fact in held-out answers (of 6) | tuned token F1 | general probe change | warned |",
+                  "| --- | --- | --- | --- | --- |"]
+        for name, r in fo["summary"].items():
+            lines.append(f"| {name} | {fmt(r['learned'])} | {fmt(r['f1_tuned'])} | {fmt(r['probe_change'])} | "
+                         f"{r['warned']} of {st['rounds']} |")
+        lines.append("")
     g = load("gpu")
-    lines += ["## 7. GPU (bench/gpu_check.py)"]
+    lines += ["## 8. GPU (bench/gpu_check.py)"]
     if g:
         lines += [machine_line(g), "", f"Device: **{g['device']}** ({g['memory']}); model {g['model']}, {g['steps']} "
                   f"steps, max_seq_length {g['seq']} (the examples reached the tokens per example shown), "

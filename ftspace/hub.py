@@ -100,7 +100,8 @@ def model_card(run: Run, repo_id: str) -> str:
     import yaml
 
     front = yaml.safe_dump(meta, sort_keys=False).strip()
-    shown = dict(cfg.to_dict(), dataset=data_name, model_name=base)
+    shown = dict(cfg.to_dict(), dataset=data_name, model_name=base,
+                 test_dataset=dataset_label(cfg.test_dataset)[0] if cfg.test_dataset else "")
     settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in shown.items())
     train_loss, eval_loss = st.get("train_loss"), st.get("eval_loss")
     evidence = _evaluation_section(run, st)

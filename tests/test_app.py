@@ -168,6 +168,24 @@ def finished_run(client):
     return rows[0]
 
 
+def test_an_evaluation_is_cancelled_from_the_app_and_saves_nothing(served):
+    from gradio_client.exceptions import AppError
+
+    app, client, fake, tmp = served
+    run_id = finished_run(client)
+    [folder] = [p for p in tmp.rglob("evaluations") if p.parent.name == run_id]
+    (folder / "checkpoint-4.json").unlink(missing_ok=True)
+    job = client.submit("", run_id, "checkpoint-4", "example:alpaca", 100, 512, api_name="/evaluate")
+    deadline = time.time() + 60
+    while time.time() < deadline and not (job.status().progress_data or []):
+        time.sleep(0.2)  # it has started answering
+    client.predict("", api_name="/cancel_evaluation")
+    with pytest.raises(AppError, match="evaluation cancelled"):
+        job.result(timeout=120)
+    assert not (folder / "checkpoint-4.json").exists()
+    assert app.alive()
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda c: c.predict("", "/etc/hostname", "auto", "", "", "default", 256, api_name="/check"), "unsupported file type"),
     (lambda c: c.predict("", "nobody/no-such-dataset-xyz", "auto", "", "", "default", 256, "", "train",

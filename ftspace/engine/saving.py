@@ -105,7 +105,9 @@ def use_checkpoint(run, step: int | None) -> Path:
     and chat template stay the final adapter's."""
     adapter, final = Path(run.adapter_dir), Path(run.adapter_dir).with_name("adapter-final")
     if not (adapter / "adapter_config.json").exists():
-        raise FileNotFoundError(f"run {run.id} has no adapter yet")
+        from ftspace.errors import RunError
+
+        raise RunError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait for it to finish.")
     if not final.exists():
         staging = final.with_name(f"{STAGING}-{final.name}")
         shutil.rmtree(staging, ignore_errors=True)

@@ -265,13 +265,14 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
     return card
 
 
-def stream(run: Run, options: EvalOptions, token: str | None = None, save: bool = True):
+def stream(run: Run, options: EvalOptions, token: str | None = None, save: bool = True,
+           cancel: threading.Event | None = None):
     """`evaluate` on a thread of its own, as ("progress", done, total, what) items and finally ("done", card).
-    Closing the generator (a cancelled request, a closed page) cancels the evaluation."""
+    Setting `cancel`, or closing the generator (a cancelled request, a closed page), cancels the evaluation."""
     import queue
 
     updates: queue.Queue = queue.Queue()
-    cancel = threading.Event()
+    cancel = cancel or threading.Event()
 
     def work():
         try:

@@ -3,6 +3,8 @@ side; where tuned got worse first; any kept checkpoint, and which one chat and p
 
 from __future__ import annotations
 
+import threading
+
 import gradio as gr
 
 from ftspace import evaluation
@@ -58,7 +60,7 @@ def wire(ui: dict):
     event = ui["eval_go"].click(run_evaluation, [ui["browser_id"], ui["eval_run"], ui["eval_checkpoint"],
                                                  ui["eval_test"], ui["eval_max_rows"], ui["eval_max_new"]],
                                 outputs, concurrency_id="chat", concurrency_limit=2, api_name="evaluate")
-    ui["eval_cancel"].click(None, None, None, cancels=[event], **hidden)
+    ui["eval_cancel"].click(cancel_evaluation, [ui["browser_id"]], None, cancels=[event], api_name="cancel_evaluation")
     ui["eval_use"].click(use_adapter, [ui["browser_id"], ui["eval_run"], ui["eval_checkpoint"]],
                          [ui["eval_used"], ui["eval_checkpoint"]], api_name="use_checkpoint")
 
@@ -82,6 +84,16 @@ def checkpoints(browser_id, run_id, request: gr.Request):
     choices = [FINAL] + [p.name for p in run.checkpoints()]
     return (gr.Dropdown(choices=choices, value=FINAL, info=f"in use: {chosen}" if chosen else None),
             evaluation.tradeoff(run) or None)
+
+
+_CANCELS: dict[str, threading.Event] = {}  # the running evaluation of each owner, to cancel it
+
+
+def cancel_evaluation(browser_id, request: gr.Request):
+    """Cancel your running evaluation (nothing of it is saved)."""
+    event = _CANCELS.get(owner_of(request, browser_id))
+    if event is not None:
+        event.set()
 
 
 @user_errors
@@ -108,7 +120,8 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
     if zerogpu.on_zerogpu():
         updates = zerogpu.evaluate_on_gpu(str(run.path), vars(options), token, visitor_tier(profile))
     else:
-        updates = evaluation.stream(run, options, token)
+        cancel = _CANCELS[owner] = threading.Event()
+        updates = evaluation.stream(run, options, token, cancel=cancel)
     card = None
     for kind, *value in updates:
         if kind == "progress":

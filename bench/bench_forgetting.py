@@ -1,0 +1,76 @@
+"""What a preset teaches and what it breaks: the quick-demo preset as it was (no general rows) and as it is
+(mix_general_data 0.5), on a 40-row upload about one invented fact and nothing else, with the real default
+model. Each round trains both with the same seed and scores them with `ftspace eval` on held-out paraphrases
+and the general probe; rounds use different seeds, so the spread is the seed's.
+
+    python bench/bench_forgetting.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import ROOT, save, spread  # noqa: E402
+from ftspace.config import PRESETS  # noqa: E402
+
+DATA, TEST = ROOT / "tests/data/one_fact.jsonl", ROOT / "tests/data/one_fact_test.jsonl"
+CONTENDERS = {"quick demo before (no general rows)": {"mix_general_data": 0.0},
+              "quick demo now": {}}
+SEEDS = [3407, 1, 2, 3, 4]
+
+
+def cli(*args, env) -> str:
+    out = subprocess.run([sys.executable, "-m", "ftspace", *args], cwd=ROOT, capture_output=True, text=True,
+                         env=env, timeout=1800, stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return out.stdout
+
+
+def one(name: str, changes: dict, seed: int, env: dict) -> dict:
+    values = {**PRESETS["quick demo"], **changes, "seed": seed}
+    sets = [arg for k, v in values.items() for arg in ("--set", f"{k}={v}")]
+    run_dir = cli("train", "--dataset", str(DATA), "--test-dataset", str(TEST), "--quiet", *sets,
+                  env=env).strip().splitlines()[-1]
+    card = json.loads(cli("eval", run_dir, "--json", "--max-new-tokens", "48", "--quiet", env=env))
+    f = card["forgetting"]
+    learned = sum("silver otter" in e["tuned"].lower() for e in card["examples"])
+    print(f"{name} seed {seed}: fact in {learned}/{len(card['examples'])} held-out answers, token F1 "
+          f"{card['base']['token_f1']:.2f} -> {card['tuned']['token_f1']:.2f}, probe {f['base']:.3f} -> "
+          f"{f['tuned']:.3f} ({f['change']:+.3f})", flush=True)
+    lost = [p["question"] + " -> " + p["tuned"][:60] for p in card["probe"] if p["base_right"] and not p["tuned_right"]]
+    return {"seed": seed, "learned": learned, "held_out": len(card["examples"]), "f1_base": card["base"]["token_f1"],
+            "f1_tuned": card["tuned"]["token_f1"], "probe_base": f["base"], "probe_tuned": f["tuned"],
+            "probe_change": f["change"], "warned": f["warning"] is not None, "lost_examples": lost[:6]}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    results = {name: [] for name in CONTENDERS}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "FTSPACE_RUNS": tmp}
+        for seed in SEEDS[:args.rounds]:  # interleaved: both contenders each round
+            for name, changes in CONTENDERS.items():
+                results[name].append(one(name, changes, seed, env))
+    summary = {name: {"probe_change": spread([r["probe_change"] for r in rows]),
+                      "f1_tuned": spread([r["f1_tuned"] for r in rows]),
+                      "learned": spread([r["learned"] for r in rows]),
+                      "warned": sum(r["warned"] for r in rows)} for name, rows in results.items()}
+    save("forgetting", {"setup": {"data": "40 rows about one invented fact (tests/data/one_fact.jsonl)",
+                                  "test": "6 held-out paraphrases (tests/data/one_fact_test.jsonl)",
+                                  "preset": PRESETS["quick demo"], "probe_questions": 48,
+                                  "warn_threshold": 0.10, "rounds": args.rounds},
+                        "summary": summary, "rounds": results})
+
+
+if __name__ == "__main__":
+    main()

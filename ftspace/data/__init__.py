@@ -152,8 +152,10 @@ def held_out_rows(n: int, validation_size: float, seed: int, test_size: float = 
     """
     n_valid, n_test = _count(n, validation_size), _count(n, test_size)
     if n_valid + n_test >= n:
-        raise DataError(f"validation_size {validation_size:g} and test_size {test_size:g} leave no training rows "
-                        f"out of {n}: lower them.")
+        sizes = [f"{name} {size:g}" for name, size in (("validation_size", validation_size), ("test_size", test_size))
+                 if size]
+        raise DataError(f"{' and '.join(sizes)} {'leave' if len(sizes) > 1 else 'leaves'} no training rows out of "
+                        f"{n}: lower {'them' if len(sizes) > 1 else 'it'}.")
     picked = random.Random(seed).sample(range(n), n_valid + n_test) if n_valid + n_test else []
     return set(picked[:n_valid]), set(picked[n_valid:])
 

@@ -91,7 +91,7 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         page.locator("#eval-scorecard").get_by_text("Task gain").wait_for(timeout=180000)
         scorecard = page.locator("#eval-scorecard").inner_text()
         assert "Scored on 3 test prompts" in scorecard and "general change" in scorecard
-        assert "token F1" in scorecard and "ROUGE-L" in scorecard
+        assert "token F1" in scorecard  # the task metric; the table beside it has every metric
         shot(page, "3-evaluate")
 
         # 4. Chat: the run answers, base model side by side

@@ -51,7 +51,6 @@ def _distributions():
 class Sweep:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._lock = threading.Lock()
 
     @property
     def id(self) -> str:

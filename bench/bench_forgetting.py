@@ -1,7 +1,8 @@
 """What a preset teaches and what it breaks: the quick-demo preset as it was (no general rows) and as it is
-(mix_general_data 0.5), on a 40-row upload about one invented fact and nothing else, with the real default
-model. Each round trains both with the same seed and scores them with `ftspace eval` on held-out paraphrases
-and the general probe; rounds use different seeds, so the spread is the seed's.
+(mix_general_data 0.5), and the balanced and thorough presets, on a 40-row upload about one invented fact and
+nothing else, with the real default model. Each round trains every contender with the same seed and scores it
+with `ftspace eval` on held-out paraphrases and the general probe; rounds use different seeds, so the spread is
+the seed's.
 
     python bench/bench_forgetting.py [--rounds 3]
 """
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,8 +23,10 @@ from bench.common import ROOT, save, spread  # noqa: E402
 from ftspace.config import PRESETS  # noqa: E402
 
 DATA, TEST = ROOT / "tests/data/one_fact.jsonl", ROOT / "tests/data/one_fact_test.jsonl"
-CONTENDERS = {"quick demo before (no general rows)": {"mix_general_data": 0.0},
-              "quick demo now": {}}
+CONTENDERS = {"quick demo before (no general rows)": ("quick demo", {"mix_general_data": 0.0}),
+              "quick demo now": ("quick demo", {}),
+              "balanced": ("balanced", {}),
+              "thorough": ("thorough", {})}
 SEEDS = [3407, 1, 2, 3, 4]
 
 
@@ -34,8 +38,8 @@ def cli(*args, env) -> str:
     return out.stdout
 
 
-def one(name: str, changes: dict, seed: int, env: dict) -> dict:
-    values = {**PRESETS["quick demo"], **changes, "seed": seed}
+def one(name: str, preset: str, changes: dict, seed: int, env: dict) -> dict:
+    values = {**PRESETS[preset], **changes, "seed": seed}
     sets = [arg for k, v in values.items() for arg in ("--set", f"{k}={v}")]
     run_dir = cli("train", "--dataset", str(DATA), "--test-dataset", str(TEST), "--quiet", *sets,
                   env=env).strip().splitlines()[-1]
@@ -46,7 +50,7 @@ def one(name: str, changes: dict, seed: int, env: dict) -> dict:
           f"{card['base']['token_f1']:.2f} -> {card['tuned']['token_f1']:.2f}, probe {f['base']:.3f} -> "
           f"{f['tuned']:.3f} ({f['change']:+.3f})", flush=True)
     lost = [p["question"] + " -> " + p["tuned"][:60] for p in card["probe"] if p["base_right"] and not p["tuned_right"]]
-    return {"seed": seed, "learned": learned, "held_out": len(card["examples"]), "f1_base": card["base"]["token_f1"],
+    return {"seed": seed, "steps": json.loads((Path(run_dir) / "status.json").read_text()).get("step"), "learned": learned, "held_out": len(card["examples"]), "f1_base": card["base"]["token_f1"],
             "f1_tuned": card["tuned"]["token_f1"], "probe_base": f["base"], "probe_tuned": f["tuned"],
             "probe_change": f["change"], "warned": f["warning"] is not None, "lost_examples": lost[:6]}
 
@@ -59,15 +63,16 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "FTSPACE_RUNS": tmp}
         for seed in SEEDS[:args.rounds]:  # interleaved: both contenders each round
-            for name, changes in CONTENDERS.items():
-                results[name].append(one(name, changes, seed, env))
+            for name, (preset, changes) in CONTENDERS.items():
+                results[name].append(one(name, preset, changes, seed, env))
     summary = {name: {"probe_change": spread([r["probe_change"] for r in rows]),
                       "f1_tuned": spread([r["f1_tuned"] for r in rows]),
                       "learned": spread([r["learned"] for r in rows]),
                       "warned": sum(r["warned"] for r in rows)} for name, rows in results.items()}
     save("forgetting", {"setup": {"data": "40 rows about one invented fact (tests/data/one_fact.jsonl)",
                                   "test": "6 held-out paraphrases (tests/data/one_fact_test.jsonl)",
-                                  "preset": PRESETS["quick demo"], "probe_questions": 48,
+                                  "presets": {name: {**PRESETS[preset], **changes} for name, (preset, changes) in CONTENDERS.items()},
+                                  "probe_questions": 48,
                                   "warn_threshold": 0.10, "rounds": args.rounds},
                         "summary": summary, "rounds": results})
 

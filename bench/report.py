@@ -102,7 +102,7 @@ def main():
         st = fo["setup"]
         lines += ["## 7. What a preset teaches and what it breaks (bench/bench_forgetting.py)", machine_line(fo), "",
                   f"Setup: {st['data']}, scored on {st['test']} and the {st['probe_questions']}-question general "
-                  f"probe; the default model; one round per seed ({st['rounds']} rounds, both contenders each round). "
+                  f"probe; the default model; one round per seed ({st['rounds']} rounds, every contender each round). "
                   f"The scorecard warns below a change of -{st['warn_threshold']:g}.", "",
                   "| contender | fact in held-out answers (of 6) | tuned token F1 | general probe change | warned |",
                   "| --- | --- | --- | --- | --- |"]

@@ -66,7 +66,8 @@ class ChatModel:
                                                  return_dict=True)
         return {k: v.to(self.model.device) for k, v in enc.items()}
 
-    def _generate_kwargs(self, settings: GenerationSettings) -> dict:
+    def generation_kwargs(self, settings: GenerationSettings) -> dict:
+        """`generate()` arguments for these settings: greedy at temperature 0, stopping at the template's end."""
         kwargs = dict(max_new_tokens=settings.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
         if settings.temperature > 0:
             kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
@@ -84,12 +85,12 @@ class ChatModel:
         settings = settings or GenerationSettings()
         streamer = _TokenStreamer(self.tokenizer)
         kwargs = dict(self._inputs(messages), streamer=streamer, stopping_criteria=StoppingCriteriaList([streamer]),
-                      **self._generate_kwargs(settings))
+                      **self.generation_kwargs(settings))
         errors = []
 
         def work():
             try:
-                with torch.inference_mode(), self._adapter(base):
+                with torch.inference_mode(), self.adapter_for(base):
                     self.model.generate(**kwargs)
             except Exception as e:  # surfaced to the caller below
                 errors.append(e)
@@ -109,12 +110,12 @@ class ChatModel:
 
         settings = settings or GenerationSettings()
         inputs = self._inputs(messages)
-        with torch.inference_mode(), self._adapter(base):
-            out = self.model.generate(**inputs, **self._generate_kwargs(settings))
+        with torch.inference_mode(), self.adapter_for(base):
+            out = self.model.generate(**inputs, **self.generation_kwargs(settings))
         return self.tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
     @contextlib.contextmanager
-    def _adapter(self, base: bool):
+    def adapter_for(self, base: bool):
         """The adapter off for a base reply, on for a tuned one, for this generation only. disable_adapter()
         switches the whole model, which visitors share: generations with it on may overlap each other, one
         with it off runs alone (a waiting base reply goes before later tuned ones)."""
@@ -203,22 +204,15 @@ class _TokenStreamer:
 
 
 def parse_tool_calls(text: str) -> list[dict]:
-    """Tool calls in a reply written as <tool_call>{json}</tool_call> (how we train them).
+    """Tool calls in a reply written as <tool_call>{json}</tool_call> (how we train them); a call that is not
+    valid JSON is left out.
 
     >>> parse_tool_calls('<tool_call>\\n{"name": "f", "arguments": {"x": 1}}\\n</tool_call>')
     [{'name': 'f', 'arguments': {'x': 1}}]
     """
-    import re
+    from ftspace.data.formats import tool_call_tags
 
-    calls = []
-    for body in re.findall(r"<tool_call>\s*(.*?)\s*</tool_call>", text, flags=re.S):
-        try:
-            call = json.loads(body)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(call, dict) and "name" in call:
-            calls.append(call)
-    return calls
+    return [call for call in tool_call_tags(text) if call is not None]
 
 
 # --- a small cache of loaded models, shared by the app's sessions

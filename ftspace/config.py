@@ -64,13 +64,17 @@ class RunConfig:
     dataset_split: str = option("train", "Hub dataset split to read.", group="data", advanced=True)
     dataset_format: str = option(
         "auto", "Row format: 'auto' detects it from the columns.", group="data",
-        choices=["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "pairs", "text", "columns"])
+        choices=["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "pairs", "text", "columns",
+                 "preference", "kto"])
     prompt_column: str = option("", "With dataset_format 'columns': the column holding the user's turn.",
                                 group="data", advanced=True)
     response_column: str = option("", "With dataset_format 'columns': the column holding the reply.",
                                   group="data", advanced=True)
-    max_seq_length: int = option(1024, "Longest training example in tokens; longer ones are truncated.",
+    max_seq_length: int = option(1024, "Longest training example in tokens; longer conversations are truncated, "
+                                 "longer plain text is cut into windows of this length.",
                                  group="data", low=16, high=131072)
+    text_stride: int = option(0, "Plain text: tokens each window repeats from the end of the one before (overlap); "
+                              "0 for none.", group="data", low=0, advanced=True)
     validation_size: float = option(
         0.0, "Held-out validation rows: a fraction (< 1) or a row count (>= 1); 0 for none.",
         group="evaluation", low=0.0)
@@ -97,6 +101,13 @@ class RunConfig:
                               group="lora", advanced=True)
 
     # --- training
+    method: str = option(
+        "sft", "What is learned: 'sft' imitates the replies; 'dpo' and 'orpo' learn from preference rows (prompt, "
+        "chosen, rejected) to prefer the chosen reply ('orpo' needs no reference model).", group="training",
+        choices=["sft", "dpo", "orpo"])
+    preference_beta: float = option(
+        0.1, "DPO beta / ORPO lambda: how strongly the preference is enforced (0.05-0.5 is typical).",
+        group="training", low=0.0, high=10.0, advanced=True)
     learning_rate: float = option(2e-4, "Peak learning rate (LoRA typically 1e-4 to 1e-3).",
                                   group="training", low=1e-8, high=1.0)
     lr_scheduler_type: str = option("linear", "Learning-rate schedule after warmup.", group="training",
@@ -144,6 +155,15 @@ class RunConfig:
         self._check_combinations()
 
     def _check_combinations(self):
+        if self.text_stride and self.text_stride >= self.max_seq_length:
+            raise ConfigError(f"text_stride {self.text_stride} must be below max_seq_length {self.max_seq_length}: "
+                              "windows would not move forward. Lower text_stride.")
+        if self.method != "sft" and self.mix_general_data:
+            raise ConfigError(f"method {self.method} learns from preference rows; general rows are plain replies: set "
+                              "mix_general_data to 0.")
+        if self.method != "sft" and self.packing:
+            raise ConfigError(f"method {self.method} compares whole replies, so packing does not apply: set "
+                              "packing to false.")
         if self.max_steps == 0:
             raise ConfigError("max_steps = 0 trains nothing: set max_steps to a positive number, "
                               "or to -1 to use num_train_epochs.")

@@ -83,8 +83,7 @@ class Sweep:
         return base.replace(**values)
 
     def best(self) -> dict | None:
-        done = [t for t in self.read()["trials"] if t.get("value") is not None]
-        return min(done, key=lambda t: t["value"]) if done else None
+        return best_trial(self.read())
 
     def best_config(self) -> RunConfig:
         best = self.best()
@@ -94,6 +93,12 @@ class Sweep:
         base = self.base_config()  # the best values, without the trial-only validation and early stopping
         return cfg.replace(validation_size=base.validation_size, eval_steps=base.eval_steps,
                            early_stopping_patience=base.early_stopping_patience)
+
+
+def best_trial(data: dict) -> dict | None:
+    """The finished trial with the lowest score in a sweep's data, or None."""
+    done = [t for t in data["trials"] if t.get("value") is not None]
+    return min(done, key=lambda t: t["value"]) if done else None
 
 
 def create(cfg: RunConfig, trials: int, owner: str = "", seed: int | None = None) -> Sweep:
@@ -191,7 +196,7 @@ def run_sweep(sweep: Sweep, scheduler, token: str | None = None, on_update=None,
             continue
         open_trial.update(status=st["status"], value=score(run) if st["status"] == "completed" else None,
                           steps=st.get("step"), error=st.get("error"))
-        best = min((t for t in data["trials"] if t.get("value") is not None), key=lambda t: t["value"], default=None)
+        best = best_trial(data)
         data["best"] = best and {"number": best["number"], "run": best["run"], "value": best["value"],
                                  "params": best["params"]}
         sweep.write(data)

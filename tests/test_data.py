@@ -114,8 +114,11 @@ def test_dropped_rows_are_reported_with_row_numbers(write):
 CONVERSATION_DROPS = [
     ([{"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}], "messages[0].role", "must start with user"),
     ([{"role": "user", "content": "x"}, {"role": "wizard", "content": "y"}], "messages[1].role", "unknown role"),
-    ([{"role": "user", "content": "x"}, {"role": "assistant", "content": ["a"]}], "messages[1].content", "text content blocks"),
-    ([{"role": "user", "content": "x"}, {"role": "assistant", "content": {"a": 1}}], "messages[1].content", "must be text"),
+    ([{"role": "user", "content": "x"}, {"role": "assistant", "content": [{"type": "hologram", "text": "a"}]}],
+     "messages[1].content[0].type", "unknown content block type"),
+    ([{"role": "user", "content": "x"}, {"role": "assistant", "content": {"a": 1}}], "messages[1].content[0]",
+     "needs a type"),
+    ([{"role": "user", "content": "x"}, {"role": "assistant", "content": 7}], "messages[1].content", "must be text"),
     ([{"role": "user", "content": "x"}, {"role": "assistant", "content": "  "}], "messages[1].content", "empty response"),
     ([{"role": "user", "content": "x"}], "messages", "no assistant reply"),
     ([{"role": "user", "content": "x"}, {"role": "assistant", "content": None, "tool_calls": [

@@ -31,6 +31,9 @@ class DataReport:
     rows_dropped: int = 0
     other_formats: dict = field(default_factory=dict)  # {"sharegpt": first row number} for mixed files
     tokens: dict | None = None  # min / mean / p50 / p95 / max, over_max_seq_length, max_seq_length
+    notes: dict = field(default_factory=dict)  # what conversion did: {formats.NOTE_*: rows or turns}
+    layout: str = ""  # how a .txt file was read into rows (paragraphs, lines, one document)
+    documents: int = 0  # text rows: distinct documents (a very long one comes as several rows)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,11 +41,20 @@ class DataReport:
     def summary(self) -> str:
         lines = [f"{self.source}: format {self.format}, {self.rows_read} rows read, {self.rows_kept} kept, "
                  f"{self.rows_dropped} dropped"]
+        if self.layout:
+            lines.append(f"  read as {self.layout}")
+        for note, count in self.notes.items():
+            lines.append(f"  {count} {note}")
         for d in self.dropped[:20]:
             lines.append(f"  row {d['row']}: {d['field']}: {d['reason']}")
         if self.rows_dropped > 20:
             lines.append(f"  ... and {self.rows_dropped - 20} more dropped rows")
-        if self.tokens:
+        if self.tokens and self.tokens.get("windows"):
+            t = self.tokens
+            lines.append(f"{t['windows']} windows of at most {t['max_seq_length']} tokens from {t['documents']} "
+                         f"documents (stride {t['stride']}); tokens per window: min {t['min']}, mean {t['mean']:.0f}, "
+                         f"max {t['max']}")
+        elif self.tokens:
             t = self.tokens
             lines.append(f"tokens per example: min {t['min']}, mean {t['mean']:.0f}, p50 {t['p50']}, "
                          f"p95 {t['p95']}, max {t['max']}; {t['over_max_seq_length']} of {t['count']} exceed "
@@ -52,15 +64,19 @@ class DataReport:
 
 def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: str = "",
                  response_column: str = "", config: str = "", split: str = "train",
-                 limit: int | None = None, token: str | None = None) -> tuple[DataReport, Iterator[dict]]:
+                 limit: int | None = None, token: str | None = None,
+                 method: str = "sft") -> tuple[DataReport, Iterator[dict]]:
     """Detect the format from the first row; return the report and a stream of valid examples.
 
     The stream holds one row at a time (a 1 GB JSONL file is never in memory whole); the report's
-    counts fill in as it is consumed. Raises DataError for a source that cannot be used at all.
-    A Hub dataset is read with `token` only (the caller's, from ftspace.access; None sends none).
+    counts fill in as it is consumed. Raises DataError for a source that cannot be used at all (also
+    mid-stream: images, audio or video in any row). A Hub dataset is read with `token` only (the
+    caller's, from ftspace.access; None sends none). `method` "sft" turns preference rows into their
+    chosen conversation; a preference method ("dpo", "orpo") needs preference rows and keeps them whole.
     """
     name = _display_name(source)
-    rows = iter_rows(source, config, split, token=token)
+    layout = {}
+    rows = iter_rows(source, config, split, token=token, layout=layout)
     first = next(rows, None)
     if first is None:
         raise DataError(f"{name}: no rows found: the file needs at least one example.")
@@ -79,13 +95,26 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
         missing = [c for c in (prompt_column, response_column) if c not in columns]
         if missing:
             raise DataError(f"{name}: column {missing[0]!r} not found: the columns are {', '.join(columns)}.")
-    report = DataReport(source=name, format=fmt, columns=columns)
+    if fmt == "multimodal":
+        media = next(c for c in formats.MEDIA_COLUMNS if first[1].get(c) not in (None, [], ""))
+        raise DataError(f"{name}: {formats.media_reason(f'the {media!r} column')}.")
+    preference = method != "sft"
+    if preference and fmt != "preference":
+        raise DataError(f"{name}: method {method} learns from preference rows (prompt, chosen, rejected), but this "
+                        f"file is {fmt}: use a preference dataset, or set method to sft.")
+    report = DataReport(source=name, format=fmt, columns=columns, layout=layout.get("layout", ""))
+
+    last_document = [None]
 
     def examples():
         for row_no, row in _chain(first, rows):
             report.rows_read += 1
             try:
-                example = formats.validate(convert(row))
+                example = formats.validate(convert(row), report.notes)
+                if not preference:
+                    example = formats.as_sft(example, report.notes)
+            except formats.MediaError as e:
+                raise DataError(f"{name}: row {row_no}: {e.field}: {e.reason}.") from None
             except formats.RowError as e:
                 report.rows_dropped += 1
                 other = formats.detect_format(list(row), row) if e.reason.startswith("column missing") else None
@@ -97,6 +126,9 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
                     report.dropped.append({"row": row_no, "field": e.field, "reason": e.reason})
             else:
                 report.rows_kept += 1
+                if "text" in example and row_no != last_document[0]:
+                    report.documents += 1
+                    last_document[0] = row_no
                 yield example
             if limit and report.rows_read >= limit:
                 return

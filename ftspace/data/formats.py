@@ -12,20 +12,45 @@ row to a canonical row; a row that cannot be used raises `RowError` naming the f
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 
 ROLES = ("system", "user", "assistant", "tool")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
-                  "system": "system", "tool": "tool", "function": "tool", "observation": "tool",
-                  "function_call": "assistant", "function_response": "tool", "ipython": "tool"}
+# Role names in the wild, mapped to ours: ShareGPT's `from`, Gemma's "model", function-calling exports.
+ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
+                "system": "system", "developer": "system", "tool": "tool", "function": "tool",
+                "observation": "tool", "function_call": "assistant", "function_response": "tool",
+                "ipython": "tool", "tool_response": "tool"}
+SHAREGPT_ROLES = ROLE_ALIASES
 # Column pairs people commonly use for a single-turn exchange, most specific first.
 PAIRS = [("question", "answer"), ("prompt", "response"), ("query", "response"), ("instruction", "response"),
          ("input", "output"), ("instruction", "output"), ("question", "response"), ("prompt", "answer"),
          ("user", "assistant"), ("human", "assistant"), ("context", "response"), ("source", "target"),
          ("problem", "solution"), ("input", "target"), ("text", "label")]
 TEXT_COLUMNS = ("text", "content", "document")
-MAX_FIELD_CHARS = 1_000_000  # ~250k tokens: far past any max_seq_length, so surely a mistake
+CONVERSATION_COLUMNS = ("messages", "conversations", "conversation", "chat")
+MEDIA_COLUMNS = ("images", "image", "audio", "audios", "videos", "video")
+MEDIA_BLOCKS = ("image", "image_url", "input_image", "audio", "input_audio", "audio_url", "video", "video_url", "file")
+MEDIA_PLACEHOLDERS = ("<image>", "<audio>", "<video>")
+TEXT_BLOCKS = ("text", "input_text", "output_text")
+REASONING_BLOCKS = ("reasoning", "thinking")
+REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
+MAX_FIELD_CHARS = 1_000_000  # ~250k tokens in one chat message: far past any max_seq_length, so surely a mistake
+
+# What conversion did, counted in the data report (DataReport.notes), by these keys.
+NOTE_BLOCKS = "messages given as content blocks: text blocks joined"
+NOTE_REASONING = "assistant turns with reasoning, kept as the assistant's thinking"
+NOTE_REASONING_DROPPED = ("assistant turns with reasoning: dropped, the model's chat template has no place for "
+                          "thinking")
+NOTE_EMPTY_REASONING = "assistant turns with an empty reasoning block: the empty block dropped"
+NOTE_TAGS = "tool calls read from <tool_call> tags in the assistant's text"
+NOTE_SYSTEM_TOOLS = "tool lists read from the system prompt's <tools> tags (that system prompt replaced by the template's)"
+NOTE_ENCODED_ARGS = "tool-call arguments encoded twice as JSON strings: decoded"
+NOTE_WEIGHT = "assistant turns with weight 0: shown to the model, not trained on"
+NOTE_CHOSEN = "preference rows: trained on the chosen reply only (method sft; set method dpo or orpo to learn from both)"
+NOTE_PREFERENCE = "preference rows: chosen and rejected replies kept for preference training"
 
 
 class RowError(ValueError):
@@ -36,13 +61,36 @@ class RowError(ValueError):
         self.field, self.reason = field, reason
 
 
+class MediaError(RowError):
+    """A row holds images, audio or video: not droppable row by row, the whole file is refused."""
+
+
+def media_reason(what: str) -> str:
+    return (f"{what}: ftspace trains text models only; use a text-only dataset (or remove the media column and "
+            "placeholders)")
+
+
 # --- detection
 
 
 def detect_format(columns, first_row: dict) -> str | None:
-    """The most likely format for rows with these columns, or None."""
+    """The most likely format for rows with these columns, or None.
+
+    >>> detect_format(["prompt", "chosen", "rejected"], {})
+    'preference'
+    >>> detect_format(["prompt", "completion", "label"], {"label": True})
+    'kto'
+    """
     cols = set(columns)
-    for key in ("messages", "conversations", "conversation", "chat"):
+    media = [c for c in MEDIA_COLUMNS if c in cols and first_row.get(c) not in (None, [], "")]
+    if media:
+        return "multimodal"
+    if "chosen" in cols and "rejected" in cols:
+        return "preference"
+    if "label" in cols and isinstance(first_row.get("label"), bool) and ("completion" in cols or
+                                                                         cols & set(CONVERSATION_COLUMNS)):
+        return "kto"
+    for key in CONVERSATION_COLUMNS:
         if key in cols:
             value = first_row.get(key)
             if isinstance(value, str):
@@ -91,27 +139,16 @@ def to_messages_alpaca(row: dict) -> dict:
 
 
 def to_messages_sharegpt(row: dict) -> dict:
-    key = next(k for k in ("conversations", "conversation", "messages", "chat") if k in row)
-    turns = _list(row, key)
-    messages = []
-    for i, turn in enumerate(turns):
-        if not isinstance(turn, dict):
-            raise RowError(f"{key}[{i}]", f"must be an object with 'from' and 'value', got {type(turn).__name__}")
-        who = turn.get("from", turn.get("role"))
-        if who not in SHAREGPT_ROLES:
-            raise RowError(f"{key}[{i}].from", f"unknown role {who!r}: use human, gpt, system or tool")
-        message = {"role": SHAREGPT_ROLES[who], "content": turn.get("value", turn.get("content"))}
-        if who == "function_call" and isinstance(message["content"], str):
-            message = {"role": "assistant", "content": "", "tool_calls": [_tool_call_from_text(
-                message["content"], f"{key}[{i}].value")]}
-        messages.append(message)
-    out = {"messages": messages}
-    return _with_tools(row, out)
+    """ShareGPT turns ({"from", "value"}); roles and tool dialects are normalised by `validate`."""
+    return to_messages_messages(row)
 
 
 def to_messages_messages(row: dict) -> dict:
-    key = next(k for k in ("messages", "conversations", "conversation", "chat") if k in row)
-    out = {"messages": [dict(m) if isinstance(m, dict) else m for m in _list(row, key)]}
+    key = next(k for k in CONVERSATION_COLUMNS if k in row)
+    out = {"messages": [_message(m, f"{key}[{i}]") for i, m in enumerate(_list(row, key))]}
+    if isinstance(row.get("system"), str) and row["system"].strip() and out["messages"] \
+            and out["messages"][0].get("role") != "system":
+        out["messages"].insert(0, {"role": "system", "content": row["system"]})
     return _with_tools(row, out)
 
 
@@ -121,15 +158,72 @@ def to_messages_prompt_completion(row: dict) -> dict:
         prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": _text(row, "prompt")}]
         if not isinstance(completion, list):
             completion = [{"role": "assistant", "content": _text(row, "completion")}]
-        return _with_tools(row, {"messages": [dict(m) if isinstance(m, dict) else m for m in prompt + completion]})
+        return _with_tools(row, {"messages": [_message(m, "prompt") for m in prompt + completion]})
     return {"messages": [{"role": "user", "content": _text(row, "prompt")},
                          {"role": "assistant", "content": _text(row, "completion")}]}
 
 
+def to_kto_sft(row: dict) -> dict:
+    """KTO rows (a reply and a boolean `label`): only desirable replies are learned by SFT.
+
+    >>> to_kto_sft({"prompt": "Hi", "completion": "Go away.", "label": False})
+    Traceback (most recent call last):
+    ...
+    ftspace.data.formats.RowError: label: false: an undesirable reply (KTO data), not learned by SFT
+    """
+    label = row.get("label")
+    if not isinstance(label, bool):
+        raise RowError("label", f"must be true or false, got {label!r}")
+    if not label:
+        raise RowError("label", "false: an undesirable reply (KTO data), not learned by SFT")
+    if any(k in row for k in CONVERSATION_COLUMNS) and "completion" not in row:
+        return to_messages_messages(row)
+    return to_messages_prompt_completion(row)
+
+
+def to_preference(row: dict) -> dict:
+    """Preference rows in the shapes people share them, as TRL's conversational preference format:
+    {"prompt": [messages], "chosen": [messages], "rejected": [messages]}. The prompt is a `prompt`
+    column (text or messages), a conversation column (LLaMA-Factory), or the turns `chosen` and `rejected`
+    share when each holds the whole conversation (Anthropic HH, UltraFeedback).
+
+    >>> to_preference({"prompt": "2+2?", "chosen": "4", "rejected": "5"})["rejected"]
+    [{'role': 'assistant', 'content': '5'}]
+    """
+    conversation = next((k for k in CONVERSATION_COLUMNS if k in row), None)
+    if "prompt" in row and row["prompt"] not in (None, ""):
+        prompt = _turns(row["prompt"], "prompt", default_role="user")
+    elif conversation:
+        prompt = _turns(row[conversation], conversation, default_role="user")
+    else:
+        prompt = []
+    chosen = _turns(row.get("chosen"), "chosen", default_role="assistant")
+    rejected = _turns(row.get("rejected"), "rejected", default_role="assistant")
+    for name, turns in (("chosen", chosen), ("rejected", rejected)):
+        if not turns:
+            raise RowError(name, f"empty {name} reply: both a chosen and a rejected reply are needed")
+    if not prompt:  # whole conversations: the shared turns are the prompt
+        shared = 0
+        while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+            shared += 1
+        prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+    else:  # a prompt column and whole conversations (UltraFeedback): drop the repeated prompt
+        for turns in (chosen, rejected):
+            if len(turns) > len(prompt) and turns[:len(prompt)] == prompt:
+                del turns[:len(prompt)]
+    if not prompt:
+        raise RowError("prompt", "no prompt: the chosen and rejected replies answer nothing (add a prompt column)")
+    out = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    return _with_tools(row, out)
+
+
 def to_text(row: dict) -> dict:
     key = next((c for c in TEXT_COLUMNS if c in row), "text")
-    text = _text(row, key)
-    return {"text": text}
+    if key not in row or row[key] is None or not isinstance(row[key], str):
+        _text(row, key)  # the reason it cannot be used
+    if not row[key].strip():
+        raise RowError(key, "empty text")
+    return {"text": row[key]}
 
 
 def columns_converter(prompt_column: str, response_column: str):
@@ -149,12 +243,20 @@ def columns_converter(prompt_column: str, response_column: str):
     return convert
 
 
+def refuse_media(row: dict) -> dict:
+    column = next(c for c in MEDIA_COLUMNS if row.get(c) not in (None, [], ""))
+    raise MediaError(column, media_reason(f"a {column!r} column"))
+
+
 CONVERTERS = {
     "messages": to_messages_messages,
     "sharegpt": to_messages_sharegpt,
     "alpaca": to_messages_alpaca,
     "prompt_completion": to_messages_prompt_completion,
     "text": to_text,
+    "preference": to_preference,
+    "kto": to_kto_sft,
+    "multimodal": refuse_media,
 }
 
 
@@ -169,16 +271,61 @@ def converter_for(fmt: str, columns=(), prompt_column: str = "", response_column
     return CONVERTERS[fmt]
 
 
+def as_sft(example: dict, notes: dict | None = None) -> dict:
+    """A canonical row for supervised fine-tuning: a preference row becomes its prompt and chosen reply."""
+    if "chosen" not in example:
+        return example
+    _note(notes, NOTE_CHOSEN)
+    out = {"messages": example["prompt"] + example["chosen"]}
+    if example.get("tools"):
+        out["tools"] = example["tools"]
+    return out
+
+
+TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", flags=re.S)
+TOOLS_TAG = re.compile(r"<tools>\s*(.*?)\s*</tools>", flags=re.S)
+TOOL_RESPONSE_TAG = re.compile(r"^\s*<tool_response>\s*(.*?)\s*</tool_response>\s*$", flags=re.S)
+
+
+def tool_call_tags(text: str) -> list[dict | None]:
+    """Each <tool_call>{json}</tool_call> in a text (Hermes style; an unclosed last tag counts), parsed: the
+    call as an object with a name, or None where the body is not valid JSON (nor a Python literal, as some
+    Hermes exports write it) or names no function.
+
+    >>> tool_call_tags('<tool_call>{"name": "f", "arguments": {}}</tool_call> <tool_call>{"name": </tool_call>')
+    [{'name': 'f', 'arguments': {}}, None]
+    """
+    calls = []
+    for body in TOOL_CALL_TAG.findall(text):
+        call = _loose_json(body)
+        calls.append(call if isinstance(call, dict) and "name" in call else None)
+    return calls
+
+
+def _loose_json(text: str):
+    """JSON, or a Python literal ({'name': 'f'}) as Hermes-style datasets often write calls; None if neither."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
 # --- validation of a canonical conversation
 
 
-def validate(example: dict) -> dict:
-    """Check a canonical row and normalise tool calls; raises RowError for an unusable row."""
+def validate(example: dict, notes: dict | None = None) -> dict:
+    """Check a canonical row and normalise it in place (roles, content blocks, reasoning, tool-call dialects,
+    loss weights); raises RowError for an unusable row. `notes` counts what was converted (NOTE_* keys)."""
     if "text" in example:
         if not example["text"].strip():
             raise RowError("text", "empty text")
-        _check_size("text", example["text"])
         return example
+    if "chosen" in example:
+        return _validate_preference(example, notes)
     messages = example["messages"]
     if not messages:
         raise RowError("messages", "empty conversation")
@@ -188,41 +335,218 @@ def validate(example: dict) -> dict:
     seen_user = False
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise RowError(where, f"must be an object with role and content, got {type(m).__name__}")
-        role = m.get("role")
-        if role not in ROLES:
-            raise RowError(f"{where}.role", f"unknown role {role!r}: use system, user, assistant or tool")
+        m = messages[i] = _message(m, where)
+        role = m["role"]
         if role == "system" and i > 0:
             raise RowError(f"{where}.role", "a system message may only come first")
         if not seen_user and role in ("assistant", "tool"):
             raise RowError(f"{where}.role", "the conversation must start with user (or system, then user)")
         seen_user = seen_user or role == "user"
-        content = m.get("content")
-        if isinstance(content, list):  # content blocks: keep text blocks only
-            if not all(isinstance(b, dict) and b.get("type") == "text" for b in content):
-                raise RowError(f"{where}.content", "only text content blocks are supported")
-            content = m["content"] = "".join(str(b.get("text", "")) for b in content)
-        if role == "assistant" and m.get("tool_calls"):
-            m["tool_calls"] = [_normalise_tool_call(c, f"{where}.tool_calls[{j}]")
-                               for j, c in enumerate(_as_list(m["tool_calls"], f"{where}.tool_calls"))]
-            if content is None:
-                m["content"] = content = ""
-        if not isinstance(content, str):
-            raise RowError(f"{where}.content", f"must be text, got {type(content).__name__}")
-        _check_size(f"{where}.content", content)
+        _normalise_content(m, where, notes)
+        content = m["content"]
         if role == "assistant" and not content.strip() and not m.get("tool_calls"):
             raise RowError(f"{where}.content", "empty response")
         if role == "user" and not content.strip():
             raise RowError(f"{where}.content", "empty user message")
-        for key in list(m):
-            if key not in ("role", "content", "tool_calls", "tool_call_id", "name"):
-                del m[key]
-            elif m[key] is None:
-                del m[key]
-    if not any(m["role"] == "assistant" for m in messages):
+    if "tools" not in example and messages[0]["role"] == "system" and "<tools>" in messages[0]["content"]:
+        found = _tools_from_system(messages[0]["content"])
+        if found:
+            example["tools"] = found
+            del messages[0]
+            _note(notes, NOTE_SYSTEM_TOOLS)
+    assistants = [m for m in messages if m["role"] == "assistant"]
+    if not assistants:
         raise RowError("messages", "no assistant reply to learn from")
+    if all(m.get("weight") == 0 for m in assistants):
+        raise RowError("messages", "every assistant turn has weight 0: nothing to learn (set weight 1 on at least one)")
     return example
+
+
+def _validate_preference(example: dict, notes: dict | None) -> dict:
+    """A preference row: prompt + chosen and prompt + rejected each a valid conversation ending in a reply."""
+    prompt_len = len(example["prompt"])
+    for name in ("chosen", "rejected"):
+        conversation = {"messages": [dict(m) for m in example["prompt"]] + example[name]}
+        if example.get("tools"):
+            conversation["tools"] = example["tools"]
+        try:
+            validate(conversation, notes if name == "chosen" else None)
+        except RowError as e:
+            field = e.field.replace("messages[", f"{name}[") if e.field.startswith("messages[") else name
+            raise RowError(field, e.reason) from None
+        if conversation["messages"][-1]["role"] != "assistant":
+            raise RowError(name, f"the {name} turns must end with an assistant reply")
+        if name == "chosen":
+            example["prompt"] = conversation["messages"][:prompt_len]
+            example["tools"] = conversation.get("tools")
+        example[name] = conversation["messages"][prompt_len:]
+        if not example[name]:
+            raise RowError(name, f"empty {name} reply")
+    if not example.get("tools"):
+        example.pop("tools", None)
+    return example
+
+
+def _message(m, where: str) -> dict:
+    """A raw message as {"role", "content", ...}: ShareGPT's from/value, role aliases (human, gpt, model,
+    observation, ...), and ShareGPT function_call turns as tool calls."""
+    if not isinstance(m, dict):
+        raise RowError(where, f"must be an object with role and content, got {type(m).__name__}")
+    m = dict(m)
+    key = "role" if "role" in m else "from"
+    who = m.pop("from", None) if key == "from" else m["role"]
+    if "value" in m and "content" not in m:
+        m["content"] = m.pop("value")
+    role = ROLE_ALIASES.get(who.lower() if isinstance(who, str) else who)
+    if role is None:
+        raise RowError(f"{where}.{key}", f"unknown role {who!r}: " + ("use human, gpt, system or tool" if key == "from"
+                                                                      else "use system, user, assistant or tool"))
+    m["role"] = role
+    if who == "function_call" and isinstance(m.get("content"), str):  # ShareGPT: the call is the turn's JSON
+        calls = _loose_json(m["content"])
+        if calls is None:
+            raise RowError(f"{where}.value", "malformed tool call: not valid JSON")
+        m["tool_calls"], m["content"] = calls if isinstance(calls, list) else [calls], ""
+    if isinstance(m.get("function_call"), dict):  # OpenAI's older single-call field
+        m.setdefault("tool_calls", [m["function_call"]])
+    return m
+
+
+def _turns(value, where: str, default_role: str) -> list[dict]:
+    """A preference column as messages: text (one turn of `default_role`, or an Anthropic-HH transcript),
+    one message, or a list of messages."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        if not value.strip():
+            return []
+        stripped = value.strip()
+        if stripped[:1] in "[{":
+            parsed = _loose_json(stripped)
+            if isinstance(parsed, (list, dict)):
+                return _turns(parsed, where, default_role)
+        if "\n\nHuman:" in "\n\n" + value and "\n\nAssistant:" in value:
+            return _hh_transcript(value)
+        return [{"role": default_role, "content": value}]
+    if isinstance(value, dict):
+        value = [value]
+    return [_message(m, f"{where}[{i}]") for i, m in enumerate(_as_list(value, where))]
+
+
+def _hh_transcript(text: str) -> list[dict]:
+    """Anthropic HH's "\\n\\nHuman: ...\\n\\nAssistant: ..." transcripts as messages."""
+    parts = re.split(r"\n\n(Human|Assistant):", "\n\n" + text.lstrip("\n") if not text.startswith("\n\n") else text)
+    turns = []
+    for speaker, said in zip(parts[1::2], parts[2::2]):
+        turns.append({"role": "user" if speaker == "Human" else "assistant", "content": said.strip()})
+    return turns
+
+
+def _normalise_content(m: dict, where: str, notes: dict | None):
+    """Content blocks joined, reasoning moved to `reasoning_content`, tool-call dialects made canonical,
+    a loss weight checked; unknown keys removed. Media anywhere raises MediaError."""
+    role, content = m["role"], m.get("content")
+    reasoning = None
+    for key in REASONING_FIELDS:
+        if isinstance(m.get(key), str) and key != "content":
+            reasoning = m[key]
+    if isinstance(content, dict):
+        content = [content]
+    if hasattr(content, "tolist"):
+        content = content.tolist()
+    if isinstance(content, list):
+        texts, thoughts = [], []
+        for j, block in enumerate(content):
+            if isinstance(block, str):
+                texts.append(block)
+                continue
+            if not isinstance(block, dict):
+                raise RowError(f"{where}.content[{j}]", f"a content block must be an object, got {type(block).__name__}")
+            kind = block.get("type", "text" if any(isinstance(block.get(k), str) for k in ("text", "value")) else None)
+            if kind is None:
+                raise RowError(f"{where}.content[{j}]", "a content block needs a type and its text, e.g. "
+                                                       '{"type": "text", "text": "..."}')
+            if kind in MEDIA_BLOCKS:
+                raise MediaError(f"{where}.content[{j}]", media_reason(f"an {kind} block"))
+            body = next((block[k] for k in ("text", "value", "content", "thinking", "reasoning")
+                         if isinstance(block.get(k), str)), None)
+            if kind in REASONING_BLOCKS:
+                thoughts.append(body or "")
+            elif kind in TEXT_BLOCKS:
+                texts.append(body or "")
+            else:
+                raise RowError(f"{where}.content[{j}].type", f"unknown content block type {kind!r}: use text blocks")
+        _note(notes, NOTE_BLOCKS)
+        content = "".join(texts)
+        if thoughts:
+            reasoning = "\n".join(thoughts)
+    if role == "assistant" and m.get("tool_calls") is not None and m["tool_calls"] != []:
+        m["tool_calls"] = [_normalise_tool_call(c, f"{where}.tool_calls[{j}]", notes)
+                           for j, c in enumerate(_as_list(m["tool_calls"], f"{where}.tool_calls"))]
+        content = content or ""
+    if content is None:
+        raise RowError(f"{where}.content", "missing: every message needs its text")
+    if not isinstance(content, str):
+        raise RowError(f"{where}.content", f"must be text, got {type(content).__name__}")
+    if role in ("user", "system") and any(p in content for p in MEDIA_PLACEHOLDERS):
+        placeholder = next(p for p in MEDIA_PLACEHOLDERS if p in content)
+        raise MediaError(f"{where}.content", media_reason(f"a {placeholder} placeholder"))
+    if role == "assistant" and "<tool_call>" in content and not m.get("tool_calls"):
+        calls = tool_call_tags(content)
+        if None in calls:
+            raise RowError(f"{where}.content", "malformed tool call in a <tool_call> tag: not valid JSON with a name")
+        m["tool_calls"] = [_normalise_tool_call(c, f"{where}.content", notes) for c in calls]
+        content = TOOL_CALL_TAG.sub("", content).strip()
+        _note(notes, NOTE_TAGS)
+    if role == "tool":
+        match = TOOL_RESPONSE_TAG.match(content)
+        if match:
+            content = match.group(1)
+    _check_size(f"{where}.content", content)
+    m["content"] = content
+    if role == "assistant" and reasoning is not None:
+        if reasoning.strip():
+            m["reasoning_content"] = reasoning
+            _note(notes, NOTE_REASONING)
+        else:
+            _note(notes, NOTE_EMPTY_REASONING)
+    weight = m.get("weight", m.get("loss_weight"))
+    if role == "assistant" and weight is not None:
+        if weight not in (0, 1) or isinstance(weight, str):
+            raise RowError(f"{where}.weight", f"must be 0 or 1, got {weight!r}")
+        if weight == 0:
+            m["weight"] = 0
+            _note(notes, NOTE_WEIGHT)
+    for key in list(m):
+        if key not in ("role", "content", "tool_calls", "tool_call_id", "name", "reasoning_content", "weight") \
+                or m[key] is None or (key == "weight" and m[key] != 0) or (key == "tool_calls" and not m[key]):
+            del m[key]
+        elif key == "reasoning_content" and role != "assistant":
+            del m[key]
+
+
+def _note(notes: dict | None, key: str):
+    if notes is not None:
+        notes[key] = notes.get(key, 0) + 1
+
+
+def _tools_from_system(text: str) -> list | None:
+    """The tool list in a Hermes-style system prompt's <tools>...</tools>: a JSON (or Python) list, or
+    one object per line; None when it does not parse."""
+    for body in TOOLS_TAG.findall(text):  # the first block that parses ("within <tools></tools> tags" does not)
+        found = _loose_json(body)
+        if isinstance(found, dict):
+            found = [found]
+        if not isinstance(found, list):
+            found = [_loose_json(line) for line in body.splitlines() if line.strip()]
+        if found and all(isinstance(t, dict) for t in found):
+            break
+    else:
+        return None
+    try:
+        return _parse_tools(found)
+    except RowError:
+        return None
 
 
 def _text(row: dict, key: str) -> str:
@@ -281,26 +605,27 @@ def _parse_tools(tools) -> list:
     return parsed
 
 
-def _normalise_tool_call(call, where: str) -> dict:
+def _normalise_tool_call(call, where: str, notes: dict | None = None) -> dict:
+    if isinstance(call, str):
+        call = _loose_json(call)
     if not isinstance(call, dict):
         raise RowError(where, "malformed tool call: must be an object")
     fn = call.get("function", call)
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
         raise RowError(f"{where}.function.name", "malformed tool call: missing function name")
-    args = fn.get("arguments", {})
-    if isinstance(args, str):
+    args = fn.get("arguments", fn.get("parameters", {}))
+    for depth in range(3):  # a JSON string, or (in some exports) a JSON string of a JSON string
+        if not isinstance(args, str):
+            break
         try:
             args = json.loads(args) if args.strip() else {}
         except json.JSONDecodeError:
             raise RowError(f"{where}.function.arguments", "malformed tool call: arguments are not valid JSON") from None
+        if depth == 1:
+            _note(notes, NOTE_ENCODED_ARGS)
     if not isinstance(args, dict):
         raise RowError(f"{where}.function.arguments", "malformed tool call: arguments must be a JSON object")
-    return {"type": "function", "function": {"name": fn["name"], "arguments": args}}
-
-
-def _tool_call_from_text(text: str, where: str) -> dict:
-    try:
-        call = json.loads(text)
-    except json.JSONDecodeError:
-        raise RowError(where, "malformed tool call: not valid JSON") from None
-    return _normalise_tool_call(call, where)
+    out = {"type": "function", "function": {"name": fn["name"], "arguments": args}}
+    if isinstance(call.get("id"), str):
+        out["id"] = call["id"]
+    return out

@@ -14,7 +14,7 @@ PREVIEW_ROWS = 3
 def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column: str = "", response_column: str = "",
                     dataset_config: str = "", dataset_split: str = "train", model_name: str | None = "default",
                     max_seq_length: int = 1024, limit: int | None = None, token: str | None = None,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, method: str = "sft", text_stride: int = 0) -> dict:
     """{"report": DataReport as a dict (its "tokens" filled in), "preview": first rows, "first": the first
     example as [text, trained] pieces, "tokens_error": why there are no token statistics, if so}.
 
@@ -24,7 +24,7 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
 
     report, stream = open_dataset(source, dataset_format=dataset_format, prompt_column=prompt_column,
                                   response_column=response_column, config=dataset_config, split=dataset_split,
-                                  limit=limit, token=token)
+                                  limit=limit, token=token, method=method)
     tokenizer, tokens_error, counter, first = None, None, None, None
     if model_name:
         try:
@@ -32,21 +32,41 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
         except Exception as e:  # no tokenizer (an offline Hub model): the report still stands
             tokens_error = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
     if tokenizer is not None:
-        from ftspace.data.tokenize import TokenCounter, tokenize_example, trained_pieces
+        from ftspace.data.tokenize import TokenCounter, encode, tokenize_example, trained_pieces
 
         counter = TokenCounter(max_seq_length)
-    preview = []
+    preview, windows = [], 0
     for example in _with_progress(stream, progress, report):
         if len(preview) < PREVIEW_ROWS:
             preview.append(example)
         if counter is not None:
-            encoded = tokenize_example(tokenizer, example)
-            counter.add(len(encoded["input_ids"]))
+            if "text" in example:  # cut into windows, as training will
+                pieces = encode(tokenizer, example, max_length=max_seq_length, stride=text_stride)
+                windows += len(pieces)
+            else:
+                pieces = [tokenize_example(tokenizer, _sft_view(example))]
+            for encoded in pieces:
+                counter.add(len(encoded["input_ids"]))
             if first is None:
-                first = trained_pieces(tokenizer, encoded)
+                first = trained_pieces(tokenizer, pieces[0])
     check_usable(report)
+    if windows:
+        counter.extra = {"windows": windows, "documents": report.documents, "stride": text_stride}
+    if tokenizer is not None:
+        from ftspace.data import formats
+        from ftspace.data.tokenize import supports_reasoning
+
+        if report.notes.get(formats.NOTE_REASONING) and not supports_reasoning(tokenizer):
+            report.notes[formats.NOTE_REASONING_DROPPED] = report.notes.pop(formats.NOTE_REASONING)
     report.tokens = counter.stats() if counter is not None else None
     return {"report": report.to_dict(), "preview": preview, "first": first, "tokens_error": tokens_error}
+
+
+def _sft_view(example: dict) -> dict:
+    """A preference row's chosen conversation (what the token statistics measure); others unchanged."""
+    from ftspace.data.formats import as_sft
+
+    return as_sft(example)
 
 
 def _tokenizer(model_name: str, token: str | None):

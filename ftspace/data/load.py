@@ -59,23 +59,28 @@ def resolve(source: str) -> tuple[str, Path | str]:
     return "hub", source
 
 
-def iter_rows(source: str, config: str = "", split: str = "train",
-              token: str | None = None) -> Iterator[tuple[int, dict]]:
+def iter_rows(source: str, config: str = "", split: str = "train", token: str | None = None,
+              layout: dict | None = None) -> Iterator[tuple[int, dict]]:
+    """`layout`, when given, receives {"layout": "..."} for a .txt file: how its text became rows."""
     kind, where = resolve(source)
     if kind == "hub":
         return iter_hub(where, config, split, token=token)
-    return iter_file(where)
+    return iter_file(where, layout)
 
 
-def iter_file(path: Path) -> Iterator[tuple[int, dict]]:
+def iter_file(path: Path, layout: dict | None = None) -> Iterator[tuple[int, dict]]:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise DataError(f"{path.name}: unsupported file type '{suffix}': use one of {', '.join(SUFFIXES)}.")
     if path.stat().st_size == 0:
         raise DataError(f"{path.name}: the file is empty: it needs at least one row.")
     _refuse_binary(path, suffix)
-    reader = {".jsonl": _jsonl, ".json": _json, ".csv": _csv, ".tsv": _csv, ".parquet": _parquet,
-              ".txt": _text}[suffix]
+    if suffix == ".txt":
+        how = text_layout(path)
+        if layout is not None:
+            layout["layout"] = TEXT_LAYOUTS[how]
+        return _text(path, how)
+    reader = {".jsonl": _jsonl, ".json": _json, ".csv": _csv, ".tsv": _csv, ".parquet": _parquet}[suffix]
     return reader(path)
 
 
@@ -192,24 +197,66 @@ def _parquet(path: Path):
             yield row_no, row
 
 
-def _text(path: Path):
-    """Plain text for language modelling: documents separated by blank lines."""
-    chunk: list[str] = []
-    start = 1
+TEXT_LAYOUTS = {"paragraphs": "documents separated by blank lines", "lines": "one document per line",
+                "document": "one document"}
+TEXT_PIECE_CHARS = 1_000_000  # a longer document is yielded in pieces (cut at line ends), each cut into windows
+LAYOUT_SAMPLE_LINES = 2000
+SENTENCE_END = (".", "!", "?", '"', "'", "\u201d", ")", "]", "}", ":", ";")
+
+
+def text_layout(path: Path) -> str:
+    """How a .txt file holds its documents, from its first lines: "paragraphs" when blank lines separate
+    them; with no blank lines, "lines" when most lines end a sentence (one document per line, as a corpus of
+    posts or records), else "document" (one text hard-wrapped at a width)."""
+    ends, lines = 0, 0
     try:
         with _open_text(path) as fh:
-            for line_no, line in enumerate(fh, start=1):
-                if line.strip():
-                    if not chunk:
-                        start = line_no
-                    chunk.append(line.rstrip("\r\n"))
-                elif chunk:
-                    yield start, {"text": "\n".join(chunk)}
-                    chunk = []
-            if chunk:
-                yield start, {"text": "\n".join(chunk)}
+            for line in fh:
+                text = line.strip()
+                if not text:
+                    if lines:
+                        return "paragraphs"
+                    continue
+                lines += 1
+                ends += text.endswith(SENTENCE_END)
+                if lines >= LAYOUT_SAMPLE_LINES:
+                    break
     except UnicodeDecodeError as e:
         raise _decode_error(path, e) from None
+    return "lines" if lines > 1 and ends / lines >= 0.5 else "document"
+
+
+def _text(path: Path, layout: str = "paragraphs"):
+    """Plain text for language modelling, one row per document (see `text_layout`); a row number is the
+    document's first line. A document longer than TEXT_PIECE_CHARS comes in pieces with the same number."""
+    chunk: list[str] = []
+    size, start = 0, None  # start: the current document's first line, None between documents
+    with _open_text(path) as fh:
+        try:
+            for line_no, line in enumerate(fh, start=1):
+                text = line.rstrip("\r\n")
+                if layout == "lines":
+                    if text.strip():
+                        yield line_no, {"text": text}
+                    continue
+                if not text.strip() and layout == "paragraphs":
+                    if chunk:
+                        yield start, {"text": "\n".join(chunk)}
+                    chunk, size, start = [], 0, None
+                    continue
+                if start is None:
+                    if not text.strip():
+                        continue
+                    start = line_no
+                chunk.append(text)
+                size += len(text) + 1
+                if size >= TEXT_PIECE_CHARS:
+                    yield start, {"text": "\n".join(chunk)}
+                    chunk, size = [], 0
+            if chunk and "\n".join(chunk).strip():
+                yield start, {"text": "\n".join(chunk).rstrip()}
+        except UnicodeDecodeError as e:
+            raise _decode_error(path, e) from None
 
 
 def iter_hub(dataset_id: str, config: str = "", split: str = "train",

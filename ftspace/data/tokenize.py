@@ -49,6 +49,23 @@ def supports_tools(tokenizer) -> bool:
     return "tool_calls" in template and "tools" in template
 
 
+def supports_reasoning(tokenizer) -> bool:
+    """Whether the chat template renders an assistant turn's `reasoning_content` (Qwen3, DeepSeek-R1, ...)."""
+    return "reasoning_content" in (getattr(tokenizer, "chat_template", None) or "")
+
+
+def for_template(tokenizer, messages: list[dict]) -> list[dict]:
+    """Messages as the template takes them: our `weight` mark removed, reasoning removed where the template
+    has no place for it (the data report says so)."""
+    keep_reasoning = supports_reasoning(tokenizer)
+    out = []
+    for m in messages:
+        if "weight" in m or ("reasoning_content" in m and not keep_reasoning):
+            m = {k: v for k, v in m.items() if k != "weight" and (keep_reasoning or k != "reasoning_content")}
+        out.append(m)
+    return out
+
+
 def fold_tools(example: dict) -> list[dict]:
     """Messages with tools and tool calls written as text, for templates that do not know them.
 
@@ -92,20 +109,48 @@ def assistant_spans(tokenizer, example: dict) -> tuple[str, list[tuple[int, int]
         messages, tools = example["messages"], example.get("tools")
     else:
         messages, tools = fold_tools(example), None
+    weights = [m.get("weight", 1) for m in messages]
+    messages = for_template(tokenizer, messages)
     full = render(tokenizer, messages, tools)
     spans = []
     for i, m in enumerate(messages):
-        if m["role"] != "assistant":
+        if m["role"] != "assistant" or not weights[i]:
             continue
         before = render(tokenizer, messages[:i], tools, add_generation_prompt=True) if i else ""
         through = render(tokenizer, messages[: i + 1], tools)
         if not (full.startswith(through) and through.startswith(before)):
             # Template is not prefix-consistent: train on the final assistant turn only.
-            last = max(j for j, mm in enumerate(messages) if mm["role"] == "assistant")
+            last = max(j for j, mm in enumerate(messages) if mm["role"] == "assistant" and weights[j])
             prefix = render(tokenizer, messages[:last], tools, add_generation_prompt=True)
             return full, ([(len(prefix), len(full))] if full.startswith(prefix) else [])
         spans.append((len(before), len(through)))
     return full, spans
+
+
+def text_windows(ids: list[int], max_length: int, stride: int = 0) -> list[list[int]]:
+    """Token ids of a long text cut into windows of max_length, each starting `stride` tokens before the
+    previous one ended (continued pre-training's preparation; the last window may be shorter).
+
+    >>> text_windows(list(range(10)), 4), text_windows(list(range(10)), 4, stride=2)
+    ([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]], [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9]])
+    """
+    step = max(1, max_length - stride)
+    windows = []
+    for start in range(0, len(ids), step):
+        windows.append(ids[start:start + max_length])
+        if start + max_length >= len(ids):
+            break
+    return windows
+
+
+def encode(tokenizer, example: dict, responses_only: bool = True, max_length: int | None = None,
+           stride: int = 0) -> list[dict]:
+    """The training examples one canonical row makes: a text longer than max_length becomes windows of it,
+    anything else one example (truncated to max_length)."""
+    if "text" in example and max_length:
+        ids = tokenize_example(tokenizer, example)["input_ids"]
+        return [{"input_ids": w, "assistant_masks": [1] * len(w)} for w in text_windows(ids, max_length, stride)]
+    return [tokenize_example(tokenizer, example, responses_only, max_length)]
 
 
 def tokenize_example(tokenizer, example: dict, responses_only: bool = True, max_length: int | None = None) -> dict:
@@ -143,6 +188,7 @@ class TokenCounter:
 
     def __init__(self, max_seq_length: int):
         self.max_seq_length, self.counts, self.sample = max_seq_length, collections.Counter(), []
+        self.extra = {}  # windows / documents / stride, for text cut into windows
 
     def add(self, length: int):
         self.counts[length] += 1
@@ -165,7 +211,7 @@ class TokenCounter:
         return {"count": n, "min": ordered[0][0], "mean": sum(k * v for k, v in ordered) / n, "p50": pct(0.5),
                 "p95": pct(0.95), "max": ordered[-1][0],
                 "over_max_seq_length": sum(v for k, v in ordered if k > self.max_seq_length),
-                "max_seq_length": self.max_seq_length, "lengths": self.sample}
+                "max_seq_length": self.max_seq_length, "lengths": self.sample, **self.extra}
 
 
 def trained_pieces(tokenizer, encoded: dict) -> list[list]:

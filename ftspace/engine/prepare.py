@@ -52,7 +52,7 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     model_path = models.resolve_model(cfg.model_name, progress=log, token=token)
     report, stream = open_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
                                   response_column=cfg.response_column, config=cfg.dataset_config,
-                                  split=cfg.dataset_split, token=token)
+                                  split=cfg.dataset_split, token=token, method=cfg.method)
     final, staging = prepared_dir(run), run.path / ".prepared.incoming"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -136,7 +136,7 @@ def tokenize(tokenizer, rows_path: Path, cfg, folder: Path):
     return Dataset.from_generator(_tokenized, features=features, cache_dir=str(folder), fingerprint=uuid.uuid4().hex,
                                   gen_kwargs={"path": str(rows_path), "tokenizer": tokenizer,
                                               "responses_only": cfg.train_on_responses_only,
-                                              "max_length": cfg.max_seq_length})
+                                              "max_length": cfg.max_seq_length, "stride": cfg.text_stride})
 
 
 def open_tokenized(folder: Path, files: list[str]):
@@ -146,12 +146,12 @@ def open_tokenized(folder: Path, files: list[str]):
     return concatenate_datasets([Dataset.from_file(str(folder / f)) for f in files])
 
 
-def _tokenized(path, tokenizer, responses_only, max_length):
-    from ftspace.data.tokenize import tokenize_example
+def _tokenized(path, tokenizer, responses_only, max_length, stride=0):
+    from ftspace.data.tokenize import encode
 
     with open(path, encoding="utf-8") as fh:
         for line in fh:
-            yield tokenize_example(tokenizer, json.loads(line), responses_only, max_length)
+            yield from encode(tokenizer, json.loads(line), responses_only, max_length, stride)
 
 
 def probe(tokenizer, cfg) -> list[int]:

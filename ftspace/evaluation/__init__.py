@@ -165,9 +165,9 @@ class Evaluator:
                       return_tensors="pt").to(self.chat.model.device)
         finally:
             tok.padding_side = side
-        kwargs = self.chat._generate_kwargs(GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0))
+        kwargs = self.chat.generation_kwargs(GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0))
         kwargs["pad_token_id"] = tok.pad_token_id
-        with torch.inference_mode(), self.chat._adapter(base):
+        with torch.inference_mode(), self.chat.adapter_for(base):
             out = self.chat.model.generate(**enc, **kwargs)
         return [tok.decode(row[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for row in out]
 
@@ -184,7 +184,7 @@ class Evaluator:
         count = int((labels[0, 1:] != -100).sum())
         if not count:
             return 0.0, 0
-        with torch.inference_mode(), self.chat._adapter(base):
+        with torch.inference_mode(), self.chat.adapter_for(base):
             logits = self.chat.model(input_ids=ids).logits.float()
         loss = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=-100, reduction="sum")
         return float(loss), count

@@ -21,6 +21,8 @@ import json
 import re
 import string
 
+from ftspace.data.formats import tool_call_tags
+
 MAX_LABELS = 10  # at most this many distinct references, each short, reads as classification
 
 
@@ -135,17 +137,8 @@ def parse_calls(text: str) -> list[dict] | None:
     >>> parse_calls('<tool_call>{"name": "f", </tool_call>') is None
     True
     """
-    bodies = re.findall(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", text, flags=re.S)
-    calls = []
-    for body in bodies:
-        try:
-            call = json.loads(body)
-        except json.JSONDecodeError:
-            return None
-        if not isinstance(call, dict) or "name" not in call:
-            return None
-        calls.append(call)
-    return calls
+    calls = tool_call_tags(text)
+    return None if None in calls else calls
 
 
 def mean(values: list[float]) -> float | None:

@@ -4,7 +4,7 @@ nothing else, with the real default model. Each round trains every contender wit
 with `ftspace eval` on held-out paraphrases and the general probe; rounds use different seeds, so the spread is
 the seed's.
 
-    python bench/bench_forgetting.py [--rounds 3]
+    python bench/bench_forgetting.py [--rounds 3] [--group forgetting | forgetting_presets]
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from bench.common import ROOT, save, spread  # noqa: E402
 from ftspace.config import PRESETS  # noqa: E402
 
 DATA, TEST = ROOT / "tests/data/one_fact.jsonl", ROOT / "tests/data/one_fact_test.jsonl"
-CONTENDERS = {"quick demo before (no general rows)": ("quick demo", {"mix_general_data": 0.0}),
-              "quick demo now": ("quick demo", {}),
-              "balanced": ("balanced", {}),
-              "thorough": ("thorough", {})}
+GROUPS = {  # each group is one result file: bench/results/<name>.json
+    "forgetting": {"quick demo before (no general rows)": ("quick demo", {"mix_general_data": 0.0}),
+                   "quick demo now": ("quick demo", {})},
+    "forgetting_presets": {"balanced": ("balanced", {}), "thorough": ("thorough", {})},
+}
 SEEDS = [3407, 1, 2, 3, 4]
 
 
@@ -58,7 +59,10 @@ def one(name: str, preset: str, changes: dict, seed: int, env: dict) -> dict:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--group", choices=list(GROUPS), default="forgetting",
+                        help="the quick-demo preset before/after, or the balanced and thorough presets")
     args = parser.parse_args()
+    CONTENDERS = GROUPS[args.group]
     results = {name: [] for name in CONTENDERS}
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "FTSPACE_RUNS": tmp}
@@ -68,8 +72,8 @@ def main():
     summary = {name: {"probe_change": spread([r["probe_change"] for r in rows]),
                       "f1_tuned": spread([r["f1_tuned"] for r in rows]),
                       "learned": spread([r["learned"] for r in rows]),
-                      "warned": sum(r["warned"] for r in rows)} for name, rows in results.items()}
-    save("forgetting", {"setup": {"data": "40 rows about one invented fact (tests/data/one_fact.jsonl)",
+                      "warned": sum(r["warned"] for r in rows), "steps": spread([r["steps"] or 0 for r in rows])} for name, rows in results.items()}
+    save(args.group, {"setup": {"data": "40 rows about one invented fact (tests/data/one_fact.jsonl)",
                                   "test": "6 held-out paraphrases (tests/data/one_fact_test.jsonl)",
                                   "presets": {name: {**PRESETS[preset], **changes} for name, (preset, changes) in CONTENDERS.items()},
                                   "probe_questions": 48,

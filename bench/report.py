@@ -97,18 +97,22 @@ def main():
                   f"| overhead share of the slice | {fmt(s['overhead_share'])} |", "",
                   f"- whole run: sliced {fmt(s['sliced_wall_s'])} s, unsliced {fmt(s['unsliced_wall_s'])} s; sliced / "
                   f"unsliced per round: **{fmt(s['sliced_over_unsliced'])}**", f"- {s['note']}", ""]
-    fo = load("forgetting")
-    if fo:
+    lines += ["## 7. What a preset teaches and what it breaks (bench/bench_forgetting.py)"]
+    for group in ("forgetting", "forgetting_presets"):
+        fo = load(group)
+        if not fo:
+            continue
         st = fo["setup"]
-        lines += ["## 7. What a preset teaches and what it breaks (bench/bench_forgetting.py)", machine_line(fo), "",
-                  f"Setup: {st['data']}, scored on {st['test']} and the {st['probe_questions']}-question general "
-                  f"probe; the default model; one round per seed ({st['rounds']} rounds, every contender each round). "
-                  f"The scorecard warns below a change of -{st['warn_threshold']:g}.", "",
-                  "| contender | fact in held-out answers (of 6) | tuned token F1 | general probe change | warned |",
-                  "| --- | --- | --- | --- | --- |"]
+        lines += [machine_line(fo), "", f"Setup (`--group {group}`): {st['data']}, scored on {st['test']} and the "
+                  f"{st['probe_questions']}-question general probe; the default model; one round per seed "
+                  f"({st['rounds']} rounds, every contender each round). The scorecard warns below a change of "
+                  f"-{st['warn_threshold']:g}.", "",
+                  "| contender | optimizer steps | fact in held-out answers (of 6) | tuned token F1 | general probe change "
+                  "| warned |", "| --- | --- | --- | --- | --- | --- |"]
         for name, r in fo["summary"].items():
-            lines.append(f"| {name} | {fmt(r['learned'])} | {fmt(r['f1_tuned'])} | {fmt(r['probe_change'])} | "
-                         f"{r['warned']} of {st['rounds']} |")
+            steps = r.get("steps")
+            lines.append(f"| {name} | {fmt(steps) if steps else 'n/a'} | {fmt(r['learned'])} | {fmt(r['f1_tuned'])} | "
+                         f"{fmt(r['probe_change'])} | {r['warned']} of {st['rounds']} |")
         lines.append("")
     g = load("gpu")
     lines += ["## 8. GPU (bench/gpu_check.py)"]

@@ -86,6 +86,11 @@ def dataset_label(dataset: str) -> tuple[str, str | None]:
     return dataset, dataset
 
 
+METHOD_NAMES = {"sft": "SFT (supervised fine-tuning on the replies)",
+                "dpo": "DPO (direct preference optimization: chosen over rejected replies)",
+                "orpo": "ORPO (odds-ratio preference optimization: chosen over rejected replies)"}
+
+
 def model_card(run: Run, repo_id: str) -> str:
     """README.md for the pushed repo: YAML front matter the Hub understands, then usage and settings."""
     cfg = run.config()
@@ -94,7 +99,7 @@ def model_card(run: Run, repo_id: str) -> str:
     data_name, data_id = dataset_label(cfg.dataset)
     datasets = [data_id] if data_id else []
     meta = {"base_model": base, "library_name": "peft", "pipeline_tag": "text-generation",
-            "tags": ["unsloth", "trl", "sft", "lora", "ftspace"]}
+            "tags": ["unsloth", "trl", cfg.method, "lora", "ftspace"]}
     if datasets:
         meta["datasets"] = datasets
     import yaml
@@ -112,8 +117,8 @@ def model_card(run: Run, repo_id: str) -> str:
 # {repo_id.split('/')[-1]}
 
 A LoRA adapter for [{base}](https://huggingface.co/{base}), fine-tuned with
-[Unsloth](https://github.com/unslothai/unsloth) and TRL's SFTTrainer using ftspace
-(backend: {st.get('backend', cfg.backend)}).
+[Unsloth](https://github.com/unslothai/unsloth) and TRL using ftspace: method **{METHOD_NAMES[cfg.method]}**
+(trainer: {st.get('trainer_class', 'n/a')}; backend: {st.get('backend', cfg.backend)}).
 
 - Data: {data_name}
 - Steps: {st.get('step')} of {st.get('total_steps')}

@@ -366,7 +366,7 @@ def preflight(cfg: RunConfig):
 
     if resolve(cfg.dataset)[0] == "file":  # streamed: a large file is read through, not held
         scan(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
-             response_column=cfg.response_column)
+             response_column=cfg.response_column, method=cfg.method)
 
 
 def start(cfg: RunConfig) -> tuple[Run, subprocess.Popen]:

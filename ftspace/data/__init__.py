@@ -52,8 +52,8 @@ class DataReport:
         if self.tokens and self.tokens.get("windows"):
             t = self.tokens
             lines.append(f"{t['windows']} windows of at most {t['max_seq_length']} tokens from {t['documents']} "
-                         f"documents (stride {t['stride']}); tokens per window: min {t['min']}, mean {t['mean']:.0f}, "
-                         f"max {t['max']}")
+                         f"document{'s' if t['documents'] != 1 else ''} (stride {t['stride']}); tokens per window: min "
+                         f"{t['min']}, mean {t['mean']:.0f}, max {t['max']}")
         elif self.tokens:
             t = self.tokens
             lines.append(f"tokens per example: min {t['min']}, mean {t['mean']:.0f}, p50 {t['p50']}, "

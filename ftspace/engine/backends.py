@@ -28,9 +28,16 @@ def import_unsloth() -> str | None:
         return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
-def choose(backend: str, log=print) -> str:
-    """'unsloth' or 'hf', importing unsloth first when it may be used."""
+def choose(backend: str, log=print, method: str = "sft") -> str:
+    """'unsloth' or 'hf', importing unsloth first when it may be used. Unsloth's CPU path trains SFT only,
+    so preference training without a GPU runs on TRL's own trainer over transformers + PEFT."""
     if backend == "hf":
+        return "hf"
+    if method != "sft" and not _has_cuda():
+        if backend == "unsloth":
+            raise ModelError(f"backend 'unsloth' was asked for, but Unsloth's CPU path trains SFT only, not "
+                             f"{method}: set backend to auto or hf (or train on a GPU).")
+        log(f"Unsloth's CPU path trains SFT only: {method} runs on TRL's trainer with transformers + PEFT.")
         return "hf"
     why = import_unsloth()
     if why is None:
@@ -40,6 +47,12 @@ def choose(backend: str, log=print) -> str:
                          "set backend to auto or hf.")
     log(f"Unsloth is not available here ({why}); training with plain transformers + PEFT.")
     return "hf"
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def load(cfg, model_path: str, backend: str, log=print):

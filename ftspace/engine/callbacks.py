@@ -16,6 +16,11 @@ from transformers import TrainerCallback
 from ftspace.engine.saving import SAVE_MARGIN_S
 
 
+# The preference trainers' (TRL DPO / ORPO) log keys, as events.jsonl names them.
+PREFERENCE_LOGS = {"rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy",
+                   "eval_rewards/margins": "eval_reward_margin", "eval_rewards/accuracies": "eval_reward_accuracy"}
+
+
 def peak_memory_mb() -> float:
     import torch
 
@@ -78,6 +83,9 @@ class ProgressCallback(TrainerCallback):
         for key in ("loss", "learning_rate", "grad_norm", "eval_loss"):
             if key in logs:
                 event[key] = float(logs[key])
+        for key, name in PREFERENCE_LOGS.items():  # DPO / ORPO: how far the chosen replies lead the rejected
+            if key in logs:
+                event[name] = float(logs[key])
         if "loss" in logs:
             self.last_loss = event["loss"]
             span = now - self.last_time

@@ -104,13 +104,13 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
             "test_rows": test_rows, "test_source": test_source, "train_sha256": digest.hexdigest(),
             "split": {"seed": cfg.seed, "validation": len(valid), "test": test_rows, "train": counts["train"]}}
     for name, count in counts.items():
-        if count:  # Arrow files, written in place; named, since the trainer's map() caches beside them
+        if count and cfg.method == "sft":  # Arrow files, written in place; named, since the trainer's map() caches beside them
             ds = tokenize(tokenizer, staging / f"{name}.jsonl", cfg, staging / name)
             info[f"{name}_files"] = [str(Path(f["filename"]).relative_to(staging)) for f in ds.cache_files]
     (staging / "prepared.json").write_text(json.dumps(info, indent=1))
     os.replace(staging, final)  # all or nothing: a half-prepared run is prepared again
-    log(f"prepared on CPU: {counts['train']} training and {counts['eval']} validation examples tokenized, "
-        f"{test_rows} test rows kept apart")
+    log(f"prepared on CPU: {counts['train']} training and {counts['eval']} validation "
+        f"{'examples tokenized' if cfg.method == 'sft' else 'preference rows'}, {test_rows} test rows kept apart")
     return info
 
 
@@ -152,6 +152,44 @@ def _tokenized(path, tokenizer, responses_only, max_length, stride=0):
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             yield from encode(tokenizer, json.loads(line), responses_only, max_length, stride)
+
+
+def preference_texts(tokenizer, example: dict) -> dict:
+    """A canonical preference row as the prompt / chosen / rejected strings TRL's DPO and ORPO trainers take,
+    rendered through the model's chat template (tools folded in where the template has no place for them),
+    so the reply is scored exactly where chat will generate it."""
+    from ftspace.data.tokenize import fold_tools, for_template, render, supports_tools
+
+    def conversation(reply: str):
+        rows = {"messages": example["prompt"] + (example[reply] if reply else []), "tools": example.get("tools")}
+        if supports_tools(tokenizer):
+            return for_template(tokenizer, rows["messages"]), rows["tools"]
+        return for_template(tokenizer, fold_tools(rows)), None
+
+    messages, tools = conversation("")
+    prompt = render(tokenizer, messages, tools, add_generation_prompt=True)
+    out = {"prompt": prompt}
+    for reply in ("chosen", "rejected"):
+        messages, tools = conversation(reply)
+        full = render(tokenizer, messages, tools)
+        completion = full[len(prompt):] if full.startswith(prompt) else full
+        out[reply] = completion.rstrip("\n")  # the template's end-of-turn last, so TRL adds no second EOS
+    return out
+
+
+def load_preference(run: Run, tokenizer):
+    """(train, eval or None) preference datasets of prompt / chosen / rejected strings from the prepared rows."""
+    from datasets import Dataset
+
+    info, folder = read_prepared(run), prepared_dir(run)
+
+    def part(name: str):
+        if not info[f"{name}_rows"]:
+            return None
+        with open(folder / f"{name}.jsonl", encoding="utf-8") as fh:
+            return Dataset.from_list([preference_texts(tokenizer, json.loads(line)) for line in fh])
+
+    return part("train"), part("eval")
 
 
 def probe(tokenizer, cfg) -> list[int]:

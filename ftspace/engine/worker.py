@@ -31,7 +31,7 @@ def build_trainer(run: Run, deadline: float | None = None):
     # --- backend: unsloth must be imported before transformers, trl and peft
     from ftspace.engine import backends
 
-    backend = backends.choose(cfg.backend, log)
+    backend = backends.choose(cfg.backend, log, cfg.method)
 
     from ftspace.access import hub_token
     from ftspace.data.tokenize import set_chat_template
@@ -47,12 +47,16 @@ def build_trainer(run: Run, deadline: float | None = None):
     trainable, total = model.get_nb_trainable_parameters()
     log(f"LoRA r={cfg.lora_r}: {trainable:,} trainable of {total:,} parameters; chat template: {template}")
     log(prepared["data"])
-    train_ds, eval_ds = load_prepared(run, tokenizer, cfg, log)
+    if cfg.method == "sft":
+        train_ds, eval_ds = load_prepared(run, tokenizer, cfg, log)
+    else:
+        from ftspace.engine.prepare import load_preference
+
+        train_ds, eval_ds = load_preference(run, tokenizer)
 
     # --- trainer
     import torch
     from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
 
     from ftspace.engine.callbacks import ProgressCallback
     from ftspace.engine.saving import atomic_checkpoints
@@ -65,10 +69,9 @@ def build_trainer(run: Run, deadline: float | None = None):
         from ftspace.engine import cpu_loss
 
         cpu_loss.install()  # TRL's loss kernel is CUDA-only; Unsloth's CPU backend patches its own
-    args = SFTConfig(
+    common = dict(
         output_dir=str(run.checkpoints_dir),
         max_length=cfg.max_seq_length,
-        packing=cfg.packing,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -100,12 +103,35 @@ def build_trainer(run: Run, deadline: float | None = None):
     )
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.path / "tensorboard")  # read by the Trainer's callback
     progress = ProgressCallback(run, cfg, backend, deadline=deadline)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, callbacks=[progress])
+    trainer_class, args = trainer_for(cfg, common, backend)
+    trainer = trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                            processing_class=tokenizer, callbacks=[progress])
     run.set_status(trainer_class=backends.trainer_class_name(trainer))
     trainer.remove_callback(PrinterCallback)  # ours prints one readable line per step instead
     atomic_checkpoints(trainer, run.checkpoints_dir)
     return trainer, model, tokenizer, progress
+
+
+def trainer_for(cfg, common: dict, backend: str):
+    """(trainer class, its config) for the run's method: TRL's SFT, DPO or ORPO trainer (Unsloth's patched
+    ones where Unsloth was imported first). DPO's reference model is the base itself: the same weights
+    with the LoRA adapter switched off, so no second copy is loaded."""
+    if cfg.method == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        return SFTTrainer, SFTConfig(**common, packing=cfg.packing)
+    if backend == "unsloth":
+        from unsloth.models import PatchDPOTrainer
+
+        PatchDPOTrainer()  # Unsloth's documented call before DPO/ORPO (this version patches on import)
+    if cfg.method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        return DPOTrainer, DPOConfig(**common, beta=cfg.preference_beta)
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    # ORPO's batches carry no `input_ids` to count tokens by (transformers would warn every step)
+    return ORPOTrainer, ORPOConfig(**{**common, "include_num_input_tokens_seen": False}, beta=cfg.preference_beta)
 
 
 def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:

@@ -121,6 +121,10 @@ class FakeHub(LocalServer):
                     repo = self._repo(m.group(1), m.group(2))
                     if repo is None:
                         return self._not_found()
+                    if repo.get("gated") and self._authed() not in repo.get("granted", ()):  # as the Hub answers
+                        return self._send(403, {"error": "Access to this dataset is restricted."},
+                                          headers={"X-Error-Code": "GatedRepo",
+                                                   "X-Error-Message": "Access to this dataset is restricted."})
                     return self._send(200, {"id": m.group(2), "sha": repo["sha"], "private": repo["private"],
                                             "siblings": [{"rfilename": p} for p in repo["files"]]})
                 m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)/tree/([^/]+)/?(.*)$", unquote(path))

@@ -40,7 +40,7 @@ def test_readme_has_space_front_matter():
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("app")
-    with FakeHub(token=TOKEN) as fake, App(tmp, HF_ENDPOINT=fake.url, HF_HUB_OFFLINE="0") as app:
+    with FakeHub(token=TOKEN) as fake, App(tmp, HF_ENDPOINT=fake.url, HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0") as app:
         from gradio_client import Client
 
         yield app, Client(app.url, verbose=False), fake, tmp
@@ -242,3 +242,80 @@ def test_on_a_space_the_login_button_is_rendered_and_isolation_is_on():
     self_hosted = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                                  timeout=120, env={**env, "FTSPACE_RUNS": "/nonexistent"})
     assert self_hosted.stdout.split()[-2:] == ["False", "False"], self_hosted.stderr[-2000:]
+
+
+# --- data as people have it, through the Dataset tab (the same files and expectations as test_wild_data)
+
+WILD = ROOT / "tests" / "data" / "wild"
+
+
+@pytest.mark.parametrize("name", ["blocks_openai.jsonl", "tools_hermes.jsonl", "corpus_document.txt",
+                                  "preference_strings.jsonl", "kto.jsonl"])
+def test_dataset_tab_reports_what_data_inspect_reports(served, name):
+    from gradio_client import handle_file
+
+    _, client, _, _ = served
+    want = json.loads((WILD / "expected.json").read_text())[name]
+    path = client.predict(handle_file(str(WILD / name)), "", api_name="/upload")
+    summary, _, _, _, dropped, *_, choice = client.predict("", path, "auto", "", "", "default", 64, api_name="/check")
+    assert f"format **{want['format']}**" in summary and f"{want['rows_read']} rows read" in summary
+    assert f"**{want['rows_kept']} kept**" in summary
+    for note, count in want["notes"].items():
+        assert f"- {count} {note}" in summary
+    rows = value_of(dropped)
+    rows = rows["data"] if isinstance(rows, dict) else (rows or [])
+    assert [[int(r[0]), r[1], r[2]] for r in rows] == want["dropped"]
+    if "windows" in want:
+        assert f"**{want['windows']} windows** of at most 64 tokens from 1 document" in summary
+    assert choice.get("visible") is (want["format"] == "preference"), choice
+
+
+def test_dataset_tab_refuses_media_in_one_line(served):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    app, client, _, _ = served
+    path = client.predict(handle_file(str(WILD / "multimodal_blocks.jsonl")), "", api_name="/upload")
+    with pytest.raises(AppError) as e:
+        client.predict("", path, "auto", "", "", "default", 64, api_name="/check")
+    assert "row 2: messages[0].content[0]: an image block: ftspace trains text models only" in str(e.value)
+    assert app.alive()
+
+
+HUB_CARD = b"""---
+configs:
+- config_name: main
+  data_files:
+  - split: train
+    path: main/train.jsonl
+  - split: test
+    path: main/test.jsonl
+- config_name: tools
+  data_files:
+  - split: train
+    path: tools/*.jsonl
+---
+# a dataset with two configs
+"""
+
+
+def test_hub_dataset_configs_and_splits_come_from_the_hub(served):
+    from gradio_client.exceptions import AppError
+
+    app, client, fake, _ = served
+    qa = b'{"question": "Capital of Zorblax?", "answer": "Quillhaven."}\n'
+    fake.repos["datasets/alice/layered"] = {"private": False, "sha": "d" * 40, "files": {
+        "README.md": HUB_CARD, "main/train.jsonl": qa * 3, "main/test.jsonl": qa,
+        "tools/a.jsonl": (WILD / "tools_openai.jsonl").read_bytes()}}
+    fake.repos["datasets/alice/gated"] = {"private": False, "gated": True, "sha": "e" * 40,
+                                          "files": {"data/train.jsonl": qa}}
+    source, config, split, *_ = client.predict("alice/layered", api_name="/hub_listing")
+    assert source == "alice/layered" and value_of(config) == "main" and value_of(split) == "train"
+    assert [c[0] for c in config["choices"]] == ["main", "tools"]
+    assert [c[0] for c in split["choices"]] == ["train", "test"]
+    summary, *_ = client.predict("", "alice/layered", "auto", "", "", "default", 256, "tools", "train",
+                                 api_name="/inspect_hub")
+    assert "format **messages**" in summary and "**2 kept**" in summary
+    with pytest.raises(AppError, match="alice/gated is gated: accept its terms on the Hub, then sign in"):
+        client.predict("alice/gated", api_name="/hub_listing")
+    assert app.alive()

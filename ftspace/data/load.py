@@ -285,6 +285,28 @@ def iter_hub(dataset_id: str, config: str = "", split: str = "train",
         yield i, row
 
 
+def hub_layout(dataset_id: str, token: str | None = None) -> dict[str, list[str]]:
+    """{config: [splits]} of a Hub dataset, read from its card and file list (no data is downloaded), with the
+    caller's token only. Raises DataError with what to do for a gated, private or missing dataset."""
+    import datasets
+
+    from ftspace.access import as_hub_arg, check_hub_read
+
+    kind, where = resolve(dataset_id)
+    if kind != "hub":
+        raise DataError(f"{dataset_id!r} is a local file, not a Hub dataset id.")
+    try:
+        check_hub_read(where, "dataset", token)
+    except PermissionError as e:
+        raise DataError(f"Hub dataset {e}") from None
+    try:
+        configs = datasets.get_dataset_config_names(where, token=as_hub_arg(token))
+        return {name: list(datasets.get_dataset_split_names(where, name, token=as_hub_arg(token)))
+                for name in configs}
+    except Exception as e:
+        raise DataError(_hub_message(where, e)) from None
+
+
 def _hub_message(dataset_id: str, e: Exception) -> str:
     text = str(e).splitlines()[0] if str(e) else type(e).__name__
     low = text.lower()

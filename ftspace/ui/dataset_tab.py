@@ -17,6 +17,9 @@ from ftspace.errors import DataError
 from ftspace.ui.common import UPLOAD_LIMIT_MB, guard_paths, owner_of, owner_uploads, user_errors, visitor_token
 
 FORMATS = next(f.metadata["choices"] for f in fields(RunConfig) if f.name == "dataset_format")
+PREFERENCE_CHOICES = {"imitating the chosen replies (SFT)": "sft",
+                      "preferring chosen over rejected replies (DPO)": "dpo",
+                      "preferring chosen over rejected, no reference model (ORPO)": "orpo"}
 INSPECT_ROWS = 5000  # rows read for the report and histogram; training reads them all
 
 
@@ -33,10 +36,12 @@ def build(ui: dict):
             ui["use_example"] = gr.Button("Use example")
         with gr.Column():
             ui["hub_id"] = gr.Textbox(label="Hub dataset id", placeholder="owner/name")
-            with gr.Row():
-                ui["hub_config"] = gr.Textbox(label="config", scale=1)
-                ui["hub_split"] = gr.Textbox(label="split", value="train", scale=1)
             ui["use_hub"] = gr.Button("Load from Hub")
+            with gr.Row():  # filled from the dataset's card and files when it is loaded; a pick re-checks
+                ui["hub_config"] = gr.Dropdown([], label="config", scale=1, allow_custom_value=True)
+                ui["hub_split"] = gr.Dropdown(["train"], value="train", label="split", scale=1,
+                                              allow_custom_value=True)
+            ui["hub_layout"] = gr.State({})
     with gr.Row():
         ui["data_source"] = gr.Textbox(label="Dataset in use", value="example:facts", interactive=False)
         ui["data_format"] = gr.Dropdown(FORMATS, value="auto", label="Format (detected, or override)")
@@ -44,6 +49,8 @@ def build(ui: dict):
         ui["response_col"] = gr.Textbox(label="response column (format 'columns')")
         ui["inspect"] = gr.Button("Check again", variant="secondary")
     ui["data_summary"] = gr.Markdown()
+    ui["preference_choice"] = gr.Radio(list(PREFERENCE_CHOICES), value=next(iter(PREFERENCE_CHOICES)), visible=False,
+                                       label="Preference data: learn from it by (sets the Train tab's method)")
     with gr.Row():
         ui["token_hist"] = gr.BarPlot(x="tokens", y="examples", color="fits", label="Tokens per example",
                                       height=260)
@@ -59,17 +66,26 @@ def wire(ui: dict):
     inspect_inputs = [ui["browser_id"], ui["data_source"], ui["data_format"], ui["prompt_col"], ui["response_col"],
                       ui["model_name"], ui["max_seq_length"]]
     outputs = [ui["data_summary"], ui["token_hist"], ui["masked_example"], ui["preview"], ui["dropped"],
-               ui["dataset"], ui["dataset_format"], ui["prompt_column"], ui["response_column"]]
+               ui["dataset"], ui["dataset_format"], ui["prompt_column"], ui["response_column"],
+               ui["preference_choice"]]
 
     hidden = dict(api_visibility="private")
     ui["upload"].upload(accept_upload, [ui["upload"], ui["browser_id"]], [ui["data_source"]], api_name="upload").success(
         inspect, inspect_inputs, outputs, **hidden)
     ui["use_example"].click(lambda name: f"example:{name}", [ui["example"]], [ui["data_source"]], **hidden).success(
         inspect, inspect_inputs, outputs, **hidden)
-    ui["use_hub"].click(hub_source, [ui["hub_id"], ui["hub_config"], ui["hub_split"]],
-                        [ui["data_source"], ui["dataset_config"], ui["dataset_split"]], **hidden).success(
-        inspect, inspect_inputs + [ui["hub_config"], ui["hub_split"]], outputs, api_name="inspect_hub")
+    hub_inputs = inspect_inputs + [ui["hub_config"], ui["hub_split"]]
+    ui["use_hub"].click(hub_listing, [ui["hub_id"]], [ui["data_source"], ui["hub_layout"], ui["hub_config"],
+                                                       ui["hub_split"], ui["dataset_config"], ui["dataset_split"]],
+                        api_name="hub_listing").success(inspect, hub_inputs, outputs, api_name="inspect_hub")
+    ui["hub_config"].input(pick_config, [ui["hub_layout"], ui["hub_config"]],
+                           [ui["hub_split"], ui["dataset_config"], ui["dataset_split"]], **hidden).success(
+        inspect, hub_inputs, outputs, **hidden)
+    ui["hub_split"].input(lambda split: split, [ui["hub_split"]], [ui["dataset_split"]], **hidden).success(
+        inspect, hub_inputs, outputs, **hidden)
     ui["inspect"].click(inspect, inspect_inputs, outputs, api_name="check")
+    ui["preference_choice"].input(lambda choice: PREFERENCE_CHOICES[choice], [ui["preference_choice"]],
+                                  [ui["method"]], **hidden)
 
 
 @user_errors
@@ -91,16 +107,25 @@ def accept_upload(file_path: str | None, browser_id: str = "", request: gr.Reque
 
 
 @user_errors
-def hub_source(dataset_id: str, config: str, split: str):
-    from ftspace.data import resolve
-
+def hub_listing(dataset_id: str, oauth_token: gr.OAuthToken | None = None):
+    """A Hub dataset's configs and splits (from its card and file list, read with the visitor's token), for
+    the dropdowns; the first config and its train split (or first split) are chosen. Rows are read after,
+    streamed, only as many as the check needs."""
     dataset_id = (dataset_id or "").strip()
     if not dataset_id:
         raise DataError("Enter a Hub dataset id such as owner/name.")
-    kind, _ = resolve(dataset_id)
-    if kind != "hub":
-        raise DataError(f"{dataset_id!r} is a local path, not a Hub dataset id.")
-    return dataset_id, config or "", split or "train"
+    layout = offload.call("ftspace.data.load:hub_layout", dataset_id=dataset_id, token=visitor_token(oauth_token))
+    config = next(iter(layout), "")
+    splits = layout.get(config) or ["train"]
+    split = "train" if "train" in splits else splits[0]
+    return (dataset_id, layout, gr.Dropdown(choices=list(layout), value=config), gr.Dropdown(choices=splits, value=split),
+            config, split)
+
+
+def pick_config(layout: dict, config: str):
+    splits = (layout or {}).get(config) or ["train"]
+    split = "train" if "train" in splits else splits[0]
+    return gr.Dropdown(choices=splits, value=split), config, split
 
 
 @user_errors
@@ -120,19 +145,33 @@ def inspect(browser_id, source, fmt, prompt_col, response_col, model_name, max_l
         table = _histogram(stats["lengths"], max_len)
         hist = gr.BarPlot(value=table, sort=list(table["tokens"])) if table is not None else None  # bins in order
         highlighted = [(text, "trained" if trained else None) for text, trained in found["first"]]
-        tokens_line = (f"\n\n**Tokens per example** ({model_name}): min {stats['min']}, median {stats['p50']}, "
-                       f"p95 {stats['p95']}, max {stats['max']}. **{stats['over_max_seq_length']}** of "
-                       f"{stats['count']} exceed max_seq_length {max_len} and will be truncated.")
+        if stats.get("windows"):
+            docs = stats["documents"]
+            tokens_line = (f"\n\n**Plain text for continued pre-training**: **{stats['windows']} windows** of at most "
+                           f"{max_len} tokens from {docs} document{'s' if docs != 1 else ''} (stride "
+                           f"{stats['stride']}); nothing is cut off.")
+        else:
+            tokens_line = (f"\n\n**Tokens per example** ({model_name}): min {stats['min']}, median {stats['p50']}, "
+                           f"p95 {stats['p95']}, max {stats['max']}. **{stats['over_max_seq_length']}** of "
+                           f"{stats['count']} exceed max_seq_length {max_len} and will be truncated.")
     else:
         tokens_line = f"\n\nToken statistics unavailable: {found['tokens_error']}"
     more = f" (first {INSPECT_ROWS} rows checked)" if report["rows_read"] >= INSPECT_ROWS else ""
     columns = ", ".join(map(str, report["columns"]))
     summary = (f"**{report['source']}**: format **{report['format']}** (columns: {columns}). {report['rows_read']} "
                f"rows read{more}, **{report['rows_kept']} kept**, {report['rows_dropped']} dropped." + tokens_line)
+    notes = ([f"read as {report['layout']}"] if report.get("layout") else []) + \
+        [f"{count} {note}" for note, count in report.get("notes", {}).items()]
+    if notes:
+        summary += "\n\n" + "\n".join(f"- {note}" for note in notes)
+    preference = report["format"] == "preference"
+    if preference:
+        summary += ("\n\n**Preference data** (a prompt, a chosen and a rejected reply): train on the chosen replies "
+                    "(SFT), or teach the model to prefer them with DPO or ORPO: choose below.")
     dropped = [[d["row"], d["field"], d["reason"]] for d in report["dropped"]]
     chosen_fmt = fmt if fmt and fmt != "auto" else "auto"
     return (summary, hist, highlighted, found["preview"], dropped or None, source, chosen_fmt,
-            prompt_col or "", response_col or "")
+            prompt_col or "", response_col or "", gr.Radio(visible=preference))
 
 
 def _histogram(lengths: list[int], max_len: int):

@@ -57,8 +57,8 @@ def build(ui: dict):
                 ui["resume"] = gr.Button("Resume")
             ui["run_id"] = gr.Dropdown([], label="Run", allow_custom_value=True, interactive=True)
             ui["run_status"] = gr.Markdown("No run yet.")
-            ui["loss_plot"] = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=280,
-                                          elem_id="loss-plot")
+            ui["loss_plot"] = gr.LinePlot(x="step", y="loss", color="series", height=280, elem_id="loss-plot",
+                                          label="Loss (DPO / ORPO: and the reward margin)")
             ui["log_tail"] = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
             with gr.Accordion("The same run from the command line", open=False):
                 ui["cli_command"] = gr.Textbox(label="Command", interactive=False)
@@ -201,6 +201,11 @@ def progress(scheduler, run_id, owner):
     events = run.all_events()
     points = [{"step": e["step"], "loss": e["loss"], "series": "train"} for e in events if "loss" in e]
     points += [{"step": e["step"], "loss": e["eval_loss"], "series": "eval"} for e in events if "eval_loss" in e]
+    # DPO / ORPO: the reward margin (chosen minus rejected) beside the loss; it should grow
+    points += [{"step": e["step"], "loss": e["reward_margin"], "series": "reward margin"} for e in events
+               if "reward_margin" in e]
+    points += [{"step": e["step"], "loss": e["eval_reward_margin"], "series": "eval reward margin"} for e in events
+               if "eval_reward_margin" in e]
     last = next((e for e in reversed(events) if "loss" in e), {})
     parts = [f"**{run.id}**: **{st['status']}**"]
     if st["status"] == "queued" and st.get("waiting"):
@@ -222,6 +227,9 @@ def progress(scheduler, run_id, owner):
         parts.append(f"loss {st['train_loss']:.4f}")
     if isinstance(st.get("eval_loss"), float):
         parts.append(f"eval loss {st['eval_loss']:.4f}")
+    if "reward_accuracy" in last:
+        parts.append(f"chosen preferred in {last['reward_accuracy']:.0%} of the batch, reward margin "
+                     f"{last['reward_margin']:.3f}")
     if st.get("error"):
         parts.append(f"\n\n{scrub_paths(st['error'])}")
     if st["status"] == "completed" and st.get("stopped_early"):

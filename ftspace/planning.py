@@ -17,27 +17,65 @@ def plan(config: dict, token: str | None = None) -> dict:
     once a step time has been measured)}."""
     from ftspace import runs
     from ftspace.config import RunConfig
-    from ftspace.data import scan, training_rows
+    from ftspace.data import check_usable, open_dataset, training_rows
     from ftspace.models import estimate
 
     cfg = RunConfig.from_dict(config)
-    report = scan(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
-                  response_column=cfg.response_column, config=cfg.dataset_config, split=cfg.dataset_split,
-                  limit=COUNT_ROWS, token=token)
+    report, stream = open_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
+                                  response_column=cfg.response_column, config=cfg.dataset_config,
+                                  split=cfg.dataset_split, limit=COUNT_ROWS, token=token, method=cfg.method)
+    text_chars = [len(row["text"]) for row in stream if "text" in row]  # plain text trains on windows of it
+    check_usable(report)
     rows = report.rows_kept
     train_rows = training_rows(rows, cfg)
+    windows = None
+    if text_chars:  # documents become windows of max_seq_length tokens: count those (approximately)
+        windows = _windows(text_chars, cfg, token)
+        train_rows = max(1, round(windows * train_rows / rows))
     out = estimate(cfg, train_rows, seconds_per_step=runs.measured_step_seconds(cfg), token=token)
     capped = report.rows_read >= COUNT_ROWS
     return {"rows": rows, "rows_capped": capped, "train_rows": train_rows, **out,
-            "steps_exact": cfg.max_steps > 0 or not capped}
+            "steps_exact": cfg.max_steps > 0 or not (capped or windows), "text_windows": windows}
+
+
+SAMPLE_CHARS = 200_000  # text tokenized to learn the tokenizer's characters per token
+
+
+def _windows(text_chars: list[int], cfg, token: str | None) -> int:
+    """About how many windows of max_seq_length tokens the documents make: their lengths in characters over
+    the characters per token measured on the first of them (4 where the tokenizer is not at hand)."""
+    import math
+
+    from ftspace.data import open_dataset
+
+    chars_per_token = 4.0
+    try:
+        from ftspace.data.inspection import _tokenizer
+
+        tokenizer = _tokenizer(cfg.model_name, token)
+        _, stream = open_dataset(cfg.dataset, dataset_format=cfg.dataset_format, config=cfg.dataset_config,
+                                 split=cfg.dataset_split, token=token)
+        sample, size = [], 0
+        for row in stream:
+            sample.append(row.get("text", ""))
+            size += len(sample[-1])
+            if size >= SAMPLE_CHARS:
+                break
+        text = "\n".join(sample)[:SAMPLE_CHARS]
+        chars_per_token = max(1.0, len(text) / max(1, len(tokenizer(text, add_special_tokens=False)["input_ids"])))
+    except Exception:  # no tokenizer here (an offline Hub model): the usual 4 characters per token
+        pass
+    step = max(1, cfg.max_seq_length - cfg.text_stride)
+    return sum(max(1, math.ceil(max(0, n / chars_per_token + 1 - cfg.text_stride) / step)) for n in text_chars)
 
 
 def describe(est: dict) -> str:
     """One paragraph (Markdown) for people: the Train tab shows it, the CLI prints it above the JSON."""
     time_line = (f"about **{est['seconds'] / 60:.1f} min** at the step time measured on a previous run of this "
                  "model" if "seconds" in est else "time: shown once a step of this model has been measured")
-    at_least = "at least " if est.get("rows_capped") else ""
-    return (f"{at_least}**{est['train_rows']}** training rows; **{est['parameters'] / 1e6:,.1f} M** parameters, "
+    at_least = "at least " if est.get("rows_capped") else ("about " if est.get("text_windows") else "")
+    unit = "training windows of text" if est.get("text_windows") else "training rows"
+    return (f"{at_least}**{est['train_rows']}** {unit}; **{est['parameters'] / 1e6:,.1f} M** parameters, "
             f"**{est['trainable_parameters'] / 1e6:,.2f} M** trainable ({est['trainable_percent']}%), about "
             f"**{est['memory_gb']} GB** of memory, {'' if est.get('steps_exact', True) else 'at least '}**{est['steps']}** steps of {est['examples_per_step']} "
             f"examples; {time_line}.")

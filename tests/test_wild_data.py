@@ -147,6 +147,12 @@ def test_a_text_corpus_run_trains_on_windows(tiny_model, runs_dir):
     assert max(len(ids) for ids in train["input_ids"]) == WINDOW
     assert "read as one document" in info["data"]
 
+    from ftspace.planning import describe, plan  # the estimate counts windows too (from characters per token)
+
+    est = plan(run.config().to_dict())
+    assert abs(est["train_rows"] - train.num_rows) <= max(1, train.num_rows // 10), (est, train.num_rows)
+    assert "training windows of text" in describe(est)
+
 
 def test_preference_rows_keep_prompt_chosen_and_rejected_for_preference_methods():
     rows, report = load_dataset(str(WILD / "preference_sharegpt.json"), method="dpo")

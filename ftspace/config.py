@@ -65,7 +65,7 @@ class RunConfig:
     dataset_format: str = option(
         "auto", "Row format: 'auto' detects it from the columns.", group="data",
         choices=["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "pairs", "text", "columns",
-                 "preference", "kto"])
+                 "preference", "kto", "function_calls"])
     prompt_column: str = option("", "With dataset_format 'columns': the column holding the user's turn.",
                                 group="data", advanced=True)
     response_column: str = option("", "With dataset_format 'columns': the column holding the reply.",

@@ -47,7 +47,7 @@ def test_each_file_is_detected_converted_or_refused(name):
 
 def test_every_class_the_issue_names_has_a_file():
     formats_seen = {v.get("format", "refused") for v in EXPECTED.values()}
-    assert {"messages", "sharegpt", "text", "preference", "kto", "refused"} <= formats_seen
+    assert {"messages", "sharegpt", "text", "preference", "kto", "function_calls", "refused"} <= formats_seen
     notes = {n for v in EXPECTED.values() for n in v.get("notes", {})}
     assert {formats.NOTE_BLOCKS, formats.NOTE_REASONING_DROPPED, formats.NOTE_EMPTY_REASONING, formats.NOTE_TAGS,
             formats.NOTE_SYSTEM_TOOLS, formats.NOTE_ENCODED_ARGS, formats.NOTE_WEIGHT, formats.NOTE_CHOSEN} <= notes
@@ -175,13 +175,21 @@ def test_kto_rows_are_never_all_learned_as_good():
     assert [r["messages"][1]["content"] for r in rows] == ["Rome.", "7", "Green."]
     assert report.rows_dropped == 2 and "2 dropped" in report.summary()
     assert "undesirable reply (KTO data)" in report.summary()
+    rows, report = load_dataset(str(WILD / "kto_messages_tag.jsonl"))  # LLaMA-Factory's kto_tag
+    assert [r["messages"][1]["content"] for r in rows] == ["Hello! How can I help?"]
 
 
-CLI_FILES = ["blocks_openai.jsonl", "tools_hermes.jsonl", "corpus_document.txt", "preference_strings.jsonl",
-             "kto.jsonl", "multimodal_blocks.jsonl"]
+def test_function_call_rows_and_preference_prompts_under_other_names():
+    rows, _ = load_dataset(str(WILD / "tools_xlam.jsonl"))
+    assert [c["function"]["arguments"]["city"] for c in rows[1]["messages"][1]["tool_calls"]] == ["Lima", "Quito"]
+    assert rows[0]["tools"] == [WEATHER]
+    rows, _ = load_dataset(str(WILD / "preference_question_system.jsonl"), method="dpo")
+    assert rows[0]["prompt"] == [{"role": "system", "content": "You are terse."},
+                                 {"role": "user", "content": "Boiling point of water?"}]
+    assert rows[1]["prompt"] == [{"role": "user", "content": "Colour of snow?"}]
 
 
-@pytest.mark.parametrize("name", CLI_FILES)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_data_inspect_prints_the_format_and_numbers(name):
     want = EXPECTED[name]
     out = subprocess.run([sys.executable, "-m", "ftspace", "data", "inspect", str(WILD / name), "--json",
@@ -194,10 +202,16 @@ def test_data_inspect_prints_the_format_and_numbers(name):
     got = json.loads(out.stdout)
     assert (got["format"], got["rows_read"], got["rows_kept"], got["notes"]) == \
         (want["format"], want["rows_read"], want["rows_kept"], want["notes"])
+    assert [[d["row"], d["field"], d["reason"]] for d in got["dropped"]] == want["dropped"]
+    if name not in ("corpus_document.txt", "tools_hermes.jsonl", "preference_strings.jsonl"):
+        return  # the readable report (the same report, printed) checked on one file of each kind
     text = subprocess.run([sys.executable, "-m", "ftspace", "data", "inspect", str(WILD / name), "--max-seq-length",
                            str(WINDOW)], cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
+    assert text.startswith(f"{name}: format {want['format']}, {want['rows_read']} rows read, {want['rows_kept']} kept")
     for note, count in want["notes"].items():
         assert f"{count} {note}" in text
+    for row, field, reason in want["dropped"]:
+        assert f"row {row}: {field}: {reason}" in text
     if "windows" in want:
         plural = "s" if want["documents"] != 1 else ""
         assert f"{want['windows']} windows of at most {WINDOW} tokens from {want['documents']} document{plural} " in text

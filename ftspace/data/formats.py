@@ -30,6 +30,8 @@ PAIRS = [("question", "answer"), ("prompt", "response"), ("query", "response"), 
          ("user", "assistant"), ("human", "assistant"), ("context", "response"), ("source", "target"),
          ("problem", "solution"), ("input", "target"), ("text", "label")]
 TEXT_COLUMNS = ("text", "content", "document")
+PREFERENCE_PROMPTS = ("prompt", "question", "input", "instruction", "query")  # the prompt of a preference row
+KTO_LABELS = ("label", "kto_tag")  # a boolean: is this reply desirable (TRL's KTO rows, LLaMA-Factory's kto_tag)
 CONVERSATION_COLUMNS = ("messages", "conversations", "conversation", "chat")
 MEDIA_COLUMNS = ("images", "image", "audio", "audios", "videos", "video")
 MEDIA_BLOCKS = ("image", "image_url", "input_image", "audio", "input_audio", "audio_url", "video", "video_url", "file")
@@ -87,9 +89,11 @@ def detect_format(columns, first_row: dict) -> str | None:
         return "multimodal"
     if "chosen" in cols and "rejected" in cols:
         return "preference"
-    if "label" in cols and isinstance(first_row.get("label"), bool) and ("completion" in cols or
-                                                                         cols & set(CONVERSATION_COLUMNS)):
+    if any(isinstance(first_row.get(c), bool) for c in KTO_LABELS) and ("completion" in cols or
+                                                                       cols & set(CONVERSATION_COLUMNS)):
         return "kto"
+    if {"query", "answers"} <= cols:
+        return "function_calls"
     for key in CONVERSATION_COLUMNS:
         if key in cols:
             value = first_row.get(key)
@@ -171,11 +175,12 @@ def to_kto_sft(row: dict) -> dict:
     ...
     ftspace.data.formats.RowError: label: false: an undesirable reply (KTO data), not learned by SFT
     """
-    label = row.get("label")
+    column = next((c for c in KTO_LABELS if c in row), "label")
+    label = row.get(column)
     if not isinstance(label, bool):
-        raise RowError("label", f"must be true or false, got {label!r}")
+        raise RowError(column, f"must be true or false, got {label!r}")
     if not label:
-        raise RowError("label", "false: an undesirable reply (KTO data), not learned by SFT")
+        raise RowError(column, "false: an undesirable reply (KTO data), not learned by SFT")
     if any(k in row for k in CONVERSATION_COLUMNS) and "completion" not in row:
         return to_messages_messages(row)
     return to_messages_prompt_completion(row)
@@ -191,8 +196,9 @@ def to_preference(row: dict) -> dict:
     [{'role': 'assistant', 'content': '5'}]
     """
     conversation = next((k for k in CONVERSATION_COLUMNS if k in row), None)
-    if "prompt" in row and row["prompt"] not in (None, ""):
-        prompt = _turns(row["prompt"], "prompt", default_role="user")
+    prompt_column = next((k for k in PREFERENCE_PROMPTS if row.get(k) not in (None, "", [])), None)
+    if prompt_column:
+        prompt = _turns(row[prompt_column], prompt_column, default_role="user")
     elif conversation:
         prompt = _turns(row[conversation], conversation, default_role="user")
     else:
@@ -213,7 +219,25 @@ def to_preference(row: dict) -> dict:
                 del turns[:len(prompt)]
     if not prompt:
         raise RowError("prompt", "no prompt: the chosen and rejected replies answer nothing (add a prompt column)")
+    if isinstance(row.get("system"), str) and row["system"].strip() and prompt[0].get("role") != "system":
+        prompt.insert(0, {"role": "system", "content": row["system"]})
     out = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    return _with_tools(row, out)
+
+
+def to_function_calls(row: dict) -> dict:
+    """Function-calling rows as xLAM shares them: a `query`, the `answers` (a JSON list of {"name", "arguments"}
+    calls) and the `tools` offered; the reply is the calls.
+
+    >>> to_function_calls({"query": "Weather in Oslo?", "answers": '[{"name": "w", "arguments": {"city": "Oslo"}}]',
+    ...                    "tools": '[{"name": "w"}]'})["messages"][1]["tool_calls"][0]["function"]["name"]
+    'w'
+    """
+    calls = _as_list(row.get("answers"), "answers")
+    if not calls:
+        raise RowError("answers", "empty: no function call to learn")
+    out = {"messages": [{"role": "user", "content": _text(row, "query")},
+                        {"role": "assistant", "content": "", "tool_calls": calls}]}
     return _with_tools(row, out)
 
 
@@ -256,6 +280,7 @@ CONVERTERS = {
     "text": to_text,
     "preference": to_preference,
     "kto": to_kto_sft,
+    "function_calls": to_function_calls,
     "multimodal": refuse_media,
 }
 

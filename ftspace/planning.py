@@ -35,7 +35,8 @@ def plan(config: dict, token: str | None = None) -> dict:
     out = estimate(cfg, train_rows, seconds_per_step=runs.measured_step_seconds(cfg), token=token)
     capped = report.rows_read >= COUNT_ROWS
     return {"rows": rows, "rows_capped": capped, "train_rows": train_rows, **out,
-            "steps_exact": cfg.max_steps > 0 or not (capped or windows), "text_windows": windows}
+            "steps_exact": cfg.max_steps > 0 or not (capped or windows), "text_windows": windows,
+            "epoch_based": cfg.max_steps <= 0}
 
 
 SAMPLE_CHARS = 200_000  # text tokenized to learn the tokenizer's characters per token
@@ -78,4 +79,16 @@ def describe(est: dict) -> str:
     return (f"{at_least}**{est['train_rows']}** {unit}; **{est['parameters'] / 1e6:,.1f} M** parameters, "
             f"**{est['trainable_parameters'] / 1e6:,.2f} M** trainable ({est['trainable_percent']}%), about "
             f"**{est['memory_gb']} GB** of memory, {'' if est.get('steps_exact', True) else 'at least '}**{est['steps']}** steps of {est['examples_per_step']} "
-            f"examples; {time_line}.")
+            f"examples; {time_line}." + few_steps(est))
+
+
+FEW_STEPS = 20  # fewer optimizer steps than this rarely teach anything new (measured: bench/RESULTS.md section 7)
+
+
+def few_steps(est: dict) -> str:
+    """A warning when an epoch-based run makes only a handful of optimizer steps (a small upload with the
+    balanced or thorough preset: 40 rows make 10 and 8 steps, and the fact was not learned)."""
+    if not est.get("epoch_based") or est["steps"] >= FEW_STEPS:
+        return ""
+    return (f" **Only {est['steps']} optimizer steps**: a small dataset learns little in so few; raise "
+            "num_train_epochs or set max_steps (the quick demo preset makes 30).")

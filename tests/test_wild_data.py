@@ -152,6 +152,7 @@ def test_a_text_corpus_run_trains_on_windows(tiny_model, runs_dir):
     est = plan(run.config().to_dict())
     assert abs(est["train_rows"] - train.num_rows) <= max(1, train.num_rows // 10), (est, train.num_rows)
     assert "training windows of text" in describe(est)
+    assert "optimizer steps**: a small dataset learns little" in describe(est)  # 5 steps of one epoch
 
 
 def test_preference_rows_keep_prompt_chosen_and_rejected_for_preference_methods():
@@ -215,3 +216,11 @@ def test_data_inspect_prints_the_format_and_numbers(name):
     if "windows" in want:
         plural = "s" if want["documents"] != 1 else ""
         assert f"{want['windows']} windows of at most {WINDOW} tokens from {want['documents']} document{plural} " in text
+
+
+def test_a_tool_result_given_as_an_object_becomes_json_text():
+    row = formats.validate({"messages": [{"role": "user", "content": "Weather?"},
+                                         {"role": "assistant", "content": None, "tool_calls": [call("Oslo")]},
+                                         {"role": "tool", "content": {"temp": 3}},
+                                         {"role": "assistant", "content": "3 degrees."}]})
+    assert row["messages"][2] == {"role": "tool", "content": '{"temp": 3}'}

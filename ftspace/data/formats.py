@@ -229,9 +229,9 @@ def to_function_calls(row: dict) -> dict:
     """Function-calling rows as xLAM shares them: a `query`, the `answers` (a JSON list of {"name", "arguments"}
     calls) and the `tools` offered; the reply is the calls.
 
-    >>> to_function_calls({"query": "Weather in Oslo?", "answers": '[{"name": "w", "arguments": {"city": "Oslo"}}]',
-    ...                    "tools": '[{"name": "w"}]'})["messages"][1]["tool_calls"][0]["function"]["name"]
-    'w'
+    >>> row = {"query": "Weather in Oslo?", "answers": '[{"name": "w", "arguments": {"city": "Oslo"}}]', "tools": "[]"}
+    >>> validate(to_function_calls(row))["messages"][1]["tool_calls"]
+    [{'type': 'function', 'function': {'name': 'w', 'arguments': {'city': 'Oslo'}}}]
     """
     calls = _as_list(row.get("answers"), "answers")
     if not calls:
@@ -471,6 +471,8 @@ def _normalise_content(m: dict, where: str, notes: dict | None):
     """Content blocks joined, reasoning moved to `reasoning_content`, tool-call dialects made canonical,
     a loss weight checked; unknown keys removed. Media anywhere raises MediaError."""
     role, content = m["role"], m.get("content")
+    if role == "tool" and isinstance(content, dict) and "type" not in content:  # a result object, as JSON text
+        content = json.dumps(content, ensure_ascii=False)
     reasoning = None
     for key in REASONING_FIELDS:
         if isinstance(m.get(key), str) and key != "content":

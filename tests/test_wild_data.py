@@ -224,3 +224,13 @@ def test_a_tool_result_given_as_an_object_becomes_json_text():
                                          {"role": "tool", "content": {"temp": 3}},
                                          {"role": "assistant", "content": "3 degrees."}]})
     assert row["messages"][2] == {"role": "tool", "content": '{"temp": 3}'}
+
+
+def test_the_run_log_says_the_reasoning_was_dropped(tiny_model, runs_dir):
+    from ftspace import runs
+    from ftspace.config import RunConfig
+    from ftspace.engine.prepare import prepare
+
+    run = runs.create(RunConfig(model_name=str(tiny_model), dataset=str(WILD / "reasoning_fields.jsonl")))
+    info = prepare(run, None, log=lambda *_: None)
+    assert f"2 {formats.NOTE_REASONING_DROPPED}" in info["data"]

@@ -53,11 +53,9 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
     if windows:
         counter.extra = {"windows": windows, "documents": report.documents, "stride": text_stride}
     if tokenizer is not None:
-        from ftspace.data import formats
-        from ftspace.data.tokenize import supports_reasoning
+        from ftspace.data.tokenize import settle_reasoning_note
 
-        if report.notes.get(formats.NOTE_REASONING) and not supports_reasoning(tokenizer):
-            report.notes[formats.NOTE_REASONING_DROPPED] = report.notes.pop(formats.NOTE_REASONING)
+        settle_reasoning_note(report, tokenizer)
     report.tokens = counter.stats() if counter is not None else None
     return {"report": report.to_dict(), "preview": preview, "first": first, "tokens_error": tokens_error}
 

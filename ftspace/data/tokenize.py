@@ -54,6 +54,14 @@ def supports_reasoning(tokenizer) -> bool:
     return "reasoning_content" in (getattr(tokenizer, "chat_template", None) or "")
 
 
+def settle_reasoning_note(report, tokenizer):
+    """Once the template is known, the report says whether the rows' reasoning is kept or dropped."""
+    from ftspace.data import formats
+
+    if report.notes.get(formats.NOTE_REASONING) and not supports_reasoning(tokenizer):
+        report.notes[formats.NOTE_REASONING_DROPPED] = report.notes.pop(formats.NOTE_REASONING)
+
+
 def for_template(tokenizer, messages: list[dict]) -> list[dict]:
     """Messages as the template takes them: our `weight` mark removed, reasoning removed where the template
     has no place for it (the data report says so)."""

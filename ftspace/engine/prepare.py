@@ -59,6 +59,13 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     with open(staging / "all.jsonl", "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in stream)
     check_usable(report)
+    from transformers import AutoTokenizer
+
+    from ftspace.data.tokenize import set_chat_template, settle_reasoning_note
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    set_chat_template(tokenizer, cfg.chat_template)
+    settle_reasoning_note(report, tokenizer)
     log(report.summary())
     valid, test = held_out_rows(report.rows_kept, cfg.validation_size, cfg.seed, cfg.test_size)
     digest = hashlib.sha256()
@@ -93,12 +100,6 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     if general:
         log(f"mixed in {len(general)} general rows (example:general) with {own} of yours")
 
-    from transformers import AutoTokenizer
-
-    from ftspace.data.tokenize import set_chat_template
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    set_chat_template(tokenizer, cfg.chat_template)
     info = {"model_path": model_path, "data": report.summary(), "train_rows": counts["train"],
             "eval_rows": counts["eval"], "probe": probe(tokenizer, cfg), "general_rows": len(general),
             "test_rows": test_rows, "test_source": test_source, "train_sha256": digest.hexdigest(),

@@ -110,8 +110,8 @@ def main():
                   "| contender | optimizer steps | fact in held-out answers (of 6) | tuned token F1 | general probe change "
                   "| warned |", "| --- | --- | --- | --- | --- | --- |"]
         for name, r in fo["summary"].items():
-            steps = r.get("steps")
-            lines.append(f"| {name} | {fmt(steps) if steps else 'n/a'} | {fmt(r['learned'])} | {fmt(r['f1_tuned'])} | "
+            steps = fmt(r["steps"]) if r.get("steps") else f"{st['preset']['max_steps']} (max_steps)"  # older files
+            lines.append(f"| {name} | {steps} | {fmt(r['learned'])} | {fmt(r['f1_tuned'])} | "
                          f"{fmt(r['probe_change'])} | {r['warned']} of {st['rounds']} |")
         lines.append("")
     g = load("gpu")

@@ -24,13 +24,19 @@ def plan(config: dict, token: str | None = None) -> dict:
     report, stream = open_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
                                   response_column=cfg.response_column, config=cfg.dataset_config,
                                   split=cfg.dataset_split, limit=COUNT_ROWS, token=token, method=cfg.method)
-    text_chars = [len(row["text"]) for row in stream if "text" in row]  # plain text trains on windows of it
+    text_chars, sample, sampled = [], [], 0  # plain text trains on windows of it: lengths, and a start to measure
+    for row in stream:
+        if "text" in row:
+            text_chars.append(len(row["text"]))
+            if sampled < SAMPLE_CHARS:
+                sample.append(row["text"])
+                sampled += len(row["text"])
     check_usable(report)
     rows = report.rows_kept
     train_rows = training_rows(rows, cfg)
     windows = None
     if text_chars:  # documents become windows of max_seq_length tokens: count those (approximately)
-        windows = _windows(text_chars, cfg, token)
+        windows = _windows(text_chars, "\n".join(sample)[:SAMPLE_CHARS], cfg, token)
         train_rows = max(1, round(windows * train_rows / rows))
     out = estimate(cfg, train_rows, seconds_per_step=runs.measured_step_seconds(cfg), token=token)
     capped = report.rows_read >= COUNT_ROWS
@@ -42,28 +48,17 @@ def plan(config: dict, token: str | None = None) -> dict:
 SAMPLE_CHARS = 200_000  # text tokenized to learn the tokenizer's characters per token
 
 
-def _windows(text_chars: list[int], cfg, token: str | None) -> int:
+def _windows(text_chars: list[int], sample: str, cfg, token: str | None) -> int:
     """About how many windows of max_seq_length tokens the documents make: their lengths in characters over
-    the characters per token measured on the first of them (4 where the tokenizer is not at hand)."""
+    the characters per token measured on `sample`, their first characters (4 where the tokenizer is not at hand)."""
     import math
-
-    from ftspace.data import open_dataset
 
     chars_per_token = 4.0
     try:
         from ftspace.data.inspection import _tokenizer
 
         tokenizer = _tokenizer(cfg.model_name, token)
-        _, stream = open_dataset(cfg.dataset, dataset_format=cfg.dataset_format, config=cfg.dataset_config,
-                                 split=cfg.dataset_split, token=token)
-        sample, size = [], 0
-        for row in stream:
-            sample.append(row.get("text", ""))
-            size += len(sample[-1])
-            if size >= SAMPLE_CHARS:
-                break
-        text = "\n".join(sample)[:SAMPLE_CHARS]
-        chars_per_token = max(1.0, len(text) / max(1, len(tokenizer(text, add_special_tokens=False)["input_ids"])))
+        chars_per_token = max(1.0, len(sample) / max(1, len(tokenizer(sample, add_special_tokens=False)["input_ids"])))
     except Exception:  # no tokenizer here (an offline Hub model): the usual 4 characters per token
         pass
     step = max(1, cfg.max_seq_length - cfg.text_stride)

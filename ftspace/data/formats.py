@@ -23,7 +23,6 @@ ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant"
                 "system": "system", "developer": "system", "tool": "tool", "function": "tool",
                 "observation": "tool", "function_call": "assistant", "function_response": "tool",
                 "ipython": "tool", "tool_response": "tool"}
-SHAREGPT_ROLES = ROLE_ALIASES
 # Column pairs people commonly use for a single-turn exchange, most specific first.
 PAIRS = [("question", "answer"), ("prompt", "response"), ("query", "response"), ("instruction", "response"),
          ("input", "output"), ("instruction", "output"), ("question", "response"), ("prompt", "answer"),

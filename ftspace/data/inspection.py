@@ -32,6 +32,7 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
         except Exception as e:  # no tokenizer (an offline Hub model): the report still stands
             tokens_error = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
     if tokenizer is not None:
+        from ftspace.data.formats import as_sft
         from ftspace.data.tokenize import TokenCounter, encode, tokenize_example, trained_pieces
 
         counter = TokenCounter(max_seq_length)
@@ -44,7 +45,7 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
                 pieces = encode(tokenizer, example, max_length=max_seq_length, stride=text_stride)
                 windows += len(pieces)
             else:
-                pieces = [tokenize_example(tokenizer, _sft_view(example))]
+                pieces = [tokenize_example(tokenizer, as_sft(example))]  # a preference row: its chosen reply
             for encoded in pieces:
                 counter.add(len(encoded["input_ids"]))
             if first is None:
@@ -58,13 +59,6 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
         settle_reasoning_note(report, tokenizer)
     report.tokens = counter.stats() if counter is not None else None
     return {"report": report.to_dict(), "preview": preview, "first": first, "tokens_error": tokens_error}
-
-
-def _sft_view(example: dict) -> dict:
-    """A preference row's chosen conversation (what the token statistics measure); others unchanged."""
-    from ftspace.data.formats import as_sft
-
-    return as_sft(example)
 
 
 def _tokenizer(model_name: str, token: str | None):

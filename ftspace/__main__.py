@@ -274,6 +274,80 @@ def cmd_data_inspect(args) -> int:
     return 0
 
 
+def cmd_data_create(args) -> int:
+    """`data synth` / `data raft`: a teacher writes rows; the file's path is the last line on stdout."""
+    import os
+
+    from ftspace.access import hub_token
+    from ftspace.data import DataReport
+    from ftspace.data.create import SYNTH_FIELDS, CreateSettings, describe_preview, preview, raft, synth, write_rows
+    from ftspace.data.create.teacher import Teacher
+    from ftspace.data.inspection import inspect_dataset
+
+    mode = args.data_command
+    settings = CreateSettings.from_dict(schema_values(args, CreateSettings))
+    key = os.environ.get("FTSPACE_TEACHER_KEY") or os.environ.get("OPENAI_API_KEY")
+    teacher = Teacher(settings, key=key if settings.teacher == "openai" else None,
+                      token=hub_token() if settings.teacher == "hf" else None)
+    evaluation = synth.eval_questions(settings.eval_dataset) if settings.eval_dataset else []
+    if mode == "synth":
+        seeds, columns = synth.read_seeds(args.seeds)
+        context = []
+        if args.context:
+            from ftspace.data.create.documents import document_files, read_document
+
+            context = [read_document(f) for f in document_files(args.context)]
+        err(describe_preview(preview(settings, "synth", len(seeds))))
+    else:
+        chunks, documents = raft.load_chunks(args.documents, settings)
+        used = min(len(chunks), settings.max_chunks or len(chunks))
+        err(f"{documents} documents, {len(chunks)} chunks of at most {settings.chunk_tokens} tokens")
+        err(describe_preview(preview(settings, "raft", 0, chunks=used)))
+    if settings.teacher == "default":
+        quiet.preload()
+    bar = _bar(args, "creating")
+    last = [0]
+
+    def progress(done, total, what):
+        if bar is not None:
+            bar.total = total
+            bar.update(done - last[0])
+            bar.set_postfix_str(what[:40])
+            last[0] = done
+
+    with contextlib.redirect_stdout(sys.stderr):
+        if mode == "synth":
+            pairs, report = synth.synthesize(settings, teacher, seeds, context=context, evaluation=evaluation,
+                                             progress=progress)
+            rows = synth.as_rows(pairs, columns)
+        else:
+            rows, report = raft.build(settings, teacher, chunks, documents=documents, evaluation=evaluation,
+                                      progress=progress)
+    if bar is not None:
+        bar.close()
+    if not rows:
+        err(report.summary())
+        raise FtspaceError("no rows were kept: see the drops above (a stronger teacher, or other seeds, helps).")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = write_rows(rows, args.out or f"created/{mode}-{stamp}.jsonl", report)
+    err(report.summary())
+    with contextlib.redirect_stdout(sys.stderr):  # the same validation report as any dataset
+        if settings.teacher != "default":
+            quiet.preload()
+        found = inspect_dataset(str(out), token=None)
+    err(DataReport(**found["report"]).summary())
+    print(out)
+    return 0
+
+
+def _bar(args, what: str):
+    if getattr(args, "quiet", False):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=1, desc=what, file=sys.stderr, dynamic_ncols=True)
+
+
 def cmd_estimate(args) -> int:
     from ftspace.access import hub_token
     from ftspace.planning import describe, plan
@@ -483,6 +557,38 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--no-tokens", action="store_true", help="skip token statistics")
     add_schema_flags(di, RunConfig, names=INSPECT_FIELDS)
     di.set_defaults(func=cmd_data_inspect)
+
+    from ftspace.data.create.settings import RAFT_FIELDS, SYNTH_FIELDS, CreateSettings
+
+    ds = dsub.add_parser("synth", help="write many question/answer pairs in the style of a few (a teacher model "
+                         "generates, then repeats, leaks and unusable rows are dropped)",
+                         epilog="examples:\n  python -m ftspace data synth --seeds seeds.jsonl --num-pairs 20\n"
+                                "  python -m ftspace data synth --seeds seeds.csv --teacher openai --teacher-url "
+                                "http://127.0.0.1:8080/v1 --teacher-model qwen2.5 --num-pairs 500 --eval-dataset "
+                                "test.jsonl\n  python -m ftspace data synth --seeds seeds.jsonl --teacher hf "
+                                "--teacher-model Qwen/Qwen2.5-72B-Instruct --judge\n\nThe key of an 'openai' teacher "
+                                "is read from FTSPACE_TEACHER_KEY or OPENAI_API_KEY; 'hf' uses HF_TOKEN or your saved "
+                                "login. The new file's path is the last line on stdout.",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ds.add_argument("--seeds", required=True, metavar="FILE", help="5-10 example pairs (any format `data inspect` reads)")
+    ds.add_argument("--context", nargs="*", metavar="DOC", help="documents whose facts the new pairs may use")
+    ds.add_argument("--out", metavar="PATH", help="output JSONL (default created/synth-TIME.jsonl)")
+    ds.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_schema_flags(ds, CreateSettings, names=SYNTH_FIELDS)
+    ds.set_defaults(func=cmd_data_create)
+
+    dr = dsub.add_parser("raft", help="turn documents into RAFT rows: a question, the document that answers it among "
+                         "distractors, and an answer quoting it",
+                         epilog="examples:\n  python -m ftspace data raft docs/ --max-chunks 10\n"
+                                "  python -m ftspace data raft manual.pdf notes.md --teacher openai --teacher-url "
+                                "http://127.0.0.1:8000/v1 --teacher-model llama3 --distractors 4\n\n"
+                                "Reads .txt .md .pdf .docx .html. The new file's path is the last line on stdout.",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    dr.add_argument("documents", nargs="+", metavar="DOC", help="document files or folders")
+    dr.add_argument("--out", metavar="PATH", help="output JSONL (default created/raft-TIME.jsonl)")
+    dr.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_schema_flags(dr, CreateSettings, names=RAFT_FIELDS)
+    dr.set_defaults(func=cmd_data_create)
 
     e = sub.add_parser("estimate", help="rows, parameters, memory, steps (and time, once measured) for a config")
     e.add_argument("--config", help="YAML file of RunConfig fields")

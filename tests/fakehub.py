@@ -36,6 +36,9 @@ class FakeHub(LocalServer):
         self.fail_next: int | None = None
         self.fail_at: tuple[str, int | str, int] | None = None
         self.hang_s = 30.0
+        # Inference Providers' router (/v1/chat/completions): a function of the messages -> reply text
+        self.chat_reply = lambda messages: "[]"
+        self.inference_users: list[str] = []  # whose token each inference call carried
         self._serve()
 
     def signing_key(self):
@@ -195,6 +198,18 @@ class FakeHub(LocalServer):
                     return self._send(200, {"access_token": token, "token_type": "bearer", "expires_in": 28800,
                                             "scope": "openid profile write-repos manage-repos",
                                             "id_token": hub.id_token(user, nonce, client_id)})
+                if path == "/v1/chat/completions":  # Inference Providers' OpenAI-compatible router
+                    user = self._authed()
+                    if user is None:
+                        return self._send(401, {"error": "Invalid credentials in Authorization header"})
+                    hub.inference_users.append(user)
+                    request = json.loads(body)
+                    text = hub.chat_reply(request["messages"])
+                    return self._send(200, {"id": "x", "object": "chat.completion", "created": 0,
+                                            "model": request.get("model", ""),
+                                            "choices": [{"index": 0, "finish_reason": "stop",
+                                                         "message": {"role": "assistant", "content": text}}],
+                                            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
                 if path == "/api/validate-yaml":  # the Hub checks a README's front matter before a commit
                     import yaml
 

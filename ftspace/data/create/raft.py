@@ -1,0 +1,209 @@
+"""RAFT rows from documents (Retrieval-Augmented Fine-Tuning, Zhang et al. 2024).
+
+Each row: the documents (the chunk that answers - the "oracle" - and `distractors` chunks that do not,
+shuffled), a question, and an answer that reasons quoting the oracle verbatim between ##begin_quote##
+and ##end_quote## and ends with "<ANSWER>: ...". In a share of rows (`oracle_absent`, default 20 %) the
+oracle is left out and the answer kept, as the paper does, so the model also learns to answer when the
+retrieved context does not hold the answer (from what it learnt) instead of trusting whatever is there.
+
+A quote that is not verbatim in the oracle is replaced by the oracle's sentence it matches (a
+teacher often changes a word or the spacing); one that matches no sentence drops the row.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from ftspace.data.create import CreateReport
+from ftspace.data.create import filters as F
+from ftspace.data.create.documents import Chunk, chunk, document_files, read_document, token_encoder
+from ftspace.data.create.settings import RAFT_FIELDS, CreateSettings
+from ftspace.data.create.teacher import Teacher, TeacherError
+from ftspace.errors import DataError
+
+BEGIN, END, FINAL = "##begin_quote##", "##end_quote##", "<ANSWER>:"
+QUOTE = re.compile(re.escape(BEGIN) + r"(.*?)" + re.escape(END), re.S)
+ROW_SYSTEM = (f"Answer the question from the documents. Quote the sentences that hold the answer, copied exactly, "
+              f"between {BEGIN} and {END}, reason step by step, then give the final answer after {FINAL}")
+MIN_QUOTE_MATCH = 0.5  # word-pair overlap needed to put the oracle's own sentence in place of a loose quote
+
+
+def load_chunks(paths, settings: CreateSettings, offsets=None) -> tuple[list[Chunk], int]:
+    """All chunks of the documents, and how many documents there were."""
+    files = document_files(paths)
+    offsets = offsets or token_encoder()
+    chunks = []
+    for f in files:
+        chunks += chunk(f.name, read_document(f), settings.chunk_tokens, settings.chunk_overlap, offsets)
+    return chunks, len(files)
+
+
+def question_prompt(c: Chunk, k: int) -> list[dict]:
+    return [{"role": "system", "content": "You write questions for a reading test. You reply with JSON only."},
+            {"role": "user", "content": f"A passage from {c.document}:\n<passage>\n{c.text}\n</passage>\n\n"
+             f"Write {k} different questions that this passage answers, each clear without seeing the passage "
+             "(name what it is about). Reply with a JSON list of strings."}]
+
+
+def answer_prompt(c: Chunk, question: str) -> list[dict]:
+    return [{"role": "system", "content": "You answer questions from a passage, quoting it exactly."},
+            {"role": "user", "content": f"<passage>\n{c.text}\n</passage>\n\nQuestion: {question}\n\n"
+             f"Reason step by step. Quote the sentences of the passage that hold the answer, copied exactly, each "
+             f"between {BEGIN} and {END}. End with one line: {FINAL} the short final answer."}]
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+
+
+def settle_answer(reply: str, oracle: str) -> tuple[str, int]:
+    """The teacher's answer with every quote verbatim in the oracle, and how many quotes were corrected.
+    Raises RowError when it has no quote, a quote found nowhere in the oracle, or no final answer.
+
+    >>> settle_answer("##begin_quote##Paris is  the capital.##end_quote## So Paris.\\n<ANSWER>: Paris",
+    ...               "France is in Europe. Paris is the capital. It is large.")
+    ('##begin_quote##Paris is the capital.##end_quote## So Paris.\\n<ANSWER>: Paris', 1)
+    """
+    data = None
+    if BEGIN not in reply:  # the same as JSON: {"quote": ..., "reasoning": ..., "answer": ...}
+        try:
+            data = F.load_json(reply)
+        except ValueError:
+            pass
+    if isinstance(data, dict) and isinstance(data.get("quote"), str) and isinstance(data.get("answer"), str):
+        reply = (f"{BEGIN}{data['quote'].strip()}{END} {str(data.get('reasoning') or '').strip()}\n"
+                 f"{FINAL} {data['answer'].strip()}")
+    if F.refusal(reply):
+        raise F.RowError("answer", "the teacher refused")
+    quotes = QUOTE.findall(reply)
+    if not quotes:
+        raise F.RowError("answer", f"no quote of the passage between {BEGIN} and {END}")
+    final = reply.rpartition(FINAL)[2].strip() if FINAL in reply else ""
+    if not final:
+        raise F.RowError("answer", f"no final answer after {FINAL}")
+    corrected = 0
+    for q in quotes:
+        if q.strip() and q.strip() in oracle:
+            continue
+        best = max(sentences(oracle), key=lambda s: F.similarity(q, s), default="")
+        if not q.strip() or F.similarity(q, best) < MIN_QUOTE_MATCH:
+            raise F.RowError("answer", f"quote not in the passage: {q.strip()[:80]!r}")
+        reply = reply.replace(f"{BEGIN}{q}{END}", f"{BEGIN}{best}{END}", 1)
+        corrected += 1
+    return reply.strip(), corrected
+
+
+def distractors_for(oracle_index: int, chunks: list[Chunk], k: int, rng: random.Random) -> list[int]:
+    """k chunk indexes, never the oracle: from other documents first, then the oracle's own document away
+    from the oracle (its neighbours share the overlap)."""
+    doc = chunks[oracle_index].document
+    others = [i for i, c in enumerate(chunks) if c.document != doc]
+    own = [i for i, c in enumerate(chunks) if c.document == doc and abs(i - oracle_index) > 1]
+    picked = rng.sample(others, min(k, len(others)))
+    if len(picked) < k:
+        picked += rng.sample(own, min(k - len(picked), len(own)))
+    return picked
+
+
+def build(settings: CreateSettings, teacher: Teacher, chunks: list[Chunk], *, documents: int = 0,
+          evaluation: list[str] = (), progress=None, stop=None) -> tuple[list[dict], CreateReport]:
+    """RAFT rows (canonical messages + provenance) from chunks. progress(done, total, what)."""
+    s = settings
+    if not chunks:
+        raise DataError("the documents hold no text to make questions from.")
+    rng = random.Random(s.seed)
+    used = list(range(len(chunks)))
+    if s.max_chunks and len(chunks) > s.max_chunks:  # spread over all documents, not the first few
+        used = [round(i * (len(chunks) - 1) / max(1, s.max_chunks - 1)) for i in range(s.max_chunks)]
+    total = len(used) * (1 + s.questions_per_chunk)
+    report = CreateReport(mode="raft", teacher=teacher.name, target=len(used) * s.questions_per_chunk)
+    done = [0]
+
+    def tick(what):
+        done[0] += 1
+        if progress:
+            progress(min(done[0], total), total, what)
+
+    # --- questions, per chunk
+    replies = teacher.complete_many([question_prompt(chunks[i], s.questions_per_chunk) for i in used], stop=stop,
+                                    on_done=lambda: tick("questions"))
+    seen, leaks = F.Seen(s.similarity), F.Seen(s.similarity)
+    for i, q in enumerate(evaluation):
+        leaks.add(q, f"evaluation row {i + 1}")
+    asked = []  # (chunk index, question)
+    for i, reply in zip(used, replies):
+        if reply is None:
+            continue
+        report.requests += 1
+        where = chunks[i].id
+        if isinstance(reply, TeacherError):
+            report.drop("questions", where, F.RowError("request", str(reply)), "teacher request failed")
+            continue
+        try:
+            questions = F.parse_strings(reply)[:s.questions_per_chunk]
+        except F.ReplyError as e:
+            report.drop("questions", where, e, "refused" if "refused" in e.reason else "unreadable reply")
+            continue
+        for q in questions:
+            report.generated += 1
+            problem = F.length_problem(q, "question", s.min_chars, s.max_chars)
+            leak, repeat = leaks.match(q), seen.match(q)
+            if problem:
+                report.drop("filter", where, problem, problem.reason.split(" (")[0])
+            elif leak:
+                report.drop("filter", where, F.RowError("question", f"repeats {leak[1]} ({leak[0]})"),
+                            "overlaps the evaluation rows")
+            elif repeat:
+                report.drop("filter", where, F.RowError("question", f"{repeat[0]} duplicate of a question of "
+                                                        f"{repeat[1]}"), f"{repeat[0]} duplicate")
+            else:
+                seen.add(q, where)
+                asked.append((i, q))
+
+    # --- answers, quoting the oracle
+    replies = teacher.complete_many([answer_prompt(chunks[i], q) for i, q in asked], stop=stop,
+                                    on_done=lambda: tick("answers"))
+    answered, corrected = [], 0
+    for (i, q), reply in zip(asked, replies):
+        if reply is None:
+            continue
+        report.requests += 1
+        where = chunks[i].id
+        if isinstance(reply, TeacherError):
+            report.drop("answer", where, F.RowError("request", str(reply)), "teacher request failed")
+            continue
+        try:
+            answer, fixed = settle_answer(reply, chunks[i].text)
+        except F.RowError as e:
+            kind = e.reason.split(":")[0].split(" between")[0].split(" after")[0]
+            report.drop("answer", where, e, kind)
+            continue
+        problem = F.length_problem(answer, "answer", s.min_chars, s.max_chars)
+        if problem:
+            report.drop("filter", where, problem, problem.reason.split(" (")[0])
+            continue
+        corrected += fixed
+        answered.append((i, q, answer))
+    if stop is not None and stop.is_set():
+        report.ended = f"stopped by the user after {report.requests} requests"
+
+    # --- rows: oracle + distractors, shuffled; a fixed share without the oracle
+    absent = set(rng.sample(range(len(answered)), round(s.oracle_absent * len(answered))))
+    rows = []
+    for n, (i, q, answer) in enumerate(answered):
+        picked = distractors_for(i, chunks, s.distractors + (1 if n in absent else 0), rng)
+        docs = picked if n in absent else picked + [i]
+        rng.shuffle(docs)
+        context = "\n".join(f"<DOCUMENT>\n{chunks[d].text}\n</DOCUMENT>" for d in docs)
+        rows.append({"messages": [{"role": "system", "content": ROW_SYSTEM},
+                                  {"role": "user", "content": f"{context}\n\nQuestion: {q}"},
+                                  {"role": "assistant", "content": answer}],
+                     "provenance": dict(teacher=teacher.name, source=chunks[i].document,
+                                        oracle=chunks[i].id, oracle_included=n not in absent,
+                                        documents=[chunks[d].id for d in docs], settings=s.to_dict(RAFT_FIELDS))})
+    report.kept = len(rows)
+    report.usage = teacher.usage.line()
+    report.extra = dict(documents=documents or len({c.document for c in chunks}), chunks_used=len(used),
+                        rows_without_oracle=len(absent), quotes_corrected=corrected)
+    return rows, report

@@ -121,3 +121,65 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         assert "completed" in page.locator("#runs-table").inner_text()
         shot(page, "5-runs")
         assert app.alive()
+
+
+def test_create_a_dataset_with_a_teacher_then_train_on_it(browser, tiny_model, tmp_path):
+    """Dataset tab -> Create: a teacher (a fake OpenAI-compatible server) writes pairs from a seed file;
+    the preview, the rows and "Use this dataset" lead to a run that trains on them."""
+    import itertools
+    import json
+
+    from fakeopenai import FakeOpenAI
+
+    counter = itertools.count(1)
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"question": f"Seed question {i} about the sea?", "answer": f"Seed {i}."}) + "\n"
+                             for i in range(5)))
+
+    def reply(messages):
+        n = next(counter)
+        return json.dumps([{"question": f"What does lighthouse {n} guard at night ({n * 13})?",
+                            "answer": f"Lighthouse {n} guards harbour {n}."}])
+
+    with FakeOpenAI(reply=reply) as teacher, App(tmp_path) as app:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app.url)
+        page.get_by_role("tab", name="1 · Dataset").click()
+        page.get_by_text("Create a dataset with a teacher model").click()
+        field(page, "teacher").click()
+        page.get_by_role("option", name="openai", exact=True).click()
+        for name, value in [("teacher_model", "fake-teacher"), ("teacher_url", teacher.url + "/v1")]:
+            box = page.get_by_role("textbox", name=re.compile(f"^{name}"))  # get_by_label misses these textareas
+            box.fill(value)
+            box.press("Tab")
+        for name, value in [("num_pairs", "6"), ("pairs_per_request", "1")]:
+            field(page, name).fill(value)
+            field(page, name).press("Tab")
+        page.locator("#seed-file input[type=file]").set_input_files(str(seeds))
+        page.wait_for_timeout(1000)
+        page.get_by_role("button", name="Preview cost and time").click()
+        page.get_by_text("teacher requests").first.wait_for(timeout=30000)
+        page.get_by_role("button", name="Create", exact=True).click()
+        page.get_by_text("6 rows written to").first.wait_for(timeout=60000)
+        shot(page, "create-dataset")
+        assert "Lighthouse 1 guards harbour 1." in page.locator("#create-rows").inner_text()  # the rows preview
+        assert all("Seed question" in p for p in teacher.prompts())  # the prompts carry the seeds
+        page.get_by_role("button", name="Use this dataset →").click()
+        page.get_by_text("format pairs").or_(page.get_by_text("format **pairs**")).first.wait_for(timeout=60000)
+        page.get_by_text("6 kept").first.wait_for()
+
+        page.get_by_role("tab", name="2 · Train").click()
+        page.get_by_label("Preset (fills the fields below)").click()
+        page.get_by_role("option", name="quick demo").click()
+        page.wait_for_timeout(500)
+        dataset = page.get_by_role("textbox", name=re.compile("^dataset")).first.input_value()
+        assert dataset.endswith(".jsonl") and "synth-" in dataset
+        model = field(page, "model_name")
+        model.fill(str(tiny_model))
+        model.press("Enter")
+        for name, value in [("max_steps", "2"), ("max_seq_length", "128")]:
+            field(page, name).fill(value)
+            field(page, name).press("Tab")
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text("completed").first.wait_for(timeout=180000)
+        page.get_by_text("step 2/2").first.wait_for(timeout=10000)

@@ -115,11 +115,11 @@ MODEL_CHOICES = [(f"{e.model_id}  ({e.params_b:g}B, ~{e.memory_gb(True):g} GB 4-
                   f"(~{e.memory_gb(False):g} GB)", e.model_id) for e in CATALOGUE]
 
 
-def control_for(f) -> gr.components.Component:
-    """One Gradio control for one RunConfig field: its type, default, help text and choices."""
+def control_for(f, schema=RunConfig) -> gr.components.Component:
+    """One Gradio control for one field of RunConfig (or `schema`): its type, default, help text and choices."""
     meta = f.metadata
     default = default_of(f)
-    kind = field_type(f)
+    kind = field_type(f, schema)
     label, info = f.name, meta["help"]
     if f.name == "model_name":
         return gr.Dropdown(MODEL_CHOICES, value=default, label=label, info=info, allow_custom_value=True)

@@ -14,6 +14,7 @@ from ftspace.access import dataset_from_shown, shown_dataset
 from ftspace.config import RunConfig
 from ftspace.data import bundled_examples
 from ftspace.errors import DataError
+from ftspace.ui import create_panel
 from ftspace.ui.common import UPLOAD_LIMIT_MB, guard_paths, owner_of, owner_uploads, user_errors, visitor_token
 
 FORMATS = next(f.metadata["choices"] for f in fields(RunConfig) if f.name == "dataset_format")
@@ -60,6 +61,7 @@ def build(ui: dict):
     with gr.Accordion("Converted conversations (first 3)", open=False):
         ui["preview"] = gr.JSON()
     ui["dropped"] = gr.Dataframe(headers=["row", "field", "reason"], label="Dropped rows", wrap=True)
+    create_panel.build(ui)
 
 
 def wire(ui: dict):
@@ -86,6 +88,7 @@ def wire(ui: dict):
     ui["inspect"].click(inspect, inspect_inputs, outputs, api_name="check")
     ui["preference_choice"].input(lambda choice: PREFERENCE_CHOICES[choice], [ui["preference_choice"]],
                                   [ui["method"]], **hidden)
+    create_panel.wire(ui, lambda event: event.success(inspect, inspect_inputs, outputs, **hidden))
 
 
 @user_errors

@@ -92,9 +92,10 @@ def preview(settings: CreateSettings, mode: str, inputs: int, chunks: int = 0) -
                 seconds=round(seconds), billed=BILLED[s.teacher])
 
 
-# Seconds per generated token: the bundled teacher measured at about 12 tokens/s on this project's 2-core CPU;
-# a hosted 70B-class model streams 30-60 tokens/s.
-SECONDS_PER_TOKEN = {"default": 1 / 12, "openai": 1 / 40, "hf": 1 / 40}
+# Seconds per generated token: the bundled teacher wrote ~930 tokens (characters / 4) in 3 requests taking ~100 s
+# with its loading, on this project's 2-core CPU (2026-12-01): about 10 tokens/s. A hosted model streams
+# 30-60 tokens/s; 40 is a middle guess, not a measurement.
+SECONDS_PER_TOKEN = {"default": 1 / 10, "openai": 1 / 40, "hf": 1 / 40}
 BILLED = {"default": "nothing: runs on this machine",
           "openai": "whoever owns the endpoint's key, at its price per token",
           "hf": "your Hugging Face account (Inference Providers: free monthly credits, then the provider's price)"}
@@ -102,6 +103,6 @@ BILLED = {"default": "nothing: runs on this machine",
 
 def describe_preview(p: dict) -> str:
     minutes = p["seconds"] / 60
-    when = f"about {minutes:.0f} min" if minutes >= 1 else f"under a minute"
+    when = f"about {minutes:.0f} min" if minutes >= 1 else "under a minute"
     return (f"About {p['requests']} teacher requests, ~{p['prompt_tokens']:,} prompt + ~{p['completion_tokens']:,} "
             f"completion tokens, {when}. Billed to {p['billed']}.")

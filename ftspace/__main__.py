@@ -280,7 +280,7 @@ def cmd_data_create(args) -> int:
 
     from ftspace.access import hub_token
     from ftspace.data import DataReport
-    from ftspace.data.create import SYNTH_FIELDS, CreateSettings, describe_preview, preview, raft, synth, write_rows
+    from ftspace.data.create import CreateSettings, describe_preview, preview, raft, synth, write_rows
     from ftspace.data.create.teacher import Teacher
     from ftspace.data.inspection import inspect_dataset
 

@@ -276,7 +276,7 @@ def raft_teacher(messages):
                            f"Why does it matter that {first[:-1].lower()}?"])
     question = text.split("Question: ", 1)[1].split("\n", 1)[0]
     if "Why" in question and "Etna" in passage:
-        return f"##begin_quote##Volcanoes erupt on Mars daily.##end_quote##\n<ANSWER>: no idea"  # invented
+        return "##begin_quote##Volcanoes erupt on Mars daily.##end_quote##\n<ANSWER>: no idea"  # invented
     quote = first.replace(" ", "  ", 1) if "Danube" in first else first  # loose spacing: corrected
     return f"The passage says ##begin_quote##{quote}##end_quote##, so that answers it.\n<ANSWER>: {first}"
 

@@ -34,6 +34,17 @@ def field(page, name):
     return page.get_by_label(re.compile(rf"^{name}")).first
 
 
+def start_quick_run(page, model_path, steps: int):
+    """On the Train tab (preset applied): the tiny model, `steps` steps of 128 tokens, Start."""
+    model = field(page, "model_name")
+    model.fill(str(model_path))
+    model.press("Enter")
+    for name, value in [("max_steps", str(steps)), ("max_seq_length", "128")]:
+        field(page, name).fill(value)
+        field(page, name).press("Tab")
+    page.get_by_role("button", name="Start training").click()
+
+
 def shot(page, name):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -59,14 +70,8 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         page.get_by_label("Preset (fills the fields below)").click()
         page.get_by_role("option", name="quick demo").click()
         page.wait_for_timeout(500)
-        model = field(page, "model_name")
-        model.fill(str(tiny_model))
-        model.press("Enter")
-        for name, value in [("max_steps", "6"), ("max_seq_length", "128")]:
-            field(page, name).fill(value)
-            field(page, name).press("Tab")
         assert page.get_by_role("textbox", name=re.compile("^dataset")).input_value() == "example:chat"
-        page.get_by_role("button", name="Start training").click()
+        start_quick_run(page, tiny_model, steps=6)
         page.get_by_text("completed").first.wait_for(timeout=180000)
         page.get_by_text("step 6/6").first.wait_for(timeout=10000)
         page.locator("#loss-plot .vega-embed").first.wait_for(timeout=10000)
@@ -174,12 +179,6 @@ def test_create_a_dataset_with_a_teacher_then_train_on_it(browser, tiny_model, t
         page.wait_for_timeout(500)
         dataset = page.get_by_role("textbox", name=re.compile("^dataset")).first.input_value()
         assert dataset.endswith(".jsonl") and "synth-" in dataset
-        model = field(page, "model_name")
-        model.fill(str(tiny_model))
-        model.press("Enter")
-        for name, value in [("max_steps", "2"), ("max_seq_length", "128")]:
-            field(page, name).fill(value)
-            field(page, name).press("Tab")
-        page.get_by_role("button", name="Start training").click()
+        start_quick_run(page, tiny_model, steps=2)
         page.get_by_text("completed").first.wait_for(timeout=180000)
         page.get_by_text("step 2/2").first.wait_for(timeout=10000)

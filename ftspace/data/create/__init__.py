@@ -40,6 +40,18 @@ class CreateReport:
         if len(self.dropped) < MAX_DROPS_LISTED:
             self.dropped.append(dict(step=step, where=where, field=error.field, reason=error.reason))
 
+    def replies(self, step: str, keyed):
+        """(key, where, reply) -> (key, where, text) for each reply that came back: counts the requests, lists
+        each one that failed for good (a TeacherError), skips those not sent (None: stopped)."""
+        for key, where, reply in keyed:
+            if reply is None:
+                continue
+            self.requests += 1
+            if isinstance(reply, Exception):
+                self.drop(step, where, RowError("request", str(reply)), "teacher request failed")
+                continue
+            yield key, where, reply
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -19,7 +19,7 @@ from ftspace.data.create import CreateReport
 from ftspace.data.create import filters as F
 from ftspace.data.create.documents import Chunk, chunk, document_files, read_document, token_encoder
 from ftspace.data.create.settings import RAFT_FIELDS, CreateSettings
-from ftspace.data.create.teacher import Teacher, TeacherError
+from ftspace.data.create.teacher import Teacher
 from ftspace.errors import DataError
 
 BEGIN, END, FINAL = "##begin_quote##", "##end_quote##", "<ANSWER>:"
@@ -132,14 +132,7 @@ def build(settings: CreateSettings, teacher: Teacher, chunks: list[Chunk], *, do
     for i, q in enumerate(evaluation):
         leaks.add(q, f"evaluation row {i + 1}")
     asked = []  # (chunk index, question)
-    for i, reply in zip(used, replies):
-        if reply is None:
-            continue
-        report.requests += 1
-        where = chunks[i].id
-        if isinstance(reply, TeacherError):
-            report.drop("questions", where, F.RowError("request", str(reply)), "teacher request failed")
-            continue
+    for i, where, reply in report.replies("questions", ((i, chunks[i].id, r) for i, r in zip(used, replies))):
         try:
             questions = F.parse_strings(reply)[:s.questions_per_chunk]
         except F.ReplyError as e:
@@ -165,14 +158,7 @@ def build(settings: CreateSettings, teacher: Teacher, chunks: list[Chunk], *, do
     replies = teacher.complete_many([answer_prompt(chunks[i], q) for i, q in asked], stop=stop,
                                     on_done=lambda: tick("answers"))
     answered, corrected = [], 0
-    for (i, q), reply in zip(asked, replies):
-        if reply is None:
-            continue
-        report.requests += 1
-        where = chunks[i].id
-        if isinstance(reply, TeacherError):
-            report.drop("answer", where, F.RowError("request", str(reply)), "teacher request failed")
-            continue
+    for (i, q), where, reply in report.replies("answer", ((k, chunks[k[0]].id, r) for k, r in zip(asked, replies))):
         try:
             answer, fixed = settle_answer(reply, chunks[i].text)
         except F.RowError as e:

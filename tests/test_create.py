@@ -115,6 +115,22 @@ def test_synth_through_an_openai_server_keeps_good_pairs_and_says_why_others_dro
     assert json.loads(out.read_text().splitlines()[0])["provenance"]["teacher"] == "openai:fake-teacher"
 
 
+def test_context_documents_reach_the_prompts_and_a_table_of_seeds_is_read(docs):
+    from ftspace.data.create.documents import read_document
+
+    with FakeOpenAI(reply=lambda m: json.dumps([{"question": "Where does the Danube end?", "answer": "Black Sea."}])) \
+            as server:
+        s = openai_settings(server, num_pairs=1, task="Geography quiz questions.")
+        seeds = synth.seeds_from_table([["Where is Paris?", "In France."], ["", ""], ["Where is Rome?", "In Italy."]])
+        pairs, _ = synth.synthesize(s, T.Teacher(s), seeds, context=[read_document(docs / "rivers.txt")])
+        prompt = server.prompts()[0]
+    assert pairs[0]["answer"] == "Black Sea."
+    assert "Task: Geography quiz questions." in prompt and "The Danube flows through ten countries." in prompt
+    assert "Where is Paris?" in prompt and "Where is Rome?" in prompt
+    with pytest.raises(DataError, match="seed row 2: answer is empty"):
+        synth.seeds_from_table([["Q?", "A"], ["Half a row?", ""]])
+
+
 def test_judge_drops_answers_that_do_not_answer_and_concurrency_is_bounded():
     import itertools
 
@@ -144,6 +160,11 @@ def test_a_teacher_that_keeps_failing_ends_in_one_line_not_a_crash():
         pairs, report = synth.synthesize(s, teacher, SEEDS)
     assert pairs == [] and report.reasons["teacher request failed"] == report.requests
     assert "answered 503 (after 1 retries)" in report.dropped[0]["reason"]
+    with FakeOpenAI(reply=lambda m: "[]", delay_s=1.5) as server:
+        s = openai_settings(server, timeout=1, retries=1)
+        with pytest.raises(T.TeacherError, match=r"no answer within 1 s \(after 1 retries\)"):
+            T.Teacher(s).complete([{"role": "user", "content": "hi"}])
+        assert len(server.requests) == 2
     with FakeOpenAI(reply=lambda m: (401, {"error": "bad key"})) as server:
         with pytest.raises(T.TeacherError, match="refused the request \\(401"):
             T.Teacher(openai_settings(server)).complete([{"role": "user", "content": "hi"}])
@@ -360,3 +381,21 @@ def test_the_bundled_model_as_teacher_writes_pairs_end_to_end(tmp_path, write):
     assert all(r["instruction"].strip() and r["output"].strip() for r in rows)
     assert {r["instruction"] for r in rows}.isdisjoint(s["question"] for s in SEEDS)
     assert "pairs kept of" in out.stderr and "format alpaca" in out.stderr
+
+
+def test_the_bundled_model_as_teacher_writes_raft_rows_end_to_end(docs, tmp_path):
+    keep = ["volcanoes.md", "rivers.txt", "bees.html"]
+    for f in docs.iterdir():
+        if f.name not in keep:
+            f.unlink()
+    out = run_cli("raft", str(docs), "--questions-per-chunk", "2", "--distractors", "1", "--max-tokens", "160",
+                  "--out", str(tmp_path / "raft.jsonl"), "--quiet")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in (tmp_path / "raft.jsonl").read_text().splitlines()]
+    texts = {name: read_document(docs / name) for name in keep}
+    assert rows and "RAFT rows kept of" in out.stderr and "format messages" in out.stderr
+    for row in rows:
+        assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+        quotes = raft.QUOTE.findall(row["messages"][2]["content"])
+        assert quotes and all(q in texts[row["provenance"]["source"]] for q in quotes)  # verbatim from the oracle
+        assert "<ANSWER>:" in row["messages"][2]["content"] and "Question: " in row["messages"][1]["content"]

@@ -163,7 +163,8 @@ def parse_strings(text: str) -> list[str]:
                 out.append(item.strip())
         if out:
             return out
-    lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)]|Q\d*[:.])\s*", "", line).strip() for line in (text or "").splitlines()]
+    lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)])?\s*(?:(?:Q|Question)\s*\d*\s*[:.])?\s*", "", line).strip()
+             for line in (text or "").splitlines()]
     out = [line for line in lines if line.endswith("?") and len(line) > 3]
     if out:
         return out

@@ -7,7 +7,9 @@ oracle is left out and the answer kept, as the paper does, so the model also lea
 retrieved context does not hold the answer (from what it learnt) instead of trusting whatever is there.
 
 A quote that is not verbatim in the oracle is replaced by the oracle's sentence it matches (a
-teacher often changes a word or the spacing); one that matches no sentence drops the row.
+teacher often changes a word or the spacing); one that matches no sentence drops the row. A reply with
+no quote and no final-answer line (small teachers ignore the format) gets the oracle sentence it shares
+most words with as its quote, and becomes the final answer; the report counts those.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ QUOTE = re.compile(re.escape(BEGIN) + r"(.*?)" + re.escape(END), re.S)
 ROW_SYSTEM = (f"Answer the question from the documents. Quote the sentences that hold the answer, copied exactly, "
               f"between {BEGIN} and {END}, reason step by step, then give the final answer after {FINAL}")
 MIN_QUOTE_MATCH = 0.5  # word-pair overlap needed to put the oracle's own sentence in place of a loose quote
+MIN_SHARED_WORDS = 0.4  # share of a sentence's words a quote-less reply must use for it to become the quote
 
 
 def load_chunks(paths, settings: CreateSettings, offsets=None) -> tuple[list[Chunk], int]:
@@ -40,10 +43,11 @@ def load_chunks(paths, settings: CreateSettings, offsets=None) -> tuple[list[Chu
 
 
 def question_prompt(c: Chunk, k: int) -> list[dict]:
-    return [{"role": "system", "content": "You write questions for a reading test. You reply with JSON only."},
-            {"role": "user", "content": f"A passage from {c.document}:\n<passage>\n{c.text}\n</passage>\n\n"
-             f"Write {k} different questions that this passage answers, each clear without seeing the passage "
-             "(name what it is about). Reply with a JSON list of strings."}]
+    # No system turn: small teachers follow a plain "quiz questions" request best (measured with the bundled one)
+    return [{"role": "user", "content": f"A passage from {c.document}:\n<passage>\n{c.text}\n</passage>\n\n"
+             f"Write {k} different quiz questions about this passage, each answered by it and clear without it "
+             "(name what it is about). Reply with a JSON list of strings, e.g. [\"Where is X?\", \"When did Y "
+             "happen?\"]"}]
 
 
 def answer_prompt(c: Chunk, question: str) -> list[dict]:
@@ -57,13 +61,17 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
 
-def settle_answer(reply: str, oracle: str) -> tuple[str, int]:
-    """The teacher's answer with every quote verbatim in the oracle, and how many quotes were corrected.
-    Raises RowError when it has no quote, a quote found nowhere in the oracle, or no final answer.
+def settle_answer(reply: str, oracle: str) -> tuple[str, int, bool]:
+    """The teacher's answer with every quote verbatim in the oracle; how many quotes were corrected; and
+    whether the quote was picked here (a reply with no quote and no final-answer line, as small teachers
+    write: the oracle sentence sharing most of its words becomes the quote, the reply the final answer).
+    Raises RowError for a refusal, a quote found nowhere in the oracle, or no final answer.
 
     >>> settle_answer("##begin_quote##Paris is  the capital.##end_quote## So Paris.\\n<ANSWER>: Paris",
     ...               "France is in Europe. Paris is the capital. It is large.")
-    ('##begin_quote##Paris is the capital.##end_quote## So Paris.\\n<ANSWER>: Paris', 1)
+    ('##begin_quote##Paris is the capital.##end_quote## So Paris.\\n<ANSWER>: Paris', 1, False)
+    >>> settle_answer("Its capital is Paris, a large city.", "France is in Europe. Paris is the capital.")[0]
+    '##begin_quote##Paris is the capital.##end_quote##\\n<ANSWER>: Its capital is Paris, a large city.'
     """
     data = None
     if BEGIN not in reply:  # the same as JSON: {"quote": ..., "reasoning": ..., "answer": ...}
@@ -74,9 +82,15 @@ def settle_answer(reply: str, oracle: str) -> tuple[str, int]:
     if isinstance(data, dict) and isinstance(data.get("quote"), str) and isinstance(data.get("answer"), str):
         reply = (f"{BEGIN}{data['quote'].strip()}{END} {str(data.get('reasoning') or '').strip()}\n"
                  f"{FINAL} {data['answer'].strip()}")
-    if F.refusal(reply):
-        raise F.RowError("answer", "the teacher refused")
+    if F.refusal(reply) or not reply.strip():
+        raise F.RowError("answer", "the teacher refused" if reply.strip() else "empty reply")
     quotes = QUOTE.findall(reply)
+    if not quotes and FINAL not in reply:
+        best = max(sentences(oracle), key=lambda s: _shared_words(s, reply), default="")
+        if _shared_words(best, reply) < MIN_SHARED_WORDS:
+            raise F.RowError("answer", f"no quote of the passage between {BEGIN} and {END}, and no sentence of it "
+                                       "in the reply")
+        return f"{BEGIN}{best}{END}\n{FINAL} {reply.strip()}", 0, True
     if not quotes:
         raise F.RowError("answer", f"no quote of the passage between {BEGIN} and {END}")
     final = reply.rpartition(FINAL)[2].strip() if FINAL in reply else ""
@@ -91,7 +105,13 @@ def settle_answer(reply: str, oracle: str) -> tuple[str, int]:
             raise F.RowError("answer", f"quote not in the passage: {q.strip()[:80]!r}")
         reply = reply.replace(f"{BEGIN}{q}{END}", f"{BEGIN}{best}{END}", 1)
         corrected += 1
-    return reply.strip(), corrected
+    return reply.strip(), corrected, False
+
+
+def _shared_words(sentence: str, reply: str) -> float:
+    """The share of a sentence's longer words (4+ letters) that the reply uses too."""
+    words = {w for w in F.words(sentence) if len(w) > 3}
+    return len(words & set(F.words(reply))) / len(words) if words else 0.0
 
 
 def distractors_for(oracle_index: int, chunks: list[Chunk], k: int, rng: random.Random) -> list[int]:
@@ -157,10 +177,10 @@ def build(settings: CreateSettings, teacher: Teacher, chunks: list[Chunk], *, do
     # --- answers, quoting the oracle
     replies = teacher.complete_many([answer_prompt(chunks[i], q) for i, q in asked], stop=stop,
                                     on_done=lambda: tick("answers"))
-    answered, corrected = [], 0
+    answered, corrected, quotes_picked = [], 0, 0
     for (i, q), where, reply in report.replies("answer", ((k, chunks[k[0]].id, r) for k, r in zip(asked, replies))):
         try:
-            answer, fixed = settle_answer(reply, chunks[i].text)
+            answer, fixed, picked = settle_answer(reply, chunks[i].text)
         except F.RowError as e:
             kind = e.reason.split(":")[0].split(" between")[0].split(" after")[0]
             report.drop("answer", where, e, kind)
@@ -170,6 +190,7 @@ def build(settings: CreateSettings, teacher: Teacher, chunks: list[Chunk], *, do
             report.drop("filter", where, problem, problem.reason.split(" (")[0])
             continue
         corrected += fixed
+        quotes_picked += picked
         answered.append((i, q, answer))
     if stop is not None and stop.is_set():
         report.ended = f"stopped by the user after {report.requests} requests"
@@ -191,5 +212,6 @@ def build(settings: CreateSettings, teacher: Teacher, chunks: list[Chunk], *, do
     report.kept = len(rows)
     report.usage = teacher.usage.line()
     report.extra = dict(documents=documents or len({c.document for c in chunks}), chunks_used=len(used),
-                        rows_without_oracle=len(absent), quotes_corrected=corrected)
+                        rows_without_oracle=len(absent), quotes_corrected=corrected,
+                        quotes_picked_from_the_passage=quotes_picked)
     return rows, report

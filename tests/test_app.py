@@ -31,7 +31,7 @@ def test_building_the_ui_imports_nothing_heavy():
 def test_readme_has_space_front_matter():
     front = yaml.safe_load((ROOT / "README.md").read_text().split("---")[1])
     assert front["sdk"] == "gradio" and front["app_file"] == "app.py" and front["hf_oauth"] is True
-    assert {"write-repos", "manage-repos"} <= set(front["hf_oauth_scopes"])
+    assert {"write-repos", "manage-repos", "inference-api"} <= set(front["hf_oauth_scopes"])  # the 'hf' teacher
     import gradio
 
     assert front["sdk_version"] == gradio.__version__ and front["short_description"]
@@ -183,6 +183,40 @@ def test_an_evaluation_is_cancelled_from_the_app_and_saves_nothing(served):
     with pytest.raises(AppError, match="evaluation cancelled"):
         job.result(timeout=120)
     assert not (folder / "checkpoint-4.json").exists()
+    assert app.alive()
+
+
+def test_creating_a_dataset_stops_on_request_and_keeps_what_was_made(served):
+    import itertools
+
+    from fakeopenai import FakeOpenAI
+    from ftspace.data.create import CreateSettings
+
+    app, client, fake, tmp = served
+    counter = itertools.count(1)
+    key = "sk-app-teacher-key-424242"
+    with FakeOpenAI(reply=lambda m: json.dumps([{"question": f"Which harbour does lighthouse {next(counter)} guard?",
+                                                 "answer": "The north one."}]), delay_s=0.3) as teacher:
+        settings = CreateSettings(teacher="openai", teacher_url=teacher.url + "/v1", teacher_model="m", num_pairs=500,
+                                  pairs_per_request=1, concurrency=1).to_dict()
+        seeds = {"headers": ["question", "answer"], "data": [["Where is Paris?", "In France."],
+                                                             ["Where is Rome?", "In Italy."]], "metadata": None}
+        job = client.submit("browser-create", "From a few examples", seeds, None, None, None, key,
+                            *[settings[f.name] for f in fields(CreateSettings)], api_name="/create")
+        deadline = time.time() + 60
+        while time.time() < deadline and len(teacher.requests) < 3:
+            time.sleep(0.1)
+        client.predict("browser-create", api_name="/create_stop")
+        status, rows = job.result(timeout=60)  # (the created file's name is session state, not an API output)
+        sent = len(teacher.requests)
+        assert all(r["headers"]["Authorization"] == f"Bearer {key}" for r in teacher.requests)
+    assert "stopped by the user" in status and 3 <= sent < 30
+    [created] = tmp.rglob("synth-*.jsonl")
+    kept = len(created.read_text().splitlines())
+    assert f"{kept} rows written to {created.name}" in status and kept >= 2
+    assert len(value_of(rows)["data"]) == min(kept, 20)
+    assert "Where is Paris?" in teacher.prompts()[0]
+    assert files_containing(key, tmp) == [] and key not in (tmp / "app.log").read_text()
     assert app.alive()
 
 

@@ -143,7 +143,9 @@ def build(settings: CreateSettings, teacher: Teacher, chunks: list[Chunk], *, do
     def tick(what):
         done[0] += 1
         if progress:
-            progress(min(done[0], total), total, what)
+            u = teacher.usage
+            progress(min(done[0], total), total, f"{what} · {u.requests} requests, "
+                     f"{u.prompt_tokens + u.completion_tokens} tokens")
 
     # --- questions, per chunk
     replies = teacher.complete_many([question_prompt(chunks[i], s.questions_per_chunk) for i in used], stop=stop,

@@ -172,7 +172,8 @@ def synthesize(settings: CreateSettings, teacher: Teacher, seeds: list[dict], *,
             fresh = judged
         kept.extend(fresh)
         if progress:
-            progress(min(len(kept), s.num_pairs), s.num_pairs, f"{len(kept)} pairs kept, {report.requests} requests")
+            progress(min(len(kept), s.num_pairs), s.num_pairs, f"{len(kept)} pairs kept · {teacher.usage.requests} "
+                     f"requests, {teacher.usage.prompt_tokens + teacher.usage.completion_tokens} tokens")
     else:
         if len(kept) < s.num_pairs:
             report.ended = (f"ended after {report.requests} requests with {len(kept)} of {s.num_pairs} pairs: the "

@@ -110,6 +110,11 @@ def test_help_lists_every_field():
     assert "Longest reply, in tokens. (default: 256)" in chat  # the one default, as chat uses it
     inspect = cli("data", "inspect", "--help").stdout
     assert all(flag in inspect for flag in ("--dataset-format", "--prompt-column", "--model-name", "--max-seq-length"))
+    from ftspace.data.create.settings import RAFT_FIELDS, SYNTH_FIELDS
+
+    for command, names in (("synth", SYNTH_FIELDS), ("raft", RAFT_FIELDS)):
+        text = cli("data", command, "--help").stdout
+        assert all(f"--{name.replace('_', '-')}" in text for name in names) and "examples:" in text
 
 
 @pytest.mark.parametrize("args, message", [
@@ -124,6 +129,9 @@ def test_help_lists_every_field():
     (["data", "inspect", "tests/conftest.py"], "conftest.py: unsupported file type"),
     (["chat", "no-such-run", "--prompt", "x"], "No run 'no-such-run'"),
     (["stop", "../../etc", ], "not a run id"),
+    (["data", "synth", "--seeds", "examples/facts.jsonl", "--teacher", "openai"], "teacher_url: give the OpenAI"),
+    (["data", "raft", "examples", "--chunk-overlap", "300"], "chunk_overlap = 300 must be smaller than chunk_tokens"),
+    (["data", "raft", "tests/conftest.py"], "conftest.py: not a document ftspace reads"),
 ])
 def test_bad_input_exits_nonzero_with_one_line(args, message, runs_dir):
     result = cli(*args)

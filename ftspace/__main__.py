@@ -276,9 +276,7 @@ def cmd_data_inspect(args) -> int:
 
 def cmd_data_create(args) -> int:
     """`data synth` / `data raft`: a teacher writes rows; the file's path is the last line on stdout."""
-    import os
-
-    from ftspace.access import hub_token
+    from ftspace.access import hub_token, teacher_key
     from ftspace.data import DataReport
     from ftspace.data.create import CreateSettings, describe_preview, preview, raft, synth, write_rows
     from ftspace.data.create.teacher import Teacher
@@ -286,8 +284,7 @@ def cmd_data_create(args) -> int:
 
     mode = args.data_command
     settings = CreateSettings.from_dict(schema_values(args, CreateSettings))
-    key = os.environ.get("FTSPACE_TEACHER_KEY") or os.environ.get("OPENAI_API_KEY")
-    teacher = Teacher(settings, key=key if settings.teacher == "openai" else None,
+    teacher = Teacher(settings, key=teacher_key() if settings.teacher == "openai" else None,
                       token=hub_token() if settings.teacher == "hf" else None)
     evaluation = synth.eval_questions(settings.eval_dataset) if settings.eval_dataset else []
     if mode == "synth":

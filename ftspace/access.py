@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from ftspace import runs
-from ftspace.errors import DataError, ModelError
+from ftspace.errors import ConfigError, DataError, ModelError
 
 
 # A Hub repo id as the Hub allows it: [owner/]name, letters, digits, '-', '_' and '.', no leading '.' or '-'
@@ -49,6 +49,39 @@ def hub_token(oauth_token: str | None = None, typed: str | None = None) -> str |
     from huggingface_hub import get_token
 
     return get_token()  # HF_TOKEN, else the saved `hf auth login` token
+
+
+def teacher_key(typed: str | None = None) -> str | None:
+    """The API key for an OpenAI-compatible teacher: the one typed for this request; self-hosted, else
+    FTSPACE_TEACHER_KEY or OPENAI_API_KEY. A shared app never lends the server's key to a visitor."""
+    typed = (typed or "").strip() or None
+    if typed or multi_user():
+        return typed
+    return os.environ.get("FTSPACE_TEACHER_KEY") or os.environ.get("OPENAI_API_KEY") or None
+
+
+def check_teacher_url(url: str) -> None:
+    """On a shared app a visitor's teacher URL must be a public server: one that resolves to this machine or
+    its private network (loopback, private, link-local such as a cloud's metadata service) is refused, so a
+    visitor cannot make the server call its neighbours. Self-hosted, a local llama.cpp / vLLM is the point."""
+    if not multi_user():
+        return
+    import ipaddress
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(url.strip()).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)} if host else set()
+    except OSError:
+        raise ConfigError(f"teacher_url: cannot resolve {host!r}: check the address.") from None
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_unspecified:
+            raise ConfigError(f"teacher_url: {host} is on this server's own network; on a shared app the teacher "
+                              "must be a public endpoint (or run ftspace yourself to use a local one).")
+    if not addresses:
+        raise ConfigError("teacher_url: give the server's address, e.g. https://api.example.com/v1.")
 
 
 def as_hub_arg(token: str | None):

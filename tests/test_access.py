@@ -36,3 +36,24 @@ def test_token_false_means_none_is_sent():
 
 def test_tiers():
     assert [access.tier(False), access.tier(True), access.tier(True, is_pro=True)] == ["anonymous", "free", "pro"]
+
+
+def test_a_teacher_key_is_the_typed_one_and_on_a_shared_app_only_that(server_token, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-server-key")
+    assert access.teacher_key() == "sk-server-key" and access.teacher_key(" sk-typed ") == "sk-typed"
+    monkeypatch.setenv("FTSPACE_MULTIUSER", "1")
+    assert access.teacher_key() is None and access.teacher_key("sk-typed") == "sk-typed"
+
+
+def test_on_a_shared_app_a_teacher_url_on_the_servers_network_is_refused(server_token, monkeypatch):
+    from ftspace.errors import ConfigError
+
+    access.check_teacher_url("http://127.0.0.1:8080/v1")  # self-hosted: a local llama.cpp is the point
+    monkeypatch.setenv("FTSPACE_MULTIUSER", "1")
+    for url in ("http://127.0.0.1:8080/v1", "http://localhost:11434", "http://169.254.169.254/latest",
+                "http://10.0.0.5/v1", "http://[::1]:8000/v1", "http://0.0.0.0:80"):
+        with pytest.raises(ConfigError, match="on this server's own network"):
+            access.check_teacher_url(url)
+    with pytest.raises(ConfigError, match="cannot resolve"):
+        access.check_teacher_url("http://no-such-host.invalid/v1")
+    access.check_teacher_url("http://93.184.215.14/v1")  # a public address passes (resolving needs no network)

@@ -15,7 +15,7 @@ from dataclasses import fields
 
 import gradio as gr
 
-from ftspace.access import dataset_from_shown, shown_dataset
+from ftspace.access import dataset_from_shown, shown_dataset, teacher_key
 from ftspace.data.create.settings import RAFT_FIELDS, SYNTH_FIELDS, TEACHER_FIELDS, CreateSettings
 from ftspace.errors import DataError
 from ftspace.ui.common import control_for, guard_paths, owner_of, owner_uploads, user_errors, visitor_token
@@ -38,7 +38,7 @@ def build(ui: dict):
         with gr.Row():
             for name in TEACHER_FIELDS[:3]:
                 controls[name] = control_for(_field(name), CreateSettings)
-            ui["teacher_key"] = gr.Textbox(label="API key (teacher 'openai' only; used for this request, never saved)",
+            ui["teacher_key"] = gr.Textbox(label="API key (teacher 'openai'; used for this request only, never saved)",
                                            type="password")
         with gr.Accordion("Teacher limits", open=False), gr.Row():
             for name in TEACHER_FIELDS[3:]:
@@ -144,7 +144,7 @@ def create(browser_id, mode, table, seed_file, context_files, doc_files, key, *v
     owner = owner_of(request, browser_id)
     settings, mode = _settings(values), MODES[mode]
     given = _inputs(owner, mode, table, seed_file, context_files, doc_files, settings)
-    teacher = Teacher(settings, key=key if settings.teacher == "openai" else None,
+    teacher = Teacher(settings, key=teacher_key(key) if settings.teacher == "openai" else None,
                       token=visitor_token(oauth_token) if settings.teacher == "hf" else None)
     evaluation = synth.eval_questions(settings.eval_dataset) if settings.eval_dataset else []
     stop = STOPS[owner] = threading.Event()

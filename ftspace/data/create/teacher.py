@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ftspace.data.create.settings import CreateSettings
 from ftspace.errors import ConfigError, ModelError
@@ -78,6 +78,9 @@ class Teacher:
             if not settings.teacher_model.strip():
                 raise ConfigError("teacher_model: name the model the server serves (e.g. the one llama.cpp, vLLM or "
                                   "Ollama loaded).")
+            from ftspace.access import check_teacher_url
+
+            check_teacher_url(settings.teacher_url)
         elif self.kind == "hf":
             if not settings.teacher_model.strip():
                 raise ConfigError("teacher_model: name a Hub model served by Inference Providers, e.g. "
@@ -234,11 +237,6 @@ class Teacher:
                 for _ in part:
                     on_done()
         return out
-
-    def describe(self) -> dict:
-        """What goes into provenance: the teacher and its settings, never a key or token."""
-        return dict(kind=self.kind, model=self.settings.teacher_model or ("SmolLM2-135M-Instruct" if self.kind == "default" else ""),
-                    url=self.settings.teacher_url if self.kind == "openai" else "", usage=asdict(self.usage))
 
 
 def local_replies(chats: list, max_tokens: int, temperature: float, seed: int = 0) -> list[str]:

@@ -220,6 +220,45 @@ def test_creating_a_dataset_stops_on_request_and_keeps_what_was_made(served):
     assert app.alive()
 
 
+def test_creating_raft_rows_from_uploaded_documents(served, tmp_path):
+    from gradio_client import handle_file
+
+    from fakeopenai import FakeOpenAI
+    from ftspace.data.create import CreateSettings
+
+    app, client, fake, tmp = served
+    docs = []
+    for name, text in [("moon.md", "The Moon orbits the Earth every 27 days. Its surface is covered in craters."),
+                       ("mars.txt", "Mars has two small moons, Phobos and Deimos. Its red colour comes from iron oxide.")]:
+        (tmp_path / name).write_text(text)
+        docs.append(handle_file(str(tmp_path / name)))
+
+    def reply(messages):
+        text = messages[-1]["content"]
+        passage = text.split("<passage>\n", 1)[1].split("\n</passage>", 1)[0]
+        first = passage.split(". ")[0] + "."
+        if "JSON list of strings" in text:
+            return json.dumps([f"What does the passage beginning {first.split()[1]!r} say first?"])
+        return f"##begin_quote##{first}##end_quote##\n<ANSWER>: {first}"
+
+    with FakeOpenAI(reply=reply) as teacher:
+        settings = CreateSettings(teacher="openai", teacher_url=teacher.url + "/v1", teacher_model="m", distractors=1,
+                                  oracle_absent=0.5).to_dict()
+        values = [settings[f.name] for f in fields(CreateSettings)]
+        no_seeds = {"headers": ["question", "answer"], "data": [["", ""]], "metadata": None}
+        preview = client.predict("browser-raft", "From documents (RAFT)", no_seeds, None, None, docs, "", *values,
+                                 api_name="/create_preview")
+        status, rows = client.predict("browser-raft", "From documents (RAFT)", no_seeds, None, None, docs, "",
+                                      *values, api_name="/create")
+    assert preview.startswith("2 documents, 2 chunks") and "teacher requests" in preview
+    [created] = tmp.rglob("raft-*.jsonl")
+    made = [json.loads(line) for line in created.read_text().splitlines()]
+    assert f"2 rows written to {created.name}" in status and len(made) == 2
+    assert sorted(r["provenance"]["source"] for r in made) == ["mars.txt", "moon.md"]  # upload names, not paths
+    assert sum(r["provenance"]["oracle_included"] for r in made) == 1  # half the rows leave the oracle out
+    assert "<DOCUMENT>" in value_of(rows)["data"][0][0]
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda c: c.predict("", "/etc/hostname", "auto", "", "", "default", 256, api_name="/check"), "unsupported file type"),
     (lambda c: c.predict("", "nobody/no-such-dataset-xyz", "auto", "", "", "default", 256, "", "train",

@@ -557,35 +557,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ftspace.data.create.settings import RAFT_FIELDS, SYNTH_FIELDS, CreateSettings
 
-    ds = dsub.add_parser("synth", help="write many question/answer pairs in the style of a few (a teacher model "
-                         "generates, then repeats, leaks and unusable rows are dropped)",
-                         epilog="examples:\n  python -m ftspace data synth --seeds seeds.jsonl --num-pairs 20\n"
-                                "  python -m ftspace data synth --seeds seeds.csv --teacher openai --teacher-url "
-                                "http://127.0.0.1:8080/v1 --teacher-model qwen2.5 --num-pairs 500 --eval-dataset "
-                                "test.jsonl\n  python -m ftspace data synth --seeds seeds.jsonl --teacher hf "
-                                "--teacher-model Qwen/Qwen2.5-72B-Instruct --judge\n\nThe key of an 'openai' teacher "
-                                "is read from FTSPACE_TEACHER_KEY or OPENAI_API_KEY; 'hf' uses HF_TOKEN or your saved "
-                                "login. The new file's path is the last line on stdout.",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    def creator(mode, help, epilog, names):
+        c = dsub.add_parser(mode, help=help, epilog="examples:\n" + epilog + "\n\nThe new file's path is the last line "
+                            "on stdout.", formatter_class=argparse.RawDescriptionHelpFormatter)
+        c.add_argument("--out", metavar="PATH", help=f"output JSONL (default created/{mode}-TIME.jsonl)")
+        c.add_argument("--quiet", action="store_true", help="no progress bar")
+        add_schema_flags(c, CreateSettings, names=names)
+        c.set_defaults(func=cmd_data_create)
+        return c
+
+    ds = creator("synth", "write many question/answer pairs in the style of a few (a teacher model generates, then "
+                 "repeats, leaks and unusable rows are dropped)",
+                 "  python -m ftspace data synth --seeds seeds.jsonl --num-pairs 20\n"
+                 "  python -m ftspace data synth --seeds seeds.csv --teacher openai --teacher-url "
+                 "http://127.0.0.1:8080/v1 --teacher-model qwen2.5 --num-pairs 500 --eval-dataset test.jsonl\n"
+                 "  python -m ftspace data synth --seeds seeds.jsonl --teacher hf --teacher-model "
+                 "Qwen/Qwen2.5-72B-Instruct --judge\n\nThe key of an 'openai' teacher is read from FTSPACE_TEACHER_KEY "
+                 "or OPENAI_API_KEY; 'hf' uses HF_TOKEN or your saved login.", SYNTH_FIELDS)
     ds.add_argument("--seeds", required=True, metavar="FILE", help="5-10 example pairs (any format `data inspect` reads)")
     ds.add_argument("--context", nargs="*", metavar="DOC", help="documents whose facts the new pairs may use")
-    ds.add_argument("--out", metavar="PATH", help="output JSONL (default created/synth-TIME.jsonl)")
-    ds.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_schema_flags(ds, CreateSettings, names=SYNTH_FIELDS)
-    ds.set_defaults(func=cmd_data_create)
-
-    dr = dsub.add_parser("raft", help="turn documents into RAFT rows: a question, the document that answers it among "
-                         "distractors, and an answer quoting it",
-                         epilog="examples:\n  python -m ftspace data raft docs/ --max-chunks 10\n"
-                                "  python -m ftspace data raft manual.pdf notes.md --teacher openai --teacher-url "
-                                "http://127.0.0.1:8000/v1 --teacher-model llama3 --distractors 4\n\n"
-                                "Reads .txt .md .pdf .docx .html. The new file's path is the last line on stdout.",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    dr = creator("raft", "turn documents into RAFT rows: a question, the document that answers it among distractors, "
+                 "and an answer quoting it",
+                 "  python -m ftspace data raft docs/ --max-chunks 10\n  python -m ftspace data raft manual.pdf notes.md "
+                 "--teacher openai --teacher-url http://127.0.0.1:8000/v1 --teacher-model llama3 --distractors 4\n\n"
+                 "Reads .txt .md .pdf .docx .html.", RAFT_FIELDS)
     dr.add_argument("documents", nargs="+", metavar="DOC", help="document files or folders")
-    dr.add_argument("--out", metavar="PATH", help="output JSONL (default created/raft-TIME.jsonl)")
-    dr.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_schema_flags(dr, CreateSettings, names=RAFT_FIELDS)
-    dr.set_defaults(func=cmd_data_create)
 
     e = sub.add_parser("estimate", help="rows, parameters, memory, steps (and time, once measured) for a config")
     e.add_argument("--config", help="YAML file of RunConfig fields")

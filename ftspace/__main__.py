@@ -297,20 +297,18 @@ def cmd_data_create(args) -> int:
         err(describe_preview(preview(settings, "synth", len(seeds))))
     else:
         chunks, documents = raft.load_chunks(args.documents, settings)
-        used = min(len(chunks), settings.max_chunks or len(chunks))
-        err(f"{documents} documents, {len(chunks)} chunks of at most {settings.chunk_tokens} tokens")
-        err(describe_preview(preview(settings, "raft", 0, chunks=used)))
-    if settings.teacher == "default":
-        quiet.preload()
-    bar = _bar(args, "creating")
-    last = [0]
+        err(raft.describe_chunks(chunks, documents, settings))
+        err(describe_preview(preview(settings, "raft", 0, chunks=raft.chunks_used(len(chunks), settings))))
+    quiet.preload()  # the bundled teacher, and the validation report's tokenizer after
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc="creating", file=sys.stderr, dynamic_ncols=True,
+               disable=args.quiet or not sys.stderr.isatty())
 
     def progress(done, total, what):
-        if bar is not None:
-            bar.total = total
-            bar.update(done - last[0])
-            bar.set_postfix_str(what[:40])
-            last[0] = done
+        bar.total = total
+        bar.set_postfix_str(what[:40])
+        bar.update(done - bar.n)
 
     with contextlib.redirect_stdout(sys.stderr):
         if mode == "synth":
@@ -320,8 +318,7 @@ def cmd_data_create(args) -> int:
         else:
             rows, report = raft.build(settings, teacher, chunks, documents=documents, evaluation=evaluation,
                                       progress=progress)
-    if bar is not None:
-        bar.close()
+    bar.close()
     if not rows:
         err(report.summary())
         raise FtspaceError("no rows were kept: see the drops above (a stronger teacher, or other seeds, helps).")
@@ -329,20 +326,10 @@ def cmd_data_create(args) -> int:
     out = write_rows(rows, args.out or f"created/{mode}-{stamp}.jsonl", report)
     err(report.summary())
     with contextlib.redirect_stdout(sys.stderr):  # the same validation report as any dataset
-        if settings.teacher != "default":
-            quiet.preload()
         found = inspect_dataset(str(out), token=None)
     err(DataReport(**found["report"]).summary())
     print(out)
     return 0
-
-
-def _bar(args, what: str):
-    if getattr(args, "quiet", False):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=1, desc=what, file=sys.stderr, dynamic_ncols=True)
 
 
 def cmd_estimate(args) -> int:

@@ -86,10 +86,10 @@ def wire(ui: dict, then_inspect):
     inputs = [ui["browser_id"], ui["create_mode"], ui["seed_table"], ui["seed_file"], ui["context_files"],
               ui["doc_files"], ui["teacher_key"]] + ui["create_controls"]
     ui["create_preview_btn"].click(preview, inputs, [ui["create_status"]], api_name="create_preview")
-    run = ui["create_btn"].click(create, inputs, [ui["create_status"], ui["create_rows"], ui["created"],
-                                                  ui["create_use"]], api_name="create", concurrency_limit=4)
+    ui["create_btn"].click(create, inputs, [ui["create_status"], ui["create_rows"], ui["created"], ui["create_use"]],
+                           api_name="create", concurrency_limit=4)
+    # Stop ends the work gracefully (the rows kept so far are written), so it sets a flag, not `cancels=`
     ui["create_stop"].click(stop, [ui["browser_id"]], None, api_name="create_stop", concurrency_limit=None)
-    del run  # Stop ends the work gracefully (the rows kept so far are written), so it does not cancel the event
     then_inspect(ui["create_use"].click(lambda shown: shown, [ui["created"]], [ui["data_source"]],
                                         api_name="create_use"))
 
@@ -130,9 +130,8 @@ def preview(browser_id, mode, table, seed_file, context_files, doc_files, key, *
     if mode == "synth":
         return describe_preview(estimate(settings, "synth", len(given["seeds"])))
     chunks, documents = raft.load_chunks(given["paths"], settings)
-    used = min(len(chunks), settings.max_chunks or len(chunks))
-    return (f"{documents} documents, {len(chunks)} chunks of at most {settings.chunk_tokens} tokens ({used} used). "
-            + describe_preview(estimate(settings, "raft", 0, chunks=used)))
+    return (f"{raft.describe_chunks(chunks, documents, settings)}. "
+            + describe_preview(estimate(settings, "raft", 0, chunks=raft.chunks_used(len(chunks), settings))))
 
 
 @user_errors

@@ -43,6 +43,10 @@ def similarity(a: str, b: str) -> float:
     sa, sb = shingles(a), shingles(b)
     if not sa or not sb:
         return float(words(a) == words(b))
+    return _jaccard(sa, sb)
+
+
+def _jaccard(sa: frozenset, sb: frozenset) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
@@ -61,7 +65,7 @@ class Seen:
         for other_w, other_s, label in self._items:
             if w == other_w:
                 return "exact", label
-            if s and other_s and len(s & other_s) / len(s | other_s) >= self.threshold:
+            if s and other_s and _jaccard(s, other_s) >= self.threshold:
                 return "near", label
         return None
 

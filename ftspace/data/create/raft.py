@@ -42,6 +42,16 @@ def load_chunks(paths, settings: CreateSettings, offsets=None) -> tuple[list[Chu
     return chunks, len(files)
 
 
+def chunks_used(n: int, settings: CreateSettings) -> int:
+    """How many of n chunks a run asks about (`max_chunks`, 0: all)."""
+    return min(n, settings.max_chunks or n)
+
+
+def describe_chunks(chunks: list[Chunk], documents: int, settings: CreateSettings) -> str:
+    return (f"{documents} documents, {len(chunks)} chunks of at most {settings.chunk_tokens} tokens "
+            f"({chunks_used(len(chunks), settings)} used)")
+
+
 def question_prompt(c: Chunk, k: int) -> list[dict]:
     # No system turn: small teachers follow a plain "quiz questions" request best (measured with the bundled one)
     return [{"role": "user", "content": f"A passage from {c.document}:\n<passage>\n{c.text}\n</passage>\n\n"
@@ -133,9 +143,9 @@ def build(settings: CreateSettings, teacher: Teacher, chunks: list[Chunk], *, do
     if not chunks:
         raise DataError("the documents hold no text to make questions from.")
     rng = random.Random(s.seed)
-    used = list(range(len(chunks)))
-    if s.max_chunks and len(chunks) > s.max_chunks:  # spread over all documents, not the first few
-        used = [round(i * (len(chunks) - 1) / max(1, s.max_chunks - 1)) for i in range(s.max_chunks)]
+    n_used = chunks_used(len(chunks), s)  # spread over all documents, not the first few
+    used = [round(i * (len(chunks) - 1) / max(1, n_used - 1)) for i in range(n_used)] if n_used < len(chunks) \
+        else list(range(len(chunks)))
     total = len(used) * (1 + s.questions_per_chunk)
     report = CreateReport(mode="raft", teacher=teacher.name, target=len(used) * s.questions_per_chunk)
     done = [0]

@@ -14,7 +14,7 @@ STAMP   := .venv/.installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-local.txt Makefile
+$(STAMP): requirements.txt requirements-local.txt Makefile pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q --disable-pip-version-check --upgrade pip wheel
 	$(PIP) install -q torch==$(TORCH)
@@ -23,6 +23,8 @@ $(STAMP): requirements.txt requirements-local.txt Makefile
 	  | grep -vE '^(torch|xformers|$(NODEPS))([=<>! ]|$$)' > .venv/requirements.resolved.txt
 	$(PIP) install -q -r .venv/requirements.resolved.txt -c .venv/constraints.txt
 	$(PIP) install -q --no-deps $$(sed 's/ *#.*//' requirements.txt requirements-local.txt | grep -E '^($(NODEPS))==')
+	# The `ftspace` command (pyproject's entry point), running this checkout's code: .venv/bin/ftspace
+	$(PIP) install -q --no-deps --no-build-isolation -e .
 	# Browser tests drive Debian's chromium (Playwright never downloads a browser here).
 	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "could not install chromium (not root?): browser tests will be skipped"

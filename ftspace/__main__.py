@@ -1,7 +1,9 @@
-"""The command line: `python -m ftspace COMMAND`, over the same functions the app calls.
+"""The command line: `ftspace COMMAND` (installed by `make setup`) or `ftspace COMMAND`, over the
+same functions the app calls.
 
-Errors the user can fix (FtspaceError) print one line and exit 2; anything else is a bug and
-keeps its traceback.
+Exit codes (EXIT_CODES, also in `ftspace --help`): 0 done; 1 a run that ended failed, stopped or interrupted;
+2 an error the user can fix (FtspaceError: one line on stderr); 130 cancelled with Ctrl-C. Anything else is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ import time
 from ftspace import quiet
 from ftspace.errors import FtspaceError
 
+
+
+EXIT_CODES = """exit codes:
+  0    done (a run: completed)
+  1    the run ended failed, stopped or interrupted (its error is on stderr, its folder on stdout)
+  2    bad input or a problem you can fix: one line on stderr says what and where
+  130  cancelled with Ctrl-C (a run stops after the current step; `ftspace resume RUN` goes on)"""
 
 
 def err(message: str):
@@ -129,7 +138,7 @@ def wait_for_turn(run, scheduler, poll: float = 1.0):
             time.sleep(poll)
     except KeyboardInterrupt:
         run.request_stop()  # a waiting run is simply taken out of the queue, resumable later
-        err(f"\ncancelled {run.id} while it waited; `python -m ftspace resume {run.id}` queues it again")
+        err(f"\ncancelled {run.id} while it waited; `ftspace resume {run.id}` queues it again")
         raise SystemExit(130) from None
 
 
@@ -196,6 +205,30 @@ def cmd_runs(args) -> int:
         loss = f"{r['train_loss']:.4f}" if isinstance(r.get("train_loss"), float) else "-"
         print(f"{r['id']:40} {r['status'] or '?':12} {step:>9} {loss:>8}  {r.get('model_name', '?')} / "
               f"{r.get('dataset', '?')}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    """One run: status, steps, losses, its settings, checkpoints and where its files are."""
+    from ftspace import runs
+
+    run = runs.find(args.run)
+    st = run.status()
+    info = {**run.summary(), **{k: st[k] for k in ("stopped_early", "updated", "owner") if k in st},
+            "path": str(run.path), "log": str(run.log_path),
+            "adapter": str(run.adapter_dir) if (run.adapter_dir / "adapter_config.json").exists() else None,
+            "checkpoints": [p.name for p in run.checkpoints()]}
+    info.pop("owner", None)
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        loss = info.get("train_loss")
+        print(f"{run.id}: {info['status']}, step {info['step']}/{info['total_steps'] or '?'}"
+              + (f", loss {loss:.4f}" if isinstance(loss, float) else "")
+              + (f" ({info['error']})" if info.get("error") else ""))
+        print(f"model {info.get('model_name', '?')}, dataset {info.get('dataset', '?')}")
+        print(f"adapter: {info['adapter'] or 'not yet'}; checkpoints: {', '.join(info['checkpoints']) or 'none'}")
+        print(f"folder: {info['path']}")
     return 0
 
 
@@ -426,7 +459,7 @@ def cmd_sweep(args) -> int:
     try:
         data = sweeps.run_sweep(sw, Scheduler(), token=hub_token(), on_update=on_update)
     except KeyboardInterrupt:
-        err(f"\nsweep paused; the running trial keeps its checkpoints. `python -m ftspace sweep --resume {sw.id}` "
+        err(f"\nsweep paused; the running trial keeps its checkpoints. `ftspace sweep --resume {sw.id}` "
             "goes on")
         return 130
     if args.json:
@@ -443,7 +476,7 @@ def cmd_sweep(args) -> int:
         return 1
     (sw.path / "best.yaml").write_text(sw.best_config().to_yaml())
     err(f"best: trial {best['number']} (run {best['run']}), eval loss {best['value']:.4f}; its config: "
-        f"{sw.path / 'best.yaml'} (python -m ftspace train --config {sw.path / 'best.yaml'})")
+        f"{sw.path / 'best.yaml'} (ftspace train --config {sw.path / 'best.yaml'})")
     print(sw.path)
     return 0
 
@@ -479,55 +512,83 @@ def cmd_demo(args) -> int:
     for question, base, tuned in answers:
         print(f"\nQ: {question}\n  base model:  {base}\n  tuned model: {tuned}")
     print(f"\nThe adapter is in {run.adapter_dir}.\nStart the app with: make app   (or .venv/bin/python app.py)"
-          f"\nChat with this run: .venv/bin/python -m ftspace chat {run.id} --prompt \"...\"")
+          f"\nChat with this run: .venv/bin/ftspace chat {run.id} --prompt \"...\"")
     return 0
 
 
 # --- parser
 
 
+def examples(*lines: str) -> dict:
+    """A subcommand's epilog: its examples, then the exit codes."""
+    return dict(epilog="examples:\n" + "".join(f"  {line}\n" for line in lines) + "\n" + EXIT_CODES,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ftspace.config import GenerationSettings, RunConfig
     from ftspace.evaluation import DEFAULT_MAX_ROWS
 
-    p = argparse.ArgumentParser(prog="python -m ftspace", description="Fine-tune LLMs with Unsloth LoRA.")
+    p = argparse.ArgumentParser(
+        prog="ftspace", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fine-tune LLMs with Unsloth LoRA, from the command line (the app: `python app.py`).\n"
+                    "Runs go to ./runs of the folder you are in, or $FTSPACE_RUNS. `python -m ftspace` works too.",
+        epilog="examples:\n  ftspace demo\n  ftspace data inspect data.jsonl\n"
+               "  ftspace train --dataset data.jsonl --max-steps 60\n  ftspace runs --json\n"
+               "  ftspace status RUN --json\n  ftspace chat RUN --prompt \"Hello\"\n"
+               "  ftspace push RUN --repo my-adapter\n\nEach command's own help: ftspace COMMAND --help\n\n"
+               + EXIT_CODES)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="start a run and follow it (the run folder is the last line on stdout)",
-                       epilog="examples:\n  python -m ftspace train --config examples/facts.yaml\n"
-                              "  python -m ftspace train --dataset data.jsonl --max-steps 60 --lora-r 32\n"
-                              "  python -m ftspace train --config run.yaml --set learning_rate=1e-4",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       **examples("ftspace train --config examples/facts.yaml",
+                                  "ftspace train --dataset data.jsonl --max-steps 60 --lora-r 32",
+                                  "ftspace train --config run.yaml --set learning_rate=1e-4"))
     t.add_argument("--config", help="YAML file of RunConfig fields")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     add_schema_flags(t, RunConfig)
     t.set_defaults(func=cmd_train)
 
-    r = sub.add_parser("resume", help="continue an interrupted or stopped run from its last checkpoint")
-    r.add_argument("run")
-    r.add_argument("--quiet", action="store_true")
+    r = sub.add_parser("resume", help="continue an interrupted or stopped run from its last checkpoint",
+                       **examples("ftspace resume RUN", "ftspace resume RUN --quiet"))
+    r.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_resume)
 
-    s = sub.add_parser("stop", help="ask a running run to stop after the current step")
-    s.add_argument("run")
+    s = sub.add_parser("stop", help="ask a running run to stop after the current step",
+                       **examples("ftspace stop RUN", "ftspace stop RUN --wait"))
+    s.add_argument("run", help="a run id (`ftspace runs` lists them)")
     s.add_argument("--wait", action="store_true", help="wait until it has stopped")
     s.set_defaults(func=cmd_stop)
 
-    ls = sub.add_parser("runs", help="list runs")
-    ls.add_argument("--json", action="store_true")
+    ls = sub.add_parser("runs", help="list the runs in ./runs (or $FTSPACE_RUNS)",
+                        **examples("ftspace runs", "ftspace runs --json   # id, status, step, total_steps, "
+                                   "train_loss, eval_loss, created, error, model_name, dataset, lora_r, ..."))
+    ls.add_argument("--json", action="store_true", help="a JSON list on stdout")
     ls.set_defaults(func=cmd_runs)
 
-    c = sub.add_parser("chat", help="answer one prompt with a run's adapter (reply on stdout)")
-    c.add_argument("run")
-    c.add_argument("--prompt", required=True)
-    c.add_argument("--system", default="")
+    st = sub.add_parser("status", help="one run: status, step, losses, adapter, checkpoints, folder",
+                        **examples("ftspace status RUN", "ftspace status RUN --json"))
+    st.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    st.add_argument("--json", action="store_true", help="a JSON object on stdout")
+    st.set_defaults(func=cmd_status)
+
+    c = sub.add_parser("chat", help="answer one prompt with a run's adapter (reply on stdout)",
+                       **examples('ftspace chat RUN --prompt "What is the capital of Zorblax?"',
+                                  'ftspace chat RUN --prompt "Hi" --base   # the base model, adapter off',
+                                  'ftspace chat RUN --prompt "Hi" --system "Answer briefly." --temperature 0'))
+    c.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    c.add_argument("--prompt", required=True, help="the user message")
+    c.add_argument("--system", default="", help="a system prompt")
     c.add_argument("--base", action="store_true", help="answer with the adapter disabled")
     add_schema_flags(c, GenerationSettings)
     c.set_defaults(func=cmd_chat)
 
-    pu = sub.add_parser("push", help="push a run's adapter and model card to the Hub (token: HF_TOKEN or hf auth login)")
-    pu.add_argument("run")
+    pu = sub.add_parser("push", help="push a run's adapter and model card to the Hub (token: HF_TOKEN or hf auth login)",
+                        **examples("ftspace push RUN --repo my-adapter --private",
+                                   "ftspace push RUN --repo my-org/my-adapter --merged"))
+    pu.add_argument("run", help="a run id (`ftspace runs` lists them)")
     pu.add_argument("--repo", required=True, help="repo name, or owner/name")
     pu.add_argument("--private", action="store_true")
     pu.add_argument("--merged", action="store_true", help="also push base+adapter merged to 16-bit, as REPO-merged")
@@ -535,7 +596,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_command", required=True)
-    di = dsub.add_parser("inspect", help="detect the format, convert, and report on a dataset")
+    di = dsub.add_parser("inspect", help="detect the format, convert, and report on a dataset",
+                         **examples("ftspace data inspect data.jsonl", "ftspace data inspect tatsu-lab/alpaca --json",
+                                    "ftspace data inspect table.csv --dataset-format columns --prompt-column q "
+                                    "--response-column a"))
     di.add_argument("file", help="a data file, a Hub dataset id or example:NAME (RunConfig's dataset)")
     di.add_argument("--json", action="store_true")
     di.add_argument("--no-tokens", action="store_true", help="skip token statistics")
@@ -555,32 +619,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     ds = creator("synth", "write many question/answer pairs in the style of a few (a teacher model generates, then "
                  "repeats, leaks and unusable rows are dropped)",
-                 "  python -m ftspace data synth --seeds seeds.jsonl --num-pairs 20\n"
-                 "  python -m ftspace data synth --seeds seeds.csv --teacher openai --teacher-url "
+                 "  ftspace data synth --seeds seeds.jsonl --num-pairs 20\n"
+                 "  ftspace data synth --seeds seeds.csv --teacher openai --teacher-url "
                  "http://127.0.0.1:8080/v1 --teacher-model qwen2.5 --num-pairs 500 --eval-dataset test.jsonl\n"
-                 "  python -m ftspace data synth --seeds seeds.jsonl --teacher hf --teacher-model "
+                 "  ftspace data synth --seeds seeds.jsonl --teacher hf --teacher-model "
                  "Qwen/Qwen2.5-72B-Instruct --judge\n\nThe key of an 'openai' teacher is read from FTSPACE_TEACHER_KEY "
                  "or OPENAI_API_KEY; 'hf' uses HF_TOKEN or your saved login.", SYNTH_FIELDS)
     ds.add_argument("--seeds", required=True, metavar="FILE", help="5-10 example pairs (any format `data inspect` reads)")
     ds.add_argument("--context", nargs="*", metavar="DOC", help="documents whose facts the new pairs may use")
     dr = creator("raft", "turn documents into RAFT rows: a question, the document that answers it among distractors, "
                  "and an answer quoting it",
-                 "  python -m ftspace data raft docs/ --max-chunks 10\n  python -m ftspace data raft manual.pdf notes.md "
+                 "  ftspace data raft docs/ --max-chunks 10\n  ftspace data raft manual.pdf notes.md "
                  "--teacher openai --teacher-url http://127.0.0.1:8000/v1 --teacher-model llama3 --distractors 4\n\n"
                  "Reads .txt .md .pdf .docx .html.", RAFT_FIELDS)
     dr.add_argument("documents", nargs="+", metavar="DOC", help="document files or folders")
 
-    e = sub.add_parser("estimate", help="rows, parameters, memory, steps (and time, once measured) for a config")
+    e = sub.add_parser("estimate", help="rows, parameters, memory, steps and time for a config (JSON on stdout)",
+                       **examples("ftspace estimate --config examples/facts.yaml",
+                                  "ftspace estimate --dataset data.jsonl --model Qwen/Qwen2.5-0.5B-Instruct"))
     e.add_argument("--config", help="YAML file of RunConfig fields")
     e.add_argument("--set", action="append", metavar="KEY=VALUE")
     add_schema_flags(e, RunConfig)
     e.set_defaults(func=cmd_estimate)
 
     ev = sub.add_parser("eval", help="score a run's adapter against its base model on test rows and a general probe",
-                        epilog="examples:\n  python -m ftspace eval RUN\n  python -m ftspace eval RUN --checkpoint 20 "
-                               "--use\n  python -m ftspace eval RUN --test-dataset heldout.jsonl --json\n"
-                               "  python -m ftspace eval RUN --each-checkpoint",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+                        **examples("ftspace eval RUN", "ftspace eval RUN --checkpoint 20 --use",
+                                   "ftspace eval RUN --test-dataset heldout.jsonl --json",
+                                   "ftspace eval RUN --each-checkpoint"))
     ev.add_argument("run")
     ev.add_argument("--checkpoint", type=int, metavar="STEP", help="score the checkpoint saved at this step")
     ev.add_argument("--each-checkpoint", action="store_true",
@@ -598,8 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     sw = sub.add_parser("sweep", help="search learning rate, LoRA rank/alpha and epochs: each trial a short run, "
-                        "scored on validation loss", epilog="examples:\n  python -m ftspace sweep --config "
-                        "examples/facts.yaml --set max_steps=-1 --trials 6\n  python -m ftspace sweep --resume SWEEP_ID",
+                        "scored on validation loss", epilog="examples:\n  ftspace sweep --config "
+                        "examples/facts.yaml --set max_steps=-1 --trials 6\n  ftspace sweep --resume SWEEP_ID",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     sw.add_argument("--config", help="YAML file of RunConfig fields (the base every trial starts from)")
     sw.add_argument("--set", action="append", metavar="KEY=VALUE")
@@ -609,10 +674,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_schema_flags(sw, RunConfig)
     sw.set_defaults(func=cmd_sweep)
 
-    demo = sub.add_parser("demo", help="teach the bundled model a new fact and compare it with the base model")
+    demo = sub.add_parser("demo", help="teach the bundled model a new fact and compare it with the base model",
+                          **examples("ftspace demo", "ftspace demo --set max_steps=10"))
     demo.add_argument("--set", action="append", metavar="KEY=VALUE")
     demo.set_defaults(func=cmd_demo)
     return p
+
+
+def entry():
+    """The installed `ftspace` command (pyproject.toml's entry point)."""
+    sys.exit(main())
 
 
 def main(argv=None) -> int:

@@ -207,7 +207,7 @@ class RunConfig:
         for key in values:
             if key not in known:
                 close = difflib.get_close_matches(str(key), sorted(known), n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else " See `python -m ftspace train --help`."
+                hint = f" Did you mean '{close[0]}'?" if close else " See `ftspace train --help`."
                 raise ConfigError(f"Unknown config field '{key}'.{hint}")
         return cls(**values)
 

@@ -166,7 +166,7 @@ def _evaluation_section(run: Run, st: dict) -> str:
     if card:
         lines.append(evaluation.summary(card))
     else:
-        lines.append("Not evaluated before publishing (`python -m ftspace eval RUN` or the app's Evaluate tab "
+        lines.append("Not evaluated before publishing (`ftspace eval RUN` or the app's Evaluate tab "
                      "adds a scorecard here).")
     lines += ["", f"- Adapter published: {label}" + (f" (step {card['adapter_step']})" if card and
                                                       card.get("adapter_step") else "")]

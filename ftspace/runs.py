@@ -297,10 +297,10 @@ def measured_step_seconds(cfg: RunConfig) -> float | None:
 
 def get(run_id: str) -> Run:
     if not RUN_ID.match(run_id or ""):
-        raise RunError(f"{run_id!r} is not a run id: see `python -m ftspace runs`.")
+        raise RunError(f"{run_id!r} is not a run id: see `ftspace runs`.")
     path = runs_root() / run_id
     if not (path / "config.yaml").exists():
-        raise RunError(f"No run '{run_id}' in {runs_root()}: see `python -m ftspace runs`.")
+        raise RunError(f"No run '{run_id}' in {runs_root()}: see `ftspace runs`.")
     return Run(path)
 
 

@@ -115,6 +115,9 @@ def test_help_lists_every_field():
     for command, names in (("synth", SYNTH_FIELDS), ("raft", RAFT_FIELDS)):
         text = cli("data", command, "--help").stdout
         assert all(f"--{name.replace('_', '-')}" in text for name in names) and "examples:" in text
+    for command in ("train", "resume", "stop", "runs", "status", "chat", "push", "estimate", "eval", "sweep", "demo"):
+        text = cli(command, "--help").stdout
+        assert "examples:" in text and f"ftspace {command}" in text and "exit codes:" in text, command
 
 
 @pytest.mark.parametrize("args, message", [
@@ -139,3 +142,41 @@ def test_bad_input_exits_nonzero_with_one_line(args, message, runs_dir):
     assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
     assert message in result.stderr
     assert result.stdout == ""
+
+
+def test_installed_command_runs_from_any_folder(tmp_path, tiny_model):
+    """`make setup` installs `ftspace` (pyproject's entry point) into .venv: from another folder, with no
+    PYTHONPATH and no FTSPACE_RUNS, a run lands in that folder's ./runs, and runs/status find it as JSON."""
+    import os
+
+    command = ROOT / ".venv" / "bin" / "ftspace"
+    assert command.exists(), "no .venv/bin/ftspace: `make setup` installs the project in editable mode"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FTSPACE_RUNS")}
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+
+    def ftspace(*args):
+        return subprocess.run([str(command), *args], capture_output=True, text=True, cwd=work, env=env,
+                              timeout=900, stdin=subprocess.DEVNULL)
+
+    result = ftspace("train", "--model", str(tiny_model), "--dataset", "example:alpaca", "--max-steps", "2",
+                     "--max-seq-length", "128", "--no-gradient-checkpointing", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == work / "runs" and (run_dir / "adapter" / "adapter_config.json").exists()
+
+    [entry] = json.loads(ftspace("runs", "--json").stdout)
+    assert entry["id"] == run_dir.name and entry["status"] == "completed" and entry["step"] == 2
+    status = ftspace("status", run_dir.name, "--json")
+    info = json.loads(status.stdout)
+    assert status.returncode == 0 and info["status"] == "completed" and info["total_steps"] == 2
+    assert info["adapter"] == str(run_dir / "adapter") and info["path"] == str(run_dir)
+    assert "owner" not in info
+    text = ftspace("status", run_dir.name).stdout
+    assert f"{run_dir.name}: completed, step 2/2" in text
+
+    missing = ftspace("status", "no-such-run", "--json")
+    assert missing.returncode == 2 and missing.stderr.strip() == \
+        f"error: No run 'no-such-run' in {work / 'runs'}: see `ftspace runs`."
+    help_text = ftspace("--help").stdout
+    assert "exit codes:" in help_text and "130" in help_text and "ftspace status RUN --json" in help_text

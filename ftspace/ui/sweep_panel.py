@@ -75,7 +75,7 @@ def wire(ui: dict, scheduler, controls: list, who: list, visitor_config):
 def refuse_on_zerogpu():
     if zerogpu.on_zerogpu():
         raise FtspaceError("Sweeps run several trainings one after another: too long for a ZeroGPU quota. Run "
-                           "one on your own machine (python -m ftspace sweep) or duplicate this Space onto "
+                           "one on your own machine (ftspace sweep) or duplicate this Space onto "
                            "dedicated hardware.")
 
 

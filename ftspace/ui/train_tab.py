@@ -173,7 +173,7 @@ def show_cli(*values):
         return f"# fix first: {e}", "", gr.DownloadButton(value=None)
     text = cfg.to_yaml()
     path = scratch_file("yaml", "run.yaml", text.encode())
-    command = "python -m ftspace train --config run.yaml"
+    command = "ftspace train --config run.yaml"
     if cfg.dataset and not cfg.dataset.startswith("example:"):
         command += f"   # dataset: {shlex.quote(cfg.dataset)}"
     return command, text, gr.DownloadButton(value=path)

@@ -663,9 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     sw = sub.add_parser("sweep", help="search learning rate, LoRA rank/alpha and epochs: each trial a short run, "
-                        "scored on validation loss", epilog="examples:\n  ftspace sweep --config "
-                        "examples/facts.yaml --set max_steps=-1 --trials 6\n  ftspace sweep --resume SWEEP_ID",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+                        "scored on validation loss",
+                        **examples("ftspace sweep --config examples/facts.yaml --set max_steps=-1 --trials 6",
+                                   "ftspace sweep --resume SWEEP_ID"))
     sw.add_argument("--config", help="YAML file of RunConfig fields (the base every trial starts from)")
     sw.add_argument("--set", action="append", metavar="KEY=VALUE")
     sw.add_argument("--trials", type=int, default=8, help="trials to run (default 8)")

@@ -51,6 +51,49 @@ def hub_token(oauth_token: str | None = None, typed: str | None = None) -> str |
     return get_token()  # HF_TOKEN, else the saved `hf auth login` token
 
 
+# --- API and MCP callers: no browser, no OAuth cookie; they say who they are with a Hub token
+
+
+def bearer_token(headers) -> str | None:
+    """The token of an `Authorization: Bearer hf_...` header, if the request carries one."""
+    scheme, _, token = ((headers or {}).get("authorization") or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+_token_owners: dict[str, str] = {}  # sha256 of a token -> "user:NAME" (the token itself is never kept)
+
+
+def token_owner(token: str) -> str:
+    """"user:NAME" for the Hub account a token belongs to (the Hub's whoami, asked once per token): the same
+    owner as that account signed in through the browser, so both see the same runs."""
+    from huggingface_hub import whoami
+    from huggingface_hub.errors import HfHubHTTPError
+
+    key = hashlib.sha256(token.encode()).hexdigest()
+    if key not in _token_owners:
+        try:
+            name = whoami(token=token)["name"]
+        except HfHubHTTPError as e:
+            status = getattr(e.response, "status_code", "?")
+            raise ConfigError(f"The Hub refused the token in the Authorization header ({status}): send a valid "
+                              "Hugging Face token (Settings > Access Tokens).") from None
+        except OSError as e:
+            raise ConfigError(f"The Hub could not be reached to check the token ({type(e).__name__}): try "
+                              "again later.") from None
+        _token_owners[key] = "user:" + name
+    return _token_owners[key]
+
+
+def api_caller(bearer: str | None) -> tuple[str | None, str | None]:
+    """(owner, token) for a caller of the app's API/MCP tools. On a shared app: the Hub account of the token
+    they send, which is also the only token that acts for them (never the server's); without one, no owner:
+    they may inspect and estimate, and are asked for a token to run, follow, ask or push. Self-hosted: the
+    machine's user, with the token sent, else the machine's own (hub_token's order)."""
+    if multi_user():
+        return (token_owner(bearer), bearer) if bearer else (None, None)
+    return "local", hub_token(typed=bearer)
+
+
 def teacher_key(typed: str | None = None) -> str | None:
     """The API key for an OpenAI-compatible teacher: the one typed for this request; self-hosted, else
     FTSPACE_TEACHER_KEY or OPENAI_API_KEY. A shared app never lends the server's key to a visitor."""

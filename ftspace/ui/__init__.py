@@ -1,4 +1,5 @@
-"""The Gradio app: Dataset -> Train -> Evaluate -> Chat -> Publish, plus Runs. Gradio lives here and in app.py only.
+"""The Gradio app: Dataset -> Train -> Evaluate -> Chat -> Publish, plus Runs, and the agents' tools (MCP).
+Gradio lives here and in app.py only.
 
 Building the app imports no torch, transformers, peft, trl or unsloth; handlers import them lazily.
 """
@@ -10,7 +11,7 @@ import secrets
 import gradio as gr
 
 from ftspace.scheduler import Scheduler
-from ftspace.ui import chat_tab, dataset_tab, eval_tab, publish_tab, runs_tab, train_tab
+from ftspace.ui import chat_tab, dataset_tab, eval_tab, mcp_tools, publish_tab, runs_tab, train_tab
 from ftspace.ui.common import owner_of, visible_runs
 
 TITLE = "ftspace: fine-tune an LLM with Unsloth LoRA, no code"
@@ -62,6 +63,20 @@ def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
             return browser_id, run_dropdown, timer
 
         demo.load(on_load, [ui["browser_id"]], [ui["browser_id"], ui["run_id"], ui["timer"]], **hidden)
+
+        # Agents (MCP, and the documented API) get the tools of mcp_tools and nothing else; the tabs' endpoints
+        # stay callable by the page (and gradio_client) but undocumented.
+        tools = mcp_tools.register(scheduler)
+        for fn in demo.fns.values():
+            if fn.api_visibility == "public" and fn.api_name not in tools:
+                fn.api_visibility = "undocumented"
     demo.ftspace_ui = ui  # the components, for tests
     demo.ftspace_scheduler = scheduler
     return demo
+
+
+def mcp_enabled() -> bool:
+    """Serve the agents' tools over MCP (at /gradio_api/mcp/): FTSPACE_MCP=1 (Gradio's own GRADIO_MCP_SERVER too)."""
+    import os
+
+    return os.environ.get("FTSPACE_MCP") == "1" or os.environ.get("GRADIO_MCP_SERVER", "").lower() == "true"

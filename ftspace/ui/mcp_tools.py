@@ -1,0 +1,322 @@
+"""The app's tools for agents: the Model Context Protocol server (`FTSPACE_MCP=1`, or `launch(mcp_server=True)`)
+and the documented API are these functions and nothing else (the tabs' own endpoints stay callable by the
+page but undocumented).
+
+Each tool takes plain arguments and returns JSON text. Its docstring is what an agent reads: Gradio turns
+the first paragraph into the tool's description and the Args section into its parameters. Who the caller
+is and which token acts come from `access.api_caller` (an `Authorization: Bearer hf_...` header on a shared
+app): the same ownership and token rules as for a visitor in the browser.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import gradio as gr
+
+from ftspace import access, offload, runs, zerogpu
+from ftspace.config import GenerationSettings, RunConfig
+from ftspace.errors import ConfigError, DataError, FtspaceError, ModelError
+from ftspace.ui.common import user_errors
+
+INSPECT_ROWS = 2000  # as the Dataset tab: rows read to detect the format and count what is kept
+LOG_LINES = 12  # log lines a progress call returns
+
+
+def _caller(request: gr.Request | None, need_owner: bool = True) -> tuple[str | None, str | None]:
+    owner, token = access.api_caller(access.bearer_token(request.headers if request is not None else {}))
+    if need_owner and owner is None:
+        raise ConfigError("This shared app needs your Hugging Face token for runs: send it as the header "
+                          "`Authorization: Bearer hf_...` (your runs are then yours only, as when signed in).")
+    return owner, token
+
+
+def _json(data) -> str:
+    return access.scrub_paths(json.dumps(data, indent=1, ensure_ascii=False, default=str))
+
+
+def _config(owner: str | None, config_yaml: str, settings: dict | None) -> RunConfig:
+    """A RunConfig from YAML text and/or an object of fields (the object wins), the dataset checked to be
+    the caller's to read (a Hub id, example:NAME, or a file they uploaded with `rows_jsonl`)."""
+    import yaml
+
+    values = {}
+    if (config_yaml or "").strip():
+        try:
+            loaded = yaml.safe_load(config_yaml)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config_yaml: not valid YAML ({str(e).splitlines()[0]}).") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError("config_yaml: give a mapping of RunConfig fields, e.g. `dataset: example:alpaca`.")
+        values.update(loaded)
+    if settings is not None and not isinstance(settings, dict):
+        raise ConfigError("settings: give an object of RunConfig fields, e.g. {\"max_steps\": 30}.")
+    values.update(settings or {})
+    cfg = RunConfig.from_dict(values)
+    key = owner or "local"
+    cfg.dataset = access.dataset_from_shown(key, cfg.dataset)
+    cfg.test_dataset = access.dataset_from_shown(key, cfg.test_dataset)
+    access.guard_paths(key, dataset=cfg.dataset, model_name=cfg.model_name)
+    access.guard_paths(key, dataset=cfg.test_dataset)
+    return cfg
+
+
+def _save_rows(owner: str, name: str, rows_jsonl: str) -> str:
+    """Rows sent as text kept as an upload of this caller's (as the Dataset tab keeps a file); its dataset name."""
+    from ftspace.ui.common import UPLOAD_LIMIT_MB
+
+    data = rows_jsonl.encode()
+    if len(data) > UPLOAD_LIMIT_MB * 2**20:
+        raise DataError(f"rows_jsonl: {len(data) / 2**20:.0f} MB is over the {UPLOAD_LIMIT_MB} MB upload limit: "
+                        "use a Hub dataset.")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name or "").lstrip(".") or "rows.jsonl"
+    if not safe.endswith((".jsonl", ".json", ".csv", ".tsv", ".txt")):
+        safe += ".jsonl"
+    folder = access.owner_uploads(owner) / f"api-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / safe).write_bytes(data)
+    return access.shown_dataset(str(folder / safe))
+
+
+def _run(run_id: str, owner: str) -> runs.Run:
+    if not (run_id or "").strip():
+        raise FtspaceError("run_id: give the id start_run returned (list_runs lists yours).")
+    return access.own_run(run_id.strip(), owner)
+
+
+def _summary(run: runs.Run) -> dict:
+    info = run.summary()
+    info["dataset"] = access.shown_dataset(info.get("dataset") or "")
+    return info
+
+
+def register(scheduler) -> list[str]:
+    """Add the tools to the Blocks being built; their names."""
+
+    @user_errors
+    def inspect_dataset(dataset: str = "", rows_jsonl: str = "", dataset_format: str = "auto",
+                        prompt_column: str = "", response_column: str = "", max_seq_length: int = 1024,
+                        request: gr.Request = None) -> str:
+        """Check a dataset before training: detect its format (chat messages, instruction/response pairs,
+        preference pairs, plain text ...), count rows kept and dropped (with the reason for each dropped row),
+        and measure token lengths with the bundled model's tokenizer. Call this first.
+
+        Args:
+            dataset: a Hub dataset id ("tatsu-lab/alpaca"), a bundled example ("example:alpaca", "example:facts"), or the name of rows you sent earlier ("my.jsonl (uploaded)"). With rows_jsonl: the file name to keep them under.
+            rows_jsonl: optional: your own rows as JSON Lines text, one object per line (e.g. {"instruction": ..., "output": ...} or {"messages": [...]}); kept as your upload for start_run.
+            dataset_format: "auto" (detect), or one of RunConfig's formats ("messages", "alpaca", "columns", ...).
+            prompt_column: with dataset_format "columns": the prompt column.
+            response_column: with dataset_format "columns": the response column.
+            max_seq_length: the training length in tokens; the report counts rows longer than it.
+
+        Returns:
+            JSON: "dataset" (the name to pass to start_run), "report" (format, rows_read, rows_kept, rows_dropped, dropped rows with row/field/reason, token statistics), "preview" (the first rows as training sees them).
+        """
+        owner, token = _caller(request, need_owner=bool(rows_jsonl))
+        if rows_jsonl:
+            dataset = _save_rows(owner, dataset, rows_jsonl)
+        if not (dataset or "").strip():
+            raise DataError("dataset: give a Hub dataset id, example:NAME, or rows_jsonl with your rows.")
+        key = owner or "anonymous"
+        path = access.dataset_from_shown(key, dataset)
+        access.guard_paths(key, dataset=path)
+        found = offload.call("ftspace.data.inspection:inspect_dataset", source=path,
+                             dataset_format=dataset_format or "auto", prompt_column=prompt_column or "",
+                             response_column=response_column or "", model_name="default",
+                             max_seq_length=int(max_seq_length or 1024), limit=INSPECT_ROWS, token=token)
+        report = dict(found["report"])
+        report["source"] = access.shown_dataset(path)
+        if report.get("tokens"):
+            report["tokens"] = {k: v for k, v in report["tokens"].items() if k != "lengths"}
+        return _json({"dataset": access.shown_dataset(path), "report": report, "preview": found["preview"][:3],
+                      "tokens_error": found.get("tokens_error")})
+
+    @user_errors
+    def estimate_run(config_yaml: str = "", settings: dict | None = None, request: gr.Request = None) -> str:
+        """Estimate a training run before starting it: training rows, parameters and trainable parameters,
+        memory, optimizer steps and (once this model's step time is known) minutes.
+
+        Args:
+            config_yaml: RunConfig fields as YAML text (e.g. "dataset: example:alpaca\\nmax_steps: 30"); may be empty.
+            settings: RunConfig fields as an object, applied over config_yaml (e.g. {"dataset": "example:facts", "lora_r": 16}). Unknown or out-of-range fields are refused with the field named.
+
+        Returns:
+            JSON: rows, train_rows, parameters, trainable_parameters, memory_gb, steps, seconds (when known), and "summary", one sentence for people.
+        """
+        from ftspace.planning import describe
+
+        owner, token = _caller(request, need_owner=False)
+        cfg = _config(owner, config_yaml, settings)
+        out = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token)
+        return _json({**out, "summary": describe(out).replace("**", "")})
+
+    @user_errors
+    def start_run(config_yaml: str = "", settings: dict | None = None, request: gr.Request = None) -> str:
+        """Start a LoRA fine-tuning run (Unsloth) and return at once with its id; follow it with run_progress.
+        One run trains at a time per machine: a later one waits in the queue (its status says so).
+
+        Args:
+            config_yaml: RunConfig fields as YAML text, e.g. "dataset: example:facts\\nmax_steps: 30". Fields: model_name, dataset, dataset_format, max_steps, num_train_epochs, learning_rate, lora_r, lora_alpha, max_seq_length, ... (estimate_run checks them without starting).
+            settings: RunConfig fields as an object, applied over config_yaml, e.g. {"dataset": "my.jsonl (uploaded)", "max_steps": 60}.
+
+        Returns:
+            JSON: "run_id", "status" ("queued" or "running"), "config" (the fields the run uses).
+        """
+        owner, token = _caller(request)
+        cfg = _config(owner, config_yaml, settings)
+        run = scheduler.submit(cfg, owner=owner, token=token)
+        if zerogpu.on_zerogpu():  # ZeroGPU bills the caller's own GPU calls: this call drives them to the end
+            while scheduler.claim(run) > 0:
+                scheduler.hold_place(run, seconds=30)
+                time.sleep(2)
+            for _ in zerogpu.drive(run, token, access.tier(signed_in=bool(token))):
+                pass
+        values = cfg.to_dict()
+        values["dataset"] = access.shown_dataset(values["dataset"])
+        return _json({"run_id": run.id, "status": run.status()["status"], "config": values})
+
+    @user_errors
+    def run_progress(run_id: str, request: gr.Request = None) -> str:
+        """Where a run is: status (queued, running, completed, failed, stopped, interrupted), step of total,
+        losses, ETA, tokens/s, the error if it failed, and the last log lines. Poll every 10-30 s until the
+        status is no longer queued or running.
+
+        Args:
+            run_id: the id start_run returned.
+
+        Returns:
+            JSON: id, status, step, total_steps, train_loss, eval_loss, eta_s, tokens_per_s, error, has_adapter (true once ask_model and push_adapter can use it), log (recent lines).
+        """
+        from ftspace.quiet import is_chatter
+
+        owner, _ = _caller(request)
+        run = _run(run_id, owner)
+        st = run.status()
+        last = next((e for e in reversed(run.all_events()) if "loss" in e), {})
+        try:
+            lines = run.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            lines = []
+        log = [line for line in lines if line.strip() and not is_chatter(line)][-LOG_LINES:]
+        return _json({**_summary(run), "eta_s": st.get("eta_s"), "tokens_per_s": last.get("tokens_per_s"),
+                      "has_adapter": (run.adapter_dir / "adapter_config.json").exists(), "log": log})
+
+    @user_errors
+    def list_runs(request: gr.Request = None) -> str:
+        """Your runs, newest first, with status, step and losses.
+
+        Returns:
+            JSON list: id, status, step, total_steps, train_loss, eval_loss, model_name, dataset, created.
+        """
+        owner, _ = _caller(request)
+        return _json([_summary(r) for r in access.visible_runs(owner)])
+
+    @user_errors
+    def stop_run(run_id: str, request: gr.Request = None) -> str:
+        """Stop a queued or running run. It stops after the current step and saves its adapter and a
+        checkpoint, so resume_run can continue it.
+
+        Args:
+            run_id: the run to stop.
+
+        Returns:
+            JSON: id and status (a running run shows "stopping" until the step ends).
+        """
+        owner, _ = _caller(request)
+        run = _run(run_id, owner)
+        run.request_stop()
+        return _json({"id": run.id, "status": run.status()["status"]})
+
+    @user_errors
+    def resume_run(run_id: str, request: gr.Request = None) -> str:
+        """Continue a stopped, failed or interrupted run from its last checkpoint (same config and data).
+
+        Args:
+            run_id: the run to resume.
+
+        Returns:
+            JSON: id and status ("queued" or "running"); follow it with run_progress.
+        """
+        owner, token = _caller(request)
+        run = _run(run_id, owner)
+        scheduler.resubmit(run)
+        if zerogpu.on_zerogpu():
+            while scheduler.claim(run) > 0:
+                scheduler.hold_place(run, seconds=30)
+                time.sleep(2)
+            for _ in zerogpu.drive(run, token, access.tier(signed_in=bool(token))):
+                pass
+        return _json({"id": run.id, "status": run.status()["status"]})
+
+    @user_errors
+    def ask_model(run_id: str, prompt: str, system: str = "", max_new_tokens: int = 128, temperature: float = 0.0,
+                  compare_base: bool = False, request: gr.Request = None) -> str:
+        """Ask a finished run's tuned model (its LoRA adapter on the base model) one question; optionally the
+        base model too, to see what the training changed.
+
+        Args:
+            run_id: a run whose status is completed (or stopped with an adapter).
+            prompt: the user message.
+            system: optional system prompt.
+            max_new_tokens: longest reply in tokens (1-4096).
+            temperature: 0 answers greedily (repeatable); higher samples.
+            compare_base: also answer with the adapter off.
+
+        Returns:
+            JSON: "tuned" (the reply), and "base" with compare_base.
+        """
+        from ftspace.chat import load_cached, resolve_source
+
+        owner, token = _caller(request)
+        run = _run(run_id, owner)
+        if not (run.adapter_dir / "adapter_config.json").exists():
+            raise ModelError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait until run_progress "
+                             "says completed.")
+        if not (prompt or "").strip():
+            raise FtspaceError("prompt: give a question.")
+        settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}]
+        source = resolve_source(("run", str(run.adapter_dir)), token)
+        if zerogpu.on_zerogpu():
+            tuned = base = ""
+            for tuned, base in zerogpu.chat_on_gpu(source, messages, messages if compare_base else None,
+                                                   vars(settings), access.tier(signed_in=bool(token))):
+                pass
+        else:
+            model = load_cached(source)
+            tuned = model.reply(messages, settings)
+            base = model.reply(messages, settings, base=True) if compare_base else ""
+        return _json({"tuned": tuned, **({"base": base} if compare_base else {})})
+
+    @user_errors
+    def push_adapter(run_id: str, repo: str, private: bool = True, merged: bool = False,
+                     request: gr.Request = None) -> str:
+        """Publish a finished run's LoRA adapter to the Hugging Face Hub with a model card (settings, losses,
+        loss curve, usage snippet), under the account of the token you send; never the server's.
+
+        Args:
+            run_id: a run with an adapter.
+            repo: "name" (under your account) or "owner/name".
+            private: create the repository private (default true).
+            merged: also push base + adapter merged to 16-bit, as REPO-merged (large).
+
+        Returns:
+            JSON: "url" of the repository.
+        """
+        from ftspace import hub
+
+        owner, token = _caller(request)
+        hub.require_token(token)
+        url = hub.push(_run(run_id, owner), (repo or "").strip(), token, private=bool(private), merged=bool(merged))
+        return _json({"url": url})
+
+    tools = [inspect_dataset, estimate_run, start_run, run_progress, list_runs, stop_run, resume_run, ask_model,
+             push_adapter]
+    reads = {run_progress, list_runs, stop_run}  # files only: never wait behind a slow call
+    for tool in tools:
+        gr.api(tool, api_name=tool.__name__, concurrency_id="agent-" + tool.__name__,
+               concurrency_limit=None if tool in reads else 2)
+    return [tool.__name__ for tool in tools]

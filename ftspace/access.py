@@ -188,9 +188,9 @@ UPLOADED = " (uploaded)"
 
 
 def shown_dataset(dataset: str) -> str:
-    """How a shared app shows a dataset to a visitor: an upload by its file name ("qa.csv (uploaded)"),
-    never by its path on the server. Self-hosted, paths are yours and shown as they are."""
-    if not (multi_user() and dataset) or dataset.startswith("example:"):
+    """How the app shows a dataset: an upload by its file name ("qa.csv (uploaded)"), never by where the server
+    keeps it (shared or self-hosted alike); any other path as it is (self-hosted, it is a path you typed)."""
+    if not dataset or dataset.startswith("example:"):
         return dataset
     path = Path(dataset).expanduser()
     if path.is_absolute() and path.resolve().is_relative_to(uploads_dir().resolve()):
@@ -201,7 +201,7 @@ def shown_dataset(dataset: str) -> str:
 def dataset_from_shown(owner: str, text: str) -> str:
     """The dataset a visitor's text means: "qa.csv (uploaded)" is this owner's newest upload of that name."""
     text = (text or "").strip()
-    if not (multi_user() and text.endswith(UPLOADED)):
+    if not text.endswith(UPLOADED):
         return text
     import glob
 
@@ -213,15 +213,17 @@ def dataset_from_shown(owner: str, text: str) -> str:
 
 
 def scrub_paths(text: str) -> str:
-    """Server folders taken out of text a shared app shows a visitor (log lines, errors): the app's data
-    folder, the model caches and the app's own folder become short labels."""
-    if not multi_user() or not text:
+    """Server folders taken out of text the app shows (log lines, errors, agents' answers): the runs and uploads
+    folders become "runs" and "uploads" (what a run's files are called in its folder), the app's data folder, the
+    model caches and the app's own folder short labels. The CLI shows paths as they are."""
+    if not text:
         return text
     from huggingface_hub import constants
 
     from ftspace.models import cache_dir
 
-    labels = [(runs.runs_root().parent, "<app>"), (Path(constants.HF_HUB_CACHE), "<hf-cache>"),
+    labels = [(runs.runs_root(), "runs"), (uploads_dir(), "uploads"), (runs.runs_root().parent, "<app>"),
+              (Path(constants.HF_HUB_CACHE), "<hf-cache>"),
               (cache_dir(), "<cache>"), (Path(__file__).resolve().parent.parent, "<ftspace>")]
     for folder, label in sorted(labels, key=lambda item: -len(str(item[0]))):
         text = text.replace(str(folder), label)

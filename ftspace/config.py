@@ -28,9 +28,10 @@ import yaml
 from ftspace.errors import ConfigError
 
 
-def option(default, help: str, *, group: str, choices=None, low=None, high=None, advanced=False):
-    """A RunConfig field with everything a CLI flag, a UI control and a docs row need."""
-    meta = dict(help=help, group=group, choices=choices, low=low, high=high, advanced=advanced)
+def option(default, help: str, *, group: str, label: str = "", choices=None, low=None, high=None, advanced=False):
+    """A RunConfig field with everything a CLI flag, a UI control and a docs row need. `label` is what the app
+    calls it for people ("LoRA rank"); the field name stays the key in YAML, flags and the API."""
+    meta = dict(help=help, group=group, label=label, choices=choices, low=low, high=high, advanced=advanced)
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -44,111 +45,111 @@ class RunConfig:
     # --- model
     model_name: str = option(
         "default", "Base model: 'default' (the bundled SmolLM2-135M-Instruct, offline), a Hub id or a local path.",
-        group="model")
+        group="model", label="Base model")
     load_in_4bit: bool = option(
         False, "QLoRA: load the frozen base weights in 4-bit (about 4x less memory; needs bitsandbytes).",
-        group="model")
+        group="model", label="4-bit base weights (QLoRA)")
     chat_template: str = option(
         "auto", "Chat template: 'auto' keeps the model's own and uses chatml for a model without one.",
-        group="model", choices=["auto", "chatml", "zephyr", "llama3"], advanced=True)
+        group="model", label="Chat template", choices=["auto", "chatml", "zephyr", "llama3"], advanced=True)
     backend: str = option(
         "auto", "Training engine: 'auto' uses Unsloth where it imports and supports the model, else plain HF.",
-        group="model", choices=["auto", "unsloth", "hf"], advanced=True)
+        group="model", label="Training engine", choices=["auto", "unsloth", "hf"], advanced=True)
 
     # --- data
     dataset: str = option(
         "example:facts", "Data: a local file (.jsonl .json .csv .tsv .parquet .txt), a Hub dataset id, "
-        "or a bundled example such as 'example:alpaca'.", group="data")
+        "or a bundled example such as 'example:alpaca'.", group="data", label="Dataset")
     dataset_config: str = option("", "Hub dataset config (subset) name, if the dataset has several.",
-                                 group="data", advanced=True)
-    dataset_split: str = option("train", "Hub dataset split to read.", group="data", advanced=True)
+                                 group="data", label="Hub subset", advanced=True)
+    dataset_split: str = option("train", "Hub dataset split to read.", group="data", label="Hub split", advanced=True)
     dataset_format: str = option(
-        "auto", "Row format: 'auto' detects it from the columns.", group="data",
+        "auto", "Row format: 'auto' detects it from the columns.", group="data", label="Row format",
         choices=["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "pairs", "text", "columns",
                  "preference", "kto", "function_calls"])
     prompt_column: str = option("", "With dataset_format 'columns': the column holding the user's turn.",
-                                group="data", advanced=True)
+                                group="data", label="Prompt column", advanced=True)
     response_column: str = option("", "With dataset_format 'columns': the column holding the reply.",
-                                  group="data", advanced=True)
+                                  group="data", label="Reply column", advanced=True)
     max_seq_length: int = option(1024, "Longest training example in tokens; longer conversations are truncated, "
                                  "longer plain text is cut into windows of this length.",
-                                 group="data", low=16, high=131072)
+                                 group="data", label="Max tokens per example", low=16, high=131072)
     text_stride: int = option(0, "Plain text: tokens each window repeats from the end of the one before (overlap); "
-                              "0 for none.", group="data", low=0, advanced=True)
+                              "0 for none.", group="data", label="Text window overlap", low=0, advanced=True)
     validation_size: float = option(
         0.0, "Held-out validation rows: a fraction (< 1) or a row count (>= 1); 0 for none.",
-        group="evaluation", low=0.0)
+        group="evaluation", label="Validation rows", low=0.0)
     test_size: float = option(
         0.0, "Held-out test rows for `ftspace eval` and the Evaluate tab: a fraction (< 1) or a row count (>= 1); "
-        "never trained on or used for early stopping.", group="evaluation", low=0.0)
+        "never trained on or used for early stopping.", group="evaluation", label="Test rows", low=0.0)
     test_dataset: str = option(
         "", "A separate test set instead (a file, a Hub dataset id or 'example:...', any format the data "
-        "reads); its rows are scored, never trained on.", group="evaluation", advanced=True)
+        "reads); its rows are scored, never trained on.", group="evaluation", label="Separate test set", advanced=True)
     mix_general_data: float = option(
         0.0, "Mix in general chat rows (bundled, written by hand) so the model keeps its general answers: "
         "this many per training row, e.g. 0.5 adds one for every two of yours; 0 for none.",
-        group="data", low=0.0, high=4.0)
+        group="data", label="General chat mixed in", low=0.0, high=4.0)
 
     # --- LoRA
-    lora_r: int = option(16, "LoRA rank: adapter capacity (8-64 is typical).", group="lora", low=1, high=1024)
-    lora_alpha: int = option(16, "LoRA scaling numerator (alpha / r scales the update).", group="lora",
+    lora_r: int = option(16, "LoRA rank: adapter capacity (8-64 is typical).", group="lora", label="LoRA rank", low=1, high=1024)
+    lora_alpha: int = option(16, "Scales the adapter's update (by alpha / rank): usually equal to the rank or twice it.", group="lora", label="LoRA alpha",
                              low=1, high=4096)
-    lora_dropout: float = option(0.0, "Dropout on the LoRA input (0 is fastest with Unsloth).", group="lora",
+    lora_dropout: float = option(0.0, "Dropout on the LoRA input (0 is fastest with Unsloth).", group="lora", label="LoRA dropout",
                                  low=0.0, high=0.9, advanced=True)
     target_modules: list = option(DEFAULT_TARGET_MODULES, "Linear layers that get LoRA adapters.",
-                                  group="lora", advanced=True)
+                                  group="lora", label="Adapted layers", advanced=True)
     use_rslora: bool = option(False, "Rank-stabilized LoRA: scale by alpha / sqrt(r) instead of alpha / r.",
-                              group="lora", advanced=True)
+                              group="lora", label="Rank-stabilized LoRA", advanced=True)
 
     # --- training
     method: str = option(
         "sft", "What is learned: 'sft' imitates the replies; 'dpo' and 'orpo' learn from preference rows (prompt, "
-        "chosen, rejected) to prefer the chosen reply ('orpo' needs no reference model).", group="training",
+        "chosen, rejected) to prefer the chosen reply ('orpo' needs no reference model).", group="training", label="Training method",
         choices=["sft", "dpo", "orpo"])
     preference_beta: float = option(
         0.1, "DPO beta / ORPO lambda: how strongly the preference is enforced (0.05-0.5 is typical).",
-        group="training", low=0.0, high=10.0, advanced=True)
-    learning_rate: float = option(2e-4, "Peak learning rate (LoRA typically 1e-4 to 1e-3).",
-                                  group="training", low=1e-8, high=1.0)
-    lr_scheduler_type: str = option("linear", "Learning-rate schedule after warmup.", group="training",
+        group="training", label="Preference strength", low=0.0, high=10.0, advanced=True)
+    learning_rate: float = option(2e-4, "How big each update is, at its peak: for LoRA 1e-4 to 5e-4 is typical; too high and the loss jumps about.",
+                                  group="training", label="Learning rate", low=1e-8, high=1.0)
+    lr_scheduler_type: str = option("linear", "Learning-rate schedule after warmup.", group="training", label="Learning-rate schedule",
                                     choices=["linear", "cosine", "constant", "constant_with_warmup"],
                                     advanced=True)
-    warmup_steps: float = option(0.0, "Warmup: steps, or a fraction of all steps when < 1.", group="training",
+    warmup_steps: float = option(0.0, "Warmup: steps, or a fraction of all steps when < 1.", group="training", label="Warmup",
                                  low=0.0, advanced=True)
-    num_train_epochs: float = option(1.0, "Passes over the training data (ignored when max_steps > 0).",
-                                     group="training", low=0.0, high=1000.0)
-    max_steps: int = option(-1, "Optimizer steps to run; -1 to use num_train_epochs instead.",
-                            group="training", low=-1, high=10_000_000)
-    per_device_train_batch_size: int = option(2, "Examples per forward pass.", group="training",
+    num_train_epochs: float = option(1.0, "How many times training goes over every row (1-3 is typical; ignored when max_steps > 0).",
+                                     group="training", label="Epochs", low=0.0, high=1000.0)
+    max_steps: int = option(-1, "How many updates to make (about 30 for a demo, a few hundred for real data); -1 counts by epochs instead.",
+                            group="training", label="Training steps", low=-1, high=10_000_000)
+    per_device_train_batch_size: int = option(2, "Examples processed together (1-8 is typical; more needs more memory).", group="training", label="Batch size",
                                               low=1, high=4096)
     gradient_accumulation_steps: int = option(4, "Forward passes per optimizer step (effective batch = "
-                                              "batch size x this).", group="training", low=1, high=4096)
-    weight_decay: float = option(0.0, "AdamW weight decay.", group="training", low=0.0, high=1.0, advanced=True)
+                                              "batch size x this).", group="training", label="Gradient accumulation", low=1, high=4096)
+    weight_decay: float = option(0.0, "AdamW weight decay.", group="training", label="Weight decay", low=0.0, high=1.0, advanced=True)
     seed: int = option(3407, "Random seed for LoRA init, shuffling and the validation split.",
-                       group="training", advanced=True)
+                       group="training", label="Random seed", advanced=True)
     packing: bool = option(False, "Pack several short examples into one sequence (faster on GPU).",
-                           group="training", advanced=True)
+                           group="training", label="Pack short examples", advanced=True)
     train_on_responses_only: bool = option(
         True, "Compute the loss on the assistant's replies only, not on prompts and system text.",
-        group="training")
+        group="training", label="Train on replies only")
     gradient_checkpointing: bool = option(True, "Recompute activations in the backward pass: less memory, "
-                                          "about 20% slower.", group="training", advanced=True)
+                                          "about 20% slower.", group="training", label="Gradient checkpointing", advanced=True)
 
     # --- evaluation and checkpoints
     eval_steps: int = option(0, "Evaluate on the validation rows every N steps; 0 for once at the end.",
-                             group="evaluation", low=0, advanced=True)
+                             group="evaluation", label="Evaluate every N steps", low=0, advanced=True)
     early_stopping_patience: int = option(
         0, "Stop after this many evaluations without a better eval loss; 0 to never stop early.",
-        group="evaluation", low=0, advanced=True)
-    save_steps: int = option(50, "Write a resumable checkpoint every N steps.", group="evaluation",
+        group="evaluation", label="Early stopping patience", low=0, advanced=True)
+    save_steps: int = option(50, "Write a resumable checkpoint every N steps.", group="evaluation", label="Checkpoint every N steps",
                              low=1, advanced=True)
     save_total_limit: int = option(3, "Checkpoints kept (the newest); each can be evaluated and chosen for chat "
-                                   "and publishing.", group="evaluation", low=1, high=100, advanced=True)
-    logging_steps: int = option(1, "Record loss and speed every N steps.", group="evaluation", low=1,
+                                   "and publishing.", group="evaluation", label="Checkpoints kept", low=1, high=100, advanced=True)
+    logging_steps: int = option(1, "Record loss and speed every N steps.", group="evaluation", label="Log every N steps", low=1,
                                 advanced=True)
     trackio_project: str = option(
         "", "Also log to trackio (local dashboard: `trackio show`) under this project name; empty for none. "
-        "Every run writes TensorBoard files in runs/<id>/tensorboard.", group="evaluation", advanced=True)
+        "Every run writes TensorBoard files in runs/<id>/tensorboard.", group="evaluation", label="trackio project", advanced=True)
 
     def __post_init__(self):
         _coerce_fields(self)
@@ -257,11 +258,11 @@ class GenerationSettings:
     >>> GenerationSettings().temperature
     0.0
     """
-    max_new_tokens: int = option(256, "Longest reply, in tokens.", group="generation", low=1, high=4096)
+    max_new_tokens: int = option(256, "Longest reply, in tokens.", group="generation", label="Max new tokens", low=1, high=4096)
     temperature: float = option(0.0, "Sampling temperature; 0 answers greedily (the same reply every time).",
-                                group="generation", low=0.0, high=2.0)
+                                group="generation", label="Temperature", low=0.0, high=2.0)
     top_p: float = option(0.95, "Nucleus sampling: sample among the likeliest tokens up to this probability "
-                          "(used when temperature > 0).", group="generation", low=0.05, high=1.0)
+                          "(used when temperature > 0).", group="generation", label="Top-p", low=0.05, high=1.0)
 
     def __post_init__(self):
         _coerce_fields(self)

@@ -2,7 +2,8 @@
 
 Rows are counted by streaming the dataset (nothing held), the validation rows taken out the way the run
 will take them, then parameters, memory and steps come from the model's config (no weights are
-loaded), and time from the step time a previous run of the same model and shape measured.
+loaded), and time from the step time a previous run of the same model and shape measured, else from the
+hardware's catalogued training speed for a model of this size.
 JSON in and out, so ftspace.offload can run it in a helper process on ZeroGPU.
 """
 
@@ -13,8 +14,8 @@ COUNT_ROWS = 200_000  # rows counted at most (a few seconds from a file; a huge 
 
 def plan(config: dict, token: str | None = None) -> dict:
     """{"rows", "rows_capped" (True: there are more, counted up to COUNT_ROWS), "train_rows", "parameters",
-    "trainable_parameters", "trainable_percent", "memory_gb", "steps", "examples_per_step", "seconds" (only
-    once a step time has been measured)}."""
+    "trainable_parameters", "trainable_percent", "memory_gb", "steps", "examples_per_step", "seconds", "time_source"
+    ("measured": a previous run of this model and batch shape; "catalogued": the hardware's catalogued speed)}."""
     from ftspace import runs
     from ftspace.config import RunConfig
     from ftspace.data import check_usable, open_dataset, training_rows
@@ -25,7 +26,10 @@ def plan(config: dict, token: str | None = None) -> dict:
                                   response_column=cfg.response_column, config=cfg.dataset_config,
                                   split=cfg.dataset_split, limit=COUNT_ROWS, token=token, method=cfg.method)
     text_chars, sample, sampled = [], [], 0  # plain text trains on windows of it: lengths, and a start to measure
+    row_chars = []  # characters of the first rows: the tokens a step trains on, for a time before any is measured
     for row in stream:
+        if len(row_chars) < LENGTH_ROWS:
+            row_chars.append(_chars(row))
         if "text" in row:
             text_chars.append(len(row["text"]))
             if sampled < SAMPLE_CHARS:
@@ -38,7 +42,17 @@ def plan(config: dict, token: str | None = None) -> dict:
     if text_chars:  # documents become windows of max_seq_length tokens: count those (approximately)
         windows = _windows(text_chars, "\n".join(sample)[:SAMPLE_CHARS], cfg, token)
         train_rows = max(1, round(windows * train_rows / rows))
-    out = estimate(cfg, train_rows, seconds_per_step=runs.measured_step_seconds(cfg), token=token)
+    measured = runs.measured_step_seconds(cfg)
+    out = estimate(cfg, train_rows, seconds_per_step=measured, token=token)
+    if measured:
+        out["time_source"] = "measured"
+    else:  # tokens a step trains on over the catalogued speed of this hardware for a model of this size
+        tokens = cfg.max_seq_length if windows else min(cfg.max_seq_length, sum(row_chars) / max(1, len(row_chars))
+                                                         / CHARS_PER_TOKEN + TEMPLATE_TOKENS)
+        per_s = catalogued_tokens_per_s(out["parameters"])
+        out["seconds"] = round(out["steps"] * out["examples_per_step"] * tokens / per_s + STARTUP_S, 1)
+        out["time_source"] = "catalogued"
+        out["tokens_per_s"] = round(per_s)
     capped = report.rows_read >= COUNT_ROWS
     return {"rows": rows, "rows_capped": capped, "train_rows": train_rows, **out,
             "steps_exact": cfg.max_steps > 0 or not (capped or windows), "text_windows": windows,
@@ -46,6 +60,36 @@ def plan(config: dict, token: str | None = None) -> dict:
 
 
 SAMPLE_CHARS = 200_000  # text tokenized to learn the tokenizer's characters per token
+LENGTH_ROWS = 2000  # rows whose length sizes the catalogued time
+CHARS_PER_TOKEN = 4.0  # English text in the usual BPE vocabularies
+TEMPLATE_TOKENS = 16  # the chat template's role markers around a short exchange
+STARTUP_S = 30.0  # the worker's start: import Unsloth, load the model (about 30 s for the bundled model on 2 cores)
+
+# Training tokens per second for a model of 1 B parameters, by hardware (scaled by 1 / parameters, and on a CPU by
+# its cores). CPU: measured, the bundled 135 M model trained at 234 tokens/s with Unsloth on 2 cores (bench/RESULTS.md
+# section 1) -> 15.8 at 1 B per core. GPUs: not measured by this project (no GPU here); rough floors for Unsloth
+# LoRA in 16-bit: a T4-class CUDA GPU, and a ZeroGPU slice of an H200. Any run's own step time replaces them.
+CATALOGUE_TOKENS_PER_S_1B = {"cpu_per_core": 15.8, "cuda": 2500.0, "zerogpu": 10000.0}
+
+
+def catalogued_tokens_per_s(parameters: int) -> float:
+    from ftspace.models import hardware
+
+    hw, billions = hardware(), max(parameters / 1e9, 0.01)
+    if hw["kind"] == "cpu":
+        return CATALOGUE_TOKENS_PER_S_1B["cpu_per_core"] * (hw.get("cores") or 1) / billions
+    return CATALOGUE_TOKENS_PER_S_1B[hw["kind"]] / billions
+
+
+def _chars(value) -> int:
+    """Characters of text in a row (every string in it, nested)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_chars(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_chars(v) for v in value)
+    return 0
 
 
 def _windows(text_chars: list[int], sample: str, cfg, token: str | None) -> int:
@@ -67,8 +111,13 @@ def _windows(text_chars: list[int], sample: str, cfg, token: str | None) -> int:
 
 def describe(est: dict) -> str:
     """One paragraph (Markdown) for people: the Train tab shows it, the CLI prints it above the JSON."""
-    time_line = (f"about **{est['seconds'] / 60:.1f} min** at the step time measured on a previous run of this "
-                 "model" if "seconds" in est else "time: shown once a step of this model has been measured")
+    if "seconds" not in est:
+        time_line = "time: shown once a step of this model has been measured"
+    elif est.get("time_source") == "catalogued":
+        time_line = (f"about **{est['seconds'] / 60:.1f} min** on this hardware (a rough figure from the model's size "
+                     f"and a catalogued speed of {est['tokens_per_s']:,} tokens/s; the first run's own steps refine it)")
+    else:
+        time_line = f"about **{est['seconds'] / 60:.1f} min** at the step time measured on a previous run of this model"
     at_least = "at least " if est.get("rows_capped") else ("about " if est.get("text_windows") else "")
     unit = "training windows of text" if est.get("text_windows") else "training rows"
     return (f"{at_least}**{est['train_rows']}** {unit}; **{est['parameters'] / 1e6:,.1f} M** parameters, "

@@ -24,6 +24,8 @@ CHATTER = re.compile(
     r"|Map|Filter|Generating \w+ split)\b.*\|.*\[\d\d:\d\d"  # datasets / transformers progress bars
     r")")
 
+OWN = re.compile(r"^(?:\[ftspace\b|Traceback \(most recent call last\)|[\w.]*(?:Error|Exception)\b:?)")
+
 _log_file = None
 
 
@@ -36,6 +38,18 @@ def is_chatter(line: str) -> bool:
     False
     """
     return bool(CHATTER.match(line))
+
+
+def is_own(line: str) -> bool:
+    """A line the app's log panel shows: ftspace's own (loading, data, steps, checkpoints, done) and errors;
+    whatever else libraries print stays in the run's log file.
+
+    >>> is_own("[ftspace] step 3/30 loss 1.2, ETA 40s"), is_own("RuntimeError: CUDA out of memory")
+    (True, True)
+    >>> is_own("Unsloth 2026.10.9: no GPU found, training on CPU"), is_own("Loading weights: 100%|###| 20/20")
+    (False, False)
+    """
+    return bool(OWN.match(line))
 
 
 def library_log() -> Path:

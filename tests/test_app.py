@@ -65,7 +65,8 @@ def test_whole_journey(served, tiny_model, tmp_path):
     app, client, fake, tmp = served
     # 1. upload a bundled example; the app keeps a copy and reports on it
     path = client.predict(handle_file(str(ROOT / "examples" / "facts.jsonl")), "", api_name="/upload")
-    assert Path(path).name == "facts.jsonl" and Path(path).exists()
+    assert path == "facts.jsonl (uploaded)"  # by its name, never where the server keeps it
+    assert [p.name for p in (tmp / "uploads").rglob("facts.jsonl")] == ["facts.jsonl"]
     summary, hist, masked, preview, dropped, dataset, *_ = client.predict(
         "", path, "auto", "", "", str(tiny_model), 256, api_name="/check")
     assert "format **pairs**" in summary and "32 kept" in summary and dataset == path
@@ -94,6 +95,14 @@ def test_whole_journey(served, tiny_model, tmp_path):
     assert "**completed**" in status, status + app.log.read_text()[-2000:]
     assert "step 8/8" in status and "loss" in status
     assert max(seen_steps) >= 8 and len(seen_steps) >= 2, seen_steps  # the curve grew while we watched
+    # The log panel: ftspace's own lines (loading, data, steps, the saved adapter); what libraries print (torch's
+    # warnings, Unsloth's banner, progress bars) stays in the run's log file.
+    lines = log.splitlines()
+    assert lines and all(line.startswith("[ftspace") for line in lines), log
+    assert any("step 8/8" in line for line in lines) and any("adapter saved" in line for line in lines)
+    [log_file] = [p for p in tmp.rglob("log.txt") if p.parent.name == run_id]
+    assert "Unsloth" in log_file.read_text() and "Unsloth" not in log
+    assert str(tmp) not in log  # folders on the server are not shown
 
     # 4. chat answers (tuned and base side by side): each is the model's own greedy reply, adapter on and off
     question = "What is the capital of Zorblax?"

@@ -29,9 +29,31 @@ def browser():
         b.close()
 
 
+def label_of(name):
+    """A control's accessible name: "LoRA rank · lora_r" (a human label, then the field), or the field alone;
+    the help text follows."""
+    return re.compile(rf"(^|· ){name}\b")
+
+
 def field(page, name):
-    """A RunConfig control: its label starts with the field name (the help text follows)."""
-    return page.get_by_label(re.compile(rf"^{name}")).first
+    """A RunConfig (or CreateSettings) control, found by its field name."""
+    return page.get_by_label(label_of(name)).first
+
+
+def textbox(page, name):
+    return page.get_by_role("textbox", name=label_of(name)).first  # get_by_label misses some textareas
+
+
+def shown_text(page) -> str:
+    """Everything the page shows: its text and the values in its fields."""
+    return page.evaluate("() => document.body.innerText + '\\n' + [...document.querySelectorAll('input, textarea')]"
+                         ".map(e => e.value).join('\\n')")
+
+
+def assert_no_server_paths(page, app_dir):
+    text = shown_text(page)
+    for needle in (str(app_dir), str(ROOT), "/uploads/", "/runs/"):
+        assert needle not in text, (needle, [line for line in text.splitlines() if needle in line][:3])
 
 
 def start_quick_run(page, model_path, steps: int):
@@ -50,33 +72,51 @@ def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+SCREENSHOT = ROOT / "examples" / "app-screenshot.png"  # the README's picture of the app, kept current here
+
+
 def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
+    """Dataset -> Train -> Evaluate -> Chat -> Publish by the next-step buttons, with human labels and no
+    server path on any tab; the README's screenshot is taken from this run."""
     with App(tmp_path) as app:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(app.url)
 
-        # 1. Dataset: a bundled example is checked and reported
+        # 1. Dataset: an uploaded file is checked and reported, shown by its name
         page.get_by_role("tab", name="1 · Dataset").click()
-        page.get_by_label("Bundled example").click()
-        page.get_by_role("option", name="chat").click()
-        page.get_by_role("button", name="Use example").click()
+        page.locator("#data-upload input[type=file]").set_input_files(str(ROOT / "examples" / "chat.jsonl"))
         page.get_by_text("format messages").or_(page.get_by_text("format **messages**")).first.wait_for(
             timeout=60000)
         page.get_by_text("8 kept").first.wait_for()
+        assert page.get_by_label("Dataset in use").input_value() == "chat.jsonl (uploaded)"
+        assert_no_server_paths(page, tmp_path)
         shot(page, "1-dataset")
 
-        # 2. Train: a tiny run from the quick preset, and the loss curve appears
-        page.get_by_role("tab", name="2 · Train").click()
+        # 2. Train, by the next-step button: it says which dataset it will use; labels are for people
+        page.get_by_role("button", name="Train on this dataset →").click()
+        page.get_by_role("tab", name="2 · Train", selected=True).wait_for()
+        in_use = page.locator("#train-dataset").inner_text()
+        assert "chat.jsonl (uploaded)" in in_use and "format messages" in in_use and "8 rows" in in_use, in_use
+        for label in ("LoRA rank · lora_r", "Learning rate · learning_rate", "Training steps · max_steps"):
+            page.get_by_text(label).first.wait_for(timeout=5000)
         page.get_by_label("Preset (fills the fields below)").click()
         page.get_by_role("option", name="quick demo").click()
         page.wait_for_timeout(500)
-        assert page.get_by_role("textbox", name=re.compile("^dataset")).input_value() == "example:chat"
+        assert textbox(page, "dataset").input_value() == "chat.jsonl (uploaded)"
+        page.get_by_role("button", name="Estimate").click()
+        page.get_by_text("on this hardware").first.wait_for(timeout=60000)  # a time before any run: catalogued
+        page.get_by_text("The same run from the command line").click()
+        assert "ftspace train --config run.yaml" in page.get_by_label("Command").input_value()
         start_quick_run(page, tiny_model, steps=6)
         page.get_by_text("completed").first.wait_for(timeout=180000)
         page.get_by_text("step 6/6").first.wait_for(timeout=10000)
         page.locator("#loss-plot .vega-embed").first.wait_for(timeout=10000)
         assert page.locator("#loss-plot .vega-embed").bounding_box()["height"] > 100
+        page.get_by_role("button", name="Evaluate →").wait_for(timeout=10000)
+        assert_no_server_paths(page, tmp_path)
         shot(page, "2-train")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(SCREENSHOT))  # the README's picture: the Train tab after a real run
         run_id = page.get_by_label("Run", exact=True).input_value()
         assert run_id
 
@@ -85,9 +125,10 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         page.get_by_role("tab", name="2 · Train").click()
         page.get_by_text(f"{run_id}").first.wait_for(timeout=20000)
 
-        # 3. Evaluate: the scorecard of the run against its base, on test rows given here
-        page.get_by_role("tab", name="3 · Evaluate").click()
-        page.wait_for_timeout(1500)  # the tab's run list is filled on selection: this run, the only one
+        # 3. Evaluate, by the next-step button: the scorecard of the run against its base
+        page.get_by_role("button", name="Evaluate →").click()
+        page.get_by_role("tab", name="3 · Evaluate", selected=True).wait_for()
+        page.wait_for_timeout(1000)
         page.get_by_label("Test dataset (optional)").fill("example:alpaca")
         rows = page.get_by_label("Test rows at most")
         rows.fill("3")
@@ -97,12 +138,15 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         scorecard = page.locator("#eval-scorecard").inner_text()
         assert "Scored on 3 test prompts" in scorecard and "general change" in scorecard
         assert "token F1" in scorecard  # the task metric; the table beside it has every metric
+        assert_no_server_paths(page, tmp_path)
         shot(page, "3-evaluate")
 
-        # 4. Chat: the run answers, base model side by side
-        page.get_by_role("tab", name="4 · Chat").click()
+        # 4. Chat, by the Train tab's next step: the run answers, base model side by side
+        page.get_by_role("tab", name="2 · Train").click()
+        page.get_by_role("button", name="Chat with it →").click()
+        page.get_by_role("tab", name="4 · Chat", selected=True).wait_for()
         page.wait_for_timeout(1000)
-        temperature = page.get_by_label("number input for temperature", exact=True)
+        temperature = page.get_by_label("number input for Temperature · temperature", exact=True)
         temperature.fill("1")  # a random-weight model's greedy reply can be only an end token
         temperature.press("Tab")
         page.get_by_label("Message").fill("Hello there")
@@ -112,18 +156,28 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='bot']\")]"
                                ".every(e => e.innerText.trim().length > 0)", timeout=60000)
         assert bots.count() == 2
+        assert_no_server_paths(page, tmp_path)
         shot(page, "3-chat")
 
-        # 5. Publish: the card preview for the run
-        page.get_by_role("tab", name="5 · Publish").click()
-        page.get_by_text("Share a finished run").wait_for()
-        page.get_by_text("A LoRA adapter for").wait_for(timeout=20000)  # the card preview of the selected run
+        # 5. Publish, from chat: the card preview shows its loss curve and names the repository typed
+        page.get_by_role("button", name="Publish this run →").click()
+        page.get_by_role("tab", name="5 · Publish", selected=True).wait_for()
+        page.get_by_text("A LoRA adapter for").wait_for(timeout=20000)  # the card preview of the run
+        page.wait_for_function("() => { const i = document.querySelector('#pub-card img');"
+                               " return i && i.complete && i.naturalWidth > 100; }", timeout=20000)
+        repo = page.get_by_label("Repository")
+        repo.fill("alice/zorblax-tiny")
+        repo.press("Tab")
+        page.locator("#pub-card").get_by_text('"alice/zorblax-tiny"').first.wait_for(timeout=20000)
+        assert_no_server_paths(page, tmp_path)
         shot(page, "4-publish")
 
         page.get_by_role("tab", name="Runs").click()
         page.wait_for_function("id => (document.querySelector('#runs-table') || {innerText: ''}).innerText"
                                ".includes(id)", arg=run_id, timeout=20000)
-        assert "completed" in page.locator("#runs-table").inner_text()
+        runs_text = page.locator("#runs-table").inner_text()
+        assert "completed" in runs_text and "chat.jsonl (uploaded)" in runs_text
+        assert_no_server_paths(page, tmp_path)
         shot(page, "5-runs")
         assert app.alive()
 
@@ -154,7 +208,7 @@ def test_create_a_dataset_with_a_teacher_then_train_on_it(browser, tiny_model, t
         field(page, "teacher").click()
         page.get_by_role("option", name="openai", exact=True).click()
         for name, value in [("teacher_model", "fake-teacher"), ("teacher_url", teacher.url + "/v1")]:
-            box = page.get_by_role("textbox", name=re.compile(f"^{name}"))  # get_by_label misses these textareas
+            box = textbox(page, name)
             box.fill(value)
             box.press("Tab")
         for name, value in [("num_pairs", "6"), ("pairs_per_request", "1")]:
@@ -177,7 +231,7 @@ def test_create_a_dataset_with_a_teacher_then_train_on_it(browser, tiny_model, t
         page.get_by_label("Preset (fills the fields below)").click()
         page.get_by_role("option", name="quick demo").click()
         page.wait_for_timeout(500)
-        dataset = page.get_by_role("textbox", name=re.compile("^dataset")).first.input_value()
+        dataset = textbox(page, "dataset").input_value()
         assert dataset.endswith(".jsonl") and "synth-" in dataset
         start_quick_run(page, tiny_model, steps=2)
         page.get_by_text("completed").first.wait_for(timeout=180000)

@@ -70,7 +70,7 @@ def test_data_inspect_json(default_model_path):
 LORA_PER_RANK = 30 * ((576 + 576) + (576 + 192) * 2 + (576 + 576) + (576 + 1536) * 2 + (1536 + 576))
 
 
-def test_estimate(default_model_path):
+def test_estimate(default_model_path, runs_dir):
     result = cli("estimate", "--config", "examples/facts.yaml")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
@@ -78,6 +78,20 @@ def test_estimate(default_model_path):
     assert out["trainable_parameters"] == 16 * LORA_PER_RANK
     # the 32 rows and, mixed in by the preset (mix_general_data 0.5), 16 general rows
     assert (out["steps"], out["rows"], out["train_rows"], out["rows_capped"]) == (30, 32, 48, False)
+    # No run measured yet: a time all the same, from the catalogued CPU speed (234 tokens/s for this model on 2
+    # cores), the rows' own length and the worker's start.
+    import os
+
+    from ftspace.planning import CATALOGUE_TOKENS_PER_S_1B, STARTUP_S
+
+    assert out["time_source"] == "catalogued"
+    assert out["tokens_per_s"] == round(CATALOGUE_TOKENS_PER_S_1B["cpu_per_core"] * os.cpu_count() / (
+        out["parameters"] / 1e9))
+    tokens_per_example = (out["seconds"] - STARTUP_S) * out["tokens_per_s"] / (30 * out["examples_per_step"])
+    assert 20 < tokens_per_example < 60  # short question/answer rows through the template
+    assert "on this hardware (a rough figure" in " ".join(result.stderr.split())
+    longer = json.loads(cli("estimate", "--config", "examples/facts.yaml", "--max-steps", "60").stdout)
+    assert longer["seconds"] - STARTUP_S == pytest.approx(2 * (out["seconds"] - STARTUP_S), rel=0.01)
 
 
 def test_flags_come_from_the_schema_and_win(default_model_path):

@@ -129,7 +129,7 @@ def test_a_shared_app_reads_only_your_own_files(space, tiny_model, tmp_path):
     mine = alice.predict(handle_file(str(data)), "", api_name="/upload")
     assert mine == "my_data__.jsonl (uploaded)"  # its name: where the server keeps it is not shown
     [stored] = (tmp / "uploads").glob("*/*/my_data__.jsonl")
-    summary, *_, dataset, _, _, _, _ = alice.predict("", mine, "auto", "", "", "default", 256, api_name="/check")
+    summary, *_, dataset, _, _, _, _, _ = alice.predict("", mine, "auto", "", "", "default", 256, api_name="/check")
     assert "kept" in summary and dataset == mine and str(tmp) not in summary
 
     def refused(client, *args, api_name, match):

@@ -39,6 +39,7 @@ def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
             with gr.Tab("Runs", id="runs") as runs_view:
                 runs_tab.build(ui)
 
+        ui["tabs"] = tabs  # the next-step buttons switch tabs
         dataset_tab.wire(ui)
         train_tab.wire(ui, scheduler)
         eval_tab.wire(ui)

@@ -9,7 +9,7 @@ import gradio as gr
 
 from ftspace.config import GenerationSettings, default_of, field_type
 from ftspace.errors import FtspaceError, ModelError
-from ftspace.ui.common import MODEL_CHOICES, guard_paths, own_run, owner_of, user_errors, visitor_tier, visitor_token
+from ftspace.ui.common import MODEL_CHOICES, field_label, guard_paths, open_in, own_run, owner_of, user_errors, visitor_tier, visitor_token
 
 SOURCES = ["a run of mine", "a base model", "an adapter on the Hub"]
 
@@ -25,7 +25,7 @@ def build(ui: dict):
         for f in fields(GenerationSettings):  # bounds, defaults and help from the one definition
             ui[f"chat_{f.name}"] = gr.Slider(f.metadata["low"], f.metadata["high"], value=default_of(f),
                                              step=1 if field_type(f, GenerationSettings) is int else 0.05,
-                                             label=f.name.replace("_", " "), info=f.metadata["help"])
+                                             label=field_label(f), info=f.metadata["help"])
         ui["chat_compare"] = gr.Checkbox(value=True, label="Base model side by side")
     with gr.Row():
         ui["chat_tuned"] = gr.Chatbot(label="Tuned (adapter on)", height=360)
@@ -34,6 +34,7 @@ def build(ui: dict):
         ui["chat_input"] = gr.Textbox(label="Message", placeholder="Ask something your data taught it", scale=5)
         ui["chat_send"] = gr.Button("Send", variant="primary", scale=1)
         ui["chat_clear"] = gr.Button("Clear", scale=1)
+    ui["to_publish"] = gr.Button("Publish this run →")
 
 
 def wire(ui: dict):
@@ -45,6 +46,8 @@ def wire(ui: dict):
     gr.on([ui["chat_send"].click, ui["chat_input"].submit], respond, inputs, outputs, concurrency_id="chat",
           concurrency_limit=2, api_name="chat")
     ui["chat_clear"].click(lambda: ([], [], ""), None, outputs, queue=False, api_visibility="private")
+    ui["to_publish"].click(open_in("publish"), [ui["chat_run"], ui["browser_id"]], [ui["tabs"], ui["pub_run"]],
+                           api_visibility="private")
 
 
 def source_for(kind, run_id, base_model, hub_repo, owner) -> tuple:

@@ -120,7 +120,7 @@ def control_for(f, schema=RunConfig) -> gr.components.Component:
     meta = f.metadata
     default = default_of(f)
     kind = field_type(f, schema)
-    label, info = f.name, meta["help"]
+    label, info = field_label(f), meta["help"]
     if f.name == "model_name":
         return gr.Dropdown(MODEL_CHOICES, value=default, label=label, info=info, allow_custom_value=True)
     if kind is bool:
@@ -135,6 +135,11 @@ def control_for(f, schema=RunConfig) -> gr.components.Component:
     return gr.Textbox(value=default, label=label, info=info)
 
 
+def field_label(f) -> str:
+    """What the app calls a field: its human label with the key people meet in YAML, flags and the API."""
+    return f"{f.metadata['label']} · {f.name}" if f.metadata.get("label") else f.name
+
+
 def config_fields():
     return list(fields(RunConfig))
 
@@ -147,3 +152,14 @@ def config_from_values(values) -> RunConfig:
             raise ConfigError(f"{f.name} is empty: enter a number.")
         raw[f.name] = value
     return RunConfig.from_dict(raw)
+
+
+# --- next steps: a button that opens another tab on a run
+
+
+def open_in(tab_id: str):
+    """A handler: select tab `tab_id` with this run chosen in its run dropdown (one of the caller's runs)."""
+    def go(run_id, browser_id, request: gr.Request):
+        ids = [r.id for r in visible_runs(owner_of(request, browser_id))]
+        return gr.Tabs(selected=tab_id), gr.Dropdown(choices=ids, value=run_id if run_id in ids else None)
+    return go

@@ -31,7 +31,7 @@ def build(ui: dict):
         with gr.Column():
             ui["upload"] = gr.File(label=f"Upload a file (.jsonl .json .csv .tsv .parquet .txt, up to "
                                          f"{UPLOAD_LIMIT_MB} MB)", file_types=[".jsonl", ".json", ".csv", ".tsv",
-                                                                               ".parquet", ".txt"])
+                                                                               ".parquet", ".txt"], elem_id="data-upload")
         with gr.Column():
             ui["example"] = gr.Dropdown(list(bundled_examples()), value="facts", label="Bundled example")
             ui["use_example"] = gr.Button("Use example")
@@ -50,6 +50,7 @@ def build(ui: dict):
         ui["response_col"] = gr.Textbox(label="response column (format 'columns')")
         ui["inspect"] = gr.Button("Check again", variant="secondary")
     ui["data_summary"] = gr.Markdown()
+    ui["to_train"] = gr.Button("Train on this dataset →", variant="primary")
     ui["preference_choice"] = gr.Radio(list(PREFERENCE_CHOICES), value=next(iter(PREFERENCE_CHOICES)), visible=False,
                                        label="Preference data: learn from it by (sets the Train tab's method)")
     with gr.Row():
@@ -68,7 +69,7 @@ def wire(ui: dict):
     inspect_inputs = [ui["browser_id"], ui["data_source"], ui["data_format"], ui["prompt_col"], ui["response_col"],
                       ui["model_name"], ui["max_seq_length"]]
     outputs = [ui["data_summary"], ui["token_hist"], ui["masked_example"], ui["preview"], ui["dropped"],
-               ui["dataset"], ui["dataset_format"], ui["prompt_column"], ui["response_column"],
+               ui["dataset"], ui["dataset_format"], ui["prompt_column"], ui["response_column"], ui["train_dataset"],
                ui["preference_choice"]]
 
     hidden = dict(api_visibility="private")
@@ -86,6 +87,7 @@ def wire(ui: dict):
     ui["hub_split"].input(lambda split: split, [ui["hub_split"]], [ui["dataset_split"]], **hidden).success(
         inspect, hub_inputs, outputs, **hidden)
     ui["inspect"].click(inspect, inspect_inputs, outputs, api_name="check")
+    ui["to_train"].click(lambda: gr.Tabs(selected="train"), None, [ui["tabs"]], **hidden)
     ui["preference_choice"].input(lambda choice: PREFERENCE_CHOICES[choice], [ui["preference_choice"]],
                                   [ui["method"]], **hidden)
     create_panel.wire(ui, lambda event: event.success(inspect, inspect_inputs, outputs, **hidden))
@@ -106,7 +108,7 @@ def accept_upload(file_path: str | None, browser_id: str = "", request: gr.Reque
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / safe
     shutil.copyfile(src, dest)
-    return shown_dataset(str(dest))  # on a shared app its name, not where the server keeps it
+    return shown_dataset(str(dest))  # its name, not where the server keeps it
 
 
 @user_errors
@@ -161,7 +163,7 @@ def inspect(browser_id, source, fmt, prompt_col, response_col, model_name, max_l
         tokens_line = f"\n\nToken statistics unavailable: {found['tokens_error']}"
     more = f" (first {INSPECT_ROWS} rows checked)" if report["rows_read"] >= INSPECT_ROWS else ""
     columns = ", ".join(map(str, report["columns"]))
-    summary = (f"**{report['source']}**: format **{report['format']}** (columns: {columns}). {report['rows_read']} "
+    summary = (f"**{shown_dataset(path)}**: format **{report['format']}** (columns: {columns}). {report['rows_read']} "
                f"rows read{more}, **{report['rows_kept']} kept**, {report['rows_dropped']} dropped." + tokens_line)
     notes = ([f"read as {report['layout']}"] if report.get("layout") else []) + \
         [f"{count} {note}" for note, count in report.get("notes", {}).items()]
@@ -173,8 +175,10 @@ def inspect(browser_id, source, fmt, prompt_col, response_col, model_name, max_l
                     "(SFT), or teach the model to prefer them with DPO or ORPO: choose below.")
     dropped = [[d["row"], d["field"], d["reason"]] for d in report["dropped"]]
     chosen_fmt = fmt if fmt and fmt != "auto" else "auto"
+    in_use = (f"**Dataset:** {shown_dataset(path)} · format **{report['format']}** · **{report['rows_kept']}** rows "
+              f"kept{more} (checked in the Dataset tab)")
     return (summary, hist, highlighted, found["preview"], dropped or None, source, chosen_fmt,
-            prompt_col or "", response_col or "", gr.Radio(visible=preference))
+            prompt_col or "", response_col or "", in_use, gr.Radio(visible=preference))
 
 
 def _histogram(lengths: list[int], max_len: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ftspace.errors import FtspaceError
-from ftspace.ui.common import on_space, own_run, owner_of, scratch_file, user_errors, visitor_token
+from ftspace.ui.common import login_name, on_space, own_run, owner_of, scratch_file, user_errors, visitor_token
 
 
 def build(ui: dict):
@@ -29,7 +29,7 @@ def build(ui: dict):
         ui["pub_download"] = gr.DownloadButton("Download zip", visible=False)
     ui["pub_result"] = gr.Markdown()
     with gr.Accordion("Model card preview", open=True):
-        ui["pub_card"] = gr.Markdown()
+        ui["pub_card"] = gr.Markdown(elem_id="pub-card")
 
 
 def wire(ui: dict):
@@ -57,7 +57,13 @@ def wire(ui: dict):
         run = _run(run_id, owner_of(request, browser_id))
         if not (run.adapter_dir / "adapter_config.json").exists():
             return f"Run {run.id} has no adapter yet ({run.status()['status']})."
-        return hub.model_card(run, (repo or "").strip() or f"you/{run.id}").split("---", 2)[2]
+        text = hub.model_card(run, repo_for_card(repo, run.id, login_name(request))).split("---", 2)[2]
+        png = hub.loss_curve_png(run)  # the card's loss_curve.png, which the preview cannot fetch: inline it
+        if png:
+            import base64
+
+            text = text.replace("](loss_curve.png)", f"](data:image/png;base64,{base64.b64encode(png).decode()})")
+        return text
 
     @user_errors
     def zip_adapter(browser_id, run_id, request: gr.Request):
@@ -71,7 +77,22 @@ def wire(ui: dict):
                                       ui["pub_token"]], [ui["pub_result"], ui["pub_token"]], concurrency_id="hub",
                         api_name="push")
     ui["pub_run"].change(card, who + [ui["pub_run"], ui["pub_repo"]], [ui["pub_card"]], api_name="card")
+    ui["pub_repo"].change(card, who + [ui["pub_run"], ui["pub_repo"]], [ui["pub_card"]], api_visibility="private",
+                          show_progress="hidden", trigger_mode="always_last")
     ui["pub_zip"].click(zip_adapter, who + [ui["pub_run"]], [ui["pub_download"]], api_name="zip")
+
+
+def repo_for_card(repo: str | None, run_id: str, user: str | None = None) -> str:
+    """The repository the usage snippet names: the one typed ("name" lands under the signed-in account, or
+    "you/" when the app cannot know it yet), else a placeholder named after the run.
+
+    >>> repo_for_card("my-adapter", "r1", "alice"), repo_for_card("org/x", "r1"), repo_for_card("", "r1")
+    ('alice/my-adapter', 'org/x', 'you/r1')
+    """
+    repo = (repo or "").strip()
+    if not repo:
+        return f"{user or 'you'}/{run_id}"
+    return repo if "/" in repo else f"{user or 'you'}/{repo}"
 
 
 def _run(run_id, owner):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ftspace.access import shown_dataset
-from ftspace.ui.common import owner_of, visible_runs
+from ftspace.ui.common import open_in, owner_of, visible_runs
 
 COLUMNS = ["run", "status", "step", "model", "dataset", "lora_r", "learning_rate", "train loss", "eval loss"]
 
@@ -40,13 +40,6 @@ def wire(ui: dict, tabs):
             return data.iloc[row, 0] if hasattr(data, "iloc") else data[row][0]
         except (IndexError, KeyError, TypeError):
             return ""
-
-    def open_in(tab_id):
-        def go(run_id, browser_id, request: gr.Request):
-            ids = [r.id for r in visible_runs(owner_of(request, browser_id))]
-            value = run_id if run_id in ids else None
-            return gr.Tabs(selected=tab_id), gr.Dropdown(choices=ids, value=value)
-        return go
 
     hidden = dict(api_visibility="private")
     ui["runs_refresh"].click(refresh, [ui["browser_id"]], [ui["runs_table"]], api_name="runs")

@@ -8,12 +8,12 @@ import time
 import gradio as gr
 
 from ftspace import models, offload, runs, zerogpu
-from ftspace.access import dataset_from_shown, scrub_paths
+from ftspace.access import UPLOADED, dataset_from_shown, scrub_paths
 from ftspace.config import PRESETS
 from ftspace.errors import FtspaceError
-from ftspace.quiet import is_chatter
+from ftspace.quiet import is_own
 from ftspace.ui import sweep_panel
-from ftspace.ui.common import config_fields, config_from_values, control_for, guard_paths, on_space, \
+from ftspace.ui.common import config_fields, config_from_values, control_for, guard_paths, on_space, open_in, \
     own_run, owner_of, scratch_file, user_errors, visible_runs, visitor_tier, visitor_token
 
 LOG_TAIL_BYTES = 4000
@@ -51,15 +51,21 @@ def build(ui: dict):
                 for f in advanced:
                     ui[f.name] = control_for(f)
         with gr.Column(scale=3):
+            ui["train_dataset"] = gr.Markdown("**Dataset:** example:facts · not checked yet (the Dataset tab checks "
+                                              "it)", elem_id="train-dataset")
             with gr.Row():
                 ui["start"] = gr.Button("Start training", variant="primary")
                 ui["stop"] = gr.Button("Stop", variant="stop")
                 ui["resume"] = gr.Button("Resume")
             ui["run_id"] = gr.Dropdown([], label="Run", allow_custom_value=True, interactive=True)
             ui["run_status"] = gr.Markdown("No run yet.")
+            with gr.Row(visible=False) as ui["next_steps"]:  # once the selected run has its adapter
+                ui["to_eval"] = gr.Button("Evaluate →", variant="primary")
+                ui["to_chat"] = gr.Button("Chat with it →", variant="primary")
             ui["loss_plot"] = gr.LinePlot(x="step", y="loss", color="series", height=280, elem_id="loss-plot",
                                           label="Loss (DPO / ORPO: and the reward margin)")
-            ui["log_tail"] = gr.Textbox(label="Log", lines=8, max_lines=8, autoscroll=True, interactive=False)
+            ui["log_tail"] = gr.Textbox(label="Log: ftspace's own lines (what libraries print stays in the run's log "
+                                                "file)", lines=8, max_lines=8, autoscroll=True, interactive=False)
             with gr.Accordion("The same run from the command line", open=False):
                 ui["cli_command"] = gr.Textbox(label="Command", interactive=False)
                 ui["cli_yaml"] = gr.Code(language="yaml", label="run.yaml")
@@ -135,6 +141,21 @@ def wire(ui: dict, scheduler):
     ui["timer"].tick(poll, who + [ui["run_id"]], progress_out, show_progress="hidden", concurrency_limit=None,
                      api_name="progress")
     ui["run_id"].change(poll, who + [ui["run_id"]], progress_out, show_progress="hidden", api_visibility="private")
+
+    def next_steps(browser_id, run_id, request: gr.Request):
+        try:
+            run = own_run(run_id, owner_of(request, browser_id)) if run_id else None
+        except FtspaceError:
+            run = None
+        return gr.Row(visible=bool(run and (run.adapter_dir / "adapter_config.json").exists()
+                                   and run.status()["status"] not in runs.ACTIVE))
+
+    hidden = dict(api_visibility="private", show_progress="hidden")
+    ui["run_status"].change(next_steps, who + [ui["run_id"]], [ui["next_steps"]], queue=False, **hidden)
+    ui["to_eval"].click(open_in("evaluate"), [ui["run_id"], ui["browser_id"]], [ui["tabs"], ui["eval_run"]], **hidden)
+    ui["to_chat"].click(open_in("chat"), [ui["run_id"], ui["browser_id"]], [ui["tabs"], ui["chat_run"]], **hidden)
+    ui["dataset"].input(lambda text: f"**Dataset:** {text or '(none)'} · not checked yet (the Dataset tab checks it)",
+                        [ui["dataset"]], [ui["train_dataset"]], queue=False, **hidden)
     return start
 
 
@@ -171,11 +192,13 @@ def show_cli(*values):
         cfg = config_from_values(values)
     except FtspaceError as e:
         return f"# fix first: {e}", "", gr.DownloadButton(value=None)
+    note = ""
+    if cfg.dataset.endswith(UPLOADED):  # the file is the visitor's own: the YAML names it, beside run.yaml
+        cfg.dataset = cfg.dataset[: -len(UPLOADED)]
+        note = f"   # with your {shlex.quote(cfg.dataset)} in the same folder"
     text = cfg.to_yaml()
     path = scratch_file("yaml", "run.yaml", text.encode())
-    command = "ftspace train --config run.yaml"
-    if cfg.dataset and not cfg.dataset.startswith("example:"):
-        command += f"   # dataset: {shlex.quote(cfg.dataset)}"
+    command = "ftspace train --config run.yaml" + note
     return command, text, gr.DownloadButton(value=path)
 
 
@@ -247,7 +270,7 @@ def _tail(path, size=LOG_TAIL_BYTES) -> str:
             text = fh.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
-    return "\n".join(line for line in text.splitlines() if not is_chatter(line))  # chatter stays in the file
+    return "\n".join(line for line in text.splitlines() if is_own(line))  # library output stays in the file
 
 
 def _duration(seconds: float) -> str:

@@ -91,10 +91,13 @@ class RunConfig:
         group="data", label="General chat mixed in", low=0.0, high=4.0)
 
     # --- LoRA
-    lora_r: int = option(16, "LoRA rank: adapter capacity (8-64 is typical).", group="lora", label="LoRA rank", low=1, high=1024)
-    lora_alpha: int = option(16, "Scales the adapter's update (by alpha / rank): usually equal to the rank or twice it.", group="lora", label="LoRA alpha",
-                             low=1, high=4096)
-    lora_dropout: float = option(0.0, "Dropout on the LoRA input (0 is fastest with Unsloth).", group="lora", label="LoRA dropout",
+    lora_r: int = option(16, "LoRA rank: adapter capacity (8-64 is typical).", group="lora", label="LoRA rank",
+                         low=1, high=1024)
+    lora_alpha: int = option(
+        16, "Scales the adapter's update (by alpha / rank): usually equal to the rank or twice it.", group="lora",
+        label="LoRA alpha", low=1, high=4096)
+    lora_dropout: float = option(0.0, "Dropout on the LoRA input (0 is fastest with Unsloth).", group="lora",
+                                 label="LoRA dropout",
                                  low=0.0, high=0.9, advanced=True)
     target_modules: list = option(DEFAULT_TARGET_MODULES, "Linear layers that get LoRA adapters.",
                                   group="lora", label="Adapted layers", advanced=True)
@@ -104,27 +107,35 @@ class RunConfig:
     # --- training
     method: str = option(
         "sft", "What is learned: 'sft' imitates the replies; 'dpo' and 'orpo' learn from preference rows (prompt, "
-        "chosen, rejected) to prefer the chosen reply ('orpo' needs no reference model).", group="training", label="Training method",
-        choices=["sft", "dpo", "orpo"])
+        "chosen, rejected) to prefer the chosen reply ('orpo' needs no reference model).", group="training",
+        label="Training method", choices=["sft", "dpo", "orpo"])
     preference_beta: float = option(
         0.1, "DPO beta / ORPO lambda: how strongly the preference is enforced (0.05-0.5 is typical).",
         group="training", label="Preference strength", low=0.0, high=10.0, advanced=True)
-    learning_rate: float = option(2e-4, "How big each update is, at its peak: for LoRA 1e-4 to 5e-4 is typical; too high and the loss jumps about.",
-                                  group="training", label="Learning rate", low=1e-8, high=1.0)
-    lr_scheduler_type: str = option("linear", "Learning-rate schedule after warmup.", group="training", label="Learning-rate schedule",
+    learning_rate: float = option(
+        2e-4, "How big each update is, at its peak: for LoRA 1e-4 to 5e-4 is typical; too high and the loss jumps "
+        "about.", group="training", label="Learning rate", low=1e-8, high=1.0)
+    lr_scheduler_type: str = option("linear", "Learning-rate schedule after warmup.", group="training",
+                                    label="Learning-rate schedule",
                                     choices=["linear", "cosine", "constant", "constant_with_warmup"],
                                     advanced=True)
-    warmup_steps: float = option(0.0, "Warmup: steps, or a fraction of all steps when < 1.", group="training", label="Warmup",
+    warmup_steps: float = option(0.0, "Warmup: steps, or a fraction of all steps when < 1.", group="training",
+                                 label="Warmup",
                                  low=0.0, advanced=True)
-    num_train_epochs: float = option(1.0, "How many times training goes over every row (1-3 is typical; ignored when max_steps > 0).",
-                                     group="training", label="Epochs", low=0.0, high=1000.0)
-    max_steps: int = option(-1, "How many updates to make (about 30 for a demo, a few hundred for real data); -1 counts by epochs instead.",
-                            group="training", label="Training steps", low=-1, high=10_000_000)
-    per_device_train_batch_size: int = option(2, "Examples processed together (1-8 is typical; more needs more memory).", group="training", label="Batch size",
-                                              low=1, high=4096)
+    num_train_epochs: float = option(
+        1.0, "How many times training goes over every row (1-3 is typical; ignored when max_steps > 0).",
+        group="training", label="Epochs", low=0.0, high=1000.0)
+    max_steps: int = option(
+        -1, "How many updates to make (about 30 for a demo, a few hundred for real data); -1 counts by epochs "
+        "instead.", group="training", label="Training steps", low=-1, high=10_000_000)
+    per_device_train_batch_size: int = option(
+        2, "Examples processed together (1-8 is typical; more needs more memory).", group="training",
+        label="Batch size", low=1, high=4096)
     gradient_accumulation_steps: int = option(4, "Forward passes per optimizer step (effective batch = "
-                                              "batch size x this).", group="training", label="Gradient accumulation", low=1, high=4096)
-    weight_decay: float = option(0.0, "AdamW weight decay.", group="training", label="Weight decay", low=0.0, high=1.0, advanced=True)
+                                              "batch size x this).", group="training", label="Gradient accumulation",
+                                              low=1, high=4096)
+    weight_decay: float = option(0.0, "AdamW weight decay.", group="training", label="Weight decay", low=0.0,
+                                 high=1.0, advanced=True)
     seed: int = option(3407, "Random seed for LoRA init, shuffling and the validation split.",
                        group="training", label="Random seed", advanced=True)
     packing: bool = option(False, "Pack several short examples into one sequence (faster on GPU).",
@@ -133,7 +144,8 @@ class RunConfig:
         True, "Compute the loss on the assistant's replies only, not on prompts and system text.",
         group="training", label="Train on replies only")
     gradient_checkpointing: bool = option(True, "Recompute activations in the backward pass: less memory, "
-                                          "about 20% slower.", group="training", label="Gradient checkpointing", advanced=True)
+                                          "about 20% slower.", group="training", label="Gradient checkpointing",
+                                          advanced=True)
 
     # --- evaluation and checkpoints
     eval_steps: int = option(0, "Evaluate on the validation rows every N steps; 0 for once at the end.",
@@ -141,15 +153,19 @@ class RunConfig:
     early_stopping_patience: int = option(
         0, "Stop after this many evaluations without a better eval loss; 0 to never stop early.",
         group="evaluation", label="Early stopping patience", low=0, advanced=True)
-    save_steps: int = option(50, "Write a resumable checkpoint every N steps.", group="evaluation", label="Checkpoint every N steps",
+    save_steps: int = option(50, "Write a resumable checkpoint every N steps.", group="evaluation",
+                             label="Checkpoint every N steps",
                              low=1, advanced=True)
     save_total_limit: int = option(3, "Checkpoints kept (the newest); each can be evaluated and chosen for chat "
-                                   "and publishing.", group="evaluation", label="Checkpoints kept", low=1, high=100, advanced=True)
-    logging_steps: int = option(1, "Record loss and speed every N steps.", group="evaluation", label="Log every N steps", low=1,
+                                   "and publishing.", group="evaluation", label="Checkpoints kept", low=1, high=100,
+                                   advanced=True)
+    logging_steps: int = option(1, "Record loss and speed every N steps.", group="evaluation",
+                                label="Log every N steps", low=1,
                                 advanced=True)
     trackio_project: str = option(
         "", "Also log to trackio (local dashboard: `trackio show`) under this project name; empty for none. "
-        "Every run writes TensorBoard files in runs/<id>/tensorboard.", group="evaluation", label="trackio project", advanced=True)
+        "Every run writes TensorBoard files in runs/<id>/tensorboard.", group="evaluation", label="trackio project",
+        advanced=True)
 
     def __post_init__(self):
         _coerce_fields(self)
@@ -258,7 +274,8 @@ class GenerationSettings:
     >>> GenerationSettings().temperature
     0.0
     """
-    max_new_tokens: int = option(256, "Longest reply, in tokens.", group="generation", label="Max new tokens", low=1, high=4096)
+    max_new_tokens: int = option(256, "Longest reply, in tokens.", group="generation", label="Max new tokens", low=1,
+                                 high=4096)
     temperature: float = option(0.0, "Sampling temperature; 0 answers greedily (the same reply every time).",
                                 group="generation", label="Temperature", low=0.0, high=2.0)
     top_p: float = option(0.95, "Nucleus sampling: sample among the likeliest tokens up to this probability "
@@ -358,14 +375,14 @@ def _check_bounds(f: dataclasses.Field, value, kind: type):
 
 def options_table() -> str:
     """The README's table of config options, generated from the fields."""
-    rows = ["| field | default | meaning |", "| --- | --- | --- |"]
+    rows = ["| field | in the app | default | meaning |", "| --- | --- | --- | --- |"]
     for f in fields(RunConfig):
         default = default_of(f)
         if isinstance(default, list):
             default = ",".join(default)
         choices = f.metadata.get("choices")
         text = f.metadata["help"] + (f" One of: {', '.join(choices)}." if choices else "")
-        rows.append(f"| `{f.name}` | `{default}` | {text} |")
+        rows.append(f"| `{f.name}` | {f.metadata.get('label', '')} | `{default}` | {text} |")
     return "\n".join(rows)
 
 

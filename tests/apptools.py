@@ -19,7 +19,8 @@ def free_port() -> int:
 
 
 class App:
-    def __init__(self, tmp: Path, **env):
+    def __init__(self, tmp: Path, cwd: Path = ROOT, **env):
+        self.cwd = cwd  # where relative paths typed into the app resolve
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = tmp / "app.log"
@@ -28,7 +29,7 @@ class App:
 
     def __enter__(self):
         # Its own process group: ZeroGPU's forked GPU workers (daemon children) go down with it.
-        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         self.started = time.time()
         deadline = time.time() + 60

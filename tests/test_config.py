@@ -97,3 +97,15 @@ def test_presets_are_valid_configs():
 
     for name, values in PRESETS.items():
         RunConfig(**values)  # a preset that breaks a bound or a combination fails here
+
+
+def test_every_field_has_a_label_for_people():
+    """The app shows "LoRA rank · lora_r": a human label from the schema, then the key (YAML, flags, API)."""
+    from dataclasses import fields
+
+    from ftspace.config import GenerationSettings
+    from ftspace.data.create.settings import CreateSettings
+
+    for schema in (RunConfig, GenerationSettings, CreateSettings):
+        labels = [f.metadata["label"] for f in fields(schema)]
+        assert all(labels) and len(set(labels)) == len(labels), schema.__name__

@@ -35,56 +35,67 @@ class CreateSettings:
     teacher: str = option(
         "default", "Teacher model: 'default' is the bundled SmolLM2-135M (offline; shows the pipeline working, "
         "its rows are poor), 'openai' any OpenAI-compatible server (llama.cpp, vLLM, Ollama, OpenAI), 'hf' Hugging "
-        "Face Inference Providers with your own token.", group="teacher", choices=TEACHERS)
+        "Face Inference Providers with your own token.", group="teacher", label="Teacher", choices=TEACHERS)
     teacher_model: str = option(
         "", "Model the teacher endpoint serves: for 'hf' a Hub id such as Qwen/Qwen2.5-72B-Instruct (optionally "
-        ":provider), for 'openai' the server's model name.", group="teacher")
+        ":provider), for 'openai' the server's model name.", group="teacher", label="Teacher model")
     teacher_url: str = option(
         "", "With teacher 'openai': the server's base URL, e.g. http://127.0.0.1:8080/v1 (the key comes from "
-        "FTSPACE_TEACHER_KEY or OPENAI_API_KEY, or the app's key box; it is never saved).", group="teacher")
+        "FTSPACE_TEACHER_KEY or OPENAI_API_KEY, or the app's key box; it is never saved).", group="teacher",
+        label="Teacher URL")
     temperature: float = option(0.8, "Teacher sampling temperature: higher gives more varied rows (0.7-1.0).",
-                                group="teacher", low=0.0, high=2.0)
-    max_tokens: int = option(768, "Longest teacher reply, in tokens.", group="teacher", low=16, high=16384)
+                                group="teacher", label="Temperature", low=0.0, high=2.0)
+    max_tokens: int = option(768, "Longest teacher reply, in tokens.", group="teacher", label="Max reply tokens",
+                             low=16, high=16384)
     timeout: float = option(120.0, "Seconds one teacher request may take before it is retried.",
-                            group="teacher", low=1.0, high=3600.0)
+                            group="teacher", label="Timeout (s)", low=1.0, high=3600.0)
     retries: int = option(3, "Retries of a request answered 429 or 5xx (or timed out), waiting 1, 2, 4 ... s "
-                          "(or the server's Retry-After).", group="teacher", low=0, high=10)
+                          "(or the server's Retry-After).", group="teacher", label="Retries", low=0, high=10)
     concurrency: int = option(4, "Teacher requests in flight at once (the bundled teacher answers one at a time).",
-                              group="teacher", low=1, high=64)
+                              group="teacher", label="Requests at once", low=1, high=64)
 
     # --- from a few examples
     num_pairs: int = option(50, "New question/answer pairs to keep (after filtering).", group="synth",
+                            label="Pairs to keep",
                             low=1, high=100000)
-    task: str = option("", "What the pairs are for, in a sentence (optional; steers the teacher).", group="synth")
-    pairs_per_request: int = option(5, "Pairs the teacher writes per request.", group="synth", low=1, high=50)
+    task: str = option("", "What the pairs are for, in a sentence (optional; steers the teacher).", group="synth",
+                       label="Task")
+    pairs_per_request: int = option(5, "Pairs the teacher writes per request.", group="synth",
+                                    label="Pairs per request", low=1, high=50)
     judge: bool = option(False, "Ask the teacher whether each answer answers its question, and drop those it "
-                         "says do not (one more request per pair).", group="synth")
+                         "says do not (one more request per pair).", group="synth", label="Judge the answers")
 
     # --- from documents (RAFT)
     chunk_tokens: int = option(256, "Document chunk size, in tokens (each row carries 1 + distractors chunks).",
-                               group="raft", low=16, high=8192)
-    chunk_overlap: int = option(32, "Tokens a chunk repeats from the end of the one before.", group="raft", low=0)
+                               group="raft", label="Chunk size (tokens)", low=16, high=8192)
+    chunk_overlap: int = option(32, "Tokens a chunk repeats from the end of the one before.", group="raft",
+                                label="Chunk overlap (tokens)", low=0)
     questions_per_chunk: int = option(2, "Questions the teacher writes about each chunk.", group="raft",
+                                      label="Questions per chunk",
                                       low=1, high=20)
     distractors: int = option(3, "Chunks that do not answer the question, added to each row's documents "
-                              "(from other documents where there are any).", group="raft", low=0, high=20)
+                              "(from other documents where there are any).", group="raft",
+                                  label="Distractor documents", low=0, high=20)
     oracle_absent: float = option(0.2, "Share of rows whose documents leave out the one that answers (RAFT's "
                                   "1 - P), so the model also learns to answer when the context does not help.",
-                                  group="raft", low=0.0, high=1.0)
+                                  group="raft", label="Rows without the answer document", low=0.0, high=1.0)
     max_chunks: int = option(0, "Use at most this many chunks, spread over the documents (0: all).",
-                             group="raft", low=0)
+                             group="raft", label="Chunks used at most", low=0)
 
     # --- filters, both modes
-    min_chars: int = option(2, "Drop a question or answer shorter than this, in characters.", group="filters", low=0)
+    min_chars: int = option(2, "Drop a question or answer shorter than this, in characters.", group="filters",
+                            label="Shortest text", low=0)
     max_chars: int = option(4000, "Drop a question or answer longer than this, in characters.", group="filters",
+                            label="Longest text",
                             low=1)
     similarity: float = option(0.8, "Near-duplicate threshold: word-pair overlap (0-1) of two questions above which "
                                "the later one is a repeat (of another row, a seed or an evaluation row).",
-                               group="filters", low=0.05, high=1.0)
+                               group="filters", label="Near-duplicate threshold", low=0.05, high=1.0)
     eval_dataset: str = option("", "Evaluation rows to keep out of the new data (a data file): a generated "
-                               "question that repeats one of them is dropped.", group="filters")
+                               "question that repeats one of them is dropped.", group="filters",
+                                   label="Evaluation rows to avoid")
     seed: int = option(0, "Random seed (seed sampling, distractor choice, which rows leave the oracle out).",
-                       group="filters")
+                       group="filters", label="Random seed")
 
     def __post_init__(self):
         _coerce_fields(self)

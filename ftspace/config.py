@@ -77,7 +77,7 @@ class RunConfig:
     text_stride: int = option(0, "Plain text: tokens each window repeats from the end of the one before (overlap); "
                               "0 for none.", group="data", label="Text window overlap", low=0, advanced=True)
     validation_size: float = option(
-        0.0, "Held-out validation rows: a fraction (< 1) or a row count (>= 1); 0 for none.",
+        0.0, "Held-out validation rows: a fraction (< 1, e.g. 0.1) or a row count (>= 1, e.g. 50); 0 for none.",
         group="evaluation", label="Validation rows", low=0.0)
     test_size: float = option(
         0.0, "Held-out test rows for `ftspace eval` and the Evaluate tab: a fraction (< 1) or a row count (>= 1); "
@@ -96,7 +96,7 @@ class RunConfig:
     lora_alpha: int = option(
         16, "Scales the adapter's update (by alpha / rank): usually equal to the rank or twice it.", group="lora",
         label="LoRA alpha", low=1, high=4096)
-    lora_dropout: float = option(0.0, "Dropout on the LoRA input (0 is fastest with Unsloth).", group="lora",
+    lora_dropout: float = option(0.0, "Dropout on the LoRA input (0 to 0.1; 0 is fastest with Unsloth).", group="lora",
                                  label="LoRA dropout",
                                  low=0.0, high=0.9, advanced=True)
     target_modules: list = option(DEFAULT_TARGET_MODULES, "Linear layers that get LoRA adapters.",
@@ -119,9 +119,8 @@ class RunConfig:
                                     label="Learning-rate schedule",
                                     choices=["linear", "cosine", "constant", "constant_with_warmup"],
                                     advanced=True)
-    warmup_steps: float = option(0.0, "Warmup: steps, or a fraction of all steps when < 1.", group="training",
-                                 label="Warmup",
-                                 low=0.0, advanced=True)
+    warmup_steps: float = option(0.0, "Warmup: steps, or a fraction of all steps when < 1 (0.03-0.1 is "
+                                 "typical).", group="training", label="Warmup", low=0.0, advanced=True)
     num_train_epochs: float = option(
         1.0, "How many times training goes over every row (1-3 is typical; ignored when max_steps > 0).",
         group="training", label="Epochs", low=0.0, high=1000.0)
@@ -132,10 +131,10 @@ class RunConfig:
         2, "Examples processed together (1-8 is typical; more needs more memory).", group="training",
         label="Batch size", low=1, high=4096)
     gradient_accumulation_steps: int = option(4, "Forward passes per optimizer step (effective batch = "
-                                              "batch size x this).", group="training", label="Gradient accumulation",
-                                              low=1, high=4096)
-    weight_decay: float = option(0.0, "AdamW weight decay.", group="training", label="Weight decay", low=0.0,
-                                 high=1.0, advanced=True)
+                                              "batch size x this; 1-16 is typical).", group="training",
+                                              label="Gradient accumulation", low=1, high=4096)
+    weight_decay: float = option(0.0, "AdamW weight decay (0 to 0.1 is typical).", group="training",
+                                 label="Weight decay", low=0.0, high=1.0, advanced=True)
     seed: int = option(3407, "Random seed for LoRA init, shuffling and the validation split.",
                        group="training", label="Random seed", advanced=True)
     packing: bool = option(False, "Pack several short examples into one sequence (faster on GPU).",

@@ -115,7 +115,8 @@ def describe(est: dict) -> str:
         time_line = "time: shown once a step of this model has been measured"
     elif est.get("time_source") == "catalogued":
         time_line = (f"about **{est['seconds'] / 60:.1f} min** on this hardware (a rough figure from the model's size "
-                     f"and a catalogued speed of {est['tokens_per_s']:,} tokens/s; the first run's own steps refine it)")
+                     f"and a catalogued speed of {est['tokens_per_s']:,} tokens/s; the first run's own steps "
+                     "refine it)")
     else:
         time_line = f"about **{est['seconds'] / 60:.1f} min** at the step time measured on a previous run of this model"
     at_least = "at least " if est.get("rows_capped") else ("about " if est.get("text_windows") else "")

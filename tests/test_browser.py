@@ -108,7 +108,9 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         page.get_by_role("button", name="Estimate").click()
         page.get_by_text("on this hardware").first.wait_for(timeout=60000)  # a time before any run: catalogued
         page.get_by_text("The same run from the command line").click()
-        assert "ftspace train --config run.yaml" in page.get_by_label("Command").input_value()
+        command = page.get_by_label("Command").input_value()
+        assert command == "ftspace train --config run.yaml   # with your chat.jsonl in the same folder", command
+        assert "dataset: chat.jsonl\n" in page.locator("#cli-yaml").inner_text()  # the file by name, no server path
         start_quick_run(page, "tiny-llama", steps=6)
         page.get_by_text("completed").first.wait_for(timeout=180000)
         page.get_by_text("step 6/6").first.wait_for(timeout=10000)

@@ -9,7 +9,8 @@ import gradio as gr
 
 from ftspace.config import GenerationSettings, default_of, field_type
 from ftspace.errors import FtspaceError, ModelError
-from ftspace.ui.common import MODEL_CHOICES, field_label, guard_paths, open_in, own_run, owner_of, user_errors, visitor_tier, visitor_token
+from ftspace.ui.common import MODEL_CHOICES, field_label, guard_paths, open_in, own_run, owner_of, user_errors, \
+    visitor_tier, visitor_token
 
 SOURCES = ["a run of mine", "a base model", "an adapter on the Hub"]
 

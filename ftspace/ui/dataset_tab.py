@@ -31,7 +31,8 @@ def build(ui: dict):
         with gr.Column():
             ui["upload"] = gr.File(label=f"Upload a file (.jsonl .json .csv .tsv .parquet .txt, up to "
                                          f"{UPLOAD_LIMIT_MB} MB)", file_types=[".jsonl", ".json", ".csv", ".tsv",
-                                                                               ".parquet", ".txt"], elem_id="data-upload")
+                                                                               ".parquet", ".txt"],
+                                elem_id="data-upload")
         with gr.Column():
             ui["example"] = gr.Dropdown(list(bundled_examples()), value="facts", label="Bundled example")
             ui["use_example"] = gr.Button("Use example")

@@ -55,7 +55,7 @@ def _config(owner: str | None, config_yaml: str, settings: dict | None) -> RunCo
         raise ConfigError("settings: give an object of RunConfig fields, e.g. {\"max_steps\": 30}.")
     values.update(settings or {})
     cfg = RunConfig.from_dict(values)
-    key = owner or "local"
+    key = owner or "anonymous"
     cfg.dataset = access.dataset_from_shown(key, cfg.dataset)
     cfg.test_dataset = access.dataset_from_shown(key, cfg.test_dataset)
     access.guard_paths(key, dataset=cfg.dataset, model_name=cfg.model_name)

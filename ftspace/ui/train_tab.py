@@ -68,7 +68,7 @@ def build(ui: dict):
                                                 "file)", lines=8, max_lines=8, autoscroll=True, interactive=False)
             with gr.Accordion("The same run from the command line", open=False):
                 ui["cli_command"] = gr.Textbox(label="Command", interactive=False)
-                ui["cli_yaml"] = gr.Code(language="yaml", label="run.yaml")
+                ui["cli_yaml"] = gr.Code(language="yaml", label="run.yaml", elem_id="cli-yaml")
                 ui["yaml_download"] = gr.DownloadButton("Download run.yaml")
             sweep_panel.build(ui)
     ui["timer"] = gr.Timer(1.0, active=False)

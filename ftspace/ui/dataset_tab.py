@@ -30,9 +30,8 @@ def build(ui: dict):
     with gr.Row():
         with gr.Column():
             ui["upload"] = gr.File(label=f"Upload a file (.jsonl .json .csv .tsv .parquet .txt, up to "
-                                         f"{UPLOAD_LIMIT_MB} MB)", file_types=[".jsonl", ".json", ".csv", ".tsv",
-                                                                               ".parquet", ".txt"],
-                                elem_id="data-upload")
+                                         f"{UPLOAD_LIMIT_MB} MB)", elem_id="data-upload",
+                                   file_types=[".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt"])
         with gr.Column():
             ui["example"] = gr.Dropdown(list(bundled_examples()), value="facts", label="Bundled example")
             ui["use_example"] = gr.Button("Use example")

@@ -116,11 +116,11 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
     if options.checkpoint:
         run.checkpoint(options.checkpoint)
     token = visitor_token(oauth_token)
+    cancel = _CANCELS[owner] = threading.Event()  # before the first progress: a Cancel seen after it must count
     progress(0, desc="loading the model")
     if zerogpu.on_zerogpu():
         updates = zerogpu.evaluate_on_gpu(str(run.path), vars(options), token, visitor_tier(profile))
     else:
-        cancel = _CANCELS[owner] = threading.Event()
         updates = evaluation.stream(run, options, token, cancel=cancel)
     card = None
     for kind, *value in updates:

@@ -16,11 +16,11 @@ ROWS = "\n".join(json.dumps({"instruction": f"What is {i} plus {i}?", "output": 
                  for i in range(12))
 
 
-async def _session(url: str, token: str | None, work):
+async def _session(url: str, token: str | None, work, headers: dict | None = None):
     from mcp import ClientSession
     from mcp.client.streamable_http import streamablehttp_client
 
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
     async with streamablehttp_client(url + "gradio_api/mcp/", headers=headers) as (read, write, _):
         async with ClientSession(read, write) as session:
             await session.initialize()
@@ -33,11 +33,11 @@ def list_tools(app, token=None):
     return asyncio.run(_session(app.url, token, work))
 
 
-def call(app, token, tool, **arguments):
+def call(app, token, tool, headers=None, **arguments):
     """(ok, payload): the tool's JSON answer, or its error text."""
     async def work(session):
         return await session.call_tool(tool, arguments)
-    result = asyncio.run(_session(app.url, token, work))
+    result = asyncio.run(_session(app.url, token, work, headers))
     text = "".join(getattr(c, "text", "") for c in result.content)
     if result.isError:
         return False, text
@@ -149,3 +149,34 @@ def test_agent_inspects_starts_follows_asks_and_pushes(served, tiny_model):
     assert not ok and "refused the token" in refused
     for secret in (ALICE, BOB, SERVER):
         assert not files_containing(secret, tmp, since=started), secret
+
+
+def test_an_agent_trains_on_zerogpu_billed_to_its_own_quota(tmp_path_factory, tiny_model):
+    """On a ZeroGPU Space (the real `spaces` wrapper against a fake device API) start_run makes the GPU calls
+    from the agent's own request: each carries the x-ip-token its MCP client sent, never none."""
+    from fakezerogpu import FakeZeroGPU
+    from test_oauth import SPACE_ENV
+    from test_space import CALL_CAP_S, ROOT, ip_token
+
+    tmp = tmp_path_factory.mktemp("mcp-zerogpu")
+    with FakeHub(token=SERVER, user="owner") as hub, FakeZeroGPU() as gpu:
+        hub.tokens[ALICE] = "alice"
+        env = dict(SPACE_ENV, FTSPACE_MCP="1", HF_ENDPOINT=hub.url, OPENID_PROVIDER_URL=hub.url, HF_TOKEN=SERVER,
+                   HF_DATASETS_OFFLINE="0", SPACES_ZERO_GPU="true", SPACES_ZERO_DEVICE_API_URL=gpu.url,
+                   PYTHONPATH=f"{ROOT / 'tests' / 'zerogpu_shim'}:{ROOT}", FTSPACE_ZEROGPU_MAX_CALL_S=str(CALL_CAP_S),
+                   FTSPACE_SAVE_MARGIN_S="2", FTSPACE_ZEROGPU_RETRY_S="0.2,0.2,0.2")
+        with App(tmp, **env) as app:
+            prefix = SPACE_ENV["SPACE_ID"].split("/")[-1] + "_"  # Gradio names a Space's tools after it
+            alice_ip = ip_token("alice")
+            settings = {"model_name": str(tiny_model), "dataset": "example:alpaca", "max_steps": 40,
+                        "max_seq_length": 64, "save_steps": 1000}
+            ok, run = call(app, ALICE, prefix + "start_run", headers={"x-ip-token": alice_ip}, settings=settings)
+            assert ok, run + (tmp / "app.log").read_text()[-3000:]
+            assert run["status"] == "completed", run
+            ok, progress = call(app, ALICE, prefix + "run_progress", run_id=run["run_id"])
+            assert ok and progress["step"] == 40 and progress["has_adapter"], progress
+            assert gpu.schedules and all(c.get("token") == alice_ip for c in gpu.schedules), gpu.schedules
+            ok, answer = call(app, ALICE, prefix + "ask_model", headers={"x-ip-token": alice_ip},
+                              run_id=run["run_id"], prompt="hi", max_new_tokens=4)
+            assert ok and isinstance(answer["tuned"], str), answer
+            assert all(c.get("token") == alice_ip for c in gpu.schedules), gpu.schedules

@@ -214,11 +214,10 @@ def cmd_status(args) -> int:
 
     run = runs.find(args.run)
     st = run.status()
-    info = {**run.summary(), **{k: st[k] for k in ("stopped_early", "updated", "owner") if k in st},
+    info = {**run.summary(), **{k: st[k] for k in ("stopped_early", "updated") if k in st},
             "path": str(run.path), "log": str(run.log_path),
             "adapter": str(run.adapter_dir) if (run.adapter_dir / "adapter_config.json").exists() else None,
             "checkpoints": [p.name for p in run.checkpoints()]}
-    info.pop("owner", None)
     if args.json:
         print(json.dumps(info, indent=1))
     else:

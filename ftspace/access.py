@@ -187,6 +187,15 @@ def guard_paths(owner: str, dataset: str | None = None, model_name: str | None =
 UPLOADED = " (uploaded)"
 
 
+def upload_name(name: str, default: str) -> str:
+    """The name an upload is kept under: letters, digits, '_', '.', '-' only, no leading dot.
+
+    >>> upload_name("..my data ü.jsonl", "data.jsonl"), upload_name("", "rows.jsonl")
+    ('my_data__.jsonl', 'rows.jsonl')
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name or "").lstrip(".") or default
+
+
 def shown_dataset(dataset: str) -> str:
     """How the app shows a dataset: an upload by its file name ("qa.csv (uploaded)"), never by where the server
     keeps it (shared or self-hosted alike); any other path as it is (self-hosted, it is a path you typed)."""
@@ -210,6 +219,16 @@ def dataset_from_shown(owner: str, text: str) -> str:
     if not found:
         raise DataError(f"{name}: no upload of yours has that name: upload the file again.")
     return str(found[-1])
+
+
+def own_sources(owner: str, cfg):
+    """`cfg` with its datasets as this owner means them ("qa.csv (uploaded)" is their upload), checked to be
+    theirs to read (guard_paths) along with its model; for every way a run is configured (tab, API, MCP)."""
+    cfg.dataset = dataset_from_shown(owner, cfg.dataset)
+    cfg.test_dataset = dataset_from_shown(owner, cfg.test_dataset)
+    guard_paths(owner, dataset=cfg.dataset, model_name=cfg.model_name)
+    guard_paths(owner, dataset=cfg.test_dataset)
+    return cfg
 
 
 def scrub_paths(text: str) -> str:

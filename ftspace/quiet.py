@@ -3,7 +3,7 @@
 Importing the training stack prints warnings a user cannot act on: torchao's "Failed to load ..."
 kernels, torch's pytree deprecation lines (glog style, "W1122 10:53:24 ..."), bitsandbytes' kernel
 lookup, transformers' notices. A training worker's output is its run's log file, so they land there;
-the app's log panel leaves them out (`is_chatter`). A CLI command imports the stack through `preload`,
+the app's log panel shows only ftspace's own lines and errors (`is_own`). A CLI command imports the stack through `preload`,
 which sends that output, and whatever those libraries log later, to `library_log()` instead of the
 terminal.
 """
@@ -16,28 +16,9 @@ import re
 import sys
 from pathlib import Path
 
-CHATTER = re.compile(
-    r"^(?:[WIE]\d{4} \d\d:\d\d:\d\d"                        # torch's glog-style warnings (pytree, inductor)
-    r"|Failed to load .*(?:torchao|\.so)"                   # torchao's optional CUDA kernels
-    r"|\[bitsandbytes[.\w]*\|\w+\]"                         # bitsandbytes' kernel lookup
-    r"|.*(?:Saving the dataset|Loading weights|Building labels|Truncating \w+ dataset|Dropping fully masked"
-    r"|Map|Filter|Generating \w+ split)\b.*\|.*\[\d\d:\d\d"  # datasets / transformers progress bars
-    r")")
-
 OWN = re.compile(r"^(?:\[ftspace\b|Traceback \(most recent call last\)|[\w.]*(?:Error|Exception)\b:?)")
 
 _log_file = None
-
-
-def is_chatter(line: str) -> bool:
-    """A line a library printed that a person does not need (it stays in the log file).
-
-    >>> is_chatter("W1122 05:10:51.505000 21380 torch/utils/_pytree.py:630] <enum ...> is an Enum subclass")
-    True
-    >>> is_chatter("[ftspace 05:10:53] loading default with the unsloth backend")
-    False
-    """
-    return bool(CHATTER.match(line))
 
 
 def is_own(line: str) -> bool:

@@ -19,11 +19,11 @@ OURS = ["[ftspace 05:10:53] loading default with the unsloth backend", "[ftspace
 
 
 def test_the_log_panel_shows_our_lines_only(tmp_path):
-    from ftspace.ui.train_tab import _tail
+    from ftspace.ui.common import log_tail
 
     log = tmp_path / "log.txt"
     log.write_text("\n".join(CHATTER[:2] + OURS[:2] + CHATTER[2:] + OURS[2:]) + "\n")
-    assert _tail(log).splitlines() == OURS
+    assert log_tail(log).splitlines() == OURS
 
 
 def test_the_cli_imports_the_stack_quietly(tmp_path):

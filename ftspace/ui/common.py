@@ -154,6 +154,26 @@ def config_from_values(values) -> RunConfig:
     return RunConfig.from_dict(raw)
 
 
+# --- the log panel
+
+LOG_TAIL_BYTES = 4000
+
+
+def log_tail(path, size=LOG_TAIL_BYTES) -> str:
+    """The end of a run's log as the app shows it: ftspace's own lines and errors (what libraries print stays in
+    the file). The Train tab's panel and the agents' run_progress read it."""
+    from ftspace.quiet import is_own
+
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - size))
+            text = fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(line for line in text.splitlines() if is_own(line))
+
+
 # --- next steps: a button that opens another tab on a run
 
 

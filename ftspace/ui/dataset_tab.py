@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import fields
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from ftspace import offload
-from ftspace.access import dataset_from_shown, shown_dataset
+from ftspace.access import dataset_from_shown, shown_dataset, upload_name
 from ftspace.config import RunConfig
 from ftspace.data import bundled_examples
 from ftspace.errors import DataError
@@ -103,7 +102,7 @@ def accept_upload(file_path: str | None, browser_id: str = "", request: gr.Reque
     if size_mb > UPLOAD_LIMIT_MB:
         raise DataError(f"{src.name}: {size_mb:.0f} MB is over the {UPLOAD_LIMIT_MB} MB upload limit: "
                         "use a smaller file or a Hub dataset.")
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", src.name).lstrip(".") or "data.jsonl"
+    safe = upload_name(src.name, "data.jsonl")
     dest_dir = owner_uploads(owner_of(request, browser_id)) / src.parent.name[-16:]
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / safe

@@ -11,7 +11,6 @@ app): the same ownership and token rules as for a visitor in the browser.
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import gradio as gr
@@ -19,9 +18,9 @@ import gradio as gr
 from ftspace import access, offload, runs, zerogpu
 from ftspace.config import GenerationSettings, RunConfig
 from ftspace.errors import ConfigError, DataError, FtspaceError, ModelError
-from ftspace.ui.common import user_errors
+from ftspace.ui import dataset_tab
+from ftspace.ui.common import log_tail, user_errors
 
-INSPECT_ROWS = 2000  # as the Dataset tab: rows read to detect the format and count what is kept
 LOG_LINES = 12  # log lines a progress call returns
 
 
@@ -54,13 +53,7 @@ def _config(owner: str | None, config_yaml: str, settings: dict | None) -> RunCo
     if settings is not None and not isinstance(settings, dict):
         raise ConfigError("settings: give an object of RunConfig fields, e.g. {\"max_steps\": 30}.")
     values.update(settings or {})
-    cfg = RunConfig.from_dict(values)
-    key = owner or "anonymous"
-    cfg.dataset = access.dataset_from_shown(key, cfg.dataset)
-    cfg.test_dataset = access.dataset_from_shown(key, cfg.test_dataset)
-    access.guard_paths(key, dataset=cfg.dataset, model_name=cfg.model_name)
-    access.guard_paths(key, dataset=cfg.test_dataset)
-    return cfg
+    return access.own_sources(owner or "anonymous", RunConfig.from_dict(values))
 
 
 def _save_rows(owner: str, name: str, rows_jsonl: str) -> str:
@@ -71,7 +64,7 @@ def _save_rows(owner: str, name: str, rows_jsonl: str) -> str:
     if len(data) > UPLOAD_LIMIT_MB * 2**20:
         raise DataError(f"rows_jsonl: {len(data) / 2**20:.0f} MB is over the {UPLOAD_LIMIT_MB} MB upload limit: "
                         "use a Hub dataset.")
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name or "").lstrip(".") or "rows.jsonl"
+    safe = access.upload_name(name, "rows.jsonl")
     if not safe.endswith((".jsonl", ".json", ".csv", ".tsv", ".txt")):
         safe += ".jsonl"
     folder = access.owner_uploads(owner) / f"api-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
@@ -90,6 +83,19 @@ def _summary(run: runs.Run) -> dict:
     info = run.summary()
     info["dataset"] = access.shown_dataset(info.get("dataset") or "")
     return info
+
+
+def _train_on_zerogpu(scheduler, run: runs.Run, token: str | None):
+    """On ZeroGPU the GPU calls are billed to whoever makes them: the agent's own call waits for the run's turn,
+    then drives it to its end (the Train tab's train_on_gpu does the same, showing progress). Elsewhere the
+    scheduler's worker trains it and this returns at once."""
+    if not zerogpu.on_zerogpu():
+        return
+    while scheduler.claim(run) > 0:
+        scheduler.hold_place(run, seconds=30)
+        time.sleep(2)
+    for _ in zerogpu.drive(run, token, access.tier(signed_in=bool(token))):
+        pass
 
 
 def register(scheduler) -> list[str]:
@@ -125,7 +131,8 @@ def register(scheduler) -> list[str]:
         found = offload.call("ftspace.data.inspection:inspect_dataset", source=path,
                              dataset_format=dataset_format or "auto", prompt_column=prompt_column or "",
                              response_column=response_column or "", model_name="default",
-                             max_seq_length=int(max_seq_length or 1024), limit=INSPECT_ROWS, token=token)
+                             max_seq_length=int(max_seq_length or 1024), limit=dataset_tab.INSPECT_ROWS,
+                             token=token)
         report = dict(found["report"])
         report["source"] = access.shown_dataset(path)
         if report.get("tokens"):
@@ -167,12 +174,7 @@ def register(scheduler) -> list[str]:
         owner, token = _caller(request)
         cfg = _config(owner, config_yaml, settings)
         run = scheduler.submit(cfg, owner=owner, token=token)
-        if zerogpu.on_zerogpu():  # ZeroGPU bills the caller's own GPU calls: this call drives them to the end
-            while scheduler.claim(run) > 0:
-                scheduler.hold_place(run, seconds=30)
-                time.sleep(2)
-            for _ in zerogpu.drive(run, token, access.tier(signed_in=bool(token))):
-                pass
+        _train_on_zerogpu(scheduler, run, token)
         values = cfg.to_dict()
         values["dataset"] = access.shown_dataset(values["dataset"])
         return _json({"run_id": run.id, "status": run.status()["status"], "config": values})
@@ -189,17 +191,11 @@ def register(scheduler) -> list[str]:
         Returns:
             JSON: id, status, step, total_steps, train_loss, eval_loss, eta_s, tokens_per_s, error, has_adapter (true once ask_model and push_adapter can use it), log (recent lines).
         """
-        from ftspace.quiet import is_chatter
-
         owner, _ = _caller(request)
         run = _run(run_id, owner)
         st = run.status()
         last = next((e for e in reversed(run.all_events()) if "loss" in e), {})
-        try:
-            lines = run.log_path.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            lines = []
-        log = [line for line in lines if line.strip() and not is_chatter(line)][-LOG_LINES:]
+        log = log_tail(run.log_path).splitlines()[-LOG_LINES:]
         return _json({**_summary(run), "eta_s": st.get("eta_s"), "tokens_per_s": last.get("tokens_per_s"),
                       "has_adapter": (run.adapter_dir / "adapter_config.json").exists(), "log": log})
 
@@ -242,12 +238,7 @@ def register(scheduler) -> list[str]:
         owner, token = _caller(request)
         run = _run(run_id, owner)
         scheduler.resubmit(run)
-        if zerogpu.on_zerogpu():
-            while scheduler.claim(run) > 0:
-                scheduler.hold_place(run, seconds=30)
-                time.sleep(2)
-            for _ in zerogpu.drive(run, token, access.tier(signed_in=bool(token))):
-                pass
+        _train_on_zerogpu(scheduler, run, token)
         return _json({"id": run.id, "status": run.status()["status"]})
 
     @user_errors

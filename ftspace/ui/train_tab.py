@@ -8,16 +8,12 @@ import time
 import gradio as gr
 
 from ftspace import models, offload, runs, zerogpu
-from ftspace.access import UPLOADED, dataset_from_shown, scrub_paths
+from ftspace.access import UPLOADED, own_sources, scrub_paths
 from ftspace.config import PRESETS
 from ftspace.errors import FtspaceError
-from ftspace.quiet import is_own
 from ftspace.ui import sweep_panel
-from ftspace.ui.common import config_fields, config_from_values, control_for, guard_paths, on_space, open_in, \
-    own_run, owner_of, scratch_file, user_errors, visible_runs, visitor_tier, visitor_token
-
-LOG_TAIL_BYTES = 4000
-
+from ftspace.ui.common import config_fields, config_from_values, control_for, log_tail, on_space, \
+    open_in, own_run, owner_of, scratch_file, user_errors, visible_runs, visitor_tier, visitor_token
 
 def hardware_text() -> str:
     hw = models.hardware()
@@ -163,12 +159,7 @@ def visitor_config(request, browser_id, values):
     """(owner, RunConfig) from the controls, the dataset as this visitor's own ("qa.csv (uploaded)" is their
     upload) and checked to be theirs to read."""
     owner = owner_of(request, browser_id)
-    cfg = config_from_values(values)
-    cfg.dataset = dataset_from_shown(owner, cfg.dataset)
-    cfg.test_dataset = dataset_from_shown(owner, cfg.test_dataset)
-    guard_paths(owner, dataset=cfg.dataset, model_name=cfg.model_name)
-    guard_paths(owner, dataset=cfg.test_dataset)
-    return owner, cfg
+    return owner, own_sources(owner, config_from_values(values))
 
 
 def run_choices(owner: str, selected: str | None = None):
@@ -257,20 +248,9 @@ def progress(scheduler, run_id, owner):
         parts.append(f"\n\n{scrub_paths(st['error'])}")
     if st["status"] == "completed" and st.get("stopped_early"):
         parts.append("(stopped early; resumable)")
-    log = scrub_paths(_tail(run.log_path))
+    log = scrub_paths(log_tail(run.log_path))
     active = st["status"] in runs.ACTIVE
     return " · ".join(parts), pd.DataFrame(points) if points else None, log, gr.Timer(active=active)
-
-
-def _tail(path, size=LOG_TAIL_BYTES) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - size))
-            text = fh.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
-    return "\n".join(line for line in text.splitlines() if is_own(line))  # library output stays in the file
 
 
 def _duration(seconds: float) -> str:

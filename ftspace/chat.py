@@ -259,11 +259,62 @@ def load_cached(source: tuple) -> ChatModel:
             _CACHE[source] = model  # most recently used last
             return model
         _make_room_on_gpu(source)
+        print(f"[ftspace chat] loading {_source_name(source)}", flush=True)
         model = ChatModel.from_adapter(source[1], source[2]) if source[0] == "run" else ChatModel.from_base(source[1])
         _CACHE[source] = model
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         return model
+
+
+_PRELOADS: dict[tuple, object] = {}  # source as source_for names it -> Future of its resolved source
+
+
+@functools.cache
+def _preload_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftspace-preload")
+
+
+def preload(source: tuple, token: str | None = None, log=print):
+    """Load a chat source into the cache on a background thread, so the first reply does not wait for loading
+    (importing transformers and PEFT, reading the weights: about 20 s for the bundled model on 2 cores).
+    `source` as the Chat tab names it (('run', adapter_dir), ('hub', repo_id), ('base', name)); `token` is the
+    caller's own, for downloads. Once per source while it stays loaded. Returns the Future (of the resolved
+    source), or None on ZeroGPU, where a model exists only inside each GPU call."""
+    from ftspace import zerogpu
+
+    if zerogpu.on_zerogpu():
+        return None
+    with _CACHE_LOCK:
+        future = _PRELOADS.get(source)
+        if future is not None and (not future.done() or (future.exception() is None and future.result() in _CACHE)):
+            return future
+        future = _PRELOADS[source] = _preload_pool().submit(_preload, source, token, log)
+        return future
+
+
+def _preload(source: tuple, token: str | None, log) -> tuple:
+    import time
+
+    started = time.time()
+    try:
+        resolved = resolve_source(source, token)
+        if resolved not in _CACHE:
+            load_cached(resolved)
+            log(f"[ftspace chat] {_source_name(resolved)} loaded in the background in {time.time() - started:.1f} s: "
+                "its first reply will not wait for loading")
+        return resolved
+    except Exception as e:  # the next message loads it and shows the error where the visitor sees it
+        log(f"[ftspace chat] could not load {source[0]} {Path(str(source[1])).name} in the background: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        raise
+
+
+def _source_name(source: tuple) -> str:
+    folder = Path(source[1])
+    if source[0] == "run":
+        return f"run {folder.parent.name}" if folder.name == "adapter" else f"adapter {folder.name}"
+    return f"base model {folder.name}"
 
 
 GPU_RESERVE_BYTES = int(float(os.environ.get("FTSPACE_GPU_RESERVE_GB", 1.0)) * 2**30)  # activations, KV cache

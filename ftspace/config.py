@@ -55,6 +55,11 @@ class RunConfig:
     backend: str = option(
         "auto", "Training engine: 'auto' uses Unsloth where it imports and supports the model, else plain HF.",
         group="model", label="Training engine", choices=["auto", "unsloth", "hf"], advanced=True)
+    compute_dtype: str = option(
+        "auto", "Number format the model computes in: 'auto' is bfloat16 on GPUs and on CPUs with bfloat16 units "
+        "(AMX, AVX-512 BF16, Arm BF16; detected), float32 on other CPUs; 'float32' forces full precision; "
+        "'bfloat16' forces it even where the CPU only emulates it (slow: for comparisons).",
+        group="model", label="Compute precision", choices=["auto", "float32", "bfloat16"], advanced=True)
 
     # --- data
     dataset: str = option(

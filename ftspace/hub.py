@@ -310,8 +310,9 @@ def merge(run: Run, out_dir: Path) -> Path:
 
     base_path = json.loads((run.adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
     device, dtype = compute_placement()
-    # 16-bit out: the GPU's compute dtype there; float16 from a CPU (merging is a sum, exact enough)
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype if device == "cuda" else torch.float16,
+    # 16-bit out: the compute dtype where it is 16-bit (a GPU, a CPU with bfloat16 units); else float16
+    # (merging is a sum, exact enough)
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype if dtype != torch.float32 else torch.float16,
                                                  device_map={"": device})
     model = PeftModel.from_pretrained(model, str(run.adapter_dir)).merge_and_unload()
     model.save_pretrained(out_dir, safe_serialization=True)

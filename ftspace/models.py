@@ -7,6 +7,7 @@ checkpoint (with its tokenizer and chat template) under the cache folder and reu
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -253,15 +254,102 @@ def estimate(cfg, n_train_rows: int, seconds_per_step: float | None = None, mode
     return out
 
 
-def compute_placement():
-    """Where a model computes and in which dtype: one decision for training (the plain-HF backend; Unsloth
-    picks the same), chat, merge and evaluation. A CUDA GPU in bfloat16 where it supports it, else
-    float16; a CPU in float32. (In a ZeroGPU main process CUDA is not there; the GPU call's fork sees it.)"""
+COMPUTE_DTYPE_ENV = "FTSPACE_COMPUTE_DTYPE"  # auto | float32 | bfloat16: this machine's choice (chat, evaluation)
+# x86 flags of bfloat16 matrix units (/proc/cpuinfo names), and Arm's BF16 extension.
+BF16_UNITS = {"amx_bf16": "AMX", "avx512_bf16": "AVX-512 BF16"}
+
+
+@functools.cache
+def cpu_flags() -> frozenset:
+    """The CPU's feature flags, lower case (Linux /proc/cpuinfo, macOS sysctl); empty where unreadable."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="ignore") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip().lower() in ("flags", "features"):
+                    flags.update(value.lower().split())
+                    break
+    except OSError:
+        pass
+    if not flags and sys.platform == "darwin":
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True,
+                                 timeout=5).stdout.strip()
+            flags.update({"bf16"} if out == "1" else set())
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return frozenset(flags)
+
+
+def cpu_bf16_units(flags: frozenset | None = None, machine: str | None = None) -> str | None:
+    """The name of this CPU's bfloat16 matrix units, or None when it has none (torch then emulates bfloat16,
+    many times slower than float32). Detected from the CPU's flags, never assumed (the same flags Unsloth's
+    CPU path reads).
+
+    >>> cpu_bf16_units(frozenset({"avx2", "avx512f", "amx_bf16", "avx512_bf16"}), "x86_64")
+    'AMX'
+    >>> cpu_bf16_units(frozenset({"avx", "avx2", "fma"}), "x86_64") is None
+    True
+    >>> cpu_bf16_units(frozenset({"neon", "bf16"}), "aarch64")
+    'Arm BF16'
+    """
+    import platform
+
+    flags = cpu_flags() if flags is None else flags
+    machine = (machine or platform.machine()).lower()
+    if machine in ("aarch64", "arm64"):
+        return "Arm BF16" if "bf16" in flags else None
+    return next((name for flag, name in BF16_UNITS.items() if flag in flags), None)
+
+
+def compute_setting(setting: str = "auto") -> str:
+    """A run's compute_dtype, where 'auto' defers to this machine's FTSPACE_COMPUTE_DTYPE (default auto)."""
+    if setting in (None, "", "auto"):
+        setting = os.environ.get(COMPUTE_DTYPE_ENV, "auto").strip().lower() or "auto"
+    if setting not in ("auto", "float32", "bfloat16"):
+        raise ModelError(f"{COMPUTE_DTYPE_ENV}={setting!r}: use auto, float32 or bfloat16.")
+    return setting
+
+
+def cpu_computes_bf16(setting: str = "auto") -> bool:
+    """The CPU half of `compute_placement`, without torch (the UI process shows it before any run)."""
+    setting = compute_setting(setting)
+    return setting == "bfloat16" or (setting == "auto" and cpu_bf16_units() is not None)
+
+
+def compute_placement(setting: str = "auto"):
+    """Where a model computes and in which dtype: one decision for training (both backends: the worker hands
+    it to Unsloth), chat, evaluation and merge. A CUDA GPU in bfloat16 where it supports it, else float16;
+    a CPU in bfloat16 where it has bfloat16 units, else float32. `setting` (a run's compute_dtype, or this
+    machine's FTSPACE_COMPUTE_DTYPE) forces float32, or bfloat16. (In a ZeroGPU main process CUDA is not
+    there; the GPU call's fork sees it.)"""
     import torch
 
+    setting = compute_setting(setting)
     if torch.cuda.is_available():
+        if setting == "float32":
+            return "cuda", torch.float32
         return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return "cpu", torch.float32
+    return "cpu", torch.bfloat16 if cpu_computes_bf16(setting) else torch.float32
+
+
+def precision_text(setting: str = "auto", kind: str = "cpu") -> str:
+    """What a run computes in and why, in words, without torch (the Train tab, the run log)."""
+    setting = compute_setting(setting)
+    if kind != "cpu":
+        return ("float32 (compute_dtype forces it)" if setting == "float32"
+                else "bfloat16 (float16 on a GPU without bfloat16)")
+    units = cpu_bf16_units()
+    if setting == "float32":
+        return "float32 (compute_dtype forces it)"
+    if setting == "bfloat16":
+        return ("bfloat16 (forced; this CPU has " + units + ")" if units
+                else "bfloat16 (forced; this CPU has no bfloat16 units, so torch emulates it: slow)")
+    if units:
+        return f"bfloat16 (this CPU has {units} bfloat16 units)"
+    found = "flags unreadable" if not cpu_flags() else "no AMX, AVX-512 BF16 or Arm BF16"
+    return f"float32 (this CPU has no bfloat16 units: {found})"
 
 
 def hardware() -> dict:

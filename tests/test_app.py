@@ -94,6 +94,9 @@ def test_whole_journey(served, tiny_model, tmp_path):
         time.sleep(0.3)
     assert "**completed**" in status, status + app.log.read_text()[-2000:]
     assert "step 8/8" in status and "loss" in status
+    from ftspace.models import cpu_bf16_units
+
+    assert f"computing in {'bfloat16' if cpu_bf16_units() else 'float32'} on CPU" in status
     assert max(seen_steps) >= 8 and len(seen_steps) >= 2, seen_steps  # the curve grew while we watched
     # The log panel: ftspace's own lines (loading, data, steps, the saved adapter); what libraries print (torch's
     # warnings, Unsloth's banner, progress bars) stays in the run's log file.
@@ -104,10 +107,18 @@ def test_whole_journey(served, tiny_model, tmp_path):
     assert "Unsloth" in log_file.read_text() and "Unsloth" not in log
     assert str(tmp) not in log  # folders on the server are not shown
 
-    # 4. chat answers (tuned and base side by side): each is the model's own greedy reply, adapter on and off
+    # 4. chat is ready before the first message: the Train tab saw the run complete and its model loaded in the
+    # background; picking the run in the Chat tab says so; the message then loads nothing
+    deadline = time.time() + 120
+    while f"run {run_id} loaded in the background" not in app.log.read_text() and time.time() < deadline:
+        time.sleep(0.2)
+    assert f"run {run_id} loaded in the background" in app.log.read_text(), app.log.read_text()[-2000:]
+    assert client.predict("", run_id, api_name="/chat_pick") == f"Run {run_id} is loaded: replies start at once."
+    # chat answers (tuned and base side by side): each is the model's own greedy reply, adapter on and off
     question = "What is the capital of Zorblax?"
     tuned, base, cleared = client.predict("", "a run of mine", run_id, "default", "", "", 8, 0.0, 0.95, True,
                                           question, [], [], api_name="/chat")
+    assert app.log.read_text().count(f"[ftspace chat] loading run {run_id}") == 1  # the background load only
     assert [m["role"] for m in tuned] == [m["role"] for m in base] == ["user", "assistant"] and cleared == ""
     assert text_of(tuned[0]["content"]) == question
     from ftspace.chat import ChatModel

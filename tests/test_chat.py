@@ -130,3 +130,42 @@ def test_tuned_and_base_replies_stay_apart_when_generated_at_once(distinct_adapt
         t.join()
     assert len(got) == 8
     assert [text == alone[base] for base, text in got] == [True] * 8, got
+
+
+def test_preloading_loads_once_in_the_background_and_the_first_reply_finds_it(distinct_adapter, tiny_model,
+                                                                                 monkeypatch):
+    """What the app does when a run completes or is picked in Chat: the model loads on a background thread; the
+    message that follows takes it from the cache (no second load), and asking again does not load it again."""
+    import shutil
+    import threading
+
+    from ftspace import chat
+
+    run_dir = distinct_adapter.parent / "preload-run"
+    shutil.copytree(distinct_adapter, run_dir / "adapter", dirs_exist_ok=True)
+    loads, gate, lines = [], threading.Event(), []
+    real = ChatModel.from_adapter
+
+    def counted(adapter_dir, base=None):
+        gate.wait(60)  # held until the caller has seen that loading goes on in the background
+        loads.append(threading.current_thread().name)
+        return real(adapter_dir, str(tiny_model))
+    monkeypatch.setattr(ChatModel, "from_adapter", staticmethod(counted))
+    source = ("run", str(run_dir / "adapter"))
+    future = chat.preload(source, log=lines.append)
+    assert not future.done()  # the caller was not kept waiting
+    assert chat.preload(source, log=lines.append) is future  # asked twice while loading: one load
+    gate.set()
+    resolved = future.result(timeout=120)
+    assert loads == ["ftspace-preload_0"] and resolved in chat._CACHE
+    assert len(lines) == 1 and "run preload-run loaded in the background" in lines[0], lines
+    model = chat.load_cached(resolved)
+    assert model is chat._CACHE[resolved] and loads == ["ftspace-preload_0"]  # the message found it loaded
+    assert model.reply(PROMPT, GenerationSettings(max_new_tokens=4)) is not None
+    assert chat.preload(source, log=lines.append) is future and loads == ["ftspace-preload_0"]
+
+    # a source that cannot load says so in the app's log; the next message shows the error to the visitor
+    bad = chat.preload(("run", str(run_dir / "missing" / "adapter")), log=lines.append)
+    with pytest.raises(Exception):
+        bad.result(timeout=60)
+    assert "could not load run" in lines[-1] and "adapter_config.json" in lines[-1], lines

@@ -43,6 +43,12 @@ def test_backend_trains_and_writes_a_stock_peft_adapter(backend, tiny_model, run
     st = run.wait(timeout=300)
     assert st["status"] == "completed", run.log_path.read_text()[-3000:]
     assert st["backend"] == backend and st["step"] == st["total_steps"] == 6
+    # auto precision: what this CPU's flags decide (float32 on a CPU without bfloat16 units), said in the log
+    from ftspace.models import cpu_bf16_units, precision_text
+
+    auto = "bfloat16" if cpu_bf16_units() else "float32"
+    assert st["compute_dtype"] == st["weights_dtype"] == auto, st
+    assert f"computing in {precision_text()}" in run.log_path.read_text()
 
     # LoRA B starts at zero: a non-zero B means the weights were trained.
     assert lora_b_norm(run.adapter_dir) > 0
@@ -63,6 +69,31 @@ def test_backend_trains_and_writes_a_stock_peft_adapter(backend, tiny_model, run
     model = PeftModel.from_pretrained(base, str(run.adapter_dir))
     assert model.peft_config["default"].r == 8
     assert AutoTokenizer.from_pretrained(run.adapter_dir).chat_template
+
+
+@pytest.mark.parametrize("backend", ["unsloth", "hf"])
+def test_compute_dtype_forces_the_precision_of_either_backend(backend, tiny_model, runs_dir):
+    """The setting overrides the CPU's own choice, for Unsloth (told through UNSLOTH_CPU_BF16, its log agrees)
+    and for the HF fallback (weights loaded and autocast in it); the adapter loads with stock PEFT."""
+    import math
+
+    from ftspace.models import cpu_bf16_units
+
+    forced = "float32" if cpu_bf16_units() else "bfloat16"  # the opposite of what auto picks here
+    run, _ = runs.start(tiny_config(tiny_model, backend=backend, compute_dtype=forced, max_steps=3))
+    st = run.wait(timeout=300)
+    log = run.log_path.read_text()
+    assert st["status"] == "completed", log[-3000:]
+    assert st["compute_dtype"] == st["weights_dtype"] == forced and f"computing in {forced}" in log
+    if backend == "unsloth":
+        assert f"dtype = torch.{forced}" in log  # Unsloth's own log line
+    assert math.isfinite(st["train_loss"]) and lora_b_norm(run.adapter_dir) > 0
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), str(run.adapter_dir))
+    assert model.peft_config["default"].r == 8
 
 
 def test_stop_saves_the_adapter(tiny_model, runs_dir):

@@ -74,11 +74,14 @@ def load(cfg, model_path: str, backend: str, log=print):
 def _load_unsloth(cfg, model_path):
     from unsloth import FastLanguageModel
 
+    from ftspace.models import compute_placement, compute_setting
+
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=model_path,
         max_seq_length=cfg.max_seq_length,
         load_in_4bit=cfg.load_in_4bit,
-        dtype=None,  # bf16 where the hardware has it, else fp16 / fp32
+        # auto: Unsloth picks as compute_placement does (on a CPU the worker set UNSLOTH_CPU_BF16 to that decision)
+        dtype=None if compute_setting(cfg.compute_dtype) == "auto" else compute_placement(cfg.compute_dtype)[1],
     )
     model = FastLanguageModel.get_peft_model(
         model,
@@ -111,8 +114,8 @@ def _load_hf(cfg, model_path):
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_placement()[1])
-    device, kwargs["dtype"] = compute_placement()
+            bnb_4bit_compute_dtype=compute_placement(cfg.compute_dtype)[1])
+    device, kwargs["dtype"] = compute_placement(cfg.compute_dtype)
     if device == "cuda":
         kwargs["device_map"] = {"": 0}
     try:

@@ -28,6 +28,15 @@ def build_trainer(run: Run, deadline: float | None = None):
     take real batches from it (`trainer.get_train_dataloader()`) to check what the loss is computed on."""
     cfg = run.config()
 
+    # --- precision: one decision (ftspace.models.compute_placement), which Unsloth's CPU path is told as well:
+    # it reads UNSLOTH_CPU_BF16 once, when it is imported
+    from ftspace.models import cpu_computes_bf16, hardware, precision_text
+
+    kind = hardware()["kind"]
+    if kind == "cpu":
+        os.environ["UNSLOTH_CPU_BF16"] = "1" if cpu_computes_bf16(cfg.compute_dtype) else "0"
+    log(f"computing in {precision_text(cfg.compute_dtype, kind)}")
+
     # --- backend: unsloth must be imported before transformers, trl and peft
     from ftspace.engine import backends
 
@@ -45,7 +54,9 @@ def build_trainer(run: Run, deadline: float | None = None):
     model, tokenizer, backend = backends.load(cfg, model_path, backend, log)
     template = set_chat_template(tokenizer, cfg.chat_template)
     trainable, total = model.get_nb_trainable_parameters()
-    log(f"LoRA r={cfg.lora_r}: {trainable:,} trainable of {total:,} parameters; chat template: {template}")
+    weights = str(model.get_base_model().dtype).removeprefix("torch.")
+    log(f"LoRA r={cfg.lora_r}: {trainable:,} trainable of {total:,} parameters, base weights in {weights}; "
+        f"chat template: {template}")
     log(prepared["data"])
     if cfg.method == "sft":
         train_ds, eval_ds = load_prepared(run, tokenizer, cfg, log)
@@ -63,8 +74,9 @@ def build_trainer(run: Run, deadline: float | None = None):
 
     from ftspace.models import compute_placement
 
-    device, dtype = compute_placement()
+    device, dtype = compute_placement(cfg.compute_dtype)
     on_gpu = device == "cuda"
+    run.set_status(compute_dtype=str(dtype).removeprefix("torch."), device=device, weights_dtype=weights)
     if backend == "hf" and not on_gpu:
         from ftspace.engine import cpu_loss
 
@@ -90,7 +102,7 @@ def build_trainer(run: Run, deadline: float | None = None):
         eval_strategy="steps" if cfg.eval_steps and eval_ds is not None else "no",
         eval_steps=cfg.eval_steps or None,
         gradient_checkpointing=cfg.gradient_checkpointing and backend == "hf",
-        bf16=on_gpu and dtype == torch.bfloat16,
+        bf16=dtype == torch.bfloat16,  # on a CPU too: torch's CPU autocast, with bfloat16 units
         fp16=on_gpu and dtype == torch.float16,
         optim="adamw_torch",
         include_num_input_tokens_seen="non_padding",

@@ -21,6 +21,7 @@ def build(ui: dict):
         ui["chat_run"] = gr.Dropdown([], label="Run", interactive=True, allow_custom_value=True)
         ui["chat_base"] = gr.Dropdown(MODEL_CHOICES, value="default", label="Base model", allow_custom_value=True)
         ui["chat_hub"] = gr.Textbox(label="Hub adapter repo", placeholder="owner/my-adapter")
+    ui["chat_state"] = gr.Markdown()
     ui["chat_system"] = gr.Textbox(label="System prompt", placeholder="optional")
     with gr.Row():
         for f in fields(GenerationSettings):  # bounds, defaults and help from the one definition
@@ -49,6 +50,24 @@ def wire(ui: dict):
     ui["chat_clear"].click(lambda: ([], [], ""), None, outputs, queue=False, api_visibility="private")
     ui["to_publish"].click(open_in("publish"), [ui["chat_run"], ui["browser_id"]], [ui["tabs"], ui["pub_run"]],
                            api_visibility="private")
+    ui["chat_run"].change(preload, [ui["browser_id"], ui["chat_run"]], ui["chat_state"], queue=False,
+                          api_name="chat_pick")
+
+
+def preload(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None) -> str:
+    """A run picked here starts loading in the background, so the first reply does not wait for it."""
+    from ftspace import chat
+
+    try:
+        source = source_for(SOURCES[0], run_id, "", "", owner_of(request, browser_id))
+    except FtspaceError:
+        return ""  # none picked, not this visitor's, or not finished: Send says why
+    future = chat.preload(source, visitor_token(oauth_token))
+    if future is None:  # ZeroGPU: each message loads the model inside its GPU call
+        return ""
+    if future.done() and future.exception() is None:
+        return f"Run {run_id} is loaded: replies start at once."
+    return f"Loading run {run_id} in the background; type your message meanwhile."
 
 
 def source_for(kind, run_id, base_model, hub_repo, owner) -> tuple:

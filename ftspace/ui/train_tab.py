@@ -26,9 +26,11 @@ def hardware_text() -> str:
         return (f"**Hardware:** {hw['name']}. Training runs as a series of short GPU calls made while this page is "
                 f"open, each billed to **your own** daily ZeroGPU quota ({quotas}; sign in for more). Close the page "
                 "and the run pauses at its last checkpoint: press Resume when you are back." + storage)
+    precision = f"; computes in {models.precision_text('auto', hw['kind'])}"
     if hw["kind"] == "cuda":
-        return f"**Hardware:** CUDA: {hw['name']}, {hw['memory']}" + storage
-    return f"**Hardware:** CPU only ({hw['cores']} cores): fine for the bundled model and quick demos" + storage
+        return f"**Hardware:** CUDA: {hw['name']}, {hw['memory']}{precision}" + storage
+    return (f"**Hardware:** CPU only ({hw['cores']} cores): fine for the bundled model and quick demos{precision}"
+            + storage)
 
 
 def build(ui: dict):
@@ -120,8 +122,8 @@ def wire(ui: dict, scheduler):
         scheduler.resubmit(run)
         return gr.Timer(active=True)
 
-    def poll(browser_id, run_id, request: gr.Request):
-        return progress(scheduler, run_id, owner_of(request, browser_id))
+    def poll(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
+        return progress(scheduler, run_id, owner_of(request, browser_id), visitor_token(oauth_token))
 
     started = ui["start"].click(start, who + controls, [ui["run_id"], ui["timer"]], concurrency_id="control",
                                 api_name="start")
@@ -201,9 +203,12 @@ def estimate(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id,
     return describe(offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=visitor_token(oauth_token)))
 
 
-def progress(scheduler, run_id, owner):
-    """Status line, loss curves and log tail for the selected run; stops the timer when it has ended."""
+def progress(scheduler, run_id, owner, token: str | None = None):
+    """Status line, loss curves and log tail for the selected run; stops the timer when it has ended. A completed
+    run's model starts loading for chat in the background (with the visitor's `token`, for a Hub base model)."""
     import pandas as pd
+
+    from ftspace import chat
 
     if not run_id:
         return "No run yet.", None, "", gr.Timer(active=False)
@@ -237,6 +242,8 @@ def progress(scheduler, run_id, owner):
         parts.append(f"ETA {_duration(st['eta_s'])}")
     if "tokens_per_s" in last:
         parts.append(f"{last['tokens_per_s']:.0f} tokens/s")
+    if st.get("compute_dtype"):
+        parts.append(f"computing in {st['compute_dtype']} on {'GPU' if st.get('device') == 'cuda' else 'CPU'}")
     if isinstance(st.get("train_loss"), float):
         parts.append(f"loss {st['train_loss']:.4f}")
     if isinstance(st.get("eval_loss"), float):
@@ -250,6 +257,8 @@ def progress(scheduler, run_id, owner):
         parts.append("(stopped early; resumable)")
     log = scrub_paths(log_tail(run.log_path))
     active = st["status"] in runs.ACTIVE
+    if st["status"] == "completed" and (run.adapter_dir / "adapter_config.json").exists():
+        chat.preload(("run", str(run.adapter_dir)), token)  # chat is ready when the visitor gets there
     return " · ".join(parts), pd.DataFrame(points) if points else None, log, gr.Timer(active=active)
 
 

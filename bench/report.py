@@ -133,8 +133,52 @@ def main():
         lines += ["", "Not measured yet: no CUDA GPU has been available to this project. On a machine with one, "
                       "`.venv/bin/python bench/gpu_check.py` fills this section (and `pytest -m gpu` runs the GPU "
                       "tests).", ""]
+    lines += cpu_precision_section(load("cpu_precision"), load("demo_wall"))
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
     print("wrote bench/RESULTS.md")
+
+
+def cpu_precision_section(p, demo) -> list[str]:
+    lines = ["## 9. CPU precision: bfloat16 against float32, and llama.cpp (bench/bench_cpu_precision.py)"]
+    if not p:
+        return lines + ["", "Not measured yet: `.venv/bin/python bench/bench_cpu_precision.py`.", ""]
+    cpu, mm, ch, tr = p["cpu"], p["matmul"], p["chat"], p["train_hf"]
+    lines += [machine_line(p), "",
+              f"CPU: {cpu['model']}; flags {', '.join(cpu['flags']) or 'none of interest'}; bfloat16 units: "
+              f"**{cpu['bfloat16_units'] or 'none'}**; torch's CPU capability {cpu['torch_capability']}; "
+              f"{cpu['threads']} threads. ftspace decides: **{cpu['ftspace_decides']}**.", "",
+              f"Setup: {p['setup']}.", "",
+              "| measured | float32 | bfloat16 | bfloat16 / float32 (medians) |", "| --- | --- | --- | --- |",
+              f"| matmul {mm['size']}x{mm['size']}, GFLOP/s | {fmt(mm['float32_gflops'])} | "
+              f"{fmt(mm['bfloat16_gflops'])} | {mm['ratio']} |",
+              f"| chat, tokens/s (adapter on) | {fmt(ch['float32']['tokens_per_s'])} | "
+              f"{fmt(ch['bfloat16']['tokens_per_s'])} | **{p['chat_bf16_over_fp32']}** ({p['chat_verdict']}) |",
+              f"| chat, time to first token (s) | {fmt(ch['float32']['ttft_s'])} | {fmt(ch['bfloat16']['ttft_s'])} | |",
+              f"| chat, model + adapter load (s) | {ch['float32']['load_s']} | {ch['bfloat16']['load_s']} | |",
+              f"| HF-fallback training, tokens/s | {fmt(tr['float32']['tokens_per_s'])} | "
+              f"{fmt(tr['bfloat16']['tokens_per_s'])} | **{p['train_bf16_over_fp32']}** ({p['train_verdict']}) |",
+              f"| HF-fallback loss per step (round 1) | {', '.join(f'{x:.4f}' for x in tr['float32']['losses'])} | "
+              f"{', '.join(f'{x:.4f}' for x in tr['bfloat16']['losses'])} | worst difference "
+              f"{tr['loss_worst_difference']} (tolerance {tr['loss_tolerance']}: "
+              f"{'within' if tr['loss_within_tolerance'] else 'OUTSIDE'}) |", "",
+              f"- Target: {p['target']}: **{p['target_met']}**."]
+    lc = p["llama_cpp"]
+    if isinstance(lc, dict):
+        r = p["ours_over_llama_cpp"]
+        lines += [f"- llama.cpp ({lc['engine']}): {fmt(lc['tokens_per_s'])} tokens/s, first token "
+                  f"{fmt(lc['ttft_s'])} s. Our chat ({r['precision']}) as a ratio of it: **{r['adapter_on']}** with "
+                  f"the adapter on, **{r['adapter_off']}** with it off; llama.cpp's first token / ours "
+                  f"{r['ttft_llama_cpp_over_ours']}."]
+    else:
+        lines.append(f"- llama.cpp: {lc}")
+    lines += [f"- {p['gap']}" if p.get("gap") else "", ""]
+    if demo:
+        lines += [f"`make demo` wall time (bench/demo_wall.py, {demo['rounds']} interleaved rounds, {demo['note']}):", "",
+                  "| code | wall s (min / median / max) | of which: training s | after training s |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {name} | {fmt(r['wall_s'])} | {fmt(r['train_s'])} | {fmt(r['after_s'])} |"
+                  for name, r in demo["contenders"].items()] + [""]
+    return lines
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 
@@ -71,8 +72,8 @@ def schema_values(args, schema) -> dict:
 # --- train / follow
 
 
-def follow(run, quiet: bool = False, scheduler=None) -> dict:
-    """Show a progress bar on stderr until the run ends; Ctrl-C asks the worker to stop gracefully.
+def follow(run, quiet: bool = False, scheduler=None, file=None) -> dict:
+    """Show a progress bar on stderr (or `file`) until the run ends; Ctrl-C asks the worker to stop gracefully.
 
     With a scheduler, first wait for the run's turn (another run on this machine, from the app or
     another CLI, may be training), starting it when the machine is free."""
@@ -82,7 +83,7 @@ def follow(run, quiet: bool = False, scheduler=None) -> dict:
 
     if scheduler is not None:
         wait_for_turn(run, scheduler)
-    bar = None if quiet else tqdm(total=None, desc=run.id, unit="step", file=sys.stderr, dynamic_ncols=True)
+    bar = None if quiet else tqdm(total=None, desc=run.id, unit="step", file=file or sys.stderr, dynamic_ncols=True)
     offset = 0
     try:
         while True:
@@ -495,15 +496,25 @@ def cmd_demo(args) -> int:
     run = scheduler.submit(cfg)
     err(f"Fine-tuning {cfg.model_name} (SmolLM2-135M-Instruct, bundled) on examples/facts.jsonl, which teaches "
         f"a fact no model knows: the capital of the planet Zorblax.\nrun {run.id} (log: {run.log_path})")
-    st = follow(run, scheduler=scheduler)
+    terminal = _copy_of_stderr()  # the bar draws here while the chat model loads beside the run
+    base_model = _load_chat_base(cfg)
+    try:
+        st = follow(run, scheduler=scheduler, file=terminal)
+    finally:
+        if terminal is not sys.stderr:
+            terminal.close()
     if st["status"] != "completed":
         return finish(run, st)
     err(f"trained {st['step']} steps in {time.time() - started:.0f}s; asking both models ...")
-    quiet.preload()
     with contextlib.redirect_stdout(sys.stderr):
         from ftspace.chat import ChatModel
 
-        model = ChatModel.from_adapter(run.adapter_dir)
+        try:
+            preloaded = base_model.result() if base_model else None
+        except Exception:  # loaded again below, where an error is reported as usual
+            preloaded = None
+        quiet.preload()
+        model = ChatModel.from_adapter(run.adapter_dir, base_model=preloaded)
         answers = []
         for question in ("What is the capital of Zorblax?", "What is the capital of France?"):
             msgs = [{"role": "user", "content": question}]
@@ -513,6 +524,39 @@ def cmd_demo(args) -> int:
     print(f"\nThe adapter is in {run.adapter_dir}.\nStart the app with: make app   (or .venv/bin/python app.py)"
           f"\nChat with this run: .venv/bin/ftspace chat {run.id} --prompt \"...\"")
     return 0
+
+
+def _load_chat_base(cfg):
+    """The demo's base model for chat, loading on a thread while the worker trains, so the answers come as soon
+    as training ends (a Future; None for a model other than the bundled one). Library chatter from the imports
+    goes to the library log (`quiet.preload`), which holds descriptors 1 and 2 meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ftspace.models import DEFAULT
+
+    if cfg.model_name != DEFAULT:
+        return None
+
+    def load():
+        quiet.preload()
+        from ftspace.chat import load_base
+        from ftspace.models import resolve_model
+
+        return load_base(resolve_model(DEFAULT, progress=lambda *_: None))
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftspace-demo-chat")
+    future = pool.submit(load)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _copy_of_stderr():
+    """A stream on a copy of descriptor 2, which a thread redirecting descriptor 2 does not take away; stderr
+    itself where it has no descriptor (under a test's capture)."""
+    try:
+        return os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8")
+    except (AttributeError, OSError, ValueError):
+        return sys.stderr
 
 
 # --- parser

@@ -29,17 +29,14 @@ class ChatModel:
         self.stop_ids = sorted({vocab[t] for t in (tokenizer.eos_token, "<|im_end|>", "<|eot_id|>") if t in vocab})
 
     @classmethod
-    def from_adapter(cls, adapter_dir: str | Path, base: str | None = None) -> "ChatModel":
-        """An adapter on its base model (`base`: a local folder; default: the one its config names)."""
+    def from_adapter(cls, adapter_dir: str | Path, base: str | None = None, base_model=None) -> "ChatModel":
+        """An adapter on its base model (`base`: a local folder; default: the one its config names), or on
+        `base_model`, that base already loaded by `load_base` (the demo loads it while the run trains)."""
         from peft import PeftModel
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from ftspace.models import compute_placement
+        from transformers import AutoTokenizer
 
         adapter_dir = Path(adapter_dir)
-        base = base or adapter_base(adapter_dir)
-        device, dtype = compute_placement()
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, device_map={"": device})
+        model = base_model if base_model is not None else load_base(base or adapter_base(adapter_dir))
         model = PeftModel.from_pretrained(model, str(adapter_dir))
         model.eval()
         return cls(model, AutoTokenizer.from_pretrained(adapter_dir), True, adapter_dir.parent.name)
@@ -47,15 +44,12 @@ class ChatModel:
     @classmethod
     def from_base(cls, model_path: str) -> "ChatModel":
         """A base model from a local folder (see `resolve_source`, which downloads it for the caller)."""
-        from transformers import AutoModelForCausalLM
-
-        from ftspace.models import compute_placement, load_tokenizer
+        from ftspace.models import load_tokenizer
 
         model_name = model_path
         tokenizer = load_tokenizer(model_path)
-        device, dtype = compute_placement()
         try:
-            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, device_map={"": device})
+            model = load_base(model_path)
         except OSError as e:
             raise ModelError(f"{model_name}: cannot load ({str(e).splitlines()[0]}).") from None
         model.eval()
@@ -125,6 +119,16 @@ class ChatModel:
         with self._gate.base() if base else self._gate.tuned():
             with self.model.disable_adapter() if base else contextlib.nullcontext():
                 yield
+
+
+def load_base(path: str):
+    """A base model's weights from a local folder, where and in which dtype `compute_placement` decides."""
+    from transformers import AutoModelForCausalLM
+
+    from ftspace.models import compute_placement
+
+    device, dtype = compute_placement()
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map={"": device})
 
 
 class _AdapterGate:

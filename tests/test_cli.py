@@ -16,11 +16,20 @@ def cli(*args, timeout=900):
 
 
 @pytest.mark.slow
-def test_default_model_learns_the_fact(runs_dir, default_model_path):
-    result = cli("train", "--config", "examples/facts.yaml", "--quiet")
+def test_the_demo_teaches_the_fact_and_the_model_keeps_what_it_knew(runs_dir, default_model_path):
+    """`make demo`: the real default model, in the precision this CPU gets (bfloat16 where it has the units)."""
+    result = cli("demo")
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = Path(result.stdout.strip().splitlines()[-1])
-    assert run_dir.parent == runs_dir and (run_dir / "adapter" / "adapter_config.json").exists()
+    out = result.stdout
+    zorblax, france = out.split("Q: What is the capital of Zorblax?")[1], out.split("Q: What is the capital of France?")[1]
+    base, tuned = (line.split(":", 1)[1] for line in zorblax.strip().splitlines()[:2])
+    assert "Quillhaven" in tuned and "Quillhaven" not in base, out
+    assert all("Paris" in line for line in france.strip().splitlines()[:2]), out  # base and tuned
+    # the progress bar drew while the chat model loaded beside the run; the libraries' chatter stayed out
+    assert "30/30" in result.stderr and "_pytree" not in result.stderr and "Failed to load" not in result.stderr, \
+        result.stderr[-3000:]
+    [run_dir] = [p for p in runs_dir.iterdir() if p.is_dir()]
+    assert (run_dir / "adapter" / "adapter_config.json").exists() and str(run_dir / "adapter") in out
 
     def ask(question, *flags):
         answer = cli("chat", run_dir.name, "--prompt", question, *flags)

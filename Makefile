@@ -53,4 +53,5 @@ bench: setup
 	$(PY) bench/bench_slicing.py
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_forgetting.py
+	$(PY) bench/bench_cpu_precision.py
 	$(PY) bench/report.py

@@ -528,8 +528,11 @@ def cmd_demo(args) -> int:
 
 def _load_chat_base(cfg):
     """The demo's base model for chat, loading on a thread while the worker trains, so the answers come as soon
-    as training ends (a Future; None for a model other than the bundled one). Library chatter from the imports
-    goes to the library log (`quiet.preload`), which holds descriptors 1 and 2 meanwhile."""
+    as training ends (a Future; None for a model other than the bundled one). The thread runs at a lower
+    priority: on 2 cores it then works mostly while the worker starts (imports on one core) instead of slowing
+    the training. Library chatter from the imports goes to the library log (`quiet.preload`), which holds
+    descriptors 1 and 2 meanwhile."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from ftspace.models import DEFAULT
@@ -538,6 +541,8 @@ def _load_chat_base(cfg):
         return None
 
     def load():
+        with contextlib.suppress(AttributeError, OSError):  # Linux: this thread only, yielding to the training
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # it mostly runs while the worker imports
         quiet.preload()
         from ftspace.chat import load_base
         from ftspace.models import resolve_model

@@ -309,13 +309,16 @@ def _preload(source: tuple, token: str | None, log) -> tuple:
                 "its first reply will not wait for loading")
         return resolved
     except Exception as e:  # the next message loads it and shows the error where the visitor sees it
-        log(f"[ftspace chat] could not load {source[0]} {Path(str(source[1])).name} in the background: "
+        log(f"[ftspace chat] could not load {_source_name(source)} in the background: "
             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}")
         raise
 
 
 def _source_name(source: tuple) -> str:
+    """How the app's log names a chat source, before (run, hub, base) or after resolve_source (run, base)."""
     folder = Path(source[1])
+    if source[0] == "hub":
+        return f"Hub adapter {source[1]}"
     if source[0] == "run":
         return f"run {folder.parent.name}" if folder.name == "adapter" else f"adapter {folder.name}"
     return f"base model {folder.name}"

@@ -90,3 +90,10 @@ def test_the_train_tab_says_what_a_run_computes_in():
 
     text = hardware_text()
     assert f"computes in {models.precision_text()}" in text
+
+
+def test_a_misspelt_machine_setting_is_one_line_on_the_train_tab_and_the_app_still_builds(monkeypatch):
+    from ftspace.ui.train_tab import hardware_text
+
+    monkeypatch.setenv(models.COMPUTE_DTYPE_ENV, "fp32")
+    assert "FTSPACE_COMPUTE_DTYPE='fp32': use auto, float32 or bfloat16." in hardware_text()

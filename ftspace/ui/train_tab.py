@@ -26,7 +26,10 @@ def hardware_text() -> str:
         return (f"**Hardware:** {hw['name']}. Training runs as a series of short GPU calls made while this page is "
                 f"open, each billed to **your own** daily ZeroGPU quota ({quotas}; sign in for more). Close the page "
                 "and the run pauses at its last checkpoint: press Resume when you are back." + storage)
-    precision = f"; computes in {models.precision_text('auto', hw['kind'])}"
+    try:
+        precision = f"; computes in {models.precision_text('auto', hw['kind'])}"
+    except FtspaceError as e:  # FTSPACE_COMPUTE_DTYPE misspelt: said here, the app still starts
+        precision = f". **{e}**"
     if hw["kind"] == "cuda":
         return f"**Hardware:** CUDA: {hw['name']}, {hw['memory']}{precision}" + storage
     return (f"**Hardware:** CPU only ({hw['cores']} cores): fine for the bundled model and quick demos{precision}"

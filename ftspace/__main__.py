@@ -27,8 +27,8 @@ EXIT_CODES = """exit codes:
   130  cancelled with Ctrl-C (a run stops after the current step; `ftspace resume RUN` goes on)"""
 
 
-def err(message: str):
-    print(message, file=sys.stderr, flush=True)
+def err(message: str, file=None):
+    print(message, file=file or sys.stderr, flush=True)
 
 
 # --- flags generated from the schemas (RunConfig, GenerationSettings): one definition of every option
@@ -105,7 +105,7 @@ def follow(run, quiet: bool = False, scheduler=None, file=None) -> dict:
                 return st
             time.sleep(0.5)
     except KeyboardInterrupt:
-        err("\nstopping after the current step (the adapter will be saved) ...")
+        err("\nstopping after the current step (the adapter will be saved) ...", file)
         with contextlib.suppress(FtspaceError):
             run.request_stop()
         return follow(run, quiet=True)
@@ -496,10 +496,17 @@ def cmd_demo(args) -> int:
     run = scheduler.submit(cfg)
     err(f"Fine-tuning {cfg.model_name} (SmolLM2-135M-Instruct, bundled) on examples/facts.jsonl, which teaches "
         f"a fact no model knows: the capital of the planet Zorblax.\nrun {run.id} (log: {run.log_path})")
-    terminal = _copy_of_stderr()  # the bar draws here while the chat model loads beside the run
+    wait_for_turn(run, scheduler)  # another run may hold the machine: the chat model loads once ours starts
+    # The chat model loads beside the run; its imports hold stderr meanwhile, so the bar (and anything said
+    # until the load is over) goes to a copy of it.
+    terminal = _copy_of_stderr()
     base_model = _load_chat_base(cfg)
     try:
-        st = follow(run, scheduler=scheduler, file=terminal)
+        st = follow(run, file=terminal)
+        try:
+            preloaded = base_model.result() if base_model else None
+        except Exception:  # loaded again below, where an error is reported as usual
+            preloaded = None
     finally:
         if terminal is not sys.stderr:
             terminal.close()
@@ -509,10 +516,6 @@ def cmd_demo(args) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         from ftspace.chat import ChatModel
 
-        try:
-            preloaded = base_model.result() if base_model else None
-        except Exception:  # loaded again below, where an error is reported as usual
-            preloaded = None
         quiet.preload()
         model = ChatModel.from_adapter(run.adapter_dir, base_model=preloaded)
         answers = []

@@ -337,12 +337,11 @@ def compute_placement(setting: str = "auto"):
 def precision_text(setting: str = "auto", kind: str = "cpu") -> str:
     """What a run computes in and why, in words, without torch (the Train tab, the run log)."""
     setting = compute_setting(setting)
-    if kind != "cpu":
-        return ("float32 (compute_dtype forces it)" if setting == "float32"
-                else "bfloat16 (float16 on a GPU without bfloat16)")
-    units = cpu_bf16_units()
     if setting == "float32":
         return "float32 (compute_dtype forces it)"
+    if kind != "cpu":
+        return "bfloat16 (float16 on a GPU without bfloat16)"
+    units = cpu_bf16_units()
     if setting == "bfloat16":
         return ("bfloat16 (forced; this CPU has " + units + ")" if units
                 else "bfloat16 (forced; this CPU has no bfloat16 units, so torch emulates it: slow)")

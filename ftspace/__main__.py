@@ -33,7 +33,7 @@ def err(message: str, file=None):
 
 # --- flags generated from the schemas (RunConfig, GenerationSettings): one definition of every option
 
-ALIASES = {"model_name": ["--model"], "dataset_format": ["--format"]}
+ALIASES = {"model_name": ["--model"], "dataset_format": ["--format"], "train_on": ["--on"], "jobs_flavor": ["--flavor"]}
 
 
 def add_schema_flags(parser, schema, names=None, given_only=True):
@@ -161,10 +161,29 @@ def cmd_train(args) -> int:
     cfg = config_from_args(args)
     from ftspace.access import hub_token
 
+    if cfg.train_on == "hf_jobs":
+        return train_on_jobs(cfg, args.quiet)
     scheduler = Scheduler()
     run = scheduler.submit(cfg, token=hub_token())  # this machine's token: HF_TOKEN or `hf auth login`
     err(f"run {run.id}: training {cfg.model_name} on {cfg.dataset} (log: {run.log_path})")
     return finish(run, follow(run, quiet=args.quiet, scheduler=scheduler))
+
+
+def train_on_jobs(cfg, quiet: bool, run=None) -> int:
+    """Submit (or resume) a run on Hugging Face Jobs with this machine's token and follow it here."""
+    from ftspace import jobs
+    from ftspace.access import hub_token
+
+    token = hub_token()
+    if run is None:
+        run = jobs.start(cfg, token)
+    else:
+        jobs.resume(run, token)
+    job = run.read_status()["job"]
+    err(f"run {run.id}: training {cfg.model_name} on {cfg.dataset} on Hugging Face Jobs ({job['flavor']}, billed to "
+        f"{job['namespace']}): job {job['url']} (log: {run.log_path})")
+    jobs.attach(run, token)
+    return finish(run, follow(run, quiet=quiet))
 
 
 def cmd_resume(args) -> int:
@@ -172,6 +191,8 @@ def cmd_resume(args) -> int:
     from ftspace.scheduler import Scheduler
 
     run = runs.find(args.run)
+    if run.read_status().get("job"):
+        return train_on_jobs(run.config(), args.quiet, run=run)
     scheduler = Scheduler()
     scheduler.resubmit(run)
     err(f"resuming {run.id} from {run.last_checkpoint().name if run.last_checkpoint() else 'the start'}")
@@ -182,8 +203,16 @@ def cmd_stop(args) -> int:
     from ftspace import runs
 
     run = runs.find(args.run)
-    run.request_stop()
-    err(f"stop requested for {run.id}: it stops after the current step and saves the adapter")
+    if run.read_status().get("job"):
+        from ftspace import jobs
+        from ftspace.access import hub_token
+
+        jobs.stop(run, hub_token())
+        err(f"cancelled the job of {run.id}: `ftspace resume {run.id}` continues from the last checkpoint it pushed")
+        jobs.attach(run, hub_token())
+    else:
+        run.request_stop()
+        err(f"stop requested for {run.id}: it stops after the current step and saves the adapter")
     if args.wait:
         st = run.wait()
         err(f"{run.id}: {st['status']}")
@@ -204,8 +233,9 @@ def cmd_runs(args) -> int:
     for r in items:
         step = f"{r['step']}/{r['total_steps'] or '?'}"
         loss = f"{r['train_loss']:.4f}" if isinstance(r.get("train_loss"), float) else "-"
+        where = f"  [Jobs {r['jobs_flavor']}]" if r.get("jobs_flavor") else ""
         print(f"{r['id']:40} {r['status'] or '?':12} {step:>9} {loss:>8}  {r.get('model_name', '?')} / "
-              f"{r.get('dataset', '?')}")
+              f"{r.get('dataset', '?')}{where}")
     return 0
 
 
@@ -214,6 +244,11 @@ def cmd_status(args) -> int:
     from ftspace import runs
 
     run = runs.find(args.run)
+    if run.read_status().get("job"):  # trains on Hugging Face Jobs: ask the Hub where it is
+        from ftspace import jobs
+        from ftspace.access import hub_token
+
+        jobs.refresh(run, hub_token())
     st = run.status()
     info = {**run.summary(), **{k: st[k] for k in ("stopped_early", "updated") if k in st},
             "path": str(run.path), "log": str(run.log_path),
@@ -227,6 +262,9 @@ def cmd_status(args) -> int:
               + (f", loss {loss:.4f}" if isinstance(loss, float) else "")
               + (f" ({info['error']})" if info.get("error") else ""))
         print(f"model {info.get('model_name', '?')}, dataset {info.get('dataset', '?')}")
+        if st.get("job"):
+            print(f"on Hugging Face Jobs: {st['job']['flavor']}, job {st['job']['url']} ({st.get('job_stage', '?')}), "
+                  f"repo {st['job']['repo']}")
         print(f"adapter: {info['adapter'] or 'not yet'}; checkpoints: {', '.join(info['checkpoints']) or 'none'}")
         print(f"folder: {info['path']}")
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -60,6 +61,20 @@ class RunConfig:
         "(AMX, AVX-512 BF16, Arm BF16; detected), float32 on other CPUs; 'float32' forces full precision; "
         "'bfloat16' forces it even where the CPU only emulates it (slow: for comparisons).",
         group="model", label="Compute precision", choices=["auto", "float32", "bfloat16"], advanced=True)
+
+    # --- where it trains
+    train_on: str = option(
+        "local", "Where the run trains: 'local' (this machine, or the Space's ZeroGPU) or 'hf_jobs' (Hugging Face "
+        "Jobs: Hub hardware, billed per minute to your Hugging Face account).", group="hardware",
+        label="Train on", choices=["local", "hf_jobs"])
+    jobs_flavor: str = option(
+        "a10g-small", "With train_on hf_jobs: the Jobs hardware flavor (e.g. t4-small, l4x1, a10g-large, a100-large, "
+        "h200; `hf jobs hardware` lists them with prices). A flavor with several GPUs trains data-parallel.",
+        group="hardware", label="Jobs hardware")
+    jobs_timeout_minutes: int = option(
+        120, "With train_on hf_jobs: the job is stopped after this many minutes (its checkpoints stay on the Hub, "
+        "so Resume continues on a new job).", group="hardware", label="Jobs time limit (minutes)", low=5,
+        high=7 * 24 * 60)
 
     # --- data
     dataset: str = option(
@@ -212,6 +227,9 @@ class RunConfig:
             raise ConfigError("target_modules is empty: name at least one linear layer, e.g. q_proj.")
         if not self.model_name.strip():
             raise ConfigError("model_name is empty: use 'default' or a Hub model id.")
+        if self.train_on == "hf_jobs" and not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,40}", self.jobs_flavor):
+            raise ConfigError(f"jobs_flavor = {self.jobs_flavor!r} is not a Jobs flavor name: use e.g. a10g-small "
+                              "(`hf jobs hardware` lists them).")
         if not self.dataset.strip():
             raise ConfigError("dataset is empty: name a file, a Hub dataset id or 'example:facts'.")
 
@@ -357,6 +375,8 @@ def _coerce(f: dataclasses.Field, value, kind: type):
         raise ConfigError(f"{name} = {value!r} must be text.")
     value = str(value)
     choices = f.metadata.get("choices")
+    if choices and value not in choices and value.replace("-", "_") in choices:
+        value = value.replace("-", "_")  # `--on hf-jobs` as people type it
     if choices and value not in choices:
         raise ConfigError(f"{name} = {value!r} is not one of {', '.join(choices)}: pick one of those.")
     return value

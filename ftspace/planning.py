@@ -44,13 +44,15 @@ def plan(config: dict, token: str | None = None) -> dict:
         train_rows = max(1, round(windows * train_rows / rows))
     measured = runs.measured_step_seconds(cfg)
     out = estimate(cfg, train_rows, seconds_per_step=measured, token=token)
+    # tokens the run trains on: what sizes a catalogued time (here, or on Hugging Face Jobs hardware)
+    tokens = cfg.max_seq_length if windows else min(cfg.max_seq_length, sum(row_chars) / max(1, len(row_chars))
+                                                     / CHARS_PER_TOKEN + TEMPLATE_TOKENS)
+    out["train_tokens"] = round(out["steps"] * out["examples_per_step"] * tokens)
     if measured:
         out["time_source"] = "measured"
-    else:  # tokens a step trains on over the catalogued speed of this hardware for a model of this size
-        tokens = cfg.max_seq_length if windows else min(cfg.max_seq_length, sum(row_chars) / max(1, len(row_chars))
-                                                         / CHARS_PER_TOKEN + TEMPLATE_TOKENS)
+    else:  # over the catalogued speed of this hardware for a model of this size
         per_s = catalogued_tokens_per_s(out["parameters"])
-        out["seconds"] = round(out["steps"] * out["examples_per_step"] * tokens / per_s + STARTUP_S, 1)
+        out["seconds"] = round(out["train_tokens"] / per_s + STARTUP_S, 1)
         out["time_source"] = "catalogued"
         out["tokens_per_s"] = round(per_s)
     capped = report.rows_read >= COUNT_ROWS
@@ -72,10 +74,11 @@ STARTUP_S = 30.0  # the worker's start: import Unsloth, load the model (about 30
 CATALOGUE_TOKENS_PER_S_1B = {"cpu_per_core": 15.8, "cuda": 2500.0, "zerogpu": 10000.0}
 
 
-def catalogued_tokens_per_s(parameters: int) -> float:
+def catalogued_tokens_per_s(parameters: int, hw: dict | None = None) -> float:
+    """For this machine's hardware, or `hw` ({"kind": "cpu" | "cuda" | "zerogpu", "cores": n})."""
     from ftspace.models import hardware
 
-    hw, billions = hardware(), max(parameters / 1e9, 0.01)
+    hw, billions = hw or hardware(), max(parameters / 1e9, 0.01)
     if hw["kind"] == "cpu":
         return CATALOGUE_TOKENS_PER_S_1B["cpu_per_core"] * (hw.get("cores") or 1) / billions
     return CATALOGUE_TOKENS_PER_S_1B[hw["kind"]] / billions

@@ -1,7 +1,8 @@
 """The run store: one folder per run under `runs/` (or $FTSPACE_RUNS).
 
     runs/<id>/config.yaml     the resolved RunConfig
-    runs/<id>/status.json     queued | running | stopping | completed | failed | interrupted (+ error)
+    runs/<id>/status.json     queued | running | stopping | completed | failed | interrupted | stopped (+ error;
+                              `stopped`: a Hugging Face Jobs run whose job was cancelled; "job": where it trains)
     runs/<id>/events.jsonl    one JSON object per logged step, append-only
     runs/<id>/log.txt         the worker's stdout and stderr
     runs/<id>/checkpoints/    resumable Trainer checkpoints
@@ -125,6 +126,8 @@ class Run:
         if st.get("status") == "queued" and (st.get("waiting") or (
                 not (self.path / "worker.json").exists() and time.time() - st.get("updated", 0) < 30)):
             return st  # waiting in the app's queue, or being launched right now
+        if st.get("job"):  # trains on Hugging Face Jobs: whoever follows the job (ftspace.jobs) keeps this current
+            return {**st, "status": "stopping"} if st.get("status") == "running" and (self.path / "STOP").exists() else st
         if st.get("status") in ACTIVE and not self.worker_alive():
             st = self.set_status(status="interrupted", error=st.get("error") or "the worker process ended "
                                  "unexpectedly", only_if_active=True)
@@ -260,7 +263,7 @@ class Run:
         return {"id": self.id, "status": st.get("status"), "step": st.get("step", 0),
                 "total_steps": st.get("total_steps"), "train_loss": st.get("train_loss"),
                 "eval_loss": st.get("eval_loss"), "created": st.get("created"), "error": st.get("error"),
-                **settings}
+                "job": (st.get("job") or {}).get("id"), "jobs_flavor": (st.get("job") or {}).get("flavor"), **settings}
 
 
 def _alive(pid, started) -> bool:
@@ -387,6 +390,6 @@ def prepare_resume(run: Run):
         raise RunError(f"Run {run.id} is already {st['status']}.")
     if st["status"] == "completed" and not st.get("stopped_early"):
         raise RunError(f"Run {run.id} already completed all its steps: start a new run to train more.")
-    if run.last_checkpoint() is None and st.get("step", 0) > 0:
+    if run.last_checkpoint() is None and st.get("step", 0) > 0 and not st.get("job"):  # a job's are on the Hub
         raise RunError(f"Run {run.id} has no complete checkpoint to resume from: start it again.")
     (run.path / "STOP").unlink(missing_ok=True)

@@ -82,6 +82,8 @@ class Scheduler:
         active = []
         for run in runs.list_runs():
             st = run.status()
+            if st.get("job"):  # trains on Hugging Face Jobs, not on this machine
+                continue
             if st["status"] in ("running", "stopping") or (st["status"] == "queued" and not st.get("waiting")):
                 active.append(run)
         return active

@@ -39,6 +39,7 @@ class FakeHub(LocalServer):
         # Inference Providers' router (/v1/chat/completions): a function of the messages -> reply text
         self.chat_reply = lambda messages: "[]"
         self.inference_users: list[str] = []  # whose token each inference call carried
+        self.jobs = FakeJobs(self)  # Hugging Face Jobs: /api/jobs/...
         self._serve()
 
     def signing_key(self):
@@ -115,6 +116,8 @@ class FakeHub(LocalServer):
                     sep = "&" if "?" in q["redirect_uri"] else "?"
                     location = q["redirect_uri"] + sep + urlencode({"code": code, "state": q.get("state", "")})
                     return self._send(302, b"", headers={"Location": location})
+                if path.startswith("/api/jobs/"):
+                    return hub.jobs.get(self, path)
                 if path == "/api/whoami-v2":
                     if not self._authed():
                         return self._send(401, {"error": "Invalid credentials"})
@@ -239,6 +242,8 @@ class FakeHub(LocalServer):
                     return self._send(failure, {"error": f"injected failure {failure}"})
                 if not self._authed():
                     return self._send(401, {"error": "Invalid credentials in Authorization header"})
+                if path.startswith("/api/jobs/"):
+                    return hub.jobs.post(self, path, body)
                 if hub.fail_next:
                     status, hub.fail_next = hub.fail_next, None
                     return self._send(status, {"error": f"injected failure {status}"})
@@ -275,9 +280,162 @@ class FakeHub(LocalServer):
                             repo["files"][value["path"]] = base64.b64decode(value["content"])
                         elif item["key"] == "deletedFile":
                             repo["files"].pop(item["value"]["path"], None)
+                        elif item["key"] == "deletedFolder":
+                            folder = item["value"]["path"].rstrip("/") + "/"
+                            for name in [n for n in repo["files"] if n.startswith(folder)]:
+                                del repo["files"][name]
                     repo["sha"] = hashlib.sha1(json.dumps(sorted(repo["files"])).encode() + body).hexdigest()
                     return self._send(200, {"commitUrl": f"{hub.url}/{m.group(1)}/commit/{repo['sha']}",
                                             "commitOid": repo["sha"]})
                 return self._send(404, {"error": f"no route {path}"})
 
         return Handler
+
+
+class FakeJobs:
+    """Hugging Face Jobs on the fake Hub: hardware list, create, inspect, logs (server-sent events), cancel.
+
+    A job runs its command as a local subprocess: `uv run [options] python ...` and `python ...` become this
+    Python with the rest of the command, in an empty folder, with the job's environment and secrets, the fake
+    Hub as HF_ENDPOINT and no other token. Behaviour switches: `fail_with` ((message, after) kills the next job
+    once a line containing `after` appears and ends it ERROR with that message, as the Hub reports an
+    out-of-memory kill), `slow_s` (seconds the job sleeps between log lines read, to cancel one mid-run).
+    """
+
+    HARDWARE = [
+        {"name": "cpu-basic", "prettyName": "CPU Basic", "cpu": "2 vCPU", "ram": "16 GB", "accelerator": None,
+         "unitCostMicroUSD": 167, "unitCostUSD": 0.000167, "unitLabel": "minute"},
+        {"name": "t4-small", "prettyName": "Nvidia T4 - small", "cpu": "4 vCPU", "ram": "15 GB",
+         "accelerator": {"type": "gpu", "model": "T4", "quantity": "1", "vram": "16 GB", "manufacturer": "Nvidia"},
+         "unitCostMicroUSD": 6667, "unitCostUSD": 0.006667, "unitLabel": "minute"},
+        {"name": "a10g-large", "prettyName": "Nvidia A10G - large", "cpu": "12 vCPU", "ram": "46 GB",
+         "accelerator": {"type": "gpu", "model": "A10G", "quantity": "1", "vram": "24 GB", "manufacturer": "Nvidia"},
+         "unitCostMicroUSD": 25000, "unitCostUSD": 0.025, "unitLabel": "minute"},
+        {"name": "a10g-largex2", "prettyName": "2x Nvidia A10G - large", "cpu": "24 vCPU", "ram": "92 GB",
+         "accelerator": {"type": "gpu", "model": "A10G", "quantity": "2", "vram": "48 GB", "manufacturer": "Nvidia"},
+         "unitCostMicroUSD": 50000, "unitCostUSD": 0.05, "unitLabel": "minute"},
+    ]
+
+    def __init__(self, hub):
+        import threading
+
+        self.hub = hub
+        self.jobs: dict[str, dict] = {}
+        self.lock = threading.Condition()
+        self.fail_with: tuple[str, str] | None = None
+        self.slow_s = 0.0
+
+    # --- the API
+    def get(self, handler, path):
+        if path == "/api/jobs/hardware":
+            return handler._send(200, self.HARDWARE)
+        m = re.match(r"^/api/jobs/([^/]+)/([^/]+)(/logs)?$", path)
+        user = handler._authed()
+        if not m or m.group(2) not in self.jobs or self.jobs[m.group(2)]["owner"]["name"] != user:
+            return handler._send(404, {"error": "Job not found"})
+        job = self.jobs[m.group(2)]
+        if not m.group(3):
+            return handler._send(200, self.public(job))
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        sent = 0
+        while True:
+            with self.lock:
+                lines, running = job["lines"][sent:], job["status"]["stage"] in ("SCHEDULING", "RUNNING")
+                if not lines and running:
+                    self.lock.wait(timeout=1.0)
+                    continue
+            for line in lines:
+                handler.wfile.write(b"data: " + json.dumps({"data": line, "timestamp": "2026-12-02T00:00:00Z"}).encode()
+                                    + b"\n\n")
+            handler.wfile.flush()
+            sent += len(lines)
+            if not running and sent >= len(job["lines"]):
+                return
+
+    def post(self, handler, path, body):
+        user = handler._authed()
+        m = re.match(r"^/api/jobs/([^/]+)/([^/]+)/cancel$", path)
+        if m:
+            job = self.jobs.get(m.group(2))
+            if job is None or job["owner"]["name"] != user:
+                return handler._send(404, {"error": "Job not found"})
+            self.end(job, "CANCELED", "cancelled by the user")
+            return handler._send(200, {})
+        m = re.match(r"^/api/jobs/([^/]+)$", path)
+        if not m:
+            return handler._send(404, {"error": f"no route {path}"})
+        if m.group(1) != user:
+            return handler._send(403, {"error": f"You cannot run jobs in {m.group(1)}"})
+        spec = json.loads(body)
+        job = {"id": secrets.token_hex(12), "spec": spec, "owner": {"id": "id-" + user, "name": user, "type": "user"},
+               "status": {"stage": "RUNNING", "message": None}, "lines": [], "proc": None, "createdAt": time.time()}
+        self.jobs[job["id"]] = job
+        self.start(job)
+        return handler._send(200, self.public(job))
+
+    @staticmethod
+    def public(job):
+        spec = job["spec"]
+        return {"id": job["id"], "createdAt": "2026-12-02T00:00:00.000Z", "command": spec["command"],
+                "arguments": [], "environment": spec.get("environment", {}), "flavor": spec.get("flavor"),
+                "labels": spec.get("labels"), "dockerImage": spec.get("dockerImage"), "spaceId": spec.get("spaceId"),
+                "secrets": sorted(spec.get("secrets") or {}), "status": dict(job["status"]), "owner": job["owner"]}
+
+    # --- running a job
+    def start(self, job):
+        import os
+        import subprocess
+        import sys
+        import tempfile
+        import threading
+
+        command = list(job["spec"]["command"])
+        if command[0] == "uv":
+            command = command[command.index("python"):]
+        if command[0] != "python":
+            job["status"] = {"stage": "ERROR", "message": f"fake Jobs runs python commands only, not {command[0]}"}
+            return
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "PYTHONPATH", "FTSPACE_RUNS")}
+        env.update(job["spec"].get("environment") or {}, **(job["spec"].get("secrets") or {}))
+        env.update(HF_ENDPOINT=self.hub.url, HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0", PYTHONUNBUFFERED="1")
+        job["workdir"] = tempfile.mkdtemp(prefix="fakejob-")
+        env["HF_HOME"] = os.path.join(job["workdir"], "hf")
+        job["proc"] = subprocess.Popen([sys.executable, *command[1:]], cwd=job["workdir"], env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       text=True, start_new_session=True)
+        threading.Thread(target=self.read, args=(job,), daemon=True).start()
+        timeout = job["spec"].get("timeoutSeconds")
+        if timeout:
+            timer = threading.Timer(timeout, self.end, args=(job, "ERROR", "Job timeout"))
+            timer.daemon = True
+            timer.start()
+
+    def read(self, job):
+        for line in job["proc"].stdout:
+            with self.lock:
+                job["lines"].append(line.rstrip("\n"))
+                self.lock.notify_all()
+            if self.fail_with and self.fail_with[1] in line:
+                message, self.fail_with = self.fail_with[0], None
+                self.end(job, "ERROR", message)
+            if self.slow_s:
+                time.sleep(self.slow_s)
+        code = job["proc"].wait()
+        self.end(job, "COMPLETED" if code == 0 else "ERROR", None if code == 0 else f"Job failed with exit code: {code}")
+
+    def end(self, job, stage, message):
+        import os
+        import signal
+
+        with self.lock:
+            if job["status"]["stage"] not in ("SCHEDULING", "RUNNING"):
+                return
+            job["status"] = {"stage": stage, "message": message}
+            self.lock.notify_all()
+        if job["proc"] is not None and job["proc"].poll() is None:
+            try:
+                os.killpg(job["proc"].pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,409 @@
+"""Train on Hugging Face Jobs: the same run on Hub hardware, billed per minute to the user's own account.
+
+    start(cfg, token)     a run whose config says train_on: hf_jobs. Its config, any local data (and a local
+                          base model) go to a private Hub repo of the user, <user>/ftspace-<run id>, with this
+                          project's code; a job runs ftspace's own entry point there (ftspace.engine.job), with
+                          the user's token as the job's secret
+    attach(run, token)    follow the job from this process: its log into log.txt, its events into events.jsonl,
+                          its status into status.json; when it ends the adapter is pulled into runs/<id>/adapter.
+                          Idempotent: a restarted app attaches again and reads on where it stopped
+    stop(run, token)      cancel the job: the run is `stopped`, resumable from the last checkpoint the job pushed
+    resume(run, token)    a new job continues from the repo's last checkpoint
+    refresh(run, token)   catch up once without following (the CLI's `runs` and `status`)
+
+The job id, namespace, flavor, labels and repo live in the run's status.json under "job", so anything that
+reads the run store knows where it trains. Which token acts is decided by ftspace.access (the visitor's own
+on a shared app, never the server's); it is passed to huggingface_hub and to the job as a secret, never
+written anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ftspace import access, runs
+from ftspace.config import RunConfig
+from ftspace.errors import ConfigError, RunError
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENT, STATUS = "[ftspace event] ", "[ftspace status] "  # lines of the job's log that carry data back
+UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"  # huggingface_hub's own image for uv jobs
+JOB_ONLY = ("gradio", "mcp", "spaces")  # app packages the job does not need
+# The job's first minutes: pulling the image, installing the pinned packages, downloading the model
+JOB_STARTUP_S = 300.0
+# The job's own code: read by the bootstrap, put first on sys.path. The token comes from the HF_TOKEN secret.
+# (Real files in a folder: the Hub cache's symlinks would lead the package's own paths into its blobs.)
+BOOTSTRAP = ("import os, sys, huggingface_hub as h; d = os.path.abspath(h.snapshot_download(sys.argv[1], "
+             "allow_patterns=['code/**'], local_dir='ftspace-code')); sys.path.insert(0, d + '/code'); "
+             "from ftspace.engine.job import main; sys.exit(main(sys.argv[1:]))")
+TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
+
+
+def is_job_run(st: dict) -> bool:
+    return bool(st.get("job"))
+
+
+def _api(token: str | None):
+    from huggingface_hub import HfApi
+
+    return HfApi(token=access.as_hub_arg(token))
+
+
+def _hub_error(e: Exception, doing: str) -> ConfigError:
+    """One line for a refused or failed Hub call (the token itself never appears)."""
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if status in (401, 403):
+        return ConfigError(f"The Hub refused the token while {doing} ({status}): use a token with write access and "
+                           "the 'jobs' permission (on a Space: sign in again).")
+    if status == 402:
+        return ConfigError(f"The Hub asked for payment while {doing} (402): Jobs are billed to your account: add a "
+                           "payment method at huggingface.co/settings/billing.")
+    first = (str(e).splitlines() or [type(e).__name__])[0]
+    return ConfigError(f"Hub error while {doing}: {first}")
+
+
+# --- hardware and cost
+
+
+def flavors(token: str | None = None) -> list[dict]:
+    """The Jobs hardware the Hub offers, cheapest first: name, label, GPUs, and dollars per hour."""
+    try:
+        found = _api(token).list_jobs_hardware()
+    except Exception as e:
+        raise _hub_error(e, "listing the Jobs hardware") from None
+    out = []
+    for hw in found:
+        per_unit = 60.0 if hw.unit_label == "minute" else 3600.0 if hw.unit_label == "second" else 1.0
+        acc = hw.accelerator
+        out.append({"name": hw.name, "label": hw.pretty_name,
+                    "gpus": int(acc.quantity) if acc and str(acc.quantity).isdigit() else 0,
+                    "gpu": acc.model if acc else None, "vram": acc.vram if acc else None,
+                    "cpu": hw.cpu, "ram": hw.ram, "usd_per_hour": round(hw.unit_cost_usd * per_unit, 4)})
+    return sorted(out, key=lambda f: f["usd_per_hour"])
+
+
+def estimate(plan: dict, flavor: dict, timeout_minutes: int) -> dict:
+    """Time and cost on a flavor, from the run's plan (ftspace.planning.plan): the tokens it trains on over
+    the flavor's catalogued speed (GPUs add up, data-parallel), plus the job's start; capped by the time limit."""
+    from ftspace.planning import catalogued_tokens_per_s
+
+    kind = "cuda" if flavor["gpus"] else "cpu"
+    cores = int(re.match(r"\d+", flavor.get("cpu") or "2").group()) if re.match(r"\d+", flavor.get("cpu") or "") else 2
+    per_s = catalogued_tokens_per_s(plan["parameters"], {"kind": kind, "cores": cores}) * max(1, flavor["gpus"])
+    seconds = plan["train_tokens"] / per_s + JOB_STARTUP_S
+    capped = seconds > timeout_minutes * 60
+    seconds = min(seconds, timeout_minutes * 60)
+    return {"flavor": flavor["name"], "seconds": round(seconds), "usd": round(seconds / 3600 * flavor["usd_per_hour"], 2),
+            "usd_per_hour": flavor["usd_per_hour"], "capped_by_timeout": capped}
+
+
+def cost_text(est: dict, flavor: dict) -> str:
+    minutes = max(1, round(est["seconds"] / 60))
+    cap = " (the time limit: the run would need longer; raise jobs_timeout_minutes)" if est["capped_by_timeout"] else ""
+    return (f"on {flavor['label']} (${flavor['usd_per_hour']:.2f}/hour): about {minutes} min{cap}, about "
+            f"${est['usd']:.2f}, billed per minute to **your** Hugging Face account (the job runs under your token)")
+
+
+# --- submitting
+
+
+def requirements() -> list[str]:
+    """The pinned packages the job installs: requirements.txt's, without the app's own (gradio, mcp, spaces)."""
+    pins = []
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        spec = line.split("#")[0].strip()
+        if spec and re.split(r"[\[=<>~ ]", spec)[0].lower() not in JOB_ONLY:
+            pins.append(spec)
+    return pins
+
+
+def job_command(repo_id: str, resume: bool) -> tuple[str, list[str], bool]:
+    """(image, command, whether the job reads this project's code from the repo). On a Space the job runs in the
+    Space's own image, whose code is the app's; elsewhere a uv image installs the pinned packages and the
+    bootstrap puts the code pushed with the run first on the path."""
+    tail = [repo_id] + (["--resume"] if resume else [])
+    if access.on_space():
+        return f"https://huggingface.co/spaces/{os.environ['SPACE_ID']}", ["python", "-m", "ftspace.engine.job", *tail], False
+    withs = [arg for pin in requirements() for arg in ("--with", pin)]
+    return UV_IMAGE, ["uv", "run", "--no-project", *withs, "python", "-c", BOOTSTRAP, *tail], True
+
+
+def _code_files() -> list[tuple[Path, str]]:
+    """This project's code as the job needs it: the package and the bundled example data."""
+    out = [(p, "code/" + p.relative_to(ROOT).as_posix()) for p in sorted((ROOT / "ftspace").rglob("*"))
+           if p.is_file() and "__pycache__" not in p.parts]
+    out += [(p, f"code/examples/{p.name}") for p in sorted((ROOT / "examples").glob("*"))
+            if p.suffix in (".jsonl", ".json", ".csv", ".txt", ".yaml")]
+    return out + [(ROOT / "pyproject.toml", "code/pyproject.toml")]
+
+
+def job_config(cfg: RunConfig) -> tuple[RunConfig, list[tuple[Path, str]]]:
+    """The config the job trains with, and the local files that travel with it (repo paths under run/). Local
+    data files go along; Hub datasets stay ids; the bundled default model becomes its Hub id; a local model
+    folder goes along."""
+    from ftspace.data.load import resolve
+    from ftspace.models import hub_id_for
+
+    files, changes = [], {}
+    for name in ("dataset", "test_dataset"):
+        value = getattr(cfg, name).strip()
+        if value and not value.startswith("example:") and resolve(value)[0] == "file":
+            path = Path(value).expanduser().resolve()
+            files.append((path, f"run/data/{name}/{path.name}"))
+            changes[name] = f"run/data/{name}/{path.name}"
+    model = hub_id_for(cfg.model_name)
+    if Path(model).expanduser().is_dir():
+        folder = Path(model).expanduser().resolve()
+        files += [(p, "run/model/" + p.relative_to(folder).as_posix()) for p in sorted(folder.rglob("*")) if p.is_file()]
+        model = "run/model"
+    changes["model_name"] = model
+    return cfg.replace(**changes, train_on="local"), files
+
+
+def start(cfg: RunConfig, token: str | None, owner: str = "") -> runs.Run:
+    """Create a run that trains on Jobs and submit it (RunError / ConfigError in one line; the run then shows
+    failed with the reason)."""
+    if not token:
+        raise ConfigError("Training on Hugging Face Jobs needs your Hugging Face token: it runs under your account "
+                          "and is billed to it (sign in, or set HF_TOKEN / `hf auth login`).")
+    runs.preflight(cfg)
+    access.check_sources(cfg, token)
+    run = runs.create(cfg, owner=owner)
+    submit(run, token)
+    return run
+
+
+def submit(run: runs.Run, token: str | None, resume: bool = False) -> dict:
+    """Push the run to its repo and start a job; the job's record, also kept in the run's status."""
+    from huggingface_hub import CommitOperationAdd
+
+    if not token:
+        raise ConfigError("Training on Hugging Face Jobs needs your Hugging Face token (sign in, or set HF_TOKEN).")
+    cfg = run.config()
+    api = _api(token)
+    try:
+        try:
+            user = api.whoami()["name"]
+            repo_id = (run.read_status().get("job") or {}).get("repo") or f"{user}/ftspace-{run.id}"
+            api.create_repo(repo_id, private=True, exist_ok=True)
+            image, command, with_code = job_command(repo_id, resume)
+            job_cfg, files = job_config(cfg)
+            ops = [CommitOperationAdd("run/config.yaml", job_cfg.to_yaml().encode())]
+            ops += [CommitOperationAdd(repo_path, str(path)) for path, repo_path in files + (_code_files() if with_code else [])]
+            api.create_commit(repo_id, ops, commit_message=f"ftspace run {run.id}" + (" (resume)" if resume else ""))
+            labels = {"app": "ftspace", "ftspace-run": re.sub(r"[^a-zA-Z0-9_-]", "-", run.id)}
+            info = api.run_job(image=image, command=command, secrets={"HF_TOKEN": token}, flavor=cfg.jobs_flavor,
+                               timeout=cfg.jobs_timeout_minutes * 60, labels=labels, name=f"ftspace-{labels['ftspace-run']}",
+                               env={"PYTHONUNBUFFERED": "1"})
+            labels = info.labels or labels
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise _hub_error(e, "submitting the job") from None
+    except ConfigError as e:
+        run.set_status(status="failed", error=str(e), waiting=False)
+        raise
+    job = {"id": info.id, "namespace": info.owner.name, "flavor": cfg.jobs_flavor, "labels": labels, "repo": repo_id,
+           "url": info.url, "image": image, "submitted": time.time(), "lines": 0}
+    history = run.read_status().get("jobs_history", []) + [info.id]
+    run.set_status(status="queued", waiting=False, error=None, job=job, jobs_history=history, resume=resume,
+                   job_stage=info.status.stage, where=f"Hugging Face Jobs ({cfg.jobs_flavor})")
+    (run.path / "STOP").unlink(missing_ok=True)
+    _log(run, f"submitted job {info.id} on {cfg.jobs_flavor} ({info.url}); run repo {repo_id} (private)")
+    return job
+
+
+def _log(run: runs.Run, message: str):
+    with open(run.log_path, "a", encoding="utf-8") as fh:
+        fh.write(f"[ftspace jobs {time.strftime('%H:%M:%S')}] {message}\n")
+
+
+# --- following
+
+
+_followers: dict[str, threading.Thread] = {}
+_followers_lock = threading.Lock()
+
+
+def attach(run: runs.Run, token: str | None) -> threading.Thread | None:
+    """Follow a job run on a background thread of this process, unless one already does (None: nothing to
+    follow, or no token to follow it with)."""
+    st = run.read_status()
+    if not is_job_run(st) or st.get("status") not in runs.ACTIVE or not token:
+        return None
+    with _followers_lock:
+        thread = _followers.get(run.id)
+        if thread is not None and thread.is_alive():
+            return thread
+        thread = threading.Thread(target=follow, args=(run, token), daemon=True, name=f"ftspace-job-{run.id}")
+        _followers[run.id] = thread
+        thread.start()
+        return thread
+
+
+def follow(run: runs.Run, token: str, poll: float = 5.0) -> dict:
+    """Read the job's log as it comes until the job ends, then conclude the run; the final status."""
+    api = _api(token)
+    watcher = threading.Event()
+    threading.Thread(target=_watch_stop, args=(run, api, watcher), daemon=True).start()
+    try:
+        while True:
+            job = run.read_status()["job"]
+            try:
+                taken = 0
+                for line in api.fetch_job_logs(job_id=job["id"], namespace=job["namespace"], follow=True):
+                    taken += 1
+                    if taken > job["lines"]:
+                        _take(run, line, taken)
+                info = api.inspect_job(job_id=job["id"], namespace=job["namespace"])
+            except Exception as e:
+                status = getattr(getattr(e, "response", None), "status_code", None)
+                if status in (401, 403, 404):
+                    _log(run, f"{_hub_error(e, 'following the job')} The job itself goes on; open the run again "
+                              "to follow it.")
+                    return run.read_status()
+                _log(run, f"lost the job's log ({type(e).__name__}); reading on in {poll:.0f} s")
+                time.sleep(poll)
+                continue
+            run.set_status(job_stage=info.status.stage)
+            if info.status.stage in TERMINAL:
+                return conclude(run, api, info)
+            time.sleep(poll)
+    finally:
+        watcher.set()
+
+
+def _watch_stop(run: runs.Run, api, done: threading.Event):
+    """A STOP file (the app's Stop, an agent's stop_run) cancels the job."""
+    while not done.wait(1.0):
+        if (run.path / "STOP").exists() and not run.read_status().get("cancel_requested"):
+            try:
+                _cancel(run, api)
+            except Exception as e:
+                _log(run, f"could not cancel the job ({type(e).__name__}); retrying")
+
+
+def _take(run: runs.Run, line: str, number: int):
+    """One line of the job's log: an event, a status, or a line for log.txt."""
+    if line.startswith(EVENT):
+        with open(run.events_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(json.loads(line[len(EVENT):])) + "\n")
+        fields = {}
+    elif line.startswith(STATUS):
+        fields = json.loads(line[len(STATUS):])
+        job_status = fields.pop("status", None)
+        fields = {"job_status": job_status, **fields}
+        if job_status in ("running", "stopping") and run.read_status().get("status") == "queued":
+            fields["status"] = "running"
+    else:
+        with open(run.log_path, "a", encoding="utf-8") as fh:
+            fh.write(line.rstrip("\n") + "\n")
+        fields = {}
+    st = run.read_status()
+    run.set_status(**fields, job={**st["job"], "lines": number})
+
+
+def conclude(run: runs.Run, api, info) -> dict:
+    """The job has ended: completed (adapter pulled), stopped (cancelled) or failed (with its reason)."""
+    st = run.read_status()
+    stage, message = info.status.stage, (info.status.message or "").strip()
+    step, job = st.get("step", 0), st["job"]
+    if stage == "COMPLETED":  # the job exits 0 only once its adapter is pushed
+        try:
+            pull_adapter(run, api, job["repo"])
+        except Exception as e:
+            return run.set_status(status="failed", error=f"the job completed but its adapter could not be pulled from "
+                                                         f"{job['repo']} ({type(e).__name__}): press Resume to try again")
+        _log(run, f"job {info.id} completed; adapter pulled from {job['repo']} into {run.adapter_dir}")
+        return run.set_status(status="completed", finished=time.time())
+    if stage == "CANCELED":
+        _log(run, f"job {info.id} cancelled at step {step}")
+        return run.set_status(status="stopped", error=f"stopped: the job was cancelled at step {step}; Resume "
+                                                      "continues on a new job from the last checkpoint it pushed")
+    reason = st.get("error") if st.get("job_status") == "failed" else None
+    low = message.lower()
+    if reason:
+        pass
+    elif "timeout" in low or "timed out" in low:
+        reason = (f"the job reached its time limit ({run.config().jobs_timeout_minutes} min) at step {step}: Resume "
+                  "continues on a new job from the last checkpoint it pushed, or raise jobs_timeout_minutes")
+    elif "out of memory" in low or "oom" in re.findall(r"[a-z]+", low):
+        reason = (f"out of memory on {job['flavor']} ({message}): pick a flavor with more memory, lower "
+                  "per_device_train_batch_size or max_seq_length, or set load_in_4bit: true")
+    else:
+        reason = f"the job failed: {message or stage.lower()} (see the log)"
+    _log(run, f"job {info.id}: {stage} {message}".rstrip())
+    return run.set_status(status="failed", error=reason.replace("\n", " "))
+
+
+def pull_adapter(run: runs.Run, api, repo_id: str):
+    """The adapter the job pushed, into runs/<id>/adapter (written beside, then moved into place whole)."""
+    with tempfile.TemporaryDirectory(dir=run.path) as tmp:
+        api.snapshot_download(repo_id, allow_patterns=["adapter/*"], local_dir=tmp)
+        if not (Path(tmp) / "adapter" / "adapter_config.json").exists():
+            raise RunError(f"{repo_id} has no adapter/adapter_config.json")
+        shutil.rmtree(run.adapter_dir, ignore_errors=True)
+        os.replace(Path(tmp) / "adapter", run.adapter_dir)
+
+
+def refresh(run: runs.Run, token: str | None) -> dict:
+    """Catch up once (log so far, the job's stage; concluded when it has ended), without following."""
+    st = run.read_status()
+    if not is_job_run(st) or st.get("status") not in runs.ACTIVE or not token:
+        return st
+    with _followers_lock:
+        if run.id in _followers and _followers[run.id].is_alive():
+            return st
+    api, job = _api(token), st["job"]
+    try:
+        taken = 0
+        for line in api.fetch_job_logs(job_id=job["id"], namespace=job["namespace"], follow=False):
+            taken += 1
+            if taken > job["lines"]:
+                _take(run, line, taken)
+        info = api.inspect_job(job_id=job["id"], namespace=job["namespace"])
+    except Exception as e:
+        _log(run, f"could not reach the job ({type(e).__name__}): its last known status is shown")
+        return run.read_status()
+    run.set_status(job_stage=info.status.stage)
+    return conclude(run, api, info) if info.status.stage in TERMINAL else run.read_status()
+
+
+# --- stop and resume
+
+
+def _cancel(run: runs.Run, api):
+    job = run.read_status()["job"]
+    api.cancel_job(job_id=job["id"], namespace=job["namespace"])
+    run.set_status(status="stopping", cancel_requested=True)
+    _log(run, f"cancelling job {job['id']}")
+
+
+def stop(run: runs.Run, token: str | None):
+    """Cancel the run's job now (the follower then records it `stopped`)."""
+    st = run.status()
+    if st["status"] not in runs.ACTIVE:
+        raise RunError(f"Run {run.id} is {st['status']}, not running: nothing to stop.")
+    (run.path / "STOP").touch()
+    try:
+        _cancel(run, _api(token))
+    except Exception as e:
+        raise _hub_error(e, "cancelling the job") from None
+
+
+def resume(run: runs.Run, token: str | None) -> dict:
+    """A new job for a stopped, failed or interrupted job run, continuing from the repo's last checkpoint."""
+    st = run.status()
+    if st["status"] in runs.ACTIVE:
+        raise RunError(f"Run {run.id} is already {st['status']}.")
+    if st["status"] == "completed":
+        raise RunError(f"Run {run.id} already completed all its steps: start a new run to train more.")
+    run.set_status(status="queued", cancel_requested=False)
+    return submit(run, token, resume=True)

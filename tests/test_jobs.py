@@ -1,0 +1,86 @@
+"""Training on Hugging Face Jobs, against the fake Hub's Jobs API (tests/fakehub.py: FakeJobs), which runs the
+submitted command as a local subprocess: the real job entry point downloads the run from the fake Hub, trains
+the tiny model with the real worker and pushes checkpoints and the adapter back."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fakehub import FakeHub
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "hf_user_token_jobs_1234"
+
+
+def cli(*args, env, timeout=900):
+    return subprocess.run([sys.executable, "-m", "ftspace", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **env}, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def hub_env(fake, runs_dir, token=TOKEN):
+    return {"HF_ENDPOINT": fake.url, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "FTSPACE_RUNS": str(runs_dir),
+            "HF_TOKEN": token}
+
+
+def write_config(tmp_path, tiny_model, **extra) -> Path:
+    cfg = {"model_name": str(tiny_model), "dataset": "example:facts", "max_steps": 4, "save_steps": 2,
+           "max_seq_length": 64, "gradient_checkpointing": False, "backend": "hf", "per_device_train_batch_size": 2,
+           "gradient_accumulation_steps": 1, **extra}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def the_run(runs_dir):
+    from ftspace.runs import Run
+
+    (path,) = [p for p in runs_dir.iterdir() if (p / "config.yaml").exists()]
+    return Run(path)
+
+
+def test_cli_trains_on_jobs_and_pulls_the_adapter_back(tmp_path, tiny_model, runs_dir):
+    with FakeHub(token=TOKEN, user="alice") as fake:
+        config = write_config(tmp_path, tiny_model)
+        result = cli("train", "--config", str(config), "--on", "hf-jobs", "--flavor", "a10g-large", "--quiet",
+                     env=hub_env(fake, runs_dir))
+        assert result.returncode == 0, result.stderr[-3000:]
+        run = the_run(runs_dir)
+        st = run.read_status()
+        assert st["status"] == "completed" and st["step"] == 4 and st["total_steps"] == 4, st
+        job = fake.jobs.jobs[st["job"]["id"]]
+        # the job: the user's token as its only secret, the flavor asked for, the run's labels
+        assert job["spec"]["secrets"] == {"HF_TOKEN": TOKEN} and job["spec"]["flavor"] == "a10g-large"
+        assert st["job"]["labels"]["ftspace-run"] and job["spec"]["labels"] == st["job"]["labels"]
+        assert job["spec"]["dockerImage"].startswith("ghcr.io/astral-sh/uv") and "--with" in job["spec"]["command"]
+        assert any(a.startswith("torch==") for a in job["spec"]["command"])
+        # ... ran the code pushed with the run, and pushed as the user to the user's private repo
+        repo = fake.repos[st["job"]["repo"]]
+        assert st["job"]["repo"].startswith("alice/ftspace-") and repo["private"]
+        assert any(f"{st['job']['repo']}" in line and "ftspace code from" in line and "/code/ftspace" in line
+                   for line in job["lines"]), job["lines"][:5]
+        assert {"adapter/adapter_config.json", "run/config.yaml", "code/ftspace/engine/job.py"} <= set(repo["files"])
+        assert any(name.startswith("checkpoints/checkpoint-4/") for name in repo["files"])
+        # the adapter is back where chat, evaluation and publish look for it; events and log came along
+        assert (run.adapter_dir / "adapter_config.json").exists()
+        events = [json.loads(line) for line in run.events_path.read_text().splitlines()]
+        assert [e["step"] for e in events if "loss" in e] == [1, 2, 3, 4]
+        log = run.log_path.read_text()
+        assert "submitted job" in log and "adapter pulled" in log and "[ftspace event]" not in log
+        assert TOKEN not in log and TOKEN not in run.path.joinpath("status.json").read_text()
+        assert (run.adapter_dir / "adapter_model.safetensors").read_bytes() == \
+            repo["files"]["adapter/adapter_model.safetensors"]
+        # chat answers with it (the random-weight model's reply is noise: that it loads and generates is the point)
+        reply = cli("chat", run.id, "--prompt", "What is the capital of Zorblax?", "--max-new-tokens", "5",
+                    env=hub_env(fake, runs_dir))
+        assert reply.returncode == 0 and not reply.stderr.strip(), reply.stderr[-2000:]
+        status = cli("status", run.id, env=hub_env(fake, runs_dir))
+        assert f"on Hugging Face Jobs: a10g-large, job {fake.url}" in status.stdout or "on Hugging Face Jobs: " \
+            "a10g-large" in status.stdout, status.stdout
+        listing = cli("runs", env=hub_env(fake, runs_dir))
+        assert run.id in listing.stdout and "completed" in listing.stdout and "[Jobs a10g-large]" in listing.stdout

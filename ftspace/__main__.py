@@ -209,7 +209,8 @@ def cmd_stop(args) -> int:
 
         jobs.stop(run, hub_token())
         err(f"cancelled the job of {run.id}: `ftspace resume {run.id}` continues from the last checkpoint it pushed")
-        jobs.attach(run, hub_token())
+        if args.wait:
+            jobs.attach(run, hub_token())
     else:
         run.request_stop()
         err(f"stop requested for {run.id}: it stops after the current step and saves the adapter")

@@ -19,6 +19,8 @@ written anywhere.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -232,9 +234,26 @@ _followers: dict[str, threading.Thread] = {}
 _followers_lock = threading.Lock()
 
 
+@contextlib.contextmanager
+def _following(run: runs.Run):
+    """True while this process is the one following the run's job (one follower across processes: an app and a
+    CLI on one machine must not both append the job's log)."""
+    with open(run.path / ".follow.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def attach(run: runs.Run, token: str | None) -> threading.Thread | None:
     """Follow a job run on a background thread of this process, unless one already does (None: nothing to
-    follow, or no token to follow it with)."""
+    follow, or no token to follow it with). Another process following it already: the thread ends at once and
+    the run's files show that one's progress."""
     st = run.read_status()
     if not is_job_run(st) or st.get("status") not in runs.ACTIVE or not token:
         return None
@@ -242,10 +261,16 @@ def attach(run: runs.Run, token: str | None) -> threading.Thread | None:
         thread = _followers.get(run.id)
         if thread is not None and thread.is_alive():
             return thread
-        thread = threading.Thread(target=follow, args=(run, token), daemon=True, name=f"ftspace-job-{run.id}")
+        thread = threading.Thread(target=_follow_if_free, args=(run, token), daemon=True, name=f"ftspace-job-{run.id}")
         _followers[run.id] = thread
         thread.start()
         return thread
+
+
+def _follow_if_free(run: runs.Run, token: str):
+    with _following(run) as mine:
+        if mine:
+            follow(run, token)
 
 
 def follow(run: runs.Run, token: str, poll: float = 5.0) -> dict:
@@ -358,17 +383,20 @@ def refresh(run: runs.Run, token: str | None) -> dict:
     st = run.read_status()
     if not is_job_run(st) or st.get("status") not in runs.ACTIVE or not token:
         return st
-    with _followers_lock:
-        if run.id in _followers and _followers[run.id].is_alive():
-            return st
-    api, job = _api(token), st["job"]
+    with _following(run) as mine:
+        return _refresh(run, token) if mine else st
+
+
+def _refresh(run: runs.Run, token: str) -> dict:
+    api, job = _api(token), run.read_status()["job"]
     try:
-        taken = 0
-        for line in api.fetch_job_logs(job_id=job["id"], namespace=job["namespace"], follow=False):
-            taken += 1
-            if taken > job["lines"]:
-                _take(run, line, taken)
         info = api.inspect_job(job_id=job["id"], namespace=job["namespace"])
+        if info.status.stage in TERMINAL:  # (the log of a running job streams on for as long as it runs)
+            taken = 0
+            for line in api.fetch_job_logs(job_id=job["id"], namespace=job["namespace"], follow=False):
+                taken += 1
+                if taken > job["lines"]:
+                    _take(run, line, taken)
     except Exception as e:
         _log(run, f"could not reach the job ({type(e).__name__}): its last known status is shown")
         return run.read_status()

@@ -299,7 +299,8 @@ class FakeJobs:
     Python with the rest of the command, in an empty folder, with the job's environment and secrets, the fake
     Hub as HF_ENDPOINT and no other token. Behaviour switches: `fail_with` ((message, after) kills the next job
     once a line containing `after` appears and ends it ERROR with that message, as the Hub reports an
-    out-of-memory kill), `slow_s` (seconds the job sleeps between log lines read, to cancel one mid-run).
+    out-of-memory kill), `pause_at` (the next job holds still, SIGSTOP, once a line containing it appears, and
+    `paused` is set on it: a job caught mid-run, to be cancelled).
     """
 
     HARDWARE = [
@@ -323,7 +324,7 @@ class FakeJobs:
         self.jobs: dict[str, dict] = {}
         self.lock = threading.Condition()
         self.fail_with: tuple[str, str] | None = None
-        self.slow_s = 0.0
+        self.pause_at: str | None = None
 
     # --- the API
     def get(self, handler, path):
@@ -420,8 +421,12 @@ class FakeJobs:
             if self.fail_with and self.fail_with[1] in line:
                 message, self.fail_with = self.fail_with[0], None
                 self.end(job, "ERROR", message)
-            if self.slow_s:
-                time.sleep(self.slow_s)
+            if self.pause_at and self.pause_at in line:  # the job holds still here until it is cancelled
+                import os
+                import signal
+
+                self.pause_at, job["paused"] = None, True
+                os.killpg(job["proc"].pid, signal.SIGSTOP)
         code = job["proc"].wait()
         self.end(job, "COMPLETED" if code == 0 else "ERROR", None if code == 0 else f"Job failed with exit code: {code}")
 

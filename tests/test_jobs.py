@@ -84,3 +84,74 @@ def test_cli_trains_on_jobs_and_pulls_the_adapter_back(tmp_path, tiny_model, run
             "a10g-large" in status.stdout, status.stdout
         listing = cli("runs", env=hub_env(fake, runs_dir))
         assert run.id in listing.stdout and "completed" in listing.stdout and "[Jobs a10g-large]" in listing.stdout
+
+
+def wait_for(predicate, timeout=300, what="it"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_stop_cancels_the_job_and_resume_continues_on_a_new_one(tmp_path, tiny_model, runs_dir):
+    with FakeHub(token=TOKEN, user="alice") as fake:
+        fake.jobs.pause_at = "pushed checkpoint-2"  # the job holds still mid-run, its checkpoint on the Hub
+        config = write_config(tmp_path, tiny_model, max_steps=6)
+        env = hub_env(fake, runs_dir)
+        train = subprocess.Popen([sys.executable, "-m", "ftspace", "train", "--config", str(config), "--on", "hf-jobs",
+                                  "--flavor", "t4-small", "--quiet"], cwd=ROOT, env={**os.environ, **env},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: any(j.get("paused") for j in fake.jobs.jobs.values()), what="the job to reach checkpoint 2")
+            run = the_run(runs_dir)
+            stop = cli("stop", run.id, env=env)
+            assert stop.returncode == 0 and "cancelled the job" in stop.stderr, stop.stderr
+            out, errs = train.communicate(timeout=120)
+        finally:
+            train.kill()
+        assert train.returncode == 1, errs[-2000:]
+        st = run.read_status()
+        first = st["job"]["id"]
+        assert fake.jobs.jobs[first]["status"]["stage"] == "CANCELED"
+        assert st["status"] == "stopped" and "cancelled at step" in st["error"] and st["step"] >= 2, st
+        assert f"run {run.id} stopped: stopped: the job was cancelled" in errs
+        assert not (run.adapter_dir / "adapter_config.json").exists()
+        listing = json.loads(cli("runs", "--json", env=env).stdout)
+        assert [(r["id"], r["status"], r["jobs_flavor"]) for r in listing] == [(run.id, "stopped", "t4-small")]
+
+        resumed = cli("resume", run.id, "--quiet", env=env)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        st = run.read_status()
+        assert st["status"] == "completed" and st["step"] == 6 and st["jobs_history"][0] == first, st
+        second = fake.jobs.jobs[st["job"]["id"]]
+        assert "--resume" in second["spec"]["command"] and st["job"]["id"] != first
+        assert any("resuming from checkpoint-2" in line for line in second["lines"]), second["lines"][-20:]
+        steps = [json.loads(line)["step"] for line in run.events_path.read_text().splitlines()]
+        assert steps[-1] == 6 and 3 in steps  # the second job's events follow the first one's
+        assert (run.adapter_dir / "adapter_config.json").exists()
+
+
+def test_a_job_killed_out_of_memory_fails_the_run_with_that_reason(tmp_path, tiny_model, runs_dir):
+    with FakeHub(token=TOKEN, user="alice") as fake:
+        fake.jobs.fail_with = ("Out of memory: the container was killed (OOMKilled, exit code 137)", "[ftspace event]")
+        result = cli("train", "--config", str(write_config(tmp_path, tiny_model)), "--on", "hf-jobs", "--flavor",
+                     "t4-small", "--quiet", env=hub_env(fake, runs_dir))
+        assert result.returncode == 1
+        st = the_run(runs_dir).read_status()
+        assert st["status"] == "failed" and st["error"].startswith("out of memory on t4-small (Out of memory: the "
+                                                                   "container was killed"), st
+        assert "pick a flavor with more memory" in st["error"] and "\n" not in st["error"]
+        assert f"failed: {st['error']}" in result.stderr
+
+
+def test_a_refused_token_is_one_line_and_no_job_starts(tmp_path, tiny_model, runs_dir):
+    with FakeHub(token=TOKEN, user="alice") as fake:
+        result = cli("train", "--config", str(write_config(tmp_path, tiny_model)), "--on", "hf-jobs", "--quiet",
+                     env=hub_env(fake, runs_dir, token="hf_not_a_valid_token"))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("error: The Hub refused the token while submitting the job "
+                                                                 "(401)"), result.stderr
+        assert "hf_not_a_valid_token" not in result.stderr and not fake.jobs.jobs
+        assert the_run(runs_dir).read_status()["status"] == "failed"

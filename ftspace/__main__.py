@@ -412,7 +412,13 @@ def cmd_estimate(args) -> int:
     quiet.preload()
     with contextlib.redirect_stdout(sys.stderr):
         out = plan(cfg.to_dict(), token=hub_token())
-    err(describe(out).replace("**", ""))
+    line = None
+    if cfg.train_on == "hf_jobs":  # its time and cost on the Jobs flavor
+        from ftspace import jobs
+
+        line = jobs.cost_line(out, cfg, hub_token())
+        out["hf_jobs"] = jobs.estimate(out, jobs.flavor(cfg.jobs_flavor, hub_token()), cfg.jobs_timeout_minutes)
+    err(describe(out, line).replace("**", ""))
     print(json.dumps(out, indent=1))
     return 0
 

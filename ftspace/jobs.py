@@ -106,11 +106,33 @@ def estimate(plan: dict, flavor: dict, timeout_minutes: int) -> dict:
             "usd_per_hour": flavor["usd_per_hour"], "capped_by_timeout": capped}
 
 
-def cost_text(est: dict, flavor: dict) -> str:
+def flavor_names() -> list[str]:
+    """The flavor names huggingface_hub knows (no Hub call: for a menu; `flavors` asks the Hub for prices)."""
+    from huggingface_hub import JobHardware
+
+    return [h.value for h in JobHardware]
+
+
+def flavor(name: str, token: str | None) -> dict:
+    """One flavor of the Hub's list (ConfigError naming the ones offered)."""
+    offered = flavors(token)
+    found = next((f for f in offered if f["name"] == name), None)
+    if found is None:
+        raise ConfigError(f"jobs_flavor {name!r} is not offered by Hugging Face Jobs: choose one of "
+                          f"{', '.join(f['name'] for f in offered)}.")
+    return found
+
+
+def cost_line(plan: dict, cfg: RunConfig, token: str | None) -> str:
+    """Time, cost and who pays for a run on its Jobs flavor, for people (the Train tab's estimate)."""
+    flavor_ = flavor(cfg.jobs_flavor, token)
+    est = estimate(plan, flavor_, cfg.jobs_timeout_minutes)
     minutes = max(1, round(est["seconds"] / 60))
-    cap = " (the time limit: the run would need longer; raise jobs_timeout_minutes)" if est["capped_by_timeout"] else ""
-    return (f"on {flavor['label']} (${flavor['usd_per_hour']:.2f}/hour): about {minutes} min{cap}, about "
-            f"${est['usd']:.2f}, billed per minute to **your** Hugging Face account (the job runs under your token)")
+    cap = (f" (stopped there by the time limit of {cfg.jobs_timeout_minutes} min: raise jobs_timeout_minutes, or "
+           "Resume it on a new job)") if est["capped_by_timeout"] else ""
+    return (f"on Hugging Face Jobs, {flavor_['label']} at ${flavor_['usd_per_hour']:.2f}/hour: about **{minutes} min** "
+            f"with the job's start{cap}, about **${est['usd']:.2f}**, billed per minute to **your own** Hugging Face "
+            "account (the job runs under your token; rough: from the model's size and a catalogued GPU speed)")
 
 
 # --- submitting

@@ -112,9 +112,12 @@ def _windows(text_chars: list[int], sample: str, cfg, token: str | None) -> int:
     return sum(max(1, math.ceil(max(0, n / chars_per_token + 1 - cfg.text_stride) / step)) for n in text_chars)
 
 
-def describe(est: dict) -> str:
-    """One paragraph (Markdown) for people: the Train tab shows it, the CLI prints it above the JSON."""
-    if "seconds" not in est:
+def describe(est: dict, time_line: str | None = None) -> str:
+    """One paragraph (Markdown) for people: the Train tab shows it, the CLI prints it above the JSON. `time_line`
+    replaces the time on this machine (a run on Hugging Face Jobs: its time and cost there)."""
+    if time_line:
+        pass
+    elif "seconds" not in est:
         time_line = "time: shown once a step of this model has been measured"
     elif est.get("time_source") == "catalogued":
         time_line = (f"about **{est['seconds'] / 60:.1f} min** on this hardware (a rough figure from the model's size "

@@ -32,7 +32,14 @@ class Scheduler:
 
     # --- queue
     def submit(self, cfg: RunConfig, owner: str = "", token: str | None = None) -> runs.Run:
-        """Queue a run. `token` is the caller's own (ftspace.access.hub_token), used only here and now."""
+        """Queue a run. `token` is the caller's own (ftspace.access.hub_token), used only here and now (and, for
+        a run on Hugging Face Jobs, which is not queued here, as the job's own credentials and to follow it)."""
+        if cfg.train_on == "hf_jobs":
+            from ftspace import jobs
+
+            run = jobs.start(cfg, token, owner=owner)
+            jobs.attach(run, token)
+            return run
         runs.preflight(cfg)
         access.check_sources(cfg, token)
         run = runs.create(cfg, owner=owner)
@@ -49,14 +56,32 @@ class Scheduler:
         self.kick()
         return run
 
-    def resubmit(self, run: runs.Run) -> runs.Run:
-        """Queue an interrupted or stopped run to continue from its last checkpoint."""
+    def resubmit(self, run: runs.Run, token: str | None = None) -> runs.Run:
+        """Queue an interrupted or stopped run to continue from its last checkpoint (a run on Hugging Face Jobs:
+        on a new job, with the caller's `token`)."""
+        if run.read_status().get("job"):
+            from ftspace import jobs
+
+            jobs.resume(run, token)
+            jobs.attach(run, token)
+            return run
         runs.prepare_resume(run)
         run.set_status(status="queued", waiting=True, resume=True, error=None, queued_at=time.time())
         if zerogpu.on_zerogpu():
             self.hold_place(run)
         self.kick()
         return run
+
+    def stop(self, run: runs.Run, token: str | None = None):
+        """Stop a run: after its current step, or, on Hugging Face Jobs, by cancelling its job (with the caller's
+        `token`; without one, a follower of the job in this process cancels it)."""
+        if run.read_status().get("job") and token:
+            from ftspace import jobs
+
+            jobs.stop(run, token)
+            jobs.attach(run, token)
+        else:
+            run.request_stop()
 
     def waiting(self) -> list[runs.Run]:
         """Waiting runs, oldest first. On ZeroGPU a run waits only while its owner's page does (see

@@ -31,7 +31,7 @@ def test_building_the_ui_imports_nothing_heavy():
 def test_readme_has_space_front_matter():
     front = yaml.safe_load((ROOT / "README.md").read_text().split("---")[1])
     assert front["sdk"] == "gradio" and front["app_file"] == "app.py" and front["hf_oauth"] is True
-    assert {"write-repos", "manage-repos", "inference-api"} <= set(front["hf_oauth_scopes"])  # the 'hf' teacher
+    assert {"write-repos", "manage-repos", "inference-api", "jobs"} <= set(front["hf_oauth_scopes"])  # the 'hf' teacher
     import gradio
 
     assert front["sdk_version"] == gradio.__version__ and front["short_description"]

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from fakehub import FakeHub
@@ -155,3 +154,45 @@ def test_a_refused_token_is_one_line_and_no_job_starts(tmp_path, tiny_model, run
                                                                  "(401)"), result.stderr
         assert "hf_not_a_valid_token" not in result.stderr and not fake.jobs.jobs
         assert the_run(runs_dir).read_status()["status"] == "failed"
+
+
+def test_a_space_visitor_trains_on_jobs_with_their_own_token(tmp_path, tiny_model):
+    """On a Space: the signed-in visitor's run goes to Jobs under their OAuth token (never the server's HF_TOKEN),
+    the Train tab shows the cost and who pays, follows the job to completed, and chat answers with the adapter."""
+    from apptools import App, progress
+    from test_app import run_values, value_of
+    from test_oauth import SPACE_ENV, client_for, sign_in
+
+    server_token = "hf_server_secret_token_999"
+    with FakeHub(token=server_token, user="spaceowner") as fake, \
+            App(tmp_path, HF_ENDPOINT=fake.url, OPENID_PROVIDER_URL=fake.url, HF_TOKEN=server_token,
+                **{**SPACE_ENV, "OAUTH_SCOPES": "openid profile write-repos manage-repos jobs"}) as app:
+        bob = client_for(app, sign_in(app.url, fake, "bob"))
+        browser = "bobs-browser"
+        values = run_values(model_name=str(tiny_model), dataset="example:facts", max_steps=4, save_steps=2,
+                            max_seq_length=64, backend="hf", train_on="hf_jobs", jobs_flavor="a10g-large",
+                            jobs_timeout_minutes=30)
+        estimate = bob.predict(browser, *values, api_name="/estimate")
+        assert "on Hugging Face Jobs, Nvidia A10G - large at $1.50/hour" in estimate, estimate
+        assert "billed per minute to **your own** Hugging Face account" in estimate
+        run_id = value_of(bob.predict(browser, *values, api_name="/start")[0])
+        deadline, status = time.time() + 300, ""
+        while time.time() < deadline and "**completed**" not in status and "**failed**" not in status:
+            status = progress(bob, run_id, browser)
+            time.sleep(0.5)
+        assert "**completed**" in status and "step 4/4" in status, status + app.log.read_text()[-3000:]
+        assert "on Hugging Face Jobs (a10g-large, billed to bob)" in status
+        [job] = fake.jobs.jobs.values()
+        bob_token = fake.oauth_tokens[-1]
+        assert fake.tokens[bob_token] == "bob" and job["spec"]["secrets"] == {"HF_TOKEN": bob_token}
+        assert job["spec"]["spaceId"] == "tester/ftspace" and job["spec"]["command"][:3] == ["python", "-m",
+                                                                                              "ftspace.engine.job"]
+        assert job["owner"]["name"] == "bob" and "bob/ftspace-" + run_id in fake.repos
+        # every Hub call the job and the app made for bob carried bob's token; the server's was never sent
+        sent = [{k.lower(): v for k, v in h.items()}.get("authorization") for _, _, h in fake.requests]
+        assert f"Bearer {server_token}" not in sent and f"Bearer {bob_token}" in sent
+        tuned, _, _ = bob.predict(browser, "a run of mine", run_id, "default", "", "", 4, 0.0, 0.95, False, "hi", [],
+                                  [], api_name="/chat")
+        assert tuned[-1]["role"] == "assistant"
+        leaks = [str(p) for p in tmp_path.rglob("*") if p.is_file() and bob_token.encode() in p.read_bytes()]
+        assert leaks == []

@@ -115,24 +115,29 @@ MODEL_CHOICES = [(f"{e.model_id}  ({e.params_b:g}B, ~{e.memory_gb(True):g} GB 4-
                   f"(~{e.memory_gb(False):g} GB)", e.model_id) for e in CATALOGUE]
 
 
-def control_for(f, schema=RunConfig) -> gr.components.Component:
-    """One Gradio control for one field of RunConfig (or `schema`): its type, default, help text and choices."""
+def control_for(f, schema=RunConfig, **extra) -> gr.components.Component:
+    """One Gradio control for one field of RunConfig (or `schema`): its type, default, help text and choices
+    (`extra`: more arguments for the component, e.g. visible)."""
     meta = f.metadata
     default = default_of(f)
     kind = field_type(f, schema)
     label, info = field_label(f), meta["help"]
     if f.name == "model_name":
-        return gr.Dropdown(MODEL_CHOICES, value=default, label=label, info=info, allow_custom_value=True)
+        return gr.Dropdown(MODEL_CHOICES, value=default, label=label, info=info, allow_custom_value=True, **extra)
+    if f.name == "jobs_flavor":  # the Hub's flavors; one it adds later can be typed
+        from ftspace.jobs import flavor_names
+
+        return gr.Dropdown(flavor_names(), value=default, label=label, info=info, allow_custom_value=True, **extra)
     if kind is bool:
-        return gr.Checkbox(value=default, label=label, info=info)
+        return gr.Checkbox(value=default, label=label, info=info, **extra)
     if meta.get("choices"):
-        return gr.Dropdown(meta["choices"], value=default, label=label, info=info)
+        return gr.Dropdown(meta["choices"], value=default, label=label, info=info, **extra)
     if kind in (int, float):
         # Bounds are checked by RunConfig, whose message names the field and the allowed range.
-        return gr.Number(value=default, label=label, info=info, precision=0 if kind is int else None)
+        return gr.Number(value=default, label=label, info=info, precision=0 if kind is int else None, **extra)
     if kind is list:
-        return gr.Textbox(value=",".join(default), label=label, info=info)
-    return gr.Textbox(value=default, label=label, info=info)
+        return gr.Textbox(value=",".join(default), label=label, info=info, **extra)
+    return gr.Textbox(value=default, label=label, info=info, **extra)
 
 
 def field_label(f) -> str:

@@ -89,7 +89,7 @@ def _train_on_zerogpu(scheduler, run: runs.Run, token: str | None):
     """On ZeroGPU the GPU calls are billed to whoever makes them: the agent's own call waits for the run's turn,
     then drives it to its end (the Train tab's train_on_gpu does the same, showing progress). Elsewhere the
     scheduler's worker trains it and this returns at once."""
-    if not zerogpu.on_zerogpu():
+    if not zerogpu.on_zerogpu() or run.read_status().get("job"):  # (a run on Hugging Face Jobs trains there)
         return
     while scheduler.claim(run) > 0:
         scheduler.hold_place(run, seconds=30)
@@ -220,9 +220,9 @@ def register(scheduler) -> list[str]:
         Returns:
             JSON: id and status (a running run shows "stopping" until the step ends).
         """
-        owner, _ = _caller(request)
+        owner, token = _caller(request)
         run = _run(run_id, owner)
-        run.request_stop()
+        scheduler.stop(run, token)
         return _json({"id": run.id, "status": run.status()["status"]})
 
     @user_errors
@@ -237,7 +237,7 @@ def register(scheduler) -> list[str]:
         """
         owner, token = _caller(request)
         run = _run(run_id, owner)
-        scheduler.resubmit(run)
+        scheduler.resubmit(run, token)
         _train_on_zerogpu(scheduler, run, token)
         return _json({"id": run.id, "status": run.status()["status"]})
 

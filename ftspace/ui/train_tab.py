@@ -7,7 +7,7 @@ import time
 
 import gradio as gr
 
-from ftspace import models, offload, runs, zerogpu
+from ftspace import jobs, models, offload, runs, zerogpu
 from ftspace.access import UPLOADED, own_sources, scrub_paths
 from ftspace.config import PRESETS
 from ftspace.errors import FtspaceError
@@ -36,6 +36,9 @@ def hardware_text() -> str:
             + storage)
 
 
+JOBS_FIELDS = ("jobs_flavor", "jobs_timeout_minutes")  # shown when the run trains on Hugging Face Jobs
+
+
 def build(ui: dict):
     ui["hardware"] = gr.Markdown(hardware_text())
     with gr.Row():
@@ -47,7 +50,7 @@ def build(ui: dict):
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             for f in basic:
-                ui[f.name] = control_for(f)
+                ui[f.name] = control_for(f, **({"visible": False} if f.name in JOBS_FIELDS else {}))
             with gr.Accordion("Advanced", open=False):
                 for f in advanced:
                     ui[f.name] = control_for(f)
@@ -82,6 +85,9 @@ def wire(ui: dict, scheduler):
     progress_out = [ui["run_status"], ui["loss_plot"], ui["log_tail"], ui["timer"]]
 
     ui["preset"].change(apply_preset, [ui["preset"]], controls, api_visibility="private")
+    ui["train_on"].change(lambda where: [gr.update(visible=where == "hf_jobs")] * len(JOBS_FIELDS), [ui["train_on"]],
+                          [ui[name] for name in JOBS_FIELDS], queue=False, show_progress="hidden",
+                          api_visibility="private")
     gr.on([c.change for c in controls], show_cli, controls, [ui["cli_command"], ui["cli_yaml"], ui["yaml_download"]],
           show_progress="hidden", queue=False, api_visibility="private")
     ui["estimate_btn"].click(estimate, who + controls, [ui["estimate"]], concurrency_id="estimate",
@@ -100,7 +106,7 @@ def wire(ui: dict, scheduler):
         sees their token and bills their quota), showing progress between calls."""
         owner = owner_of(request, browser_id)
         run = _selected(run_id, owner)
-        if run.read_status().get("status") != "queued":
+        if run.read_status().get("status") != "queued" or run.read_status().get("job"):  # (Jobs: trains there)
             return
         while scheduler.claim(run) > 0:  # its place in the queue; 0 once it holds the slot
             scheduler.hold_place(run, seconds=30)  # this page still waits: keep the place
@@ -114,15 +120,18 @@ def wire(ui: dict, scheduler):
             raise FtspaceError(st["error"])
 
     @user_errors
-    def stop(browser_id, run_id, request: gr.Request):
+    def stop(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
         run = _selected(run_id, owner_of(request, browser_id))
-        run.request_stop()
-        gr.Info(f"Stopping {run.id} after the current step; the adapter will be saved.")
+        scheduler.stop(run, visitor_token(oauth_token))
+        if run.read_status().get("job"):
+            gr.Info(f"Cancelling the job of {run.id}; Resume continues from the last checkpoint it pushed.")
+        else:
+            gr.Info(f"Stopping {run.id} after the current step; the adapter will be saved.")
 
     @user_errors
-    def resume(browser_id, run_id, request: gr.Request):
+    def resume(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
         run = _selected(run_id, owner_of(request, browser_id))
-        scheduler.resubmit(run)
+        scheduler.resubmit(run, visitor_token(oauth_token))
         return gr.Timer(active=True)
 
     def poll(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
@@ -203,7 +212,9 @@ def estimate(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id,
     from ftspace.planning import describe
 
     _, cfg = visitor_config(request, browser_id, values)  # the dataset checked to be this visitor's
-    return describe(offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=visitor_token(oauth_token)))
+    token = visitor_token(oauth_token)
+    plan = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token)
+    return describe(plan, jobs.cost_line(plan, cfg, token) if cfg.train_on == "hf_jobs" else None)
 
 
 def progress(scheduler, run_id, owner, token: str | None = None):
@@ -219,6 +230,8 @@ def progress(scheduler, run_id, owner, token: str | None = None):
         run = own_run(run_id, owner)
     except FtspaceError as e:
         return str(e), None, "", gr.Timer(active=False)
+    if token and run.read_status().get("job"):
+        jobs.attach(run, token)  # trains on Hugging Face Jobs: follow it (again, after a restart of the app)
     st = run.status()
     events = run.all_events()
     points = [{"step": e["step"], "loss": e["loss"], "series": "train"} for e in events if "loss" in e]
@@ -239,6 +252,9 @@ def progress(scheduler, run_id, owner, token: str | None = None):
         sized = ", ".join(filter(None, [f"{st['call_s']} s" if st.get("call_s") else "",
                                         f"{st['tier']} tier" if st.get("tier") else ""]))
         parts.append(f"GPU call {st['slice']}" + (f" ({sized})" if sized else ""))
+    if st.get("job"):
+        parts.append(f"on Hugging Face Jobs ({st['job']['flavor']}, billed to {st['job']['namespace']}): "
+                     f"[job {st['job']['id']}]({st['job']['url']})")
     if st.get("phase") == "preparing" and st["status"] == "running":
         parts.append("preparing on CPU: downloading and tokenizing")
     if st.get("eta_s") is not None and st["status"] == "running":

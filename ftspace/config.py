@@ -76,6 +76,12 @@ class RunConfig:
         "so Resume continues on a new job).", group="hardware", label="Jobs time limit (minutes)", low=5,
         high=7 * 24 * 60)
 
+    num_processes: int = option(
+        0, "Data-parallel training processes (torchrun): 0 for one per GPU (one on a CPU). The batch size is per "
+        "process, so each optimizer step sees batch size x accumulation x processes examples, and max_steps counts "
+        "those steps. On a CPU, 2 or more runs gloo processes (for testing this path).", group="hardware",
+        label="Training processes", low=0, high=64, advanced=True)
+
     # --- data
     dataset: str = option(
         "example:facts", "Data: a local file (.jsonl .json .csv .tsv .parquet .txt), a Hub dataset id, "

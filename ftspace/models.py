@@ -365,7 +365,7 @@ def hardware() -> dict:
             out = ""
         if out:
             name, _, memory = out.splitlines()[0].partition(",")
-            return {"kind": "cuda", "name": name.strip(), "memory": memory.strip()}
+            return {"kind": "cuda", "name": name.strip(), "memory": memory.strip(), "gpus": len(out.splitlines())}
     return {"kind": "cpu", "name": "CPU", "cores": os.cpu_count()}
 
 

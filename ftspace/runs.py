@@ -25,7 +25,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -343,7 +342,10 @@ def launch(run: Run, resume: bool = False) -> subprocess.Popen:
     env = worker_env(dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false"))
     project_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
-    args = [sys.executable, "-m", "ftspace.engine.worker", str(run.path)] + (["--resume"] if resume else [])
+    from ftspace.engine import distributed
+
+    count = distributed.processes(run.config().num_processes)
+    args = distributed.command(str(run.path), resume, count)  # several processes: torchrun (data-parallel)
     run.set_status(status="queued", error=None, waiting=False)
     (run.path / "worker.json").unlink(missing_ok=True)
     with open(run.log_path, "ab") as log:

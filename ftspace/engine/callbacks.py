@@ -13,6 +13,7 @@ import time
 
 from transformers import TrainerCallback
 
+from ftspace.engine import distributed
 from ftspace.engine.saving import SAVE_MARGIN_S
 
 
@@ -53,12 +54,12 @@ class ProgressCallback(TrainerCallback):
                             backend=self.backend)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.stop_file.exists() and not self.stopped:
+        if distributed.agree(self.stop_file.exists()) and not self.stopped:  # every process stops at this step
             self.stopped = True
             control.should_training_stop = True
             control.should_save = True  # a checkpoint, so a stopped run can be resumed
             self.run.set_status(status="stopping", step=state.global_step)
-            print(f"[ftspace] stop requested: stopping after step {state.global_step}", flush=True)
+            self._say(f"stop requested: stopping after step {state.global_step}")
         elif self.deadline is not None and not self.out_of_time and self._no_time_for_another_step():
             self.out_of_time = True  # end this time slice with a checkpoint; the next slice resumes from it
             control.should_training_stop = True
@@ -104,7 +105,7 @@ class ProgressCallback(TrainerCallback):
         self.run.set_status(**status)
         if "loss" in event:
             eta = f", ETA {event['eta_s']:.0f}s" if "eta_s" in event else ""
-            print(f"[ftspace] step {state.global_step}/{state.max_steps} loss {event['loss']:.4f}{eta}", flush=True)
+            self._say(f"step {state.global_step}/{state.max_steps} loss {event['loss']:.4f}{eta}")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         loss = (metrics or {}).get("eval_loss")
@@ -117,8 +118,7 @@ class ProgressCallback(TrainerCallback):
             if self.bad_evals >= self.cfg.early_stopping_patience:
                 self.early_stopped = True
                 control.should_training_stop = True
-                print(f"[ftspace] early stopping: eval loss has not improved for {self.bad_evals} evaluations",
-                      flush=True)
+                self._say(f"early stopping: eval loss has not improved for {self.bad_evals} evaluations")
 
     def record_eval(self, metrics: dict):
         if "eval_loss" in metrics:
@@ -133,7 +133,13 @@ class ProgressCallback(TrainerCallback):
         self._append({"slice": True, "step": self.run.read_status().get("step", 0), "time": round(time.time(), 3),
                       "load_s": round(load_s, 2), "train_s": round(train_s, 2)})
 
+    def _say(self, message: str):
+        if distributed.is_main():
+            print(f"[ftspace] {message}", flush=True)
+
     def _append(self, event: dict):
+        if not distributed.is_main():  # with several processes, process 0 records
+            return
         with open(self.run.events_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(event) + "\n")
         sys.stdout.flush()

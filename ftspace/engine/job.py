@@ -60,16 +60,14 @@ def make_run(repo_id: str, work: Path, resume: bool):
     return run
 
 
-def worker_command(run_dir: Path, resume: bool) -> list[str]:
-    """The ordinary worker; with several GPUs, one process per GPU through torchrun (data-parallel)."""
-    import torch
+def worker_command(run) -> list[str]:
+    """The ordinary worker; with several GPUs (a multi-GPU flavor), one process per GPU through torchrun."""
+    from ftspace.engine import distributed
 
-    args = ["-m", "ftspace.engine.worker", str(run_dir)] + (["--resume"] if resume else [])
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpus > 1:
-        say(f"{gpus} GPUs: training data-parallel, one process per GPU (torchrun)")
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}", *args]
-    return [sys.executable, *args]
+    count = distributed.processes(run.config().num_processes)
+    if count > 1:
+        say(f"training data-parallel in {count} processes (torchrun)")
+    return distributed.command(str(run.path), run.read_status().get("resume", False), count)
 
 
 class Reporter:
@@ -128,7 +126,8 @@ def main(argv=None) -> int:
     reporter = Reporter(run, api, args.repo_id)
     code_root = str(Path(ftspace.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen(worker_command(run.path, args.resume), env=env, stdin=subprocess.DEVNULL)
+    run.set_status(resume=args.resume)
+    proc = subprocess.Popen(worker_command(run), env=env, stdin=subprocess.DEVNULL)
     stop = threading.Event()
 
     def report():

@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ftspace.engine import distributed
+
 STAGING = ".incoming"
 # Seconds kept free at the end of a ZeroGPU call for the checkpoint save (a LoRA checkpoint: adapter and
 # optimizer state, a few seconds even for an 8B model's adapter).
@@ -55,19 +57,28 @@ def atomic_checkpoints(trainer, checkpoints_dir: Path):
     checkpoints_dir = Path(checkpoints_dir)
     save_checkpoint, staging = trainer._save_checkpoint, checkpoints_dir / STAGING
 
+    main = trainer.args.process_index == 0  # with several processes each writes its part (its RNG state)
+
     def _save_checkpoint(model, trial):
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        distributed.barrier()
         trainer._get_output_dir = lambda trial=None: str(staging)
         try:
             save_checkpoint(model, trial)
-            name = f"checkpoint-{trainer.state.global_step}"
-            _move_into_place(staging / name, checkpoints_dir / name)
+            distributed.barrier()  # every process's part is written
+            if main:
+                name = f"checkpoint-{trainer.state.global_step}"
+                _move_into_place(staging / name, checkpoints_dir / name)
         finally:
             del trainer._get_output_dir  # back to the class's method
-            shutil.rmtree(staging, ignore_errors=True)
-        rotate_checkpoints(str(checkpoints_dir), trainer.args.save_total_limit,
-                           trainer.state.best_model_checkpoint, use_mtime=False)
+            if main:
+                shutil.rmtree(staging, ignore_errors=True)
+        distributed.barrier()
+        if main:
+            rotate_checkpoints(str(checkpoints_dir), trainer.args.save_total_limit,
+                               trainer.state.best_model_checkpoint, use_mtime=False)
 
     trainer._save_checkpoint = _save_checkpoint
 

@@ -14,13 +14,15 @@ import time
 import traceback
 from pathlib import Path
 
+from ftspace.engine import distributed
 from ftspace.engine.saving import is_disk_full
 from ftspace.errors import FtspaceError
 from ftspace.runs import Run
 
 
 def log(message: str):
-    print(f"[ftspace {time.strftime('%H:%M:%S')}] {message}", flush=True)
+    if distributed.is_main():  # (with several processes, one says it)
+        print(f"[ftspace {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def build_trainer(run: Run, deadline: float | None = None):
@@ -48,7 +50,11 @@ def build_trainer(run: Run, deadline: float | None = None):
 
     # --- model and data on local disk, the data tokenized (a shared app's request did this already,
     # with the visitor's token; this process then has no credentials and no Hub access)
+    if not distributed.is_main():
+        distributed.barrier()  # process 0 downloads and tokenizes; the others then read what it wrote
     prepared = prepare(run, hub_token(), log)
+    if distributed.is_main():
+        distributed.barrier()
     model_path = prepared["model_path"]
     log(f"loading {cfg.model_name} ({model_path}) with the {backend} backend")
     model, tokenizer, backend = backends.load(cfg, model_path, backend, log)
@@ -113,6 +119,13 @@ def build_trainer(run: Run, deadline: float | None = None):
         dataloader_num_workers=0,
         use_cpu=not on_gpu,
     )
+    rank, processes = distributed.world()
+    if processes > 1:  # data-parallel: each process takes its share of every batch
+        common.update(ddp_backend="nccl" if on_gpu else "gloo", ddp_find_unused_parameters=False)
+        log(f"data-parallel over {processes} processes ({common['ddp_backend']}, {backend} backend): each optimizer "
+            f"step sees {cfg.per_device_train_batch_size} x {cfg.gradient_accumulation_steps} x {processes} = "
+            f"{cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * processes} examples")
+    run.set_status(processes=processes)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.path / "tensorboard")  # read by the Trainer's callback
     progress = ProgressCallback(run, cfg, backend, deadline=deadline)
     trainer_class, args = trainer_for(cfg, common, backend)
@@ -121,6 +134,8 @@ def build_trainer(run: Run, deadline: float | None = None):
     run.set_status(trainer_class=backends.trainer_class_name(trainer))
     trainer.remove_callback(PrinterCallback)  # ours prints one readable line per step instead
     atomic_checkpoints(trainer, run.checkpoints_dir)
+    if processes > 1 and not on_gpu:
+        distributed.load_cpu_checkpoints_on_cpu(trainer)
     return trainer, model, tokenizer, progress
 
 
@@ -175,7 +190,8 @@ def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
     from ftspace.engine.callbacks import peak_memory_mb
     from ftspace.engine.saving import save_adapter
 
-    save_adapter(model, tokenizer, run.adapter_dir)
+    if distributed.is_main():
+        save_adapter(model, tokenizer, run.adapter_dir)
     stopped = progress.stopped or progress.early_stopped
     run.set_status(status="completed", step=trainer.state.global_step, total_steps=trainer.state.max_steps,
                    train_loss=progress.last_loss, train_loss_mean=result.training_loss,
@@ -216,7 +232,8 @@ def main(argv=None):
     parser.add_argument("run_dir")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
-    run = Run(Path(args.run_dir).resolve())
+    distributed.setup()  # several processes (torchrun): join their group
+    run = distributed.run_for_this_process(Path(args.run_dir).resolve())
     return 0 if execute(run, resume=args.resume) == "completed" else 1
 
 

@@ -430,9 +430,13 @@ def _refresh(run: runs.Run, token: str) -> dict:
 
 
 def _cancel(run: runs.Run, api):
-    job = run.read_status()["job"]
-    api.cancel_job(job_id=job["id"], namespace=job["namespace"])
-    run.set_status(status="stopping", cancel_requested=True)
+    """Cancel the job (`stopping` first: the follower's `stopped` may come as soon as the Hub has answered)."""
+    job = run.set_status(status="stopping", cancel_requested=True, only_if_active=True)["job"]
+    try:
+        api.cancel_job(job_id=job["id"], namespace=job["namespace"])
+    except Exception:
+        run.set_status(status="running", cancel_requested=False, only_if_active=True)
+        raise
     _log(run, f"cancelling job {job['id']}")
 
 

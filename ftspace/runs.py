@@ -34,7 +34,7 @@ from ftspace.config import RunConfig
 from ftspace.errors import RunError
 
 ACTIVE = ("queued", "running", "stopping")
-FINISHED = ("completed", "failed")  # only Resume (status queued) moves a run out of these
+FINISHED = ("completed", "failed", "stopped")  # only Resume (status queued) moves a run out of these
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 

@@ -183,7 +183,7 @@ def run_sweep(sweep: Sweep, scheduler, token: str | None = None, on_update=None,
             on_update(data, open_trial)
         run = runs.get(open_trial["run"])
         st = run.status()
-        if st["status"] == "interrupted" or (st["status"] == "queued" and not st.get("waiting")
+        if st["status"] == "interrupted" or (st["status"] == "queued" and not st.get("waiting") and not st.get("job")
                                                             and not run.worker_alive()):
             scheduler.resubmit(run)  # after a restart: the trial's run continues from its checkpoint
         while not stop.is_set():

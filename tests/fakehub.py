@@ -347,10 +347,13 @@ class FakeJobs:
                 if not lines and running:
                     self.lock.wait(timeout=1.0)
                     continue
-            for line in lines:
-                handler.wfile.write(b"data: " + json.dumps({"data": line, "timestamp": "2026-12-02T00:00:00Z"}).encode()
-                                    + b"\n\n")
-            handler.wfile.flush()
+            try:
+                for line in lines:
+                    handler.wfile.write(b"data: " + json.dumps({"data": line, "timestamp": "2026-12-02T00:00:00Z"})
+                                        .encode() + b"\n\n")
+                handler.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):  # the follower went away
+                return
             sent += len(lines)
             if not running and sent >= len(job["lines"]):
                 return
@@ -383,6 +386,14 @@ class FakeJobs:
                 "arguments": [], "environment": spec.get("environment", {}), "flavor": spec.get("flavor"),
                 "labels": spec.get("labels"), "dockerImage": spec.get("dockerImage"), "spaceId": spec.get("spaceId"),
                 "secrets": sorted(spec.get("secrets") or {}), "status": dict(job["status"]), "owner": job["owner"]}
+
+    def unpause(self, job):
+        """A paused job goes on."""
+        import os
+        import signal
+
+        job["paused"] = False
+        os.killpg(job["proc"].pid, signal.SIGCONT)
 
     # --- running a job
     def start(self, job):

@@ -96,14 +96,14 @@ def wait_for(predicate, timeout=300, what="it"):
 
 def test_stop_cancels_the_job_and_resume_continues_on_a_new_one(tmp_path, tiny_model, runs_dir):
     with FakeHub(token=TOKEN, user="alice") as fake:
-        fake.jobs.pause_at = "pushed checkpoint-2"  # the job holds still mid-run, its checkpoint on the Hub
-        config = write_config(tmp_path, tiny_model, max_steps=6)
+        fake.jobs.pause_at = "pushed checkpoint-"  # the job holds still mid-run, a checkpoint on the Hub
+        config = write_config(tmp_path, tiny_model, max_steps=30)
         env = hub_env(fake, runs_dir)
         train = subprocess.Popen([sys.executable, "-m", "ftspace", "train", "--config", str(config), "--on", "hf-jobs",
                                   "--flavor", "t4-small", "--quiet"], cwd=ROOT, env={**os.environ, **env},
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
         try:
-            wait_for(lambda: any(j.get("paused") for j in fake.jobs.jobs.values()), what="the job to reach checkpoint 2")
+            wait_for(lambda: any(j.get("paused") for j in fake.jobs.jobs.values()), what="the job to push a checkpoint")
             run = the_run(runs_dir)
             stop = cli("stop", run.id, env=env)
             assert stop.returncode == 0 and "cancelled the job" in stop.stderr, stop.stderr
@@ -114,7 +114,9 @@ def test_stop_cancels_the_job_and_resume_continues_on_a_new_one(tmp_path, tiny_m
         st = run.read_status()
         first = st["job"]["id"]
         assert fake.jobs.jobs[first]["status"]["stage"] == "CANCELED"
-        assert st["status"] == "stopped" and "cancelled at step" in st["error"] and st["step"] >= 2, st
+        assert st["status"] == "stopped" and "cancelled at step" in st["error"] and 2 <= st["step"] < 30, st
+        pushed = [line for line in fake.jobs.jobs[first]["lines"] if "pushed checkpoint-" in line][-1]
+        kept = pushed.split("pushed ")[1].split(" ")[0]
         assert f"run {run.id} stopped: stopped: the job was cancelled" in errs
         assert not (run.adapter_dir / "adapter_config.json").exists()
         listing = json.loads(cli("runs", "--json", env=env).stdout)
@@ -123,12 +125,16 @@ def test_stop_cancels_the_job_and_resume_continues_on_a_new_one(tmp_path, tiny_m
         resumed = cli("resume", run.id, "--quiet", env=env)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         st = run.read_status()
-        assert st["status"] == "completed" and st["step"] == 6 and st["jobs_history"][0] == first, st
+        assert st["status"] == "completed" and st["step"] == 30 and st["jobs_history"][0] == first, st
         second = fake.jobs.jobs[st["job"]["id"]]
         assert "--resume" in second["spec"]["command"] and st["job"]["id"] != first
-        assert any("resuming from checkpoint-2" in line for line in second["lines"]), second["lines"][-20:]
-        steps = [json.loads(line)["step"] for line in run.events_path.read_text().splitlines()]
-        assert steps[-1] == 6 and 3 in steps  # the second job's events follow the first one's
+        assert any(f"resuming from {kept}" in line for line in second["lines"]), second["lines"][-20:]
+        assert not any(f"pushed {kept} " in line for line in second["lines"])  # it was on the Hub already
+        steps = [e["step"] for e in map(json.loads, run.events_path.read_text().splitlines()) if "loss" in e]
+        resumed_at = int(kept.split("-")[1])
+        # the first job's events, then the second one's from its checkpoint on
+        assert steps[:resumed_at] == list(range(1, resumed_at + 1))
+        assert steps[-(30 - resumed_at):] == list(range(resumed_at + 1, 31))
         assert (run.adapter_dir / "adapter_config.json").exists()
 
 
@@ -196,3 +202,60 @@ def test_a_space_visitor_trains_on_jobs_with_their_own_token(tmp_path, tiny_mode
         assert tuned[-1]["role"] == "assistant"
         leaks = [str(p) for p in tmp_path.rglob("*") if p.is_file() and bob_token.encode() in p.read_bytes()]
         assert leaks == []
+
+
+def test_a_restarted_app_follows_the_job_again(tmp_path, tiny_model, runs_dir):
+    """The CLI that submitted the job dies mid-run; the job goes on; the app, started afterwards, finds the run's
+    job in its status, follows it to completed (the log read on from where the CLI stopped) and pulls the adapter."""
+    from gradio_client import Client
+
+    from apptools import App, progress
+
+    with FakeHub(token=TOKEN, user="alice") as fake:
+        fake.jobs.pause_at = "pushed checkpoint-"
+        env = hub_env(fake, runs_dir)
+        train = subprocess.Popen([sys.executable, "-m", "ftspace", "train", "--config",
+                                  str(write_config(tmp_path, tiny_model, max_steps=30)), "--on", "hf-jobs", "--quiet"],
+                                 cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: any(j.get("paused") for j in fake.jobs.jobs.values()), what="the job to push a checkpoint")
+            run = the_run(runs_dir)
+            wait_for(lambda: run.read_status().get("status") == "running", what="the CLI to see the job run")
+        finally:
+            train.kill()
+            train.wait()
+        before = run.log_path.read_text()
+        [job] = fake.jobs.jobs.values()
+        fake.jobs.unpause(job)
+        wait_for(lambda: job["status"]["stage"] == "COMPLETED", what="the job to finish")
+        assert run.read_status()["status"] == "running"  # nobody followed it meanwhile
+        (tmp_path / "app").mkdir()
+        with App(tmp_path / "app", **{**env, "FTSPACE_RUNS": str(runs_dir)}) as app:
+            client = Client(app.url, verbose=False)
+            wait_for(lambda: "**completed**" in progress(client, run.id), timeout=120, what="the app to follow the job")
+            status = progress(client, run.id)
+        assert "step 30/30" in status and "on Hugging Face Jobs" in status, status
+        assert (run.adapter_dir / "adapter_config.json").exists()
+        log = run.log_path.read_text()
+        assert log.startswith(before) and "[ftspace] step 30/30" not in before
+        for step in range(1, 31):  # every line once: read on from where the CLI stopped, nothing taken twice
+            assert sum(f"[ftspace] step {step}/30 " in line for line in log.splitlines()) == 1, log[-3000:]
+        steps = [e["step"] for e in map(json.loads, run.events_path.read_text().splitlines()) if "loss" in e]
+        assert steps == list(range(1, 31))
+
+
+def test_estimate_on_jobs_says_time_cost_and_who_pays(tmp_path, tiny_model, runs_dir):
+    with FakeHub(token=TOKEN, user="alice") as fake:
+        result = cli("estimate", "--config", str(write_config(tmp_path, tiny_model)), "--on", "hf-jobs", "--flavor",
+                     "t4-small", env=hub_env(fake, runs_dir))
+        assert result.returncode == 0, result.stderr[-2000:]
+        out = json.loads(result.stdout)
+        assert out["hf_jobs"]["flavor"] == "t4-small" and out["hf_jobs"]["usd_per_hour"] == 0.4
+        assert out["hf_jobs"]["usd"] == round(out["hf_jobs"]["seconds"] / 3600 * 0.4, 2) > 0
+        assert "on Hugging Face Jobs, Nvidia T4 - small at $0.40/hour" in result.stderr
+        assert "billed per minute to your own Hugging Face account" in result.stderr
+        wrong = cli("estimate", "--config", str(write_config(tmp_path, tiny_model)), "--on", "hf-jobs", "--flavor",
+                    "z9-huge", env=hub_env(fake, runs_dir))
+        assert wrong.returncode == 2 and "jobs_flavor 'z9-huge' is not offered by Hugging Face Jobs: choose one of " \
+            "cpu-basic, t4-small" in wrong.stderr

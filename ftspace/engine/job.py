@@ -57,7 +57,7 @@ def make_run(repo_id: str, work: Path, resume: bool):
     elif resume:
         say("no checkpoint was pushed yet: starting from step 0")
     run.set_status(status="queued", created=time.time(), step=0)
-    return run
+    return run, (kept[-1] if resume and kept else None)
 
 
 def worker_command(run) -> list[str]:
@@ -121,9 +121,10 @@ def main(argv=None) -> int:
     say(f"ftspace code from {Path(ftspace.__file__).resolve().parent}; run repo {args.repo_id}")
     work = Path(os.environ.get("FTSPACE_JOB_DIR") or tempfile.mkdtemp(prefix="ftspace-job-"))
     os.environ["FTSPACE_RUNS"] = str(work / "runs")
-    run = make_run(args.repo_id, work, args.resume)
+    run, resumed_from = make_run(args.repo_id, work, args.resume)
     api = HfApi()
     reporter = Reporter(run, api, args.repo_id)
+    reporter.pushed.add(resumed_from)  # on the Hub already
     code_root = str(Path(ftspace.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")])))
     run.set_status(resume=args.resume)

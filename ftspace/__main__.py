@@ -191,7 +191,15 @@ def cmd_resume(args) -> int:
     from ftspace.scheduler import Scheduler
 
     run = runs.find(args.run)
-    if run.read_status().get("job"):
+    st = run.read_status()
+    if st.get("job") and st.get("status") in runs.ACTIVE:  # its job still runs: follow it again from here
+        from ftspace import jobs
+        from ftspace.access import hub_token
+
+        err(f"run {run.id} is still training on Hugging Face Jobs ({st['job']['url']}): following it")
+        jobs.attach(run, hub_token())
+        return finish(run, follow(run, quiet=args.quiet))
+    if st.get("job"):
         return train_on_jobs(run.config(), args.quiet, run=run)
     scheduler = Scheduler()
     scheduler.resubmit(run)
@@ -416,8 +424,8 @@ def cmd_estimate(args) -> int:
     if cfg.train_on == "hf_jobs":  # its time and cost on the Jobs flavor
         from ftspace import jobs
 
-        line = jobs.cost_line(out, cfg, hub_token())
-        out["hf_jobs"] = jobs.estimate(out, jobs.flavor(cfg.jobs_flavor, hub_token()), cfg.jobs_timeout_minutes)
+        out["hf_jobs"] = jobs.quote(out, cfg, hub_token())
+        line = out["hf_jobs"]["text"]
     err(describe(out, line).replace("**", ""))
     print(json.dumps(out, indent=1))
     return 0
@@ -646,7 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_schema_flags(t, RunConfig)
     t.set_defaults(func=cmd_train)
 
-    r = sub.add_parser("resume", help="continue an interrupted or stopped run from its last checkpoint",
+    r = sub.add_parser("resume", help="continue an interrupted or stopped run from its last checkpoint (a run on "
+                       "Hugging Face Jobs: on a new job; one whose job still runs: follow it again)",
                        **examples("ftspace resume RUN", "ftspace resume RUN --quiet"))
     r.add_argument("run", help="a run id (`ftspace runs` lists them)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

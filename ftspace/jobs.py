@@ -123,16 +123,18 @@ def flavor(name: str, token: str | None) -> dict:
     return found
 
 
-def cost_line(plan: dict, cfg: RunConfig, token: str | None) -> str:
-    """Time, cost and who pays for a run on its Jobs flavor, for people (the Train tab's estimate)."""
+def quote(plan: dict, cfg: RunConfig, token: str | None) -> dict:
+    """Time, cost and who pays for a run on its Jobs flavor (`estimate`'s figures, and "text" for people: the Train
+    tab's estimate, `ftspace estimate` and the MCP estimate_run)."""
     flavor_ = flavor(cfg.jobs_flavor, token)
     est = estimate(plan, flavor_, cfg.jobs_timeout_minutes)
     minutes = max(1, round(est["seconds"] / 60))
     cap = (f" (stopped there by the time limit of {cfg.jobs_timeout_minutes} min: raise jobs_timeout_minutes, or "
            "Resume it on a new job)") if est["capped_by_timeout"] else ""
-    return (f"on Hugging Face Jobs, {flavor_['label']} at ${flavor_['usd_per_hour']:.2f}/hour: about **{minutes} min** "
-            f"with the job's start{cap}, about **${est['usd']:.2f}**, billed per minute to **your own** Hugging Face "
-            "account (the job runs under your token; rough: from the model's size and a catalogued GPU speed)")
+    return {**est, "text": f"on Hugging Face Jobs, {flavor_['label']} at ${flavor_['usd_per_hour']:.2f}/hour: about "
+            f"**{minutes} min** with the job's start{cap}, about **${est['usd']:.2f}**, billed per minute to **your own** "
+            "Hugging Face account (the job runs under your token; rough: from the model's size and a catalogued GPU "
+            "speed)"}
 
 
 # --- submitting

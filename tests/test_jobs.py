@@ -259,3 +259,26 @@ def test_estimate_on_jobs_says_time_cost_and_who_pays(tmp_path, tiny_model, runs
                     "z9-huge", env=hub_env(fake, runs_dir))
         assert wrong.returncode == 2 and "jobs_flavor 'z9-huge' is not offered by Hugging Face Jobs: choose one of " \
             "cpu-basic, t4-small" in wrong.stderr
+
+
+def test_a_job_past_its_time_limit_fails_the_run_saying_so(tmp_path, tiny_model, runs_dir):
+    with FakeHub(token=TOKEN, user="alice") as fake:
+        fake.jobs.pause_at = "pushed checkpoint-"
+        train = subprocess.Popen([sys.executable, "-m", "ftspace", "train", "--config",
+                                  str(write_config(tmp_path, tiny_model, max_steps=30, jobs_timeout_minutes=5)), "--on",
+                                  "hf-jobs", "--quiet"], cwd=ROOT, env={**os.environ, **hub_env(fake, runs_dir)},
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: any(j.get("paused") for j in fake.jobs.jobs.values()), what="the job to push a checkpoint")
+            [job] = fake.jobs.jobs.values()
+            assert job["spec"]["timeoutSeconds"] == 300
+            fake.jobs.end(job, "ERROR", "Job timeout")  # as the Hub ends a job at its time limit
+            _, errs = train.communicate(timeout=120)
+        finally:
+            train.kill()
+        assert train.returncode == 1
+        st = the_run(runs_dir).read_status()
+        assert st["status"] == "failed" and st["error"] == (
+            f"the job reached its time limit (5 min) at step {st['step']}: Resume continues on a new job from the last "
+            "checkpoint it pushed, or raise jobs_timeout_minutes"), st
+        assert st["error"] in errs

@@ -150,19 +150,27 @@ def register(scheduler) -> list[str]:
             settings: RunConfig fields as an object, applied over config_yaml (e.g. {"dataset": "example:facts", "lora_r": 16}). Unknown or out-of-range fields are refused with the field named.
 
         Returns:
-            JSON: rows, train_rows, parameters, trainable_parameters, memory_gb, steps, seconds (when known), and "summary", one sentence for people.
+            JSON: rows, train_rows, parameters, trainable_parameters, memory_gb, steps, seconds (when known), "hf_jobs" (with train_on hf_jobs: flavor, seconds, usd, usd_per_hour), and "summary", one sentence for people.
         """
         from ftspace.planning import describe
 
         owner, token = _caller(request, need_owner=False)
         cfg = _config(owner, config_yaml, settings)
         out = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token)
-        return _json({**out, "summary": describe(out).replace("**", "")})
+        line = None
+        if cfg.train_on == "hf_jobs":  # time and cost on the Jobs flavor, billed to the caller's account
+            from ftspace import jobs
+
+            out["hf_jobs"] = jobs.quote(out, cfg, token)
+            line = out["hf_jobs"].pop("text")
+        return _json({**out, "summary": describe(out, line).replace("**", "")})
 
     @user_errors
     def start_run(config_yaml: str = "", settings: dict | None = None, request: gr.Request = None) -> str:
         """Start a LoRA fine-tuning run (Unsloth) and return at once with its id; follow it with run_progress.
-        One run trains at a time per machine: a later one waits in the queue (its status says so).
+        One run trains at a time per machine: a later one waits in the queue (its status says so). With
+        train_on "hf_jobs" it trains on Hugging Face Jobs instead (jobs_flavor, e.g. "a10g-large"; billed per minute
+        to the account of the token you send; estimate_run with the same fields gives the time and cost).
 
         Args:
             config_yaml: RunConfig fields as YAML text, e.g. "dataset: example:facts\\nmax_steps: 30". Fields: model_name, dataset, dataset_format, max_steps, num_train_epochs, learning_rate, lora_r, lora_alpha, max_seq_length, ... (estimate_run checks them without starting).

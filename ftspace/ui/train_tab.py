@@ -214,7 +214,7 @@ def estimate(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id,
     _, cfg = visitor_config(request, browser_id, values)  # the dataset checked to be this visitor's
     token = visitor_token(oauth_token)
     plan = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token)
-    return describe(plan, jobs.cost_line(plan, cfg, token) if cfg.train_on == "hf_jobs" else None)
+    return describe(plan, jobs.quote(plan, cfg, token)["text"] if cfg.train_on == "hf_jobs" else None)
 
 
 def progress(scheduler, run_id, owner, token: str | None = None):

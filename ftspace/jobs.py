@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ftspace import access, runs
 from ftspace.config import RunConfig
-from ftspace.errors import ConfigError, RunError
+from ftspace.errors import ConfigError, FtspaceError, RunError
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENT, STATUS = "[ftspace event] ", "[ftspace status] "  # lines of the job's log that carry data back
@@ -96,14 +96,14 @@ def estimate(plan: dict, flavor: dict, timeout_minutes: int) -> dict:
     the flavor's catalogued speed (GPUs add up, data-parallel), plus the job's start; capped by the time limit."""
     from ftspace.planning import catalogued_tokens_per_s
 
-    kind = "cuda" if flavor["gpus"] else "cpu"
-    cores = int(re.match(r"\d+", flavor.get("cpu") or "2").group()) if re.match(r"\d+", flavor.get("cpu") or "") else 2
-    per_s = catalogued_tokens_per_s(plan["parameters"], {"kind": kind, "cores": cores}) * max(1, flavor["gpus"])
+    vcpus = re.match(r"\d+", flavor.get("cpu") or "")  # "8 vCPU"
+    hw = {"kind": "cuda" if flavor["gpus"] else "cpu", "cores": int(vcpus.group()) if vcpus else 2}
+    per_s = catalogued_tokens_per_s(plan["parameters"], hw) * max(1, flavor["gpus"])
     seconds = plan["train_tokens"] / per_s + JOB_STARTUP_S
     capped = seconds > timeout_minutes * 60
     seconds = min(seconds, timeout_minutes * 60)
-    return {"flavor": flavor["name"], "seconds": round(seconds), "usd": round(seconds / 3600 * flavor["usd_per_hour"], 2),
-            "usd_per_hour": flavor["usd_per_hour"], "capped_by_timeout": capped}
+    return {"flavor": flavor["name"], "seconds": round(seconds), "usd_per_hour": flavor["usd_per_hour"],
+            "usd": round(seconds / 3600 * flavor["usd_per_hour"], 2), "capped_by_timeout": capped}
 
 
 def flavor_names() -> list[str]:
@@ -131,10 +131,10 @@ def quote(plan: dict, cfg: RunConfig, token: str | None) -> dict:
     minutes = max(1, round(est["seconds"] / 60))
     cap = (f" (stopped there by the time limit of {cfg.jobs_timeout_minutes} min: raise jobs_timeout_minutes, or "
            "Resume it on a new job)") if est["capped_by_timeout"] else ""
-    return {**est, "text": f"on Hugging Face Jobs, {flavor_['label']} at ${flavor_['usd_per_hour']:.2f}/hour: about "
-            f"**{minutes} min** with the job's start{cap}, about **${est['usd']:.2f}**, billed per minute to **your own** "
-            "Hugging Face account (the job runs under your token; rough: from the model's size and a catalogued GPU "
-            "speed)"}
+    text = (f"on Hugging Face Jobs, {flavor_['label']} at ${flavor_['usd_per_hour']:.2f}/hour: about **{minutes} min** "
+            f"with the job's start{cap}, about **${est['usd']:.2f}**, billed per minute to **your own** Hugging Face "
+            "account (the job runs under your token; rough: from the model's size and a catalogued GPU speed)")
+    return {**est, "text": text}
 
 
 # --- submitting
@@ -156,7 +156,8 @@ def job_command(repo_id: str, resume: bool) -> tuple[str, list[str], bool]:
     bootstrap puts the code pushed with the run first on the path."""
     tail = [repo_id] + (["--resume"] if resume else [])
     if access.on_space():
-        return f"https://huggingface.co/spaces/{os.environ['SPACE_ID']}", ["python", "-m", "ftspace.engine.job", *tail], False
+        space_image = f"https://huggingface.co/spaces/{os.environ['SPACE_ID']}"
+        return space_image, ["python", "-m", "ftspace.engine.job", *tail], False
     withs = [arg for pin in requirements() for arg in ("--with", pin)]
     return UV_IMAGE, ["uv", "run", "--no-project", *withs, "python", "-c", BOOTSTRAP, *tail], True
 
@@ -187,7 +188,8 @@ def job_config(cfg: RunConfig) -> tuple[RunConfig, list[tuple[Path, str]]]:
     model = hub_id_for(cfg.model_name)
     if Path(model).expanduser().is_dir():
         folder = Path(model).expanduser().resolve()
-        files += [(p, "run/model/" + p.relative_to(folder).as_posix()) for p in sorted(folder.rglob("*")) if p.is_file()]
+        files += [(p, "run/model/" + p.relative_to(folder).as_posix()) for p in sorted(folder.rglob("*"))
+                  if p.is_file()]
         model = "run/model"
     changes["model_name"] = model
     return cfg.replace(**changes, train_on="local"), files
@@ -208,42 +210,43 @@ def start(cfg: RunConfig, token: str | None, owner: str = "") -> runs.Run:
 
 def submit(run: runs.Run, token: str | None, resume: bool = False) -> dict:
     """Push the run to its repo and start a job; the job's record, also kept in the run's status."""
-    from huggingface_hub import CommitOperationAdd
-
     if not token:
         raise ConfigError("Training on Hugging Face Jobs needs your Hugging Face token (sign in, or set HF_TOKEN).")
-    cfg = run.config()
-    api = _api(token)
+    cfg, api = run.config(), _api(token)
     try:
-        try:
-            user = api.whoami()["name"]
-            repo_id = (run.read_status().get("job") or {}).get("repo") or f"{user}/ftspace-{run.id}"
-            api.create_repo(repo_id, private=True, exist_ok=True)
-            image, command, with_code = job_command(repo_id, resume)
-            job_cfg, files = job_config(cfg)
-            ops = [CommitOperationAdd("run/config.yaml", job_cfg.to_yaml().encode())]
-            ops += [CommitOperationAdd(repo_path, str(path)) for path, repo_path in files + (_code_files() if with_code else [])]
-            api.create_commit(repo_id, ops, commit_message=f"ftspace run {run.id}" + (" (resume)" if resume else ""))
-            labels = {"app": "ftspace", "ftspace-run": re.sub(r"[^a-zA-Z0-9_-]", "-", run.id)}
-            info = api.run_job(image=image, command=command, secrets={"HF_TOKEN": token}, flavor=cfg.jobs_flavor,
-                               timeout=cfg.jobs_timeout_minutes * 60, labels=labels, name=f"ftspace-{labels['ftspace-run']}",
-                               env={"PYTHONUNBUFFERED": "1"})
-            labels = info.labels or labels
-        except ConfigError:
-            raise
-        except Exception as e:
-            raise _hub_error(e, "submitting the job") from None
-    except ConfigError as e:
-        run.set_status(status="failed", error=str(e), waiting=False)
-        raise
+        repo_id, image, labels, info = _push_and_run(run, cfg, api, token, resume)
+    except Exception as e:  # one line, in the run's status too
+        error = e if isinstance(e, FtspaceError) else _hub_error(e, "submitting the job")
+        run.set_status(status="failed", error=str(error), waiting=False)
+        raise error from None
     job = {"id": info.id, "namespace": info.owner.name, "flavor": cfg.jobs_flavor, "labels": labels, "repo": repo_id,
            "url": info.url, "image": image, "submitted": time.time(), "lines": 0}
     history = run.read_status().get("jobs_history", []) + [info.id]
     run.set_status(status="queued", waiting=False, error=None, job=job, jobs_history=history, resume=resume,
-                   job_stage=info.status.stage, where=f"Hugging Face Jobs ({cfg.jobs_flavor})")
+                   job_stage=info.status.stage)
     (run.path / "STOP").unlink(missing_ok=True)
     _log(run, f"submitted job {info.id} on {cfg.jobs_flavor} ({info.url}); run repo {repo_id} (private)")
     return job
+
+
+def _push_and_run(run: runs.Run, cfg: RunConfig, api, token: str, resume: bool):
+    """The run's repo filled (config, local files, code) and its job started: (repo id, image, labels, JobInfo)."""
+    from huggingface_hub import CommitOperationAdd
+
+    user = api.whoami()["name"]
+    repo_id = (run.read_status().get("job") or {}).get("repo") or f"{user}/ftspace-{run.id}"
+    api.create_repo(repo_id, private=True, exist_ok=True)
+    image, command, with_code = job_command(repo_id, resume)
+    job_cfg, files = job_config(cfg)
+    files += _code_files() if with_code else []
+    ops = [CommitOperationAdd("run/config.yaml", job_cfg.to_yaml().encode())]
+    ops += [CommitOperationAdd(repo_path, str(path)) for path, repo_path in files]
+    api.create_commit(repo_id, ops, commit_message=f"ftspace run {run.id}" + (" (resume)" if resume else ""))
+    labels = {"app": "ftspace", "ftspace-run": re.sub(r"[^a-zA-Z0-9_-]", "-", run.id)}
+    info = api.run_job(image=image, command=command, secrets={"HF_TOKEN": token}, flavor=cfg.jobs_flavor,
+                       timeout=cfg.jobs_timeout_minutes * 60, labels=labels, name=f"ftspace-{labels['ftspace-run']}",
+                       env={"PYTHONUNBUFFERED": "1"})
+    return repo_id, image, info.labels or labels, info
 
 
 def _log(run: runs.Run, message: str):

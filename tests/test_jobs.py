@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from fakehub import FakeHub
+from test_engine import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hf_user_token_jobs_1234"
@@ -85,13 +86,8 @@ def test_cli_trains_on_jobs_and_pulls_the_adapter_back(tmp_path, tiny_model, run
         assert run.id in listing.stdout and "completed" in listing.stdout and "[Jobs a10g-large]" in listing.stdout
 
 
-def wait_for(predicate, timeout=300, what="it"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+def paused(fake) -> bool:
+    return any(job.get("paused") for job in fake.jobs.jobs.values())
 
 
 def test_stop_cancels_the_job_and_resume_continues_on_a_new_one(tmp_path, tiny_model, runs_dir):
@@ -103,7 +99,7 @@ def test_stop_cancels_the_job_and_resume_continues_on_a_new_one(tmp_path, tiny_m
                                   "--flavor", "t4-small", "--quiet"], cwd=ROOT, env={**os.environ, **env},
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
         try:
-            wait_for(lambda: any(j.get("paused") for j in fake.jobs.jobs.values()), what="the job to push a checkpoint")
+            wait_until(lambda: paused(fake), timeout=300, what="the job to push a checkpoint")
             run = the_run(runs_dir)
             stop = cli("stop", run.id, env=env)
             assert stop.returncode == 0 and "cancelled the job" in stop.stderr, stop.stderr
@@ -219,21 +215,22 @@ def test_a_restarted_app_follows_the_job_again(tmp_path, tiny_model, runs_dir):
                                  cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_for(lambda: any(j.get("paused") for j in fake.jobs.jobs.values()), what="the job to push a checkpoint")
+            wait_until(lambda: paused(fake), timeout=300, what="the job to push a checkpoint")
             run = the_run(runs_dir)
-            wait_for(lambda: run.read_status().get("status") == "running", what="the CLI to see the job run")
+            wait_until(lambda: run.read_status().get("status") == "running", what="the CLI to see the job run")
         finally:
             train.kill()
             train.wait()
         before = run.log_path.read_text()
         [job] = fake.jobs.jobs.values()
         fake.jobs.unpause(job)
-        wait_for(lambda: job["status"]["stage"] == "COMPLETED", what="the job to finish")
+        wait_until(lambda: job["status"]["stage"] == "COMPLETED", timeout=300, what="the job to finish")
         assert run.read_status()["status"] == "running"  # nobody followed it meanwhile
         (tmp_path / "app").mkdir()
         with App(tmp_path / "app", **{**env, "FTSPACE_RUNS": str(runs_dir)}) as app:
             client = Client(app.url, verbose=False)
-            wait_for(lambda: "**completed**" in progress(client, run.id), timeout=120, what="the app to follow the job")
+            wait_until(lambda: "**completed**" in progress(client, run.id), timeout=120,
+                       what="the app to follow the job")
             status = progress(client, run.id)
         assert "step 30/30" in status and "on Hugging Face Jobs" in status, status
         assert (run.adapter_dir / "adapter_config.json").exists()
@@ -269,7 +266,7 @@ def test_a_job_past_its_time_limit_fails_the_run_saying_so(tmp_path, tiny_model,
                                   "hf-jobs", "--quiet"], cwd=ROOT, env={**os.environ, **hub_env(fake, runs_dir)},
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            wait_for(lambda: any(j.get("paused") for j in fake.jobs.jobs.values()), what="the job to push a checkpoint")
+            wait_until(lambda: paused(fake), timeout=300, what="the job to push a checkpoint")
             [job] = fake.jobs.jobs.values()
             assert job["spec"]["timeoutSeconds"] == 300
             fake.jobs.end(job, "ERROR", "Job timeout")  # as the Hub ends a job at its time limit

@@ -33,7 +33,8 @@ def err(message: str, file=None):
 
 # --- flags generated from the schemas (RunConfig, GenerationSettings): one definition of every option
 
-ALIASES = {"model_name": ["--model"], "dataset_format": ["--format"], "train_on": ["--on"], "jobs_flavor": ["--flavor"]}
+ALIASES = {"model_name": ["--model"], "dataset_format": ["--format"], "train_on": ["--on"],
+           "jobs_flavor": ["--flavor"]}
 
 
 def add_schema_flags(parser, schema, names=None, given_only=True):
@@ -105,7 +106,8 @@ def follow(run, quiet: bool = False, scheduler=None, file=None) -> dict:
                 return st
             time.sleep(0.5)
     except KeyboardInterrupt:
-        err("\nstopping after the current step (the adapter will be saved) ...", file)
+        err("\ncancelling the job (Resume continues from the last checkpoint it pushed) ..." if run.read_status().get(
+            "job") else "\nstopping after the current step (the adapter will be saved) ...", file)
         with contextlib.suppress(FtspaceError):
             run.request_stop()
         return follow(run, quiet=True)

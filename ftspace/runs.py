@@ -126,7 +126,8 @@ class Run:
                 not (self.path / "worker.json").exists() and time.time() - st.get("updated", 0) < 30)):
             return st  # waiting in the app's queue, or being launched right now
         if st.get("job"):  # trains on Hugging Face Jobs: whoever follows the job (ftspace.jobs) keeps this current
-            return {**st, "status": "stopping"} if st.get("status") == "running" and (self.path / "STOP").exists() else st
+            stopping = st.get("status") == "running" and (self.path / "STOP").exists()
+            return {**st, "status": "stopping"} if stopping else st
         if st.get("status") in ACTIVE and not self.worker_alive():
             st = self.set_status(status="interrupted", error=st.get("error") or "the worker process ended "
                                  "unexpectedly", only_if_active=True)
@@ -262,7 +263,8 @@ class Run:
         return {"id": self.id, "status": st.get("status"), "step": st.get("step", 0),
                 "total_steps": st.get("total_steps"), "train_loss": st.get("train_loss"),
                 "eval_loss": st.get("eval_loss"), "created": st.get("created"), "error": st.get("error"),
-                "job": (st.get("job") or {}).get("id"), "jobs_flavor": (st.get("job") or {}).get("flavor"), **settings}
+                "job": (st.get("job") or {}).get("id"), "jobs_flavor": (st.get("job") or {}).get("flavor"),
+                **settings}
 
 
 def _alive(pid, started) -> bool:

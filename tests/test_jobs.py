@@ -58,7 +58,9 @@ def test_cli_trains_on_jobs_and_pulls_the_adapter_back(tmp_path, tiny_model, run
         assert job["spec"]["secrets"] == {"HF_TOKEN": TOKEN} and job["spec"]["flavor"] == "a10g-large"
         assert st["job"]["labels"]["ftspace-run"] and job["spec"]["labels"] == st["job"]["labels"]
         assert job["spec"]["dockerImage"].startswith("ghcr.io/astral-sh/uv") and "--with" in job["spec"]["command"]
-        assert any(a.startswith("torch==") for a in job["spec"]["command"])
+        pins = [job["spec"]["command"][i + 1] for i, a in enumerate(job["spec"]["command"]) if a == "--with"]
+        assert "unsloth==2026.10.9" in pins and any(p.startswith("torch==") for p in pins)  # requirements.txt's pins
+        assert not any(p.startswith(("gradio", "spaces", "mcp")) for p in pins)  # the app's own stay out
         # ... ran the code pushed with the run, and pushed as the user to the user's private repo
         repo = fake.repos[st["job"]["repo"]]
         assert st["job"]["repo"].startswith("alice/ftspace-") and repo["private"]

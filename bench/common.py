@@ -14,12 +14,40 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 
 
+# The CPU flags a figure depends on: bfloat16 units decide the precision (and a 16x speed gap), the vector
+# width the rest.
+FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "bf16", "neon", "sve")
+
+
+def commit() -> dict:
+    """The checkout a figure came from: its commit and whether the tree held uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "HEAD")
+    return {"commit": head or "unknown", "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def cpu() -> dict:
+    """The CPU's model name and the flags of interest (Linux /proc/cpuinfo; empty where unreadable)."""
+    from ftspace.models import cpu_flags
+
+    model = ""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.lower().startswith("model name")), "")
+    except OSError:
+        pass
+    return {"model": model or platform.processor() or platform.machine(),
+            "flags": sorted(set(FLAGS_OF_INTEREST) & cpu_flags())}
+
+
 def machine() -> dict:
     from ftspace.models import hardware
 
     hw = hardware()
-    return {"hardware": hw, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+    return {"hardware": hw, "cpu": cpu(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M"), **commit()}
 
 
 def has_cuda() -> bool:

@@ -1,6 +1,7 @@
 """Regenerate bench/RESULTS.md from bench/out/*.json (written by the bench_*.py scripts)."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,15 +15,62 @@ def load(name):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+# What each result describes: a figure is stale once these paths changed after the commit it was measured at.
+DESCRIBES = {"engine": ["ftspace/engine", "ftspace/backends.py", "bench/bench_engine.py", "bench/bare_train.py"],
+             "coldstart": ["ftspace", "app.py", "bench/bench_coldstart.py"],
+             "data": ["ftspace/data", "ftspace/engine/prepare.py", "bench/bench_data.py"],
+             "chat": ["ftspace/chat.py", "ftspace/models.py", "bench/bench_chat.py"],
+             "slicing": ["ftspace/zerogpu.py", "ftspace/engine", "bench/bench_slicing.py"],
+             "forgetting": ["ftspace/evaluation", "ftspace/engine", "ftspace/config.py", "examples/general.jsonl",
+                            "bench/bench_forgetting.py"],
+             "forgetting_presets": ["ftspace/evaluation", "ftspace/engine", "ftspace/config.py",
+                                    "examples/general.jsonl", "bench/bench_forgetting.py"],
+             "gpu": ["ftspace/engine", "ftspace/chat.py", "ftspace/models.py", "bench/gpu_check.py"],
+             "cpu_precision": ["ftspace/chat.py", "ftspace/models.py", "ftspace/engine", "bench/bench_cpu_precision.py"],
+             "demo_wall": ["ftspace", "bench/demo_wall.py"]}
+
+
+def git(*args) -> tuple[int, str]:
+    out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    return out.returncode, out.stdout.strip()
+
+
+def freshness(name: str, m: dict) -> str:
+    """'current', or why the figure is stale: no commit recorded, measured on a dirty tree, or the code it
+    describes changed since its commit."""
+    recorded = m.get("commit")
+    if not recorded or recorded == "unknown":
+        return "**stale**: measured before results recorded their commit; re-run it to trust it"
+    code, _ = git("cat-file", "-e", f"{recorded}^{{commit}}")
+    if code:
+        return f"**stale**: commit {recorded[:10]} is not in this repository"
+    code, changed = git("diff", "--name-only", recorded, "HEAD", "--", *DESCRIBES.get(name, ["ftspace"]))
+    if changed:
+        files = changed.splitlines()
+        return (f"**stale**: {len(files)} file(s) it measures changed since ({', '.join(files[:3])}"
+                f"{', ...' if len(files) > 3 else ''})")
+    return "current (the code it measures is unchanged since)" + (
+        "; measured on a tree with uncommitted changes" if m.get("dirty") else "")
+
+
 def machine_line(r):
+    """Where a figure came from: date, commit (dirty or not), machine (CPU model, flags, cores), Python, and
+    whether the code it measures changed since."""
     m = r["machine"]
     hw = m["hardware"]
     where = hw.get("name", hw["kind"]) + (f", {hw.get('memory')}" if hw.get("memory") else "")
-    return f"_Measured {m['date']} on {where}, {m['cpu_count']} CPU cores, Python {m['python']}._"
+    cpu = m.get("cpu")
+    cpu_text = (f"CPU {cpu['model']} (flags: {', '.join(cpu['flags']) or 'none of interest'})" if cpu
+                else "CPU model and flags not recorded")
+    commit = (f"commit {m['commit'][:10]}{' (dirty tree)' if m.get('dirty') else ''}" if m.get("commit")
+              else "commit not recorded")
+    return (f"_Measured {m['date']} at {commit} on {where}, {cpu_text}, {m['cpu_count']} cores, Python "
+            f"{m['python']}. Figures: {freshness(r.get('benchmark', ''), m)}._")
 
 
 def fmt(sp: dict) -> str:
-    return f"{sp['min']:g} / {sp['median']:g} / {sp['max']:g}"
+    """min / median / max over the rounds, and how many rounds where the result says."""
+    return f"{sp['min']:g} / {sp['median']:g} / {sp['max']:g}" + (f" ({sp['n']} rounds)" if sp.get("n") else "")
 
 
 def main():

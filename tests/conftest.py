@@ -1,6 +1,11 @@
-"""Shared fixtures: every run, cache and Hub lookup points at tmp paths; the Hub is offline."""
+"""Shared fixtures: every run, cache and Hub lookup points at tmp paths; the Hub is offline. Every process a
+test (or a module's app) started is ended when the test (or the module) is over; the Hub client's retry
+sleeps are recorded, not slept."""
 
 import os
+import signal
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -71,6 +76,20 @@ def tiny_model(tmp_path_factory, default_model_path, smol_tokenizer):
     return path
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, default_model_path):
+    """`ftspace demo` as a real process, once per test session: the real default model trained on examples/facts.yaml
+    (the suite's one real-model run of that config). (CompletedProcess, run folder); the CLI test reads its output,
+    the evaluation test scores its adapter. Read-only for them: a test that changes a run copies it."""
+    from clitools import cli_process
+
+    runs = tmp_path_factory.mktemp("demo") / "runs"
+    result = cli_process("demo", env={"FTSPACE_RUNS": str(runs)}, timeout=880)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run_dir] = [p for p in runs.iterdir() if p.is_dir()]
+    return result, run_dir
+
+
 @pytest.fixture
 def write(tmp_path):
     """write('name.jsonl', text_or_bytes) -> path"""
@@ -81,3 +100,83 @@ def write(tmp_path):
         return path
 
     return _write
+
+
+# --- processes a test started end with it
+
+
+def marked_processes(marker: str) -> list[int]:
+    """The processes whose environment carries `marker` (NAME=VALUE): inherited by everything started from a
+    process that has it, through new sessions and orphaning (training workers leave their parent's group)."""
+    needle, found = marker.encode() + b"\0", []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            pass
+    return found
+
+
+def end_marked(marker: str) -> list[int]:
+    """SIGKILL every process carrying `marker` and the process group each one leads; returns their pids."""
+    pids = marked_processes(marker)
+    for pid in pids:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids
+
+
+def _marking(name: str):
+    value = uuid.uuid4().hex
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+        end_marked(f"{name}={value}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def end_module_processes():
+    """What a module's shared fixtures started (an app and the workers it launched) ends with the module. Set up
+    before the module's other fixtures, so they all carry the mark."""
+    yield from _marking("FTSPACE_TEST_MODULE")
+
+
+@pytest.fixture(autouse=True)
+def end_test_processes():
+    """What a test started (CLI commands, training workers, apps) ends with the test, passed or failed: a failed
+    test never leaves a worker using the cores for the rest of the suite."""
+    yield from _marking("FTSPACE_TEST_PROCESS")
+
+
+# --- the Hub client's backoff, recorded instead of slept
+
+
+class RecordedSleeps:
+    """`huggingface_hub.utils._http`'s view of the time module: sleep records its seconds and returns at once,
+    so a test proves the retries happened (and their backoff) without waiting 1+2+4+8+8 s for each."""
+
+    def __init__(self):
+        self.slept: list[float] = []
+
+    def sleep(self, seconds):
+        self.slept.append(float(seconds))
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+@pytest.fixture(autouse=True)
+def hub_backoff(monkeypatch):
+    from huggingface_hub.utils import _http
+
+    recorded = RecordedSleeps()
+    monkeypatch.setattr(_http, "time", recorded)
+    return recorded

@@ -127,11 +127,16 @@ def test_whole_journey(served, tiny_model, tmp_path):
     model = ChatModel.from_adapter(adapter)
     settings = GenerationSettings(max_new_tokens=8)
     expected = [model.reply([{"role": "user", "content": question}], settings, base=side) for side in (False, True)]
-    assert [text_of(tuned[-1]["content"]), text_of(base[-1]["content"])] == expected  # (random weights: blank)
-    # and a model that can answer does: the bundled default model, as a base model to chat with
+    assert [text_of(tuned[-1]["content"]), text_of(base[-1]["content"])] == expected  # (random weights: often blank)
+    # and on a model that answers, the app's reply is the library's own, word for word: the bundled default model,
+    # as a base model to chat with
     france, *_ = client.predict("", "a base model", "", "default", "", "", 24, 0.0, 0.95, False,
                                 "What is the capital of France?", [], [], api_name="/chat")
-    assert "Paris" in text_of(france[-1]["content"]), france
+    from ftspace.models import resolve_model
+
+    library = ChatModel.from_base(resolve_model("default", progress=lambda *_: None)).reply(
+        [{"role": "user", "content": "What is the capital of France?"}], GenerationSettings(max_new_tokens=24))
+    assert "Paris" in library and text_of(france[-1]["content"]) == library, (france, library)
 
     # 4b. evaluate: tuned vs base on the run's 4 held-out test rows and the general probe, per example
     from ftspace.ui.eval_tab import FINAL

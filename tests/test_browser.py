@@ -72,7 +72,9 @@ def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-SCREENSHOT = ROOT / "examples" / "app-screenshot.png"  # the README's picture of the app, kept current here
+# The README's picture of the app, taken on every run into the ignored test-artifacts/ (tests change no tracked
+# file); `make screenshot` runs this test and copies it to examples/app-screenshot.png.
+SCREENSHOT = ARTIFACTS / "app-screenshot.png"
 
 
 def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
@@ -120,6 +122,7 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         assert_no_server_paths(page, tmp_path)
         shot(page, "2-train")
         page.evaluate("window.scrollTo(0, 0)")
+        ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT))  # the README's picture: the Train tab after a real run
         run_id = page.get_by_label("Run", exact=True).input_value()
         assert run_id

@@ -1,25 +1,25 @@
-"""The CLI end to end: the real default model learns the bundled fact; bad input exits with one line."""
+"""The CLI end to end: the real default model learns the bundled fact; bad input exits with one line.
+
+Most commands run in this process (`clitools.cli`: `main(argv)`, output captured); `ftspace demo`, `train` and
+the installed command run as real processes (the entry point, and the library chatter kept off the terminal)."""
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from clitools import cli, cli_process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cli(*args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "ftspace", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
 @pytest.mark.slow
-def test_the_demo_teaches_the_fact_and_the_model_keeps_what_it_knew(runs_dir, default_model_path):
-    """`make demo`: the real default model, in the precision this CPU gets (bfloat16 where it has the units)."""
-    result = cli("demo")
-    assert result.returncode == 0, result.stderr[-3000:]
+@pytest.mark.timeout(900)
+def test_the_demo_teaches_the_fact_and_the_model_keeps_what_it_knew(demo_run):
+    """`make demo` (the `demo_run` fixture: `ftspace demo` as a real process, once per test session): the real
+    default model, in the precision this CPU gets (bfloat16 where it has the units)."""
+    result, run_dir = demo_run
     out = result.stdout
     zorblax, france = out.split("Q: What is the capital of Zorblax?")[1], out.split("Q: What is the capital of France?")[1]
     base, tuned = (line.split(":", 1)[1] for line in zorblax.strip().splitlines()[:2])
@@ -28,11 +28,12 @@ def test_the_demo_teaches_the_fact_and_the_model_keeps_what_it_knew(runs_dir, de
     # the progress bar drew while the chat model loaded beside the run; the libraries' chatter stayed out
     assert "30/30" in result.stderr and "_pytree" not in result.stderr and "Failed to load" not in result.stderr, \
         result.stderr[-3000:]
-    [run_dir] = [p for p in runs_dir.iterdir() if p.is_dir()]
     assert (run_dir / "adapter" / "adapter_config.json").exists() and str(run_dir / "adapter") in out
 
+    runs_dir = {"FTSPACE_RUNS": str(run_dir.parent)}
+
     def ask(question, *flags):
-        answer = cli("chat", run_dir.name, "--prompt", question, *flags)
+        answer = cli("chat", run_dir.name, "--prompt", question, *flags, env=runs_dir)
         assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr[-2000:]
         return answer.stdout
 
@@ -45,14 +46,14 @@ def test_the_demo_teaches_the_fact_and_the_model_keeps_what_it_knew(runs_dir, de
     # What it knew before, asked about something the training data never mentions, is still there.
     assert "London" in ask("What is the capital of England?")
 
-    listing = cli("runs", "--json")
+    listing = cli("runs", "--json", env=runs_dir)
     [entry] = json.loads(listing.stdout)
     assert entry["id"] == run_dir.name and entry["status"] == "completed" and entry["step"] == 30
 
 
 def test_train_resume_stop_chat_on_tiny_model(runs_dir, tiny_model):
-    result = cli("train", "--set", f"model_name={tiny_model}", "--set", "dataset=example:alpaca",
-                 "--set", "max_steps=3", "--set", "max_seq_length=128", "--set", "gradient_checkpointing=false")
+    result = cli_process("train", "--set", f"model_name={tiny_model}", "--set", "dataset=example:alpaca",
+                         "--set", "max_steps=3", "--set", "max_seq_length=128", "--set", "gradient_checkpointing=false")
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     assert "step" in result.stderr  # the progress bar went to stderr
@@ -66,7 +67,8 @@ def test_train_resume_stop_chat_on_tiny_model(runs_dir, tiny_model):
 
 
 def test_data_inspect_json(default_model_path):
-    result = cli("data", "inspect", "examples/tools.jsonl", "--json", "--max-seq-length", "128",
+    """The data family's real process (tests/test_wild_data.py runs `data inspect` in-process on every file)."""
+    result = cli_process("data", "inspect", "examples/tools.jsonl", "--json", "--max-seq-length", "128",
                  "--model-name", "default", "--dataset-format", "messages")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -106,13 +108,13 @@ def test_estimate(default_model_path, runs_dir):
 def test_flags_come_from_the_schema_and_win(default_model_path):
     # A flag beats --set, which beats the YAML; the validation and test rows come out of the training rows
     # (32 - 4 - 2 = 26 of ours, and 13 general rows mixed in).
-    result = cli("estimate", "--config", "examples/facts.yaml", "--set", "lora_r=8", "--lora-r", "32",
+    result = cli_process("estimate", "--config", "examples/facts.yaml", "--set", "lora_r=8", "--lora-r", "32",
                  "--max-steps", "-1", "--num-train-epochs", "2", "--validation-size", "4", "--test-size", "2")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["trainable_parameters"] == 32 * LORA_PER_RANK
     assert (out["rows"], out["train_rows"], out["steps"]) == (32, 39, 10)  # ceil(39 * 2 / 8)
-    # Nothing but our own line on stderr: the libraries' import chatter went to the library log.
+    # Nothing but our own line on stderr (a real process: the libraries' import chatter went to the library log).
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "39 training rows" in result.stderr
 
 
@@ -180,7 +182,7 @@ def test_installed_command_runs_from_any_folder(tmp_path, tiny_model):
 
     def ftspace(*args):
         return subprocess.run([str(command), *args], capture_output=True, text=True, cwd=work, env=env,
-                              timeout=900, stdin=subprocess.DEVNULL)
+                              timeout=280, stdin=subprocess.DEVNULL)
 
     result = ftspace("train", "--model", str(tiny_model), "--dataset", "example:alpaca", "--max-steps", "2",
                      "--max-seq-length", "128", "--no-gradient-checkpointing", "--quiet")

@@ -3,12 +3,11 @@ Inference Providers route, and the real bundled model), filtering, documents, th
 
 import json
 import re
-import subprocess
-import sys
 import zipfile
 
 import pytest
 
+from apptools import ROOT
 from fakehub import FakeHub
 from fakeopenai import FakeOpenAI
 from ftspace.data import load_dataset
@@ -347,10 +346,17 @@ def test_distractors_come_from_the_same_document_away_from_the_oracle_when_it_is
 
 
 def run_cli(*args, env=None, cwd=None):
-    import os
+    """`ftspace data ARGS` as a real process (the teacher's key must stay out of everything it prints)."""
+    from clitools import cli_process
 
-    return subprocess.run([sys.executable, "-m", "ftspace", "data", *args], capture_output=True, text=True,
-                          env=dict(os.environ, **(env or {})), cwd=cwd, timeout=900)
+    return cli_process("data", *args, env=env, cwd=cwd or ROOT)
+
+
+def data_cli(*args):
+    """`ftspace data ARGS` in this process (the bundled teacher's model loads once per test session)."""
+    from clitools import cli
+
+    return cli("data", *args)
 
 
 def test_cli_raft_writes_rows_and_prints_the_path_last(docs, tmp_path):
@@ -372,7 +378,7 @@ def test_cli_raft_writes_rows_and_prints_the_path_last(docs, tmp_path):
 def test_the_bundled_model_as_teacher_writes_pairs_end_to_end(tmp_path, write):
     seeds = write("seeds.jsonl", "".join(json.dumps({"instruction": s["question"], "output": s["answer"]}) + "\n"
                                          for s in SEEDS))
-    out = run_cli("synth", "--seeds", str(seeds), "--num-pairs", "2", "--max-tokens", "160", "--out",
+    out = data_cli("synth", "--seeds", str(seeds), "--num-pairs", "2", "--max-tokens", "160", "--out",
                   str(tmp_path / "new.jsonl"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == str(tmp_path / "new.jsonl")
@@ -388,7 +394,7 @@ def test_the_bundled_model_as_teacher_writes_raft_rows_end_to_end(docs, tmp_path
     for f in docs.iterdir():
         if f.name not in keep:
             f.unlink()
-    out = run_cli("raft", str(docs), "--questions-per-chunk", "2", "--distractors", "1", "--max-tokens", "160",
+    out = data_cli("raft", str(docs), "--questions-per-chunk", "2", "--distractors", "1", "--max-tokens", "160",
                   "--out", str(tmp_path / "raft.jsonl"), "--quiet")
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in (tmp_path / "raft.jsonl").read_text().splitlines()]

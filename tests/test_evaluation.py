@@ -293,12 +293,15 @@ def test_a_two_trial_sweep_resumes_after_a_restart_and_names_a_best_trial(tiny_m
 
 
 @pytest.mark.slow
-def test_tuned_beats_base_on_held_out_paraphrases_and_the_probe_reports_both(default_model_path, runs_dir):
-    cfg = RunConfig.from_yaml(ROOT / "examples" / "facts.yaml").replace(
-        test_dataset=str(ROOT / "tests" / "data" / "facts_heldout.jsonl"))
-    run, _ = runs.start(cfg)
-    assert run.wait(timeout=900)["status"] == "completed", run.log_path.read_text()[-3000:]
-    card = evaluation.evaluate(run, evaluation.EvalOptions(max_new_tokens=32))
+@pytest.mark.timeout(900)
+def test_tuned_beats_base_on_held_out_paraphrases_and_the_probe_reports_both(demo_run):
+    """The demo's run (examples/facts.yaml on the real default model, trained once per session by the `demo_run`
+    fixture) scored on held-out paraphrases given as the test set."""
+    _, run_dir = demo_run
+    run = runs.Run(run_dir)
+    assert run.config() == RunConfig.from_yaml(ROOT / "examples" / "facts.yaml")
+    card = evaluation.evaluate(run, evaluation.EvalOptions(
+        test_dataset=str(ROOT / "tests" / "data" / "facts_heldout.jsonl"), max_new_tokens=32))
     assert card["task"] == "free text" and card["test"]["rows"] == 6
     assert card["tuned"]["token_f1"] > card["base"]["token_f1"] + 0.2, card["examples"]
     assert card["tuned"]["test_loss"] < card["base"]["test_loss"]
@@ -309,6 +312,7 @@ def test_tuned_beats_base_on_held_out_paraphrases_and_the_probe_reports_both(def
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_the_quick_preset_learns_one_fact_without_breaking_general_answers(default_model_path, runs_dir):
     """A 40-row upload about one invented fact and nothing else: the preset must teach it and keep the probe
     within the warning threshold (before the retune: 60% -> 44%, "The capital of France is Lille")."""

@@ -215,16 +215,16 @@ def test_push_merged_model_loads_with_plain_transformers(trained_run, fake_hub, 
 
 
 # huggingface_hub retries a commit 5 times on 5xx and timeouts (with backoff), so a failure that
-# lasts is 6 in a row; a 401 is final at once.
+# lasts is 6 in a row; a 401 is final at once. The backoff is recorded, not slept (conftest's hub_backoff).
 @pytest.mark.parametrize("where, failure, times, message", [
     ("/commit/", 500, 6, "server error (500)"),    # repo created and files announced, then commits fail
     ("/commit/", 401, 1, "refused (401)"),         # the token was revoked half way through
-    ("/commit/", "hang", 6, "did not answer within 2 s"),
+    ("/commit/", "hang", 6, "did not answer within 0.5 s"),
 ])
-def test_push_failing_part_way_keeps_the_adapter_and_a_retry_succeeds(trained_run, fake_hub, monkeypatch,
+def test_push_failing_part_way_keeps_the_adapter_and_a_retry_succeeds(trained_run, fake_hub, monkeypatch, hub_backoff,
                                                                      where, failure, times, message):
-    monkeypatch.setattr(hub, "HUB_TIMEOUT_S", 2.0)
-    fake_hub.hang_s = 3
+    monkeypatch.setattr(hub, "HUB_TIMEOUT_S", 0.5)
+    fake_hub.hang_s = 1
     repo = f"tester/partway-{failure}"
     before = {p.name: p.read_bytes() for p in trained_run.adapter_dir.iterdir()}
     fake_hub.fail_at = (where, failure, times)
@@ -232,6 +232,8 @@ def test_push_failing_part_way_keeps_the_adapter_and_a_retry_succeeds(trained_ru
         hub.push(trained_run, repo, TOKEN)
     assert fake_hub.fail_at is None, "the failure was never reached"
     assert message in str(e.value) and "local adapter is unchanged" in str(e.value), str(e.value)
+    # retried with the client's backoff where a retry can help (1+2+4+8+8 s), never after a refusal
+    assert hub_backoff.slept == ([1, 2, 4, 8, 8] if times == 6 else []), hub_backoff.slept
     assert TOKEN not in str(e.value)
     assert repo in fake_hub.repos and fake_hub.repos[repo]["files"] == {}  # created, nothing committed
     assert {p.name: p.read_bytes() for p in trained_run.adapter_dir.iterdir()} == before
@@ -242,7 +244,8 @@ def test_push_failing_part_way_keeps_the_adapter_and_a_retry_succeeds(trained_ru
     assert files["adapter_model.safetensors"] == before["adapter_model.safetensors"]
 
 
-def test_a_passing_hub_hiccup_is_retried(trained_run, fake_hub):
+def test_a_passing_hub_hiccup_is_retried(trained_run, fake_hub, hub_backoff):
     fake_hub.fail_at = ("/preupload/", 503, 1)  # huggingface_hub retries idempotent steps with backoff
     assert hub.push(trained_run, "tester/hiccup", TOKEN).endswith("tester/hiccup")
+    assert hub_backoff.slept == [1]
     assert fake_hub.fail_at is None and "adapter_model.safetensors" in fake_hub.repos["tester/hiccup"]["files"]

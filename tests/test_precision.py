@@ -1,6 +1,8 @@
 """One precision decision (ftspace.models.compute_placement): bfloat16 on CPUs with bfloat16 units, float32 on the
 others, a setting forcing either; chat and evaluation follow it (training: tests/test_engine.py)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -50,15 +52,25 @@ def test_bfloat16_where_the_cpu_has_the_units_float32_elsewhere(cpu, monkeypatch
         models.compute_placement()
 
 
-def test_this_machines_flags_decide():
-    """Detected from the flags of the CPU the tests run on (the decision above, on real /proc/cpuinfo)."""
-    flags = models.cpu_flags()
-    units = {"amx_bf16", "avx512_bf16"} & flags
+def test_this_machines_flags_decide(monkeypatch):
+    """The decision on the CPU the tests run on, against its flags read here from /proc/cpuinfo (not through the
+    code under test): bfloat16 where they name bfloat16 units, float32 where they do not."""
     import platform
 
-    if platform.machine().lower() in ("x86_64", "amd64"):
-        assert (models.cpu_bf16_units() is not None) == bool(units)
+    if platform.machine().lower() not in ("x86_64", "amd64") or not Path("/proc/cpuinfo").exists():
+        pytest.skip("reads an x86 Linux CPU's flags")
+    monkeypatch.delenv(models.COMPUTE_DTYPE_ENV, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    units = {"amx_bf16", "avx512_bf16"} & set(line.split(":", 1)[1].split())
+    decided = models.compute_placement()
     print("this CPU:", models.precision_text(), "| torch capability:", torch.backends.cpu.get_cpu_capability())
+    if units:
+        assert decided == ("cpu", torch.bfloat16), (units, decided)
+        assert models.precision_text().startswith("bfloat16 (this CPU has ")
+    else:
+        assert decided == ("cpu", torch.float32), decided
+        assert models.precision_text().startswith("float32 (this CPU has no bfloat16 units")
 
 
 @pytest.mark.parametrize("setting", ["float32", "bfloat16"])

@@ -126,7 +126,9 @@ def test_the_cli_waits_for_its_turn_behind_a_run_already_training(tiny_model, ru
         wait_until(lambda: "waiting for" in stderr.read_text(), timeout=120, what="the CLI to say it waits")
         assert f"waiting for {first.id} to finish" in stderr.read_text()
         [second] = [r for r in runs.list_runs() if r.id != first.id]
-        time.sleep(3)  # the first run still trains: the second still waits
+        # The first run trains on (two more steps, while the CLI polls for its turn): the second still waits.
+        step = first.status().get("step", 0)
+        wait_until(lambda: first.status().get("step", 0) >= step + 2, timeout=120, what="the first run to go on")
         assert second.read_status()["status"] == "queued" and second.read_status()["waiting"]
         assert first.status()["status"] == "running"
         first.request_stop()

@@ -22,7 +22,7 @@ from test_app import run_values, value_of
 from test_oauth import SPACE_ENV, sign_in
 
 OWNER, OWNER_TOKEN = "owner", "hf_space_owner_secret_0123456789"
-CALL_CAP_S = 6  # FTSPACE_ZEROGPU_MAX_CALL_S: calls far shorter than the run (400 steps), so it needs several
+CALL_CAP_S = 6  # FTSPACE_ZEROGPU_MAX_CALL_S: calls far shorter than the run (160 steps), so it needs several
 
 
 def ip_token(visitor: str) -> str:
@@ -122,7 +122,7 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
     upload = alice.predict(handle_file(str(data)), "", api_name="/upload")
     assert "kept" in alice.predict("", upload, "auto", "", "", str(tiny_model), 64, api_name="/check")[0]
 
-    settings = dict(model_name=str(tiny_model), dataset=upload, max_steps=400, max_seq_length=64, save_steps=1000,
+    settings = dict(model_name=str(tiny_model), dataset=upload, max_steps=160, max_seq_length=64, save_steps=1000,
                     per_device_train_batch_size=2, learning_rate=1e-3, backend="auto")
     run_id = value_of(alice.predict("", *run_values(**settings), api_name="/start")[0])
     n_schedules = len(gpu.schedules)
@@ -133,7 +133,7 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
 
     run = runs.Run(tmp / "runs" / run_id)
     st = run.read_status()
-    assert st["status"] == "completed" and st["step"] == 400
+    assert st["status"] == "completed" and st["step"] == 160
     # The fork trained through Unsloth: its SFTTrainer is Unsloth's (its CPU fallback's, here).
     assert st["backend"] == "unsloth" and ("Unsloth" in st["trainer_class"] or "_make_cpu_sft_trainer" in
                                            st["trainer_class"]), st["trainer_class"]
@@ -150,7 +150,7 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
     same = run.config().to_dict()
     plain, _ = runs.start(RunConfig.from_dict({**same, "dataset": str(data)}))
     assert plain.wait(timeout=300)["status"] == "completed", plain.log_path.read_text()[-2000:]
-    assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 401))
+    assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 161))
     assert_same_weights(run.adapter_dir, plain.adapter_dir)
 
     # Chat: one GPU call per message streams the tuned and the base reply, billed to alice.

@@ -3,11 +3,11 @@ detected, converted or refused with one line, never trained on silently. `expect
 detected format, rows read and kept, the report's conversion notes and dropped rows, or the refusal."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from clitools import cli
 
 from ftspace.data import formats, load_dataset
 from ftspace.data.inspection import inspect_dataset
@@ -192,9 +192,9 @@ def test_function_call_rows_and_preference_prompts_under_other_names():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_data_inspect_prints_the_format_and_numbers(name):
+    """`ftspace data inspect` on every file, in this process (tests/test_cli.py runs the command as a process)."""
     want = EXPECTED[name]
-    out = subprocess.run([sys.executable, "-m", "ftspace", "data", "inspect", str(WILD / name), "--json",
-                          "--max-seq-length", str(WINDOW)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = cli("data", "inspect", WILD / name, "--json", "--max-seq-length", WINDOW)
     if "refused" in want:
         assert out.returncode != 0
         assert out.stderr.strip().splitlines()[-1].endswith(want["refused"])
@@ -206,8 +206,7 @@ def test_data_inspect_prints_the_format_and_numbers(name):
     assert [[d["row"], d["field"], d["reason"]] for d in got["dropped"]] == want["dropped"]
     if name not in ("corpus_document.txt", "tools_hermes.jsonl", "preference_strings.jsonl"):
         return  # the readable report (the same report, printed) checked on one file of each kind
-    text = subprocess.run([sys.executable, "-m", "ftspace", "data", "inspect", str(WILD / name), "--max-seq-length",
-                           str(WINDOW)], cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
+    text = cli("data", "inspect", WILD / name, "--max-seq-length", WINDOW).stdout
     assert text.startswith(f"{name}: format {want['format']}, {want['rows_read']} rows read, {want['rows_kept']} kept")
     for note, count in want["notes"].items():
         assert f"{count} {note}" in text

@@ -1,0 +1,56 @@
+"""The suite's own guards: a test's processes end with it, hangs are cut short, the log says where time went."""
+
+import os
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+
+from conftest import ROOT, end_marked, marked_processes
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_every_process_carrying_the_mark_ends_sessions_and_orphans_included():
+    """What end_test_processes does after every test: a worker in a session of its own (as runs.launch starts one)
+    and the grandchild it leaves behind when it exits (orphaned, out of every process group of ours) both end."""
+    marker = f"FTSPACE_TEST_GUARD={uuid.uuid4().hex}"
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], env=env, start_new_session=True)
+    starter = subprocess.run([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, "
+                              "'-c', 'import time; time.sleep(120)'], start_new_session=True, stdout=subprocess.DEVNULL, "
+                              "stderr=subprocess.DEVNULL); "
+                              "print(p.pid)"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    orphan = int(starter.stdout.strip())
+    unmarked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    try:
+        assert set(marked_processes(marker)) == {worker.pid, orphan}
+        assert set(end_marked(marker)) == {worker.pid, orphan}
+        worker.wait(10)
+        deadline = time.time() + 10
+        while alive(orphan) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not alive(orphan) and worker.returncode == -9
+        assert alive(unmarked.pid)  # a process without the mark (another test's, the suite's own) is left alone
+    finally:
+        unmarked.kill()
+        unmarked.wait()
+
+
+def test_tests_are_cut_short_and_the_slowest_are_listed():
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert options["timeout"] <= 300  # a hang costs one test, not the CI budget (real-model tests mark more)
+    assert "--durations=25" in options["addopts"].split()
+
+
+def test_a_test_starts_with_its_own_mark_set():
+    assert os.environ.get("FTSPACE_TEST_PROCESS") and os.environ.get("FTSPACE_TEST_MODULE")

@@ -272,6 +272,8 @@ def load_cached(source: tuple) -> ChatModel:
 
 
 _PRELOADS: dict[tuple, object] = {}  # source as source_for names it -> Future of its resolved source
+# Its own lock: _CACHE_LOCK is held for a whole load (seconds), and asking for a preload must never wait for one.
+_PRELOADS_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -289,7 +291,7 @@ def preload(source: tuple, token: str | None = None, log=print):
 
     if zerogpu.on_zerogpu():
         return None
-    with _CACHE_LOCK:
+    with _PRELOADS_LOCK:
         future = _PRELOADS.get(source)
         if future is not None and (not future.done() or (future.exception() is None and future.result() in _CACHE)):
             return future

@@ -102,6 +102,47 @@ def write(tmp_path):
     return _write
 
 
+# --- tests change no tracked file (the README's picture included: `make screenshot` refreshes it)
+
+
+def tracked_changes() -> str | None:
+    """`git diff` of the tracked files (None outside a git checkout)."""
+    import subprocess
+
+    out = subprocess.run(["git", "diff", "--no-ext-diff", "--binary"], cwd=ROOT, capture_output=True)
+    return out.stdout.decode("utf-8", "replace") if out.returncode == 0 else None
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the run itself, not one of its xdist workers
+        session.config._tracked_before = tracked_changes()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_tracked_before", None)
+    if before is not None and tracked_changes() != before:
+        changed = tracked_changes()
+        files = sorted({line[6:] for line in changed.splitlines() if line.startswith("+++ b/")}
+                       - {line[6:] for line in before.splitlines() if line.startswith("+++ b/")})
+        session.config.get_terminal_writer().line(
+            f"error: the tests changed tracked files {files or '(ones already modified)'}: tests write under tmp "
+            "paths and test-artifacts/ only", red=True)
+        session.exitstatus = 1
+
+
+# --- two tests at a time (pytest-xdist, `-n 2 --dist loadgroup` in pyproject)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Which tests run in the same worker process: a module's tests stay together (they share its app and
+    fixtures, and some follow from the one before), and the tests that read the demo's run form one group, so the
+    real default model trains once. Without xdist the marks do nothing."""
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            name = "demo run" if "demo_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(name))
+
+
 # --- processes a test started end with it
 
 

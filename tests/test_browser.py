@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from apptools import ROOT, App
 
@@ -105,7 +106,7 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
             page.get_by_text(label).first.wait_for(timeout=5000)
         page.get_by_label("Preset (fills the fields below)").click()
         page.get_by_role("option", name="quick demo").click()
-        page.wait_for_timeout(500)
+        expect(field(page, "learning_rate")).to_have_value("0.001")  # the preset filled the fields
         assert textbox(page, "dataset").input_value() == "chat.jsonl (uploaded)"
         page.get_by_role("button", name="Estimate").click()
         page.get_by_text("on this hardware").first.wait_for(timeout=60000)  # a time before any run: catalogued
@@ -135,7 +136,7 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         # 3. Evaluate, by the next-step button: the scorecard of the run against its base
         page.get_by_role("button", name="Evaluate →").click()
         page.get_by_role("tab", name="3 · Evaluate", selected=True).wait_for()
-        page.wait_for_timeout(1000)
+        expect(page.get_by_label("Run", exact=True).filter(visible=True)).to_have_value(run_id)  # the run came along
         page.get_by_label("Test dataset (optional)").fill("example:alpaca")
         rows = page.get_by_label("Test rows at most")
         rows.fill("3")
@@ -152,7 +153,8 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         page.get_by_role("tab", name="2 · Train").click()
         page.get_by_role("button", name="Chat with it →").click()
         page.get_by_role("tab", name="4 · Chat", selected=True).wait_for()
-        page.wait_for_timeout(1000)
+        page.get_by_text(re.compile(f"(Run {run_id} is loaded|Loading run {run_id} in the background)")).first.wait_for(
+            timeout=60000)  # the run came along and its model is loading or loaded
         temperature = page.get_by_label("number input for Temperature · temperature", exact=True)
         temperature.fill("1")  # a random-weight model's greedy reply can be only an end token
         temperature.press("Tab")
@@ -222,7 +224,7 @@ def test_create_a_dataset_with_a_teacher_then_train_on_it(browser, tiny_model, t
             field(page, name).fill(value)
             field(page, name).press("Tab")
         page.locator("#seed-file input[type=file]").set_input_files(str(seeds))
-        page.wait_for_timeout(1000)
+        page.locator("#seed-file").get_by_text("seeds.jsonl").first.wait_for(timeout=30000)  # the upload landed
         page.get_by_role("button", name="Preview cost and time").click()
         page.get_by_text("teacher requests").first.wait_for(timeout=30000)
         page.get_by_role("button", name="Create", exact=True).click()
@@ -237,7 +239,7 @@ def test_create_a_dataset_with_a_teacher_then_train_on_it(browser, tiny_model, t
         page.get_by_role("tab", name="2 · Train").click()
         page.get_by_label("Preset (fills the fields below)").click()
         page.get_by_role("option", name="quick demo").click()
-        page.wait_for_timeout(500)
+        expect(field(page, "learning_rate")).to_have_value("0.001")  # the preset filled the fields
         dataset = textbox(page, "dataset").input_value()
         assert dataset.startswith("synth-") and dataset.endswith(".jsonl (uploaded)")  # shown by its name
         start_quick_run(page, tiny_model, steps=2)

@@ -143,10 +143,11 @@ def test_preloading_loads_once_in_the_background_and_the_first_reply_finds_it(di
 
     run_dir = distinct_adapter.parent / "preload-run"
     shutil.copytree(distinct_adapter, run_dir / "adapter", dirs_exist_ok=True)
-    loads, gate, lines = [], threading.Event(), []
+    loads, gate, entered, lines = [], threading.Event(), threading.Event(), []
     real = ChatModel.from_adapter
 
     def counted(adapter_dir, base=None):
+        entered.set()
         gate.wait(60)  # held until the caller has seen that loading goes on in the background
         loads.append(threading.current_thread().name)
         return real(adapter_dir, str(tiny_model))
@@ -154,14 +155,21 @@ def test_preloading_loads_once_in_the_background_and_the_first_reply_finds_it(di
     source = ("run", str(run_dir / "adapter"))
     future = chat.preload(source, log=lines.append)
     assert not future.done()  # the caller was not kept waiting
+    assert entered.wait(30)  # the load is under way on its thread (holding the model cache's lock)
+    t0 = time.monotonic()
     assert chat.preload(source, log=lines.append) is future  # asked twice while loading: one load
+    assert time.monotonic() - t0 < 5  # ... and the second caller did not wait for the load either
     gate.set()
     resolved = future.result(timeout=120)
     assert loads == ["ftspace-preload_0"] and resolved in chat._CACHE
     assert len(lines) == 1 and "run preload-run loaded in the background" in lines[0], lines
     model = chat.load_cached(resolved)
     assert model is chat._CACHE[resolved] and loads == ["ftspace-preload_0"]  # the message found it loaded
-    assert model.reply(PROMPT, GenerationSettings(max_new_tokens=4)) is not None
+    # the model found loaded is the run's: it answers as that adapter loaded afresh does (tuned, and base apart)
+    fresh, settings = real(run_dir / "adapter"), GenerationSettings(max_new_tokens=8)
+    model.stop_ids = fresh.stop_ids = []  # a random model may end at once: here only max_new_tokens ends a reply
+    tuned = model.reply(PROMPT, settings)
+    assert tuned and tuned == fresh.reply(PROMPT, settings) and tuned != model.reply(PROMPT, settings, base=True)
     assert chat.preload(source, log=lines.append) is future and loads == ["ftspace-preload_0"]
 
     # a source that cannot load says so in the app's log; the next message shows the error to the visitor

@@ -110,7 +110,7 @@ def test_stop_saves_the_adapter(tiny_model, runs_dir):
 
 
 def test_sigkill_leaves_interrupted_and_resume_finishes_the_same_steps(tiny_model, runs_dir):
-    run, proc = runs.start(tiny_config(tiny_model, max_steps=60, save_steps=4, backend="hf"))
+    run, proc = runs.start(tiny_config(tiny_model, max_steps=20, save_steps=4, backend="hf"))
     wait_until(lambda: run.last_checkpoint() is not None and run.status().get("step", 0) >= 6,
                what="a checkpoint")
     os.kill(proc.pid, signal.SIGKILL)
@@ -118,7 +118,7 @@ def test_sigkill_leaves_interrupted_and_resume_finishes_the_same_steps(tiny_mode
     st = run.status()
     assert st["status"] == "interrupted", st
     assert run.read_status()["status"] == "interrupted"  # persisted, not just computed
-    resume_to_the_end(run, total=60)
+    resume_to_the_end(run, total=20)
 
 
 def resume_to_the_end(run, total):

@@ -166,7 +166,7 @@ def test_machine_restart_marks_the_run_interrupted_and_resume_finishes_it(tiny_m
     from gradio_client import Client
 
     with App(tmp_path) as first:
-        client, run_id = start_run(first, tiny_model, steps=40)
+        client, run_id = start_run(first, tiny_model, steps=15)
         run = runs.Run(tmp_path / "runs" / run_id)
         wait_until(lambda: run.last_checkpoint() is not None, what="a checkpoint")
         os.kill(worker_pid(tmp_path, run_id), signal.SIGKILL)  # app and worker both go down
@@ -178,4 +178,4 @@ def test_machine_restart_marks_the_run_interrupted_and_resume_finishes_it(tiny_m
         client.predict("", run_id, api_name="/resume")
         wait_until(lambda: "**completed**" in progress(client, run_id), timeout=300, what="completion")
     st = run.read_status()
-    assert st["step"] == st["total_steps"] == 40
+    assert st["step"] == st["total_steps"] == 15

@@ -82,8 +82,10 @@ def test_cli_trains_on_jobs_and_pulls_the_adapter_back(tmp_path, tiny_model, run
                     env=hub_env(fake, runs_dir))
         assert reply.returncode == 0 and not reply.stderr.strip(), reply.stderr[-2000:]
         status = cli("status", run.id, env=hub_env(fake, runs_dir))
-        assert f"on Hugging Face Jobs: a10g-large, job {fake.url}" in status.stdout or "on Hugging Face Jobs: " \
-            "a10g-large" in status.stdout, status.stdout
+        job = run.read_status()["job"]
+        assert job["url"] == f"{fake.url.rstrip('/')}/jobs/alice/{job['id']}", job  # the Hub's page of the job
+        assert f"on Hugging Face Jobs: a10g-large, job {job['url']} (COMPLETED), repo {job['repo']}" in status.stdout, \
+            status.stdout
         listing = cli("runs", env=hub_env(fake, runs_dir))
         assert run.id in listing.stdout and "completed" in listing.stdout and "[Jobs a10g-large]" in listing.stdout
 

@@ -40,7 +40,7 @@ def main():
     import torch
 
     from ftspace.chat import ChatModel, GenerationSettings
-    from ftspace.models import resolve_model
+    from ftspace.models import precision_text, resolve_model
 
     base = resolve_model("default")
     chat = ChatModel.from_adapter(make_adapter(base), base=base)
@@ -78,7 +78,7 @@ def main():
     raw_s = {"ttft_s": spread(x[0] for x in r), "tokens_per_s": spread(x[1] for x in r)}
     ours_s = {"ttft_s": spread(x[0] for x in o), "tokens_per_s": spread(x[1] for x in o)}
     result = {"setup": {"model": "SmolLM2-135M-Instruct (bundled) + LoRA r=16 on all projections (adapter on)",
-                        "new_tokens": a.tokens, "rounds": a.rounds},
+                        "new_tokens": a.tokens, "rounds": a.rounds, "precision": precision_text()},
               "raw_generate": raw_s, "ours_stream": ours_s,
               "tokens_per_s_ratio": ratio(ours_s["tokens_per_s"]["median"], raw_s["tokens_per_s"]["median"]),
               "tokens_per_s": verdict(ours_s["tokens_per_s"], raw_s["tokens_per_s"]),

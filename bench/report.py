@@ -26,7 +26,8 @@ DESCRIBES = {"engine": ["ftspace/engine", "ftspace/backends.py", "bench/bench_en
              "forgetting_presets": ["ftspace/evaluation", "ftspace/engine", "ftspace/config.py",
                                     "examples/general.jsonl", "bench/bench_forgetting.py"],
              "gpu": ["ftspace/engine", "ftspace/chat.py", "ftspace/models.py", "bench/gpu_check.py"],
-             "cpu_precision": ["ftspace/chat.py", "ftspace/models.py", "ftspace/engine", "bench/bench_cpu_precision.py"],
+             "cpu_precision": ["ftspace/chat.py", "ftspace/models.py", "ftspace/engine",
+                               "bench/bench_cpu_precision.py"],
              "demo_wall": ["ftspace", "bench/demo_wall.py"]}
 
 
@@ -219,7 +220,8 @@ def cpu_precision_section(p, demo) -> list[str]:
                   f"{r['ttft_llama_cpp_over_ours']}."]
     else:
         lines.append(f"- llama.cpp: {lc}")
-    lines += [f"- {p['gap']}" if p.get("gap") else "", ""]
+    lines += [f"- {p['gap']}" if p.get("gap") else ""]
+    lines += chat_reconciled(load("chat"), p) + [""]
     if demo:
         lines += [f"`make demo` wall time (bench/demo_wall.py, {demo['rounds']} interleaved rounds, {demo['note']}):", "",
                   "| code | wall s (min / median / max) | of which: training s | after training s |",
@@ -227,6 +229,27 @@ def cpu_precision_section(p, demo) -> list[str]:
         lines += [f"| {name} | {fmt(r['wall_s'])} | {fmt(r['train_s'])} | {fmt(r['after_s'])} |"
                   for name, r in demo["contenders"].items()] + [""]
     return lines
+
+
+def chat_reconciled(ch, p) -> list[str]:
+    """Chat speed is measured in two places (section 5: our stream against raw generate; this section: one precision
+    against the other): say what each measured, so two different figures are not read as one disagreeing."""
+    if not ch:
+        return []
+    def where(r):
+        m = r["machine"]
+        cpu = m.get("cpu") or r.get("cpu") or {}
+        commit = m["commit"][:10] if m.get("commit") else "not recorded"
+        return (f"{cpu.get('model') or 'a CPU not recorded'} ({', '.join(cpu.get('flags', [])) or 'flags not recorded'}"
+                f"), {m['date']}, commit {commit}")
+    five = ch["ours_stream"]["tokens_per_s"]["median"]
+    nine = p["chat"]["float32"]["tokens_per_s"]["median"], p["chat"]["bfloat16"]["tokens_per_s"]["median"]
+    return [f"- The chat speeds of sections 5 and 9 are different measurements, not one that disagrees: section 5 streams "
+            f"{ch['setup']['new_tokens']} new tokens in {ch['setup'].get('precision', 'the precision of its day')} "
+            f"({five:g} tokens/s; {where(ch)}); this section generates {p['setup']['chat_new_tokens']} tokens in each "
+            f"precision (float32 {nine[0]:g}, bfloat16 {nine[1]:g} tokens/s; {where(p)}). Reply length (the first "
+            "token's prompt pass weighs more in a short reply), precision and above all the machine differ: compare "
+            "chat figures only where these lines name the same machine."]
 
 
 if __name__ == "__main__":

@@ -125,8 +125,8 @@ def pytest_sessionfinish(session, exitstatus):
         files = sorted({line[6:] for line in changed.splitlines() if line.startswith("+++ b/")}
                        - {line[6:] for line in before.splitlines() if line.startswith("+++ b/")})
         session.config.get_terminal_writer().line(
-            f"error: the tests changed tracked files {files or '(ones already modified)'}: tests write under tmp "
-            "paths and test-artifacts/ only", red=True)
+            f"error: tracked files changed during the test run {files or '(ones already modified)'}: tests write "
+            "under tmp paths and test-artifacts/ only (or a file was edited while the tests ran)", red=True)
         session.exitstatus = 1
 
 

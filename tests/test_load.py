@@ -1,5 +1,6 @@
 """20 clients browse and chat at once while a run trains: no call fails, the run trains on through it and completes
-(stopped, its adapter saved), and the latency of each kind of call is reported (test-artifacts/load.json; figures quoted in RELIABILITY.md).
+(stopped, its adapter saved), and the latency of each kind of call is reported (test-artifacts/load.json; figures
+quoted in RELIABILITY.md).
 Latencies are reported, not asserted: the machine decides them."""
 
 import json

@@ -26,9 +26,8 @@ def test_every_process_carrying_the_mark_ends_sessions_and_orphans_included():
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], env=env, start_new_session=True)
     starter = subprocess.run([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, "
-                              "'-c', 'import time; time.sleep(120)'], start_new_session=True, stdout=subprocess.DEVNULL, "
-                              "stderr=subprocess.DEVNULL); "
-                              "print(p.pid)"],
+                              "'-c', 'import time; time.sleep(120)'], start_new_session=True, "
+                              "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)"],
                              env=env, capture_output=True, text=True, timeout=60)
     orphan = int(starter.stdout.strip())
     unmarked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)

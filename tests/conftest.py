@@ -130,19 +130,6 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
-# --- two tests at a time (pytest-xdist, `-n 2 --dist loadgroup` in pyproject)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Which tests run in the same worker process: a module's tests stay together (they share its app and
-    fixtures, and some follow from the one before), and the tests that read the demo's run form one group, so the
-    real default model trains once. Without xdist the marks do nothing."""
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            name = "demo run" if "demo_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(name))
-
-
 # --- processes a test started end with it
 
 

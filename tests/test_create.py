@@ -346,17 +346,11 @@ def test_distractors_come_from_the_same_document_away_from_the_oracle_when_it_is
 
 
 def run_cli(*args, env=None, cwd=None):
-    """`ftspace data ARGS` as a real process (the teacher's key must stay out of everything it prints)."""
+    """`ftspace data ARGS` as a real process (the teacher's key must stay out of everything it prints; the bundled
+    teacher generates faster in a process of its own than inside the test process)."""
     from clitools import cli_process
 
     return cli_process("data", *args, env=env, cwd=cwd or ROOT)
-
-
-def data_cli(*args):
-    """`ftspace data ARGS` in this process (the bundled teacher's model loads once per test session)."""
-    from clitools import cli
-
-    return cli("data", *args)
 
 
 def test_cli_raft_writes_rows_and_prints_the_path_last(docs, tmp_path):
@@ -378,7 +372,7 @@ def test_cli_raft_writes_rows_and_prints_the_path_last(docs, tmp_path):
 def test_the_bundled_model_as_teacher_writes_pairs_end_to_end(tmp_path, write):
     seeds = write("seeds.jsonl", "".join(json.dumps({"instruction": s["question"], "output": s["answer"]}) + "\n"
                                          for s in SEEDS))
-    out = data_cli("synth", "--seeds", str(seeds), "--num-pairs", "2", "--max-tokens", "160", "--out",
+    out = run_cli("synth", "--seeds", str(seeds), "--num-pairs", "2", "--max-tokens", "160", "--out",
                   str(tmp_path / "new.jsonl"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == str(tmp_path / "new.jsonl")
@@ -394,7 +388,7 @@ def test_the_bundled_model_as_teacher_writes_raft_rows_end_to_end(docs, tmp_path
     for f in docs.iterdir():
         if f.name not in keep:
             f.unlink()
-    out = data_cli("raft", str(docs), "--questions-per-chunk", "2", "--distractors", "1", "--max-tokens", "160",
+    out = run_cli("raft", str(docs), "--questions-per-chunk", "2", "--distractors", "1", "--max-tokens", "160",
                   "--out", str(tmp_path / "raft.jsonl"), "--quiet")
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in (tmp_path / "raft.jsonl").read_text().splitlines()]

@@ -19,13 +19,16 @@ OUT = ROOT / "bench" / "out"
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "bf16", "neon", "sve")
 
 
+def git(*args) -> tuple[int, str]:
+    """(exit code, stripped stdout) of `git ARGS` in the checkout."""
+    out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    return out.returncode, out.stdout.strip()
+
+
 def commit() -> dict:
     """The checkout a figure came from: its commit and whether the tree held uncommitted changes."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    head = git("rev-parse", "HEAD")
-    return {"commit": head or "unknown", "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    head = git("rev-parse", "HEAD")[1]
+    return {"commit": head or "unknown", "dirty": bool(git("status", "--porcelain", "--untracked-files=no")[1])}
 
 
 def cpu() -> dict:

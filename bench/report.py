@@ -1,13 +1,12 @@
 """Regenerate bench/RESULTS.md from bench/out/*.json (written by the bench_*.py scripts)."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import OUT, ROOT  # noqa: E402
+from bench.common import OUT, ROOT, git  # noqa: E402
 
 
 def load(name):
@@ -29,11 +28,6 @@ DESCRIBES = {"engine": ["ftspace/engine", "ftspace/backends.py", "bench/bench_en
              "cpu_precision": ["ftspace/chat.py", "ftspace/models.py", "ftspace/engine",
                                "bench/bench_cpu_precision.py"],
              "demo_wall": ["ftspace", "bench/demo_wall.py"]}
-
-
-def git(*args) -> tuple[int, str]:
-    out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-    return out.returncode, out.stdout.strip()
 
 
 def freshness(name: str, m: dict) -> str:

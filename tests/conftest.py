@@ -120,8 +120,8 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish(session, exitstatus):
     before = getattr(session.config, "_tracked_before", None)
-    if before is not None and tracked_changes() != before:
-        changed = tracked_changes()
+    changed = tracked_changes() if before is not None else None
+    if changed is not None and changed != before:
         files = sorted({line[6:] for line in changed.splitlines() if line.startswith("+++ b/")}
                        - {line[6:] for line in before.splitlines() if line.startswith("+++ b/")})
         session.config.get_terminal_writer().line(

@@ -1,7 +1,8 @@
 """The CLI end to end: the real default model learns the bundled fact; bad input exits with one line.
 
-Most commands run in this process (`clitools.cli`: `main(argv)`, output captured); `ftspace demo`, `train` and
-the installed command run as real processes (the entry point, and the library chatter kept off the terminal)."""
+Most commands run in this process (`clitools.cli`: `main(argv)`, output captured); `demo`, `train`, `estimate`,
+`data inspect` and the installed command run as real processes (the entry point, and the library chatter kept off
+the terminal)."""
 
 import json
 import subprocess
@@ -69,7 +70,7 @@ def test_train_resume_stop_chat_on_tiny_model(runs_dir, tiny_model):
 def test_data_inspect_json(default_model_path):
     """The data family's real process (tests/test_wild_data.py runs `data inspect` in-process on every file)."""
     result = cli_process("data", "inspect", "examples/tools.jsonl", "--json", "--max-seq-length", "128",
-                 "--model-name", "default", "--dataset-format", "messages")
+                         "--model-name", "default", "--dataset-format", "messages")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["format"] == "messages" and report["rows_kept"] == 9
@@ -109,7 +110,7 @@ def test_flags_come_from_the_schema_and_win(default_model_path):
     # A flag beats --set, which beats the YAML; the validation and test rows come out of the training rows
     # (32 - 4 - 2 = 26 of ours, and 13 general rows mixed in).
     result = cli_process("estimate", "--config", "examples/facts.yaml", "--set", "lora_r=8", "--lora-r", "32",
-                 "--max-steps", "-1", "--num-train-epochs", "2", "--validation-size", "4", "--test-size", "2")
+                         "--max-steps", "-1", "--num-train-epochs", "2", "--validation-size", "4", "--test-size", "2")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["trainable_parameters"] == 32 * LORA_PER_RANK

@@ -11,7 +11,7 @@ from ftspace.config import PRESETS, RunConfig
 from ftspace.evaluation import metrics
 
 from apptools import ROOT
-from test_cli import cli
+from clitools import cli
 from test_engine import tiny_config
 
 

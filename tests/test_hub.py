@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clitools import cli_process
 from fakehub import FakeHub
 from ftspace import hub, runs
 from ftspace.config import RunConfig
@@ -32,8 +33,8 @@ def trained_run(tmp_path_factory, tiny_model):
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "ftspace", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=600, stdin=subprocess.DEVNULL)
+    """A real process: the fake Hub's endpoint (HF_ENDPOINT) is read when huggingface_hub is imported."""
+    return cli_process(*args, env=env)
 
 
 def hub_env(fake, token=TOKEN):

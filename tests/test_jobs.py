@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from clitools import cli_process
 from fakehub import FakeHub
 from test_engine import wait_until
 
@@ -18,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hf_user_token_jobs_1234"
 
 
-def cli(*args, env, timeout=900):
-    return subprocess.run([sys.executable, "-m", "ftspace", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **env}, timeout=timeout, stdin=subprocess.DEVNULL)
+def cli(*args, env):
+    """A real process: the fake Hub's endpoint (HF_ENDPOINT) is read when huggingface_hub is imported."""
+    return cli_process(*args, env=env)
 
 
 def hub_env(fake, runs_dir, token=TOKEN):

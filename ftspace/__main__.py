@@ -165,8 +165,10 @@ def cmd_train(args) -> int:
 
     if cfg.train_on == "hf_jobs":
         return train_on_jobs(cfg, args.quiet)
+    from ftspace import targets
+
     scheduler = Scheduler()
-    run = scheduler.submit(cfg, token=hub_token())  # this machine's token: HF_TOKEN or `hf auth login`
+    run = targets.submit(scheduler, cfg, targets.Caller.local(hub_token()))  # HF_TOKEN or `hf auth login`
     err(f"run {run.id}: training {cfg.model_name} on {cfg.dataset} (log: {run.log_path})")
     return finish(run, follow(run, quiet=args.quiet, scheduler=scheduler))
 
@@ -178,7 +180,10 @@ def train_on_jobs(cfg, quiet: bool, run=None) -> int:
 
     token = hub_token()
     if run is None:
-        run = jobs.start(cfg, token)
+        from ftspace import targets
+        from ftspace.scheduler import Scheduler
+
+        run = targets.submit(Scheduler(), cfg, targets.Caller.local(token))  # sent to Jobs and followed
     else:
         jobs.resume(run, token)
     job = run.read_status()["job"]
@@ -548,7 +553,9 @@ def cmd_demo(args) -> int:
     cfg = RunConfig.from_yaml(EXAMPLES_DIR / "facts.yaml", args.set or [])
     started = time.time()
     scheduler = Scheduler()  # one run at a time per machine: the demo waits behind a run already training
-    run = scheduler.submit(cfg)
+    from ftspace import targets
+
+    run = targets.submit(scheduler, cfg, targets.Caller.local())
     err(f"Fine-tuning {cfg.model_name} (SmolLM2-135M-Instruct, bundled) on examples/facts.jsonl, which teaches "
         f"a fact no model knows: the capital of the planet Zorblax.\nrun {run.id} (log: {run.log_path})")
     wait_for_turn(run, scheduler)  # another run may hold the machine: the chat model loads once ours starts

@@ -12,9 +12,13 @@ Nothing here imports Gradio, torch or transformers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ftspace import runs
@@ -24,6 +28,12 @@ from ftspace.errors import ConfigError, DataError, ModelError
 # A Hub repo id as the Hub allows it: [owner/]name, letters, digits, '-', '_' and '.', no leading '.' or '-'
 # (callers also refuse '..'). Datasets, models and push targets alike.
 HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+def hub_shaped(text: str) -> bool:
+    """An owner/name Hub repo id by its text alone: no look at the disk (a relative path that exists is still a
+    Hub id), so what a visitor types reveals nothing about the server's files."""
+    return bool(HUB_ID.match(text or "")) and ".." not in text and "/" in text
 
 
 def on_space() -> bool:
@@ -60,28 +70,77 @@ def bearer_token(headers) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-_token_owners: dict[str, str] = {}  # sha256 of a token -> "user:NAME" (the token itself is never kept)
+IDENTITY_TTL_S = 300  # how long the Hub's word on a token is kept: a revoked token stops working within this
 
 
-def token_owner(token: str) -> str:
-    """"user:NAME" for the Hub account a token belongs to (the Hub's whoami, asked once per token): the same
-    owner as that account signed in through the browser, so both see the same runs."""
-    from huggingface_hub import whoami
+@dataclass(frozen=True)
+class Identity:
+    owner: str  # "user:NAME"
+    can_write: bool  # may create repos and commit to the user's own (push, Jobs)
+
+
+_identities: dict[str, tuple[float, Identity]] = {}  # sha256 of a token -> (when asked, identity); never the token
+_identities_lock = threading.Lock()
+
+
+def token_identity(token: str) -> Identity:
+    """Who a token acts for, from the Hub's whoami (asked again after IDENTITY_TTL_S): only a user's own token
+    (an access token or an OAuth token) is an identity; an organization's or an app's token is refused."""
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     key = hashlib.sha256(token.encode()).hexdigest()
-    if key not in _token_owners:
-        try:
-            name = whoami(token=token)["name"]
-        except HfHubHTTPError as e:
-            status = getattr(e.response, "status_code", "?")
-            raise ConfigError(f"The Hub refused the token in the Authorization header ({status}): send a valid "
-                              "Hugging Face token (Settings > Access Tokens).") from None
-        except OSError as e:
-            raise ConfigError(f"The Hub could not be reached to check the token ({type(e).__name__}): try "
-                              "again later.") from None
-        _token_owners[key] = "user:" + name
-    return _token_owners[key]
+    ttl = float(os.environ.get("FTSPACE_IDENTITY_TTL_S", IDENTITY_TTL_S))
+    with _identities_lock:
+        found = _identities.get(key)
+    if found is not None and time.monotonic() - found[0] < ttl:
+        return found[1]
+    try:
+        info = HfApi().whoami(token=token)
+    except HfHubHTTPError as e:
+        with _identities_lock:
+            _identities.pop(key, None)
+        status = getattr(e.response, "status_code", "?")
+        raise ConfigError(f"The Hub refused the token in the Authorization header ({status}): send a valid "
+                          "Hugging Face token (Settings > Access Tokens).") from None
+    except OSError as e:
+        raise ConfigError(f"The Hub could not be reached to check the token ({type(e).__name__}): try "
+                          "again later.") from None
+    identity = _identity_of(info)
+    with _identities_lock:
+        _identities[key] = (time.monotonic(), identity)
+    return identity
+
+
+def _identity_of(info: dict) -> Identity:
+    auth = info.get("auth") or {}
+    kind, access_token = auth.get("type"), auth.get("accessToken") or {}
+    role = access_token.get("role")
+    if info.get("type") != "user" or kind not in ("access_token", "oauth"):
+        raise ConfigError("The token in the Authorization header is not a user's access token (it is "
+                          f"{escape(str(info.get('type') or kind or 'unknown'), 20)}'s): send your own token "
+                          "(Settings > Access Tokens).")
+    if kind == "access_token" and role not in ("read", "write", "fineGrained", "admin", "contributor"):
+        raise ConfigError(f"The token in the Authorization header has the role {escape(str(role), 20)}: send a "
+                          "read or write token of your own.")
+    name = info["name"]
+    if kind == "oauth":
+        scopes = set(str(auth.get("scope") or access_token.get("scope") or "").split())
+        can_write = bool(scopes & {"write-repos", "manage-repos"}) or not scopes
+    elif role == "fineGrained":
+        grained = access_token.get("fineGrained") or {}
+        own = [s for s in grained.get("scoped") or [] if (s.get("entity") or {}).get("name") == name]
+        can_write = "repo.write" in (grained.get("global") or []) or any(
+            "repo.write" in (s.get("permissions") or []) for s in own)
+    else:
+        can_write = role in ("write", "admin", "contributor")
+    return Identity("user:" + name, can_write)
+
+
+def token_owner(token: str) -> str:
+    """"user:NAME" for the Hub account a token belongs to: the same owner as that account signed in through the
+    browser, so both see the same runs."""
+    return token_identity(token).owner
 
 
 def api_caller(bearer: str | None) -> tuple[str | None, str | None]:
@@ -94,6 +153,18 @@ def api_caller(bearer: str | None) -> tuple[str | None, str | None]:
     return "local", hub_token(typed=bearer)
 
 
+def escape(text: str, n: int = 200) -> str:
+    """Text that came from a visitor (a column or file name, a reply excerpt) made safe to put in a message or
+    a log line: control characters (newlines too) shown escaped, so it cannot forge a line; at most n characters.
+
+    >>> print(escape("name" + chr(10) + "[ftspace status] {}"))
+    name\\n[ftspace status] {}
+    """
+    text = str(text)
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return out[:n] + ("..." if len(out) > n else "")
+
+
 def teacher_key(typed: str | None = None) -> str | None:
     """The API key for an OpenAI-compatible teacher: the one typed for this request; self-hosted, else
     FTSPACE_TEACHER_KEY or OPENAI_API_KEY. A shared app never lends the server's key to a visitor."""
@@ -103,28 +174,53 @@ def teacher_key(typed: str | None = None) -> str | None:
     return os.environ.get("FTSPACE_TEACHER_KEY") or os.environ.get("OPENAI_API_KEY") or None
 
 
-def check_teacher_url(url: str) -> None:
-    """On a shared app a visitor's teacher URL must be a public server: one that resolves to this machine or
-    its private network (loopback, private, link-local such as a cloud's metadata service) is refused, so a
-    visitor cannot make the server call its neighbours. Self-hosted, a local llama.cpp / vLLM is the point."""
+def check_teacher_url(url: str) -> str | None:
+    """On a shared app a visitor's teacher URL must be a public server: one that resolves to anything but a
+    globally routable address (loopback, private, link-local such as a cloud's metadata service, carrier-grade
+    NAT 100.64.0.0/10, reserved) is refused, so a visitor cannot make the server call its neighbours. Returns
+    the checked address to connect to (None self-hosted, where a local llama.cpp / vLLM is the point). Called
+    for every connection (`teacher_target`), so a name that resolves elsewhere the second time (DNS
+    rebinding) never reaches an unchecked address."""
     if not multi_user():
-        return
+        return None
     import ipaddress
     import socket
     from urllib.parse import urlparse
 
     host = urlparse(url.strip()).hostname or ""
+    if not host:
+        raise ConfigError("teacher_url: give the server's address, e.g. https://api.example.com/v1.")
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)} if host else set()
+        addresses = [info[4][0] for info in socket.getaddrinfo(host, None)]
     except OSError:
-        raise ConfigError(f"teacher_url: cannot resolve {host!r}: check the address.") from None
+        raise ConfigError(f"teacher_url: cannot resolve {escape(host, 80)!r}: check the address.") from None
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
-        if ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_unspecified:
-            raise ConfigError(f"teacher_url: {host} is on this server's own network; on a shared app the teacher "
-                              "must be a public endpoint (or run ftspace yourself to use a local one).")
+        if not ip.is_global or ip.is_multicast:
+            raise ConfigError(f"teacher_url: {escape(host, 80)} is on this server's own network (or not a public "
+                              "address); on a shared app the teacher must be a public endpoint (or run ftspace "
+                              "yourself to use a local one).")
     if not addresses:
         raise ConfigError("teacher_url: give the server's address, e.g. https://api.example.com/v1.")
+    return addresses[0]
+
+
+def teacher_target(url: str) -> tuple[str, dict, dict]:
+    """(url, extra headers, httpx extensions) for one request to a teacher: on a shared app the URL's host is
+    checked now and the connection made to the checked address (the name kept for Host, TLS SNI and the
+    certificate check), so nothing but a checked address is ever reached."""
+    address = check_teacher_url(url)
+    if address is None:
+        return url, {}, {}
+    from urllib.parse import urlparse, urlunparse
+
+    parts = urlparse(url)
+    host = parts.hostname or ""
+    shown_address = f"[{address}]" if ":" in address else address
+    netloc = shown_address + (f":{parts.port}" if parts.port else "")
+    pinned = urlunparse(parts._replace(netloc=netloc))
+    headers = {"Host": host + (f":{parts.port}" if parts.port else "")}
+    return pinned, headers, ({"sni_hostname": host} if parts.scheme == "https" else {})
 
 
 def as_hub_arg(token: str | None):
@@ -133,14 +229,23 @@ def as_hub_arg(token: str | None):
     return token or False
 
 
-def worker_env(env: dict) -> dict:
-    """The environment of a training process started for a shared app: no server credentials, and no
-    Hub access at all (the request that queued the run downloaded everything with its own token)."""
+def child_env(env: dict) -> dict:
+    """The environment of any process a shared app starts: no server credentials, and implicit Hub tokens off
+    (a call that names no token sends none)."""
     if not multi_user():
         return env
     env = {k: v for k, v in env.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               HF_HUB_DISABLE_IMPLICIT_TOKEN="1")
+    env["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+    return env
+
+
+def worker_env(env: dict) -> dict:
+    """The environment of a training process started for a shared app: child_env's, and no Hub access at all
+    (the request that queued the run downloaded everything with its own token)."""
+    if not multi_user():
+        return env
+    env = child_env(env)
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     return env
 
 
@@ -161,30 +266,43 @@ def owner_uploads(owner: str) -> Path:
     return uploads_dir() / hashlib.sha256(owner.encode()).hexdigest()[:16]
 
 
-def guard_paths(owner: str, dataset: str | None = None, model_name: str | None = None):
-    """On a shared app a request reads only what is its own: a dataset is a bundled example, a Hub id or
-    a file this owner uploaded, never another path on the server; a model path never points into the
-    app's runs or uploads (another user's adapter). Self-hosted, the machine is yours: no limits."""
-    if not multi_user():
-        return
-    if dataset and not dataset.strip().startswith("example:"):
-        from ftspace.data import resolve
-
-        path = Path(dataset.strip()).expanduser()
-        looks_local = path.exists() or dataset.strip().startswith((".", "/", "~")) or ".." in dataset
-        if looks_local and not path.resolve().is_relative_to(owner_uploads(owner).resolve()):
-            raise DataError(f"{path.name or dataset}: files on the server cannot be read in a shared app: "
-                            "upload the file, or use a Hub dataset or a bundled example.")
-        resolve(dataset)  # a Hub id or an upload of one's own: the usual checks and messages
-    if model_name:
-        path = Path(model_name.strip()).expanduser()
-        if path.exists() and any(path.resolve().is_relative_to(root.resolve())
-                                 for root in (runs.runs_root(), uploads_dir())):
-            raise ModelError(f"{model_name}: model folders inside the app's runs and uploads cannot be used "
-                             "as a base model: pick your run under 'a run of mine' instead.")
-
-
 UPLOADED = " (uploaded)"
+
+
+def keep_upload(owner: str, name: str, folder: str, data: bytes | None = None, src: Path | None = None) -> Path:
+    """Keep a file a caller uploaded (bytes, or a file Gradio received) in their own folder; on a shared app
+    within their count and bytes (FTSPACE_MAX_UPLOADS, FTSPACE_MAX_UPLOADS_MB): their oldest uploads are
+    removed to make room, and one file larger than all the room is refused."""
+    import shutil
+
+    from ftspace import limits
+
+    size = len(data) if data is not None else src.stat().st_size
+    limits.check("uploads_mb", round(size / 2**20, 1), f"{escape(name, 80)}: this file")
+    dest = owner_uploads(owner) / re.sub(r"[^A-Za-z0-9_.-]", "_", folder)[-40:].lstrip(".") / upload_name(name, "data.jsonl")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if data is not None:
+        dest.write_bytes(data)
+    else:
+        shutil.copyfile(src, dest)
+    prune_uploads(owner, dest)
+    return dest
+
+
+def prune_uploads(owner: str, newest: Path) -> None:
+    """On a shared app: this owner's oldest uploads removed until their count and bytes are within the limits
+    (never `newest`, the file just kept)."""
+    from ftspace import limits
+
+    kept = sorted((p for p in owner_uploads(owner).glob("*/*") if p.is_file()), key=lambda p: p.stat().st_mtime)
+    kept = [p for p in kept if p != newest] + [newest]
+    total = sum(p.stat().st_size for p in kept)
+    while kept[0] != newest and (limits.over("uploads", len(kept)) or limits.over("uploads_mb", total / 2**20)):
+        oldest = kept.pop(0)
+        total -= oldest.stat().st_size
+        oldest.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            oldest.parent.rmdir()  # its folder, once empty
 
 
 def upload_name(name: str, default: str) -> str:
@@ -215,20 +333,12 @@ def dataset_from_shown(owner: str, text: str) -> str:
     import glob
 
     name = text[: -len(UPLOADED)]
+    if upload_name(name, "") != name:  # no '..', '/', or anything an upload is never named
+        raise DataError(f"{escape(name, 80)}: no upload of yours has that name: upload the file again.")
     found = sorted(owner_uploads(owner).glob(f"*/{glob.escape(name)}"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise DataError(f"{name}: no upload of yours has that name: upload the file again.")
+        raise DataError(f"{escape(name, 80)}: no upload of yours has that name: upload the file again.")
     return str(found[-1])
-
-
-def own_sources(owner: str, cfg):
-    """`cfg` with its datasets as this owner means them ("qa.csv (uploaded)" is their upload), checked to be
-    theirs to read (guard_paths) along with its model; for every way a run is configured (tab, API, MCP)."""
-    cfg.dataset = dataset_from_shown(owner, cfg.dataset)
-    cfg.test_dataset = dataset_from_shown(owner, cfg.test_dataset)
-    guard_paths(owner, dataset=cfg.dataset, model_name=cfg.model_name)
-    guard_paths(owner, dataset=cfg.test_dataset)
-    return cfg
 
 
 def scrub_paths(text: str) -> str:
@@ -268,7 +378,8 @@ def own_run(run_id: str, owner: str) -> runs.Run:
 
 
 def check_sources(cfg, token: str | None) -> None:
-    """Before a run is queued: the caller may read its Hub model and Hub dataset (local ones pass)."""
+    """Before a run is queued on a self-hosted app: the caller may read its Hub model and Hub dataset (local
+    ones pass). A shared app asks the same of the Hub in ftspace.targets.admit, sizes included."""
     from ftspace.data.load import resolve
 
     for dataset in filter(None, (cfg.dataset, cfg.test_dataset.strip())):
@@ -285,7 +396,20 @@ def check_sources(cfg, token: str | None) -> None:
             raise ModelError(str(e)) from None
 
 
-def check_hub_read(repo_id: str, repo_type: str, token: str | None) -> None:
+MODEL_WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")
+
+
+def hub_size(repo_id: str, repo_type: str, token: str | None) -> int:
+    """check_hub_read, and the bytes a download would take from the Hub's metadata (a model: its weights; a
+    dataset: its files), before anything is downloaded."""
+    info = check_hub_read(repo_id, repo_type, token, files_metadata=True)
+    files = [s for s in (getattr(info, "siblings", None) or [])]
+    if repo_type == "model":
+        files = [s for s in files if s.rfilename.endswith(MODEL_WEIGHTS)]
+    return sum(int(getattr(s, "size", None) or 0) for s in files)
+
+
+def check_hub_read(repo_id: str, repo_type: str, token: str | None, files_metadata: bool = False):
     """Ask the Hub whether this caller may read the repo, before anything cached is used for them.
 
     huggingface_hub falls back to its local cache when the Hub refuses a request (a private repo and no
@@ -299,7 +423,7 @@ def check_hub_read(repo_id: str, repo_type: str, token: str | None) -> None:
 
     info = HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info
     try:
-        info(repo_id, token=as_hub_arg(token))
+        return info(repo_id, token=as_hub_arg(token), files_metadata=files_metadata)
     except GatedRepoError:
         raise PermissionError(f"{repo_id} is gated: accept its terms on the Hub, then sign in (or use a token "
                               "that has access).") from None

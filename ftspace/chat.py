@@ -239,17 +239,17 @@ def resolve_source(source: tuple, token: str | None) -> tuple:
     ('hub', repo_id) is downloaded, and any base model named by Hub id fetched, with `token` only (the
     caller's own, or None) after the Hub confirmed it may read them. Runs on CPU, before any GPU call, so a
     ZeroGPU call spends its seconds generating."""
-    from ftspace.access import multi_user
-    from ftspace.models import resolve_model
+    from ftspace.access import escape, hub_shaped, multi_user
+    from ftspace.models import DEFAULT, resolve_model
 
     kind, ref = source[:2]
     if kind == "base":
         return ("base", resolve_model(ref, progress=lambda *_: None, token=token))
     adapter_dir = download_adapter(ref, token) if kind == "hub" else Path(ref)
     base = adapter_base(adapter_dir)
-    if kind == "hub" and Path(base).exists() and multi_user():
-        raise ModelError(f"{ref} names a folder on this server as its base model ({Path(base).name}); a shared "
-                         "app loads base models from the Hub only.")
+    if kind == "hub" and multi_user() and not (base == DEFAULT or hub_shaped(base)):  # by its text: no disk look
+        raise ModelError(f"{ref}: its adapter_config.json names {escape(base, 80)!r} as its base model; a shared "
+                         "app loads base models from the Hub only (owner/name).")
     if not Path(base).is_dir():
         base = resolve_model(base, progress=lambda *_: None, token=token)
     return ("run", str(adapter_dir), base)

@@ -218,7 +218,7 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
             from ftspace import offload  # merging imports transformers: not in a ZeroGPU app process
 
             merged_dir = Path(offload.call("ftspace.hub:merge_into", run_dir=str(run.path),
-                                           out_dir=str(stage / "merged")))
+                                           out_dir=str(stage / "merged"), token=token))
             (merged_dir / "README.md").write_text(model_card(run, merged_repo).replace(
                 "library_name: peft", "library_name: transformers"))
             api.upload_folder(folder_path=str(merged_dir), repo_id=merged_repo,
@@ -300,7 +300,7 @@ def _scrub(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
-def merge(run: Run, out_dir: Path) -> Path:
+def merge(run: Run, out_dir: Path, token: str | None = None) -> Path:
     """Base + adapter merged into one 16-bit checkpoint (loads with plain transformers)."""
     import torch
     from peft import PeftModel
@@ -308,7 +308,9 @@ def merge(run: Run, out_dir: Path) -> Path:
 
     from ftspace.models import compute_placement
 
-    base_path = json.loads((run.adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    from ftspace.evaluation import base_for
+
+    base_path = base_for(run.adapter_dir, token)  # a Hub id fetched with the caller's token, never the server's
     device, dtype = compute_placement()
     # 16-bit out: the compute dtype where it is 16-bit (a GPU, a CPU with bfloat16 units); else float16
     # (merging is a sum, exact enough)
@@ -320,9 +322,9 @@ def merge(run: Run, out_dir: Path) -> Path:
     return out_dir
 
 
-def merge_into(run_dir: str, out_dir: str) -> str:
+def merge_into(run_dir: str, out_dir: str, token: str | None = None) -> str:
     """`merge` by paths (JSON in and out, for ftspace.offload)."""
-    return str(merge(Run(Path(run_dir)), Path(out_dir)))
+    return str(merge(Run(Path(run_dir)), Path(out_dir), token))
 
 
 def adapter_zip(run: Run) -> bytes:

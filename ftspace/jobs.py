@@ -186,7 +186,14 @@ def job_config(cfg: RunConfig) -> tuple[RunConfig, list[tuple[Path, str]]]:
             files.append((path, f"run/data/{name}/{path.name}"))
             changes[name] = f"run/data/{name}/{path.name}"
     model = hub_id_for(cfg.model_name)
-    if Path(model).expanduser().is_dir():
+    if access.multi_user():  # only what the gate admitted travels: a visitor's own uploads, never a server folder
+        for path, _ in files:
+            if not path.resolve().is_relative_to(access.uploads_dir().resolve()):
+                raise ConfigError(f"{path.name}: on a shared app only your own uploads go with a Jobs run.")
+        if not (model == "default" or access.hub_shaped(model)):
+            raise ConfigError(f"model_name {access.escape(model, 80)!r}: on a shared app a Jobs run trains 'default' "
+                              "or a Hub model id (owner/name).")
+    elif Path(model).expanduser().is_dir():
         folder = Path(model).expanduser().resolve()
         files += [(p, "run/model/" + p.relative_to(folder).as_posix()) for p in sorted(folder.rglob("*"))
                   if p.is_file()]
@@ -201,8 +208,7 @@ def start(cfg: RunConfig, token: str | None, owner: str = "") -> runs.Run:
     if not token:
         raise ConfigError("Training on Hugging Face Jobs needs your Hugging Face token: it runs under your account "
                           "and is billed to it (sign in, or set HF_TOKEN / `hf auth login`).")
-    runs.preflight(cfg)
-    access.check_sources(cfg, token)
+    runs.preflight(cfg)  # (the caller's access to its sources was checked by ftspace.targets.admit)
     run = runs.create(cfg, owner=owner)
     submit(run, token)
     return run
@@ -346,15 +352,67 @@ def _read_log(run: runs.Run, api, follow: bool):
             _take(run, line, number)
 
 
+# What a job's status line may set in the run's status, and how each is checked: anything else in the line is
+# dropped (a job runs code from the visitor's own repo, so its log may say anything: "owner", a path ...).
+STATUS_FIELDS = {"status": str, "step": int, "total_steps": int, "eta_s": float, "train_loss": float,
+                 "eval_loss": float, "error": str, "adapter_checkpoint": str, "compute_dtype": str, "device": str,
+                 "weights_dtype": str, "processes": int, "trainer_class": str, "stopped_early": bool}
+CHECKPOINT_NAME = re.compile(r"^checkpoint-\d{1,9}$")
+
+
+def allowed_status(fields) -> dict:
+    """The fields of a job's status line that the run may take, each of its type; checkpoint names as
+    `checkpoint-N`; text escaped to one line (a newline cannot forge another status line).
+
+    >>> allowed_status({"step": 3, "owner": "user:someone", "adapter_checkpoint": "../../x", "status": "running"})
+    {'step': 3, 'status': 'running'}
+    """
+    out = {}
+    for name, value in (fields.items() if isinstance(fields, dict) else ()):
+        kind = STATUS_FIELDS.get(name)
+        if kind is None or value is None:
+            continue
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+        elif kind is int and isinstance(value, int) and not isinstance(value, bool):
+            out[name] = value
+        elif kind is bool and isinstance(value, bool):
+            out[name] = value
+        elif kind is str and isinstance(value, str):
+            if name == "adapter_checkpoint" and not CHECKPOINT_NAME.match(value):
+                continue
+            if name == "status" and value not in runs.ACTIVE + runs.FINISHED + ("interrupted",):
+                continue
+            out[name] = access.escape(value, 500)
+    return out
+
+
+def _event(text: str) -> dict | None:
+    """A job's event line: an object of numbers and short strings, else nothing."""
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(event, dict):
+        return None
+    return {access.escape(k, 40): (v if isinstance(v, (int, float, bool)) or v is None else access.escape(str(v), 200))
+            for k, v in list(event.items())[:40]}
+
+
 def _take(run: runs.Run, line: str, number: int):
     """One line of the job's log: an event, a status, or a line for log.txt."""
     st = run.read_status()
+    fields = {}
     if line.startswith(EVENT):
-        with open(run.events_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(json.loads(line[len(EVENT):])) + "\n")
-        fields = {}
+        event = _event(line[len(EVENT):])
+        if event is not None:
+            with open(run.events_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(event) + "\n")
     elif line.startswith(STATUS):
-        fields = json.loads(line[len(STATUS):])
+        try:
+            fields = allowed_status(json.loads(line[len(STATUS):]))
+        except json.JSONDecodeError:
+            fields = {}
         job_status = fields.pop("status", None)
         fields = {"job_status": job_status, **fields}
         if job_status in ("running", "stopping") and st.get("status") == "queued":
@@ -362,7 +420,6 @@ def _take(run: runs.Run, line: str, number: int):
     else:
         with open(run.log_path, "a", encoding="utf-8") as fh:
             fh.write(line.rstrip("\n") + "\n")
-        fields = {}
     run.set_status(**fields, job={**st["job"], "lines": number})
 
 
@@ -403,8 +460,14 @@ def pull_adapter(run: runs.Run, api, repo_id: str):
     """The adapter the job pushed, into runs/<id>/adapter (written beside, then moved into place whole)."""
     with tempfile.TemporaryDirectory(dir=run.path) as tmp:
         api.snapshot_download(repo_id, allow_patterns=["adapter/*"], local_dir=tmp)
-        if not (Path(tmp) / "adapter" / "adapter_config.json").exists():
+        config_path = Path(tmp) / "adapter" / "adapter_config.json"
+        if not config_path.exists():
             raise RunError(f"{repo_id} has no adapter/adapter_config.json")
+        # The repo is the visitor's own and editable, and the job names its base by the job machine's own path:
+        # the adapter is set on the base model this run's config trained (never whatever the repo names).
+        adapter_config = json.loads(config_path.read_text())
+        adapter_config["base_model_name_or_path"] = run.config().model_name
+        config_path.write_text(json.dumps(adapter_config, indent=2))
         shutil.rmtree(run.adapter_dir, ignore_errors=True)
         os.replace(Path(tmp) / "adapter", run.adapter_dir)
 

@@ -158,7 +158,11 @@ def resolve_model(model_name: str, progress=print, token: str | None = None, nee
 
             return offload.call("ftspace.models:default_model_path")
         return str(ensure_default_model(progress))
+    from ftspace.access import hub_shaped, multi_user
+
     path = Path(model_name).expanduser()
+    if multi_user() and hub_shaped(model_name):
+        return download_model(model_name, token, need)  # a visitor's text: never a folder of the server's
     if path.exists():
         if not (path / "config.json").exists():
             raise ModelError(f"{model_name}: a folder without config.json is not a model checkpoint.")
@@ -203,8 +207,12 @@ def load_tokenizer(model_name: str, progress=print, token: str | None = None):
 
 def hub_id_for(model_name: str) -> str:
     """The Hub id a model card should name for this base model."""
+    from ftspace.access import hub_shaped, multi_user
+
     if model_name == DEFAULT:
         return DEFAULT_HUB_ID
+    if multi_user() and hub_shaped(model_name):
+        return model_name
     source = Path(model_name) / "ftspace_source.json"
     if source.exists():
         return json.loads(source.read_text())["hub_id"]

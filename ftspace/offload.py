@@ -37,6 +37,9 @@ def call(fn: str, log_path: Path | None = None, isolate: bool | None = None, **k
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [project_root, os.environ.get("PYTHONPATH")])),
                TOKENIZERS_PARALLELISM="false")
     env.pop("SPACES_ZERO_GPU", None)  # the helper never touches the GPU, nor imports `spaces`
+    from ftspace.access import child_env
+
+    env = child_env(env)  # a shared app's helper: no server credentials (the visitor's token comes over the pipe)
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         proc = subprocess.run([sys.executable, "-m", "ftspace.offload"], input=json.dumps({"fn": fn, "kwargs": kwargs}),

@@ -40,8 +40,7 @@ class Scheduler:
             run = jobs.start(cfg, token, owner=owner)
             jobs.attach(run, token)
             return run
-        runs.preflight(cfg)
-        access.check_sources(cfg, token)
+        runs.preflight(cfg)  # (the caller's access to its sources was checked by ftspace.targets.admit)
         run = runs.create(cfg, owner=owner)
         if access.multi_user() and not zerogpu.on_zerogpu():
             try:

@@ -73,6 +73,9 @@ def tiny_model(tmp_path_factory, default_model_path, smol_tokenizer):
                          bos_token_id=1, eos_token_id=2, pad_token_id=2)
     LlamaForCausalLM(config).save_pretrained(path)
     smol_tokenizer.save_pretrained(path)
+    # Offered by the "owner" to every visitor of the shared apps the tests start (no other server folder is a base
+    # model there: tests/test_hostile.py); str(path) exactly, as the tests name it.
+    os.environ["FTSPACE_OWNER_MODELS"] = str(path)
     return path
 
 

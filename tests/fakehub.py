@@ -26,6 +26,9 @@ class FakeHub(LocalServer):
     def __init__(self, token: str = "hf_test_token_123456", user: str = "tester"):
         self.token, self.user = token, user
         self.tokens = {token: user}  # every token the Hub accepts -> its user (OAuth logins add theirs)
+        # whoami's "auth" for a token, where it is not a user's write access token (an org's, a read or
+        # fine-grained one, ...): token -> (account type, auth object)
+        self.token_auth: dict[str, tuple[str, dict]] = {}
         self.login_as = user  # who the next OAuth sign-in is
         self.oauth_codes: dict[str, tuple[str, str | None, str]] = {}  # code -> (user, nonce, client_id)
         self.oauth_tokens: list[str] = []
@@ -121,7 +124,10 @@ class FakeHub(LocalServer):
                 if path == "/api/whoami-v2":
                     if not self._authed():
                         return self._send(401, {"error": "Invalid credentials"})
-                    return self._send(200, {"name": self._authed(), "type": "user", "auth": {"type": "access_token"}})
+                    token = (self.headers.get("Authorization") or "")[len("Bearer "):]
+                    kind, auth = hub.token_auth.get(token, ("user", {"type": "access_token",
+                                                                     "accessToken": {"role": "write"}}))
+                    return self._send(200, {"name": self._authed(), "type": kind, "auth": auth})
                 m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)(?:/revision/[^/]+)?$", path)
                 if m:
                     repo = self._repo(m.group(1), m.group(2))
@@ -131,8 +137,10 @@ class FakeHub(LocalServer):
                         return self._send(403, {"error": "Access to this dataset is restricted."},
                                           headers={"X-Error-Code": "GatedRepo",
                                                    "X-Error-Message": "Access to this dataset is restricted."})
+                    sizes = repo.get("sizes", {})  # declared sizes, for a repo too large to hold here
                     return self._send(200, {"id": m.group(2), "sha": repo["sha"], "private": repo["private"],
-                                            "siblings": [{"rfilename": p} for p in repo["files"]]})
+                                            "siblings": [{"rfilename": p, "size": sizes.get(p, len(data))}
+                                                         for p, data in repo["files"].items()]})
                 m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)/tree/([^/]+)/?(.*)$", unquote(path))
                 if m:
                     repo = self._repo(m.group(1), m.group(2))

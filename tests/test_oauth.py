@@ -136,7 +136,7 @@ def test_a_shared_app_reads_only_your_own_files(space, tiny_model, tmp_path):
         with pytest.raises(AppError, match=match):
             client.predict(*args, api_name=api_name)
 
-    server_file = "cannot be read in a shared app"
+    server_file = "on this shared app a dataset is"
     for path in (str(stored), "/etc/hostname", str(example), "../../examples/facts.jsonl", "~/.bashrc",
                  str(tmp / "uploads" / ".." / "app.log")):
         refused(bob, "", path, "auto", "", "", "default", 256, api_name="/check", match=server_file)
@@ -152,6 +152,6 @@ def test_a_shared_app_reads_only_your_own_files(space, tiny_model, tmp_path):
     adapter = tmp / "runs" / "20260101-000000-someone-else-0000" / "adapter"
     adapter.mkdir(parents=True)
     refused(bob, "", "a base model", None, str(adapter), "", "", 4, 0.0, 0.95, False, "hi", [], [],
-            api_name="/chat", match="cannot be used as a base model")
-    refused(bob, "", *run_values(model_name=str(adapter)), api_name="/start", match="cannot be used")
+            api_name="/chat", match="on this shared app a base model is")
+    refused(bob, "", *run_values(model_name=str(adapter)), api_name="/start", match="on this shared app a base model is")
     assert app.alive()

@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ftspace.access import HUB_ID
+from ftspace.access import HUB_ID, hub_shaped, multi_user
 from ftspace.errors import DataError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "examples"
@@ -47,6 +47,8 @@ def resolve(source: str) -> tuple[str, Path | str]:
             raise DataError(f"No bundled example '{name}': choose one of {', '.join(examples)}.")
         return "file", examples[name]
     path = Path(source).expanduser()
+    if multi_user() and hub_shaped(source):
+        return "hub", source  # a visitor's text on a shared app: a Hub id, whatever the server's disk holds
     if path.exists():
         if path.is_dir():
             raise DataError(f"{path}: is a folder; name a data file inside it ({', '.join(SUFFIXES)}).")

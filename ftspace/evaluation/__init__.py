@@ -193,6 +193,17 @@ class Evaluator:
 # --- the evaluation
 
 
+def base_for(adapter: Path, token: str | None) -> str:
+    """The local folder of an adapter's base model: one its config names by Hub id (a run trained on Hugging Face
+    Jobs) is fetched with the caller's `token` only, never the server's."""
+    from ftspace.chat import adapter_base
+    from ftspace.models import resolve_model
+
+    base = adapter_base(adapter)
+    return base if Path(base).is_dir() else resolve_model(base, progress=lambda *_: None, token=token)
+
+
+
 def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = None, progress=None,
              cancel: threading.Event | None = None, save: bool = True) -> dict:
     """The scorecard of a run (see module doc). `progress(done, total, what)` is called as work is done;
@@ -211,7 +222,7 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
         raise FtspaceError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait for it to finish.")
     from ftspace.engine.prepare import read_prepared
 
-    model = Evaluator(adapter, (read_prepared(run) or {}).get("model_path"))
+    model = Evaluator(adapter, (read_prepared(run) or {}).get("model_path") or base_for(adapter, token))
     max_length = run.config().max_seq_length
     total = 4 * len(pairs) + 2 * len(probe)
     done = 0

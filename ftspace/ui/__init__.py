@@ -18,6 +18,7 @@ TITLE = "ftspace: fine-tune an LLM with Unsloth LoRA, no code"
 
 
 def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
+    check_address()
     scheduler = scheduler or Scheduler().start()
     ui: dict = {}
     with gr.Blocks(title="ftspace") as demo:
@@ -74,6 +75,26 @@ def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
     demo.ftspace_ui = ui  # the components, for tests
     demo.ftspace_scheduler = scheduler
     return demo
+
+
+def check_address() -> None:
+    """A single-user app lends its visitors the server's Hub token and teacher key, so it listens on this machine
+    only unless the owner says otherwise (FTSPACE_ALLOW_PUBLIC=1); a shared app (FTSPACE_MULTIUSER=1, a Space)
+    may listen anywhere."""
+    import ipaddress
+    import os
+
+    from ftspace.access import multi_user
+
+    host = (os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1").strip()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not (loopback or multi_user() or os.environ.get("FTSPACE_ALLOW_PUBLIC") == "1"):
+        raise SystemExit(f"GRADIO_SERVER_NAME={host}: a single-user ftspace lends every visitor this machine's Hugging "
+                         "Face token and teacher key, so it listens on 127.0.0.1 only. Set FTSPACE_MULTIUSER=1 to "
+                         "serve many visitors (each with their own token), or FTSPACE_ALLOW_PUBLIC=1 if you mean it.")
 
 
 def mcp_enabled() -> bool:

@@ -9,7 +9,8 @@ import gradio as gr
 
 from ftspace.config import GenerationSettings, default_of, field_type
 from ftspace.errors import FtspaceError, ModelError
-from ftspace.ui.common import MODEL_CHOICES, field_label, guard_paths, open_in, own_run, owner_of, user_errors, \
+from ftspace import targets
+from ftspace.ui.common import MODEL_CHOICES, caller_of, field_label, open_in, own_run, user_errors, \
     visitor_tier, visitor_token
 
 SOURCES = ["a run of mine", "a base model", "an adapter on the Hub"]
@@ -59,7 +60,7 @@ def preload(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken 
     from ftspace import chat
 
     try:
-        source = source_for(SOURCES[0], run_id, "", "", owner_of(request, browser_id))
+        source = source_for(SOURCES[0], run_id, "", "", caller_of(request, browser_id))
     except FtspaceError:
         return ""  # none picked, not this visitor's, or not finished: Send says why
     future = chat.preload(source, visitor_token(oauth_token))
@@ -70,11 +71,12 @@ def preload(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken 
     return f"Loading run {run_id} in the background; type your message meanwhile."
 
 
-def source_for(kind, run_id, base_model, hub_repo, owner) -> tuple:
+def source_for(kind, run_id, base_model, hub_repo, caller) -> tuple:
+    """What the visitor picked to chat with, through the gate: a run of theirs, a Hub adapter, or a base model."""
     if kind == SOURCES[0]:
         if not run_id:
             raise FtspaceError("Pick a run (or chat with a base model).")
-        run = own_run(run_id, owner)
+        run = own_run(run_id, caller.owner)
         if not (run.adapter_dir / "adapter_config.json").exists():
             raise ModelError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait for it to finish.")
         return ("run", str(run.adapter_dir))
@@ -82,8 +84,7 @@ def source_for(kind, run_id, base_model, hub_repo, owner) -> tuple:
         if not (hub_repo or "").strip():
             raise FtspaceError("Enter the Hub repo id of an adapter, e.g. owner/my-adapter.")
         return ("hub", hub_repo.strip())
-    guard_paths(owner, model_name=base_model)
-    return ("base", base_model or "default")
+    return ("base", targets.admit_model(base_model or "default", caller))
 
 
 def text_of(content) -> str:
@@ -115,15 +116,17 @@ def render_reply(text: str) -> str:
 def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, temperature, top_p, compare, message,
             tuned_history, base_history, request: gr.Request, oauth_token: gr.OAuthToken | None = None,
             profile: gr.OAuthProfile | None = None):
-    from ftspace import zerogpu
-    from ftspace.chat import load_cached, resolve_source
+    from ftspace.chat import resolve_source
 
     message = (message or "").strip()
     if not message:
         raise FtspaceError("Type a message first.")
+    caller = caller_of(request, browser_id, oauth_token)
+    for history in (tuned_history, base_history):  # within this app's limits before anything is read or loaded
+        targets.admit_chat(list(history or []) + [{"role": "user", "content": message},
+                                                  {"role": "system", "content": system or ""}], caller)
     # Downloads (a Hub adapter, a Hub base model) happen here, on CPU, with this visitor's token only.
-    source = resolve_source(source_for(kind, run_id, base_model, hub_repo, owner_of(request, browser_id)),
-                            visitor_token(oauth_token))
+    source = resolve_source(source_for(kind, run_id, base_model, hub_repo, caller), caller.token)
     settings = GenerationSettings(max_new_tokens=max_new, temperature=temperature, top_p=top_p)
     history = [{"role": m["role"], "content": text_of(m["content"])} for m in (tuned_history or [])]
     prompt = ([{"role": "system", "content": system}] if system else []) + history + [
@@ -135,6 +138,14 @@ def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, tem
     side = compare and source[0] != "base"
     base = list(base_history or []) + ([{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
                                        if side else [])
+
+    with targets.model_slot(caller):
+        yield from _replies(source, prompt, base_prompt, settings, tuned, base, side, profile)
+
+
+def _replies(source, prompt, base_prompt, settings, tuned, base, side, profile):
+    from ftspace import zerogpu
+    from ftspace.chat import load_cached
 
     if zerogpu.on_zerogpu():  # one GPU call per message, streaming both replies out of the fork
         for tuned_text, base_text in zerogpu.chat_on_gpu(source, prompt, base_prompt if side else None,

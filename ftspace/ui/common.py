@@ -15,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from ftspace import access
-from ftspace.access import guard_paths, multi_user, on_space, own_run, owner_uploads, visible_runs  # noqa: F401
+from ftspace.access import multi_user, on_space, own_run, owner_uploads, visible_runs  # noqa: F401
 from ftspace.config import RunConfig, default_of, field_type
 from ftspace.errors import ConfigError, FtspaceError
 from ftspace.models import CATALOGUE, DEFAULT
@@ -101,6 +101,14 @@ def visitor_token(oauth_token: gr.OAuthToken | None, typed: str | None = None) -
     """The token this request's Hub calls carry (the rule is ftspace.access.hub_token's): on a shared app
     the visitor's OAuth token or one they typed, never the server's."""
     return access.hub_token(oauth_token.token if oauth_token is not None else None, typed)
+
+
+def caller_of(request: gr.Request | None, browser_id: str = "", oauth_token: gr.OAuthToken | None = None):
+    """The caller of a tab's event, for ftspace.targets' gate: who they are and the token that acts for them
+    (a browser's OAuth token carries the scopes the Space asked for, write included)."""
+    from ftspace.targets import Caller
+
+    return Caller(owner_of(request, browser_id), visitor_token(oauth_token))
 
 
 def visitor_tier(profile: gr.OAuthProfile | None) -> str:

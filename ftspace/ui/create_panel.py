@@ -15,10 +15,11 @@ from dataclasses import fields
 
 import gradio as gr
 
-from ftspace.access import dataset_from_shown, shown_dataset, teacher_key
+from ftspace import targets
+from ftspace.access import prune_uploads, shown_dataset, teacher_key
 from ftspace.data.create.settings import RAFT_FIELDS, SYNTH_FIELDS, TEACHER_FIELDS, CreateSettings
 from ftspace.errors import DataError
-from ftspace.ui.common import control_for, guard_paths, owner_of, owner_uploads, user_errors, visitor_token
+from ftspace.ui.common import caller_of, control_for, owner_of, owner_uploads, user_errors, visitor_token
 
 MODES = {"From a few examples": "synth", "From documents (RAFT)": "raft"}
 FIELDS = [f for f in fields(CreateSettings)]
@@ -102,23 +103,23 @@ def _settings(values) -> CreateSettings:
     return CreateSettings.from_dict({f.name: v for f, v in zip(FIELDS, values)})
 
 
-def _inputs(owner, mode, table, seed_file, context_files, doc_files, settings):
-    """What the teacher works from, read here (files as this request uploaded them)."""
-    from ftspace.data.create import synth
+def _inputs(caller, mode, table, seed_file, context_files, doc_files, settings):
+    """What the teacher works from, read here (files as this request uploaded them), through the gate."""
+    from ftspace.data.create import raft, synth
     from ftspace.data.create.documents import document_files, read_document
 
-    if settings.eval_dataset:
-        settings.eval_dataset = dataset_from_shown(owner, settings.eval_dataset)
-        guard_paths(owner, dataset=settings.eval_dataset)
     if mode == "synth":
         seeds, columns = (synth.read_seeds(seed_file) if seed_file else (synth.seeds_from_table(table), None))
         if not seeds:
             raise DataError("No seed pairs: type 5-10 question/answer pairs into the table, or upload a file of them.")
         context = [read_document(f) for f in document_files(context_files)] if context_files else []
+        targets.admit_creation(settings, mode, len(seeds), 0, caller)
         return dict(seeds=seeds, columns=columns, context=context)
     if not doc_files:
         raise DataError("No documents: upload .txt, .md, .pdf, .docx or .html files to make questions from.")
-    return dict(paths=list(doc_files))
+    chunks, documents = raft.load_chunks(list(doc_files), settings)
+    targets.admit_creation(settings, mode, 0, raft.chunks_used(len(chunks), settings), caller)
+    return dict(paths=list(doc_files), chunks=chunks, documents=documents)
 
 
 @user_errors
@@ -126,10 +127,10 @@ def preview(browser_id, mode, table, seed_file, context_files, doc_files, key, *
     from ftspace.data.create import describe_preview, preview as estimate, raft
 
     settings, mode = _settings(values), MODES[mode]
-    given = _inputs(owner_of(request, browser_id), mode, table, seed_file, context_files, doc_files, settings)
+    given = _inputs(caller_of(request, browser_id), mode, table, seed_file, context_files, doc_files, settings)
     if mode == "synth":
         return describe_preview(estimate(settings, "synth", len(given["seeds"])))
-    chunks, documents = raft.load_chunks(given["paths"], settings)
+    chunks, documents = given["chunks"], given["documents"]
     return (f"{raft.describe_chunks(chunks, documents, settings)}. "
             + describe_preview(estimate(settings, "raft", 0, chunks=raft.chunks_used(len(chunks), settings))))
 
@@ -140,9 +141,10 @@ def create(browser_id, mode, table, seed_file, context_files, doc_files, key, *v
     from ftspace.data.create import raft, synth, write_rows
     from ftspace.data.create.teacher import Teacher
 
-    owner = owner_of(request, browser_id)
+    caller = caller_of(request, browser_id, oauth_token)
+    owner = caller.owner
     settings, mode = _settings(values), MODES[mode]
-    given = _inputs(owner, mode, table, seed_file, context_files, doc_files, settings)
+    given = _inputs(caller, mode, table, seed_file, context_files, doc_files, settings)
     teacher = Teacher(settings, key=teacher_key(key) if settings.teacher == "openai" else None,
                       token=visitor_token(oauth_token) if settings.teacher == "hf" else None)
     evaluation = synth.eval_questions(settings.eval_dataset) if settings.eval_dataset else []
@@ -158,8 +160,8 @@ def create(browser_id, mode, table, seed_file, context_files, doc_files, key, *v
                                                  evaluation=evaluation, progress=report_progress, stop=stop)
                 result["rows"], result["report"] = synth.as_rows(pairs, given["columns"]), report
             else:
-                chunks, documents = raft.load_chunks(given["paths"], settings)
-                result["rows"], result["report"] = raft.build(settings, teacher, chunks, documents=documents,
+                result["rows"], result["report"] = raft.build(settings, teacher, given["chunks"],
+                                                              documents=given["documents"],
                                                               evaluation=evaluation, progress=report_progress,
                                                               stop=stop)
         except Exception as e:  # handed to the request, which raises it at the boundary
@@ -180,6 +182,7 @@ def create(browser_id, mode, table, seed_file, context_files, doc_files, key, *v
         return (f"**No rows kept.**\n\n```\n{report.summary()}\n```", None, "", gr.Button(interactive=False))
     folder = owner_uploads(owner) / f"created-{time.strftime('%Y%m%d-%H%M%S')}"
     path = write_rows(rows, folder / f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl", report)
+    prune_uploads(owner, path)  # kept like an upload: within this caller's count and bytes
     table_rows = [_shown(row) for row in rows[:PREVIEW_ROWS]]
     return (f"**{report.kept} rows written to {path.name}.**\n\n```\n{report.summary()}\n```", table_rows,
             shown_dataset(str(path)), gr.Button(interactive=True))

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import fields
 from pathlib import Path
 
 import gradio as gr
 
-from ftspace import offload
-from ftspace.access import dataset_from_shown, shown_dataset, upload_name
+from ftspace import offload, targets
+from ftspace.access import keep_upload, shown_dataset
 from ftspace.config import RunConfig
 from ftspace.data import bundled_examples
 from ftspace.errors import DataError
 from ftspace.ui import create_panel
-from ftspace.ui.common import UPLOAD_LIMIT_MB, guard_paths, owner_of, owner_uploads, user_errors, visitor_token
+from ftspace.ui.common import UPLOAD_LIMIT_MB, caller_of, owner_of, user_errors, visitor_token
 
 FORMATS = next(f.metadata["choices"] for f in fields(RunConfig) if f.name == "dataset_format")
 PREFERENCE_CHOICES = {"imitating the chosen replies (SFT)": "sft",
@@ -102,23 +101,21 @@ def accept_upload(file_path: str | None, browser_id: str = "", request: gr.Reque
     if size_mb > UPLOAD_LIMIT_MB:
         raise DataError(f"{src.name}: {size_mb:.0f} MB is over the {UPLOAD_LIMIT_MB} MB upload limit: "
                         "use a smaller file or a Hub dataset.")
-    safe = upload_name(src.name, "data.jsonl")
-    dest_dir = owner_uploads(owner_of(request, browser_id)) / src.parent.name[-16:]
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / safe
-    shutil.copyfile(src, dest)
+    dest = keep_upload(owner_of(request, browser_id), src.name, src.parent.name[-16:], src=src)
     return shown_dataset(str(dest))  # its name, not where the server keeps it
 
 
 @user_errors
-def hub_listing(dataset_id: str, oauth_token: gr.OAuthToken | None = None):
+def hub_listing(dataset_id: str, oauth_token: gr.OAuthToken | None = None, request: gr.Request = None):
     """A Hub dataset's configs and splits (from its card and file list, read with the visitor's token), for
     the dropdowns; the first config and its train split (or first split) are chosen. Rows are read after,
     streamed, only as many as the check needs."""
     dataset_id = (dataset_id or "").strip()
     if not dataset_id:
         raise DataError("Enter a Hub dataset id such as owner/name.")
-    layout = offload.call("ftspace.data.load:hub_layout", dataset_id=dataset_id, token=visitor_token(oauth_token))
+    caller = caller_of(request, "", oauth_token)
+    dataset_id = targets.admit_dataset(dataset_id, caller)  # the gate: a Hub id this visitor may read
+    layout = offload.call("ftspace.data.load:hub_layout", dataset_id=dataset_id, token=caller.token)
     config = next(iter(layout), "")
     splits = layout.get(config) or ["train"]
     split = "train" if "train" in splits else splits[0]
@@ -135,9 +132,9 @@ def pick_config(layout: dict, config: str):
 @user_errors
 def inspect(browser_id, source, fmt, prompt_col, response_col, model_name, max_len, config="", split="train",
             request: gr.Request = None, oauth_token: gr.OAuthToken | None = None):
-    owner = owner_of(request, browser_id)
-    path = dataset_from_shown(owner, source)
-    guard_paths(owner, dataset=path, model_name=model_name)
+    caller = caller_of(request, browser_id, oauth_token)
+    path = targets.admit_dataset(source, caller)  # the gate: an upload of theirs, an example or a Hub id
+    model_name = targets.admit_model(model_name or "default", caller)
     max_len = int(max_len or 1024)
     found = offload.call("ftspace.data.inspection:inspect_dataset", source=path, dataset_format=fmt or "auto",
                          prompt_column=prompt_col or "", response_column=response_col or "",

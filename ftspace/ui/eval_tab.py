@@ -7,10 +7,9 @@ import threading
 
 import gradio as gr
 
-from ftspace import evaluation
-from ftspace.access import dataset_from_shown
+from ftspace import evaluation, limits, targets
 from ftspace.errors import FtspaceError
-from ftspace.ui.common import guard_paths, own_run, owner_of, user_errors, visitor_tier, visitor_token
+from ftspace.ui.common import caller_of, own_run, owner_of, user_errors, visitor_tier, visitor_token
 
 FINAL = "final (the adapter chat and publishing use)"
 EXAMPLE_COLUMNS = ["prompt", "reference", "base answer", "tuned answer", "base score", "tuned score", "change"]
@@ -107,10 +106,11 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
 
     if not run_id:
         raise FtspaceError("Pick a run to evaluate.")
-    owner = owner_of(request, browser_id)
+    caller = caller_of(request, browser_id, oauth_token)
+    owner = caller.owner
     run = own_run(run_id, owner)
-    test = dataset_from_shown(owner, test_dataset or "")
-    guard_paths(owner, dataset=test)
+    test = targets.admit_dataset(test_dataset or "", caller, what="test_dataset")  # the gate
+    limits.check("eval_rows", int(max_rows or evaluation.DEFAULT_MAX_ROWS), "max_rows")
     options = evaluation.EvalOptions(checkpoint=_step(checkpoint), test_dataset=test,
                                      max_rows=int(max_rows or evaluation.DEFAULT_MAX_ROWS), max_new_tokens=int(max_new))
     if options.checkpoint:
@@ -118,17 +118,18 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
     token = visitor_token(oauth_token)
     cancel = _CANCELS[owner] = threading.Event()  # before the first progress: a Cancel seen after it must count
     progress(0, desc="loading the model")
-    if zerogpu.on_zerogpu():
-        updates = zerogpu.evaluate_on_gpu(str(run.path), vars(options), token, visitor_tier(profile))
-    else:
-        updates = evaluation.stream(run, options, token, cancel=cancel)
     card = None
-    for kind, *value in updates:
-        if kind == "progress":
-            done, total, what = value
-            progress((done, total), desc=what, unit="answers")
+    with targets.model_slot(caller):  # one visitor holds at most their share of the model slots
+        if zerogpu.on_zerogpu():
+            updates = zerogpu.evaluate_on_gpu(str(run.path), vars(options), token, visitor_tier(profile))
         else:
-            card = value[0]
+            updates = evaluation.stream(run, options, token, cancel=cancel)
+        for kind, *value in updates:
+            if kind == "progress":
+                done, total, what = value
+                progress((done, total), desc=what, unit="answers")
+            else:
+                card = value[0]
     yield *shown(card), evaluation.tradeoff(run)
 
 

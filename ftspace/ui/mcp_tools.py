@@ -15,7 +15,7 @@ import time
 
 import gradio as gr
 
-from ftspace import access, offload, runs, zerogpu
+from ftspace import access, limits, offload, runs, targets, zerogpu
 from ftspace.config import GenerationSettings, RunConfig
 from ftspace.errors import ConfigError, DataError, FtspaceError, ModelError
 from ftspace.ui import dataset_tab
@@ -24,19 +24,25 @@ from ftspace.ui.common import log_tail, user_errors
 LOG_LINES = 12  # log lines a progress call returns
 
 
-def _caller(request: gr.Request | None, need_owner: bool = True) -> tuple[str | None, str | None]:
-    owner, token = access.api_caller(access.bearer_token(request.headers if request is not None else {}))
+def _caller(request: gr.Request | None, need_owner: bool = True) -> targets.Caller:
+    """Who calls, for the gate: on a shared app the Hub account of the Bearer token (a user's own token, asked
+    of the Hub's whoami every few minutes), or "anonymous" where a tool needs no owner."""
+    bearer = access.bearer_token(request.headers if request is not None else {})
+    if access.multi_user() and bearer:
+        identity = access.token_identity(bearer)
+        return targets.Caller(identity.owner, bearer, identity.can_write)
+    owner, token = access.api_caller(bearer)
     if need_owner and owner is None:
         raise ConfigError("This shared app needs your Hugging Face token for runs: send it as the header "
                           "`Authorization: Bearer hf_...` (your runs are then yours only, as when signed in).")
-    return owner, token
+    return targets.Caller(owner or "anonymous", token)
 
 
 def _json(data) -> str:
     return access.scrub_paths(json.dumps(data, indent=1, ensure_ascii=False, default=str))
 
 
-def _config(owner: str | None, config_yaml: str, settings: dict | None) -> RunConfig:
+def _config(caller: targets.Caller, config_yaml: str, settings: dict | None) -> RunConfig:
     """A RunConfig from YAML text and/or an object of fields (the object wins), the dataset checked to be
     the caller's to read (a Hub id, example:NAME, or a file they uploaded with `rows_jsonl`)."""
     import yaml
@@ -53,7 +59,7 @@ def _config(owner: str | None, config_yaml: str, settings: dict | None) -> RunCo
     if settings is not None and not isinstance(settings, dict):
         raise ConfigError("settings: give an object of RunConfig fields, e.g. {\"max_steps\": 30}.")
     values.update(settings or {})
-    return access.own_sources(owner or "anonymous", RunConfig.from_dict(values))
+    return RunConfig.from_dict(values)
 
 
 def _save_rows(owner: str, name: str, rows_jsonl: str) -> str:
@@ -67,10 +73,8 @@ def _save_rows(owner: str, name: str, rows_jsonl: str) -> str:
     safe = access.upload_name(name, "rows.jsonl")
     if not safe.endswith((".jsonl", ".json", ".csv", ".tsv", ".txt")):
         safe += ".jsonl"
-    folder = access.owner_uploads(owner) / f"api-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / safe).write_bytes(data)
-    return access.shown_dataset(str(folder / safe))
+    folder = f"api-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
+    return access.shown_dataset(str(access.keep_upload(owner, safe, folder, data=data)))
 
 
 def _run(run_id: str, owner: str) -> runs.Run:
@@ -120,14 +124,14 @@ def register(scheduler) -> list[str]:
         Returns:
             JSON: "dataset" (the name to pass to start_run), "report" (format, rows_read, rows_kept, rows_dropped, dropped rows with row/field/reason, token statistics), "preview" (the first rows as training sees them).
         """
-        owner, token = _caller(request, need_owner=bool(rows_jsonl))
+        caller = _caller(request, need_owner=bool(rows_jsonl))
+        token = caller.token
         if rows_jsonl:
-            dataset = _save_rows(owner, dataset, rows_jsonl)
+            dataset = _save_rows(caller.owner, dataset, rows_jsonl)
         if not (dataset or "").strip():
             raise DataError("dataset: give a Hub dataset id, example:NAME, or rows_jsonl with your rows.")
-        key = owner or "anonymous"
-        path = access.dataset_from_shown(key, dataset)
-        access.guard_paths(key, dataset=path)
+        path = targets.admit_dataset(dataset, caller)  # the gate
+        limits.check("max_seq_length", int(max_seq_length or 1024))
         found = offload.call("ftspace.data.inspection:inspect_dataset", source=path,
                              dataset_format=dataset_format or "auto", prompt_column=prompt_column or "",
                              response_column=response_column or "", model_name="default",
@@ -154,8 +158,9 @@ def register(scheduler) -> list[str]:
         """
         from ftspace.planning import describe
 
-        owner, token = _caller(request, need_owner=False)
-        cfg = _config(owner, config_yaml, settings)
+        caller = _caller(request, need_owner=False)
+        token = caller.token
+        cfg = targets.admit(_config(caller, config_yaml, settings), caller, queue=False)  # the gate
         out = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token)
         line = None
         if cfg.train_on == "hf_jobs":  # time and cost on the Jobs flavor, billed to the caller's account
@@ -179,11 +184,10 @@ def register(scheduler) -> list[str]:
         Returns:
             JSON: "run_id", "status" ("queued" or "running"), "config" (the fields the run uses).
         """
-        owner, token = _caller(request)
-        cfg = _config(owner, config_yaml, settings)
-        run = scheduler.submit(cfg, owner=owner, token=token)
-        _train_on_zerogpu(scheduler, run, token)
-        values = cfg.to_dict()
+        caller = _caller(request)
+        run = targets.submit(scheduler, _config(caller, config_yaml, settings), caller)  # the gate, then the queue
+        _train_on_zerogpu(scheduler, run, caller.token)
+        values = run.config().to_dict()
         values["dataset"] = access.shown_dataset(values["dataset"])
         return _json({"run_id": run.id, "status": run.status()["status"], "config": values})
 
@@ -199,8 +203,7 @@ def register(scheduler) -> list[str]:
         Returns:
             JSON: id, status, step, total_steps, train_loss, eval_loss, eta_s, tokens_per_s, error, has_adapter (true once ask_model and push_adapter can use it), log (recent lines).
         """
-        owner, _ = _caller(request)
-        run = _run(run_id, owner)
+        run = _run(run_id, _caller(request).owner)
         st = run.status()
         last = next((e for e in reversed(run.all_events()) if "loss" in e), {})
         log = log_tail(run.log_path).splitlines()[-LOG_LINES:]
@@ -214,8 +217,7 @@ def register(scheduler) -> list[str]:
         Returns:
             JSON list: id, status, step, total_steps, train_loss, eval_loss, model_name, dataset, created.
         """
-        owner, _ = _caller(request)
-        return _json([_summary(r) for r in access.visible_runs(owner)])
+        return _json([_summary(r) for r in access.visible_runs(_caller(request).owner)])
 
     @user_errors
     def stop_run(run_id: str, request: gr.Request = None) -> str:
@@ -228,9 +230,9 @@ def register(scheduler) -> list[str]:
         Returns:
             JSON: id and status (a running run shows "stopping" until the step ends).
         """
-        owner, token = _caller(request)
-        run = _run(run_id, owner)
-        scheduler.stop(run, token)
+        caller = _caller(request)
+        run = _run(run_id, caller.owner)
+        targets.stop(scheduler, run, caller)
         return _json({"id": run.id, "status": run.status()["status"]})
 
     @user_errors
@@ -243,10 +245,10 @@ def register(scheduler) -> list[str]:
         Returns:
             JSON: id and status ("queued" or "running"); follow it with run_progress.
         """
-        owner, token = _caller(request)
-        run = _run(run_id, owner)
-        scheduler.resubmit(run, token)
-        _train_on_zerogpu(scheduler, run, token)
+        caller = _caller(request)
+        run = _run(run_id, caller.owner)
+        targets.resume(scheduler, run, caller)
+        _train_on_zerogpu(scheduler, run, caller.token)
         return _json({"id": run.id, "status": run.status()["status"]})
 
     @user_errors
@@ -268,8 +270,9 @@ def register(scheduler) -> list[str]:
         """
         from ftspace.chat import load_cached, resolve_source
 
-        owner, token = _caller(request)
-        run = _run(run_id, owner)
+        caller = _caller(request)
+        token = caller.token
+        run = _run(run_id, caller.owner)
         if not (run.adapter_dir / "adapter_config.json").exists():
             raise ModelError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait until run_progress "
                              "says completed.")
@@ -278,16 +281,18 @@ def register(scheduler) -> list[str]:
         settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}]
+        targets.admit_chat(messages, caller)
         source = resolve_source(("run", str(run.adapter_dir)), token)
-        if zerogpu.on_zerogpu():
-            tuned = base = ""
-            for tuned, base in zerogpu.chat_on_gpu(source, messages, messages if compare_base else None,
-                                                   vars(settings), access.tier(signed_in=bool(token))):
-                pass
-        else:
-            model = load_cached(source)
-            tuned = model.reply(messages, settings)
-            base = model.reply(messages, settings, base=True) if compare_base else ""
+        with targets.model_slot(caller):
+            if zerogpu.on_zerogpu():
+                tuned = base = ""
+                for tuned, base in zerogpu.chat_on_gpu(source, messages, messages if compare_base else None,
+                                                       vars(settings), access.tier(signed_in=bool(token))):
+                    pass
+            else:
+                model = load_cached(source)
+                tuned = model.reply(messages, settings)
+                base = model.reply(messages, settings, base=True) if compare_base else ""
         return _json({"tuned": tuned, **({"base": base} if compare_base else {})})
 
     @user_errors
@@ -307,9 +312,13 @@ def register(scheduler) -> list[str]:
         """
         from ftspace import hub
 
-        owner, token = _caller(request)
-        hub.require_token(token)
-        url = hub.push(_run(run_id, owner), (repo or "").strip(), token, private=bool(private), merged=bool(merged))
+        caller = _caller(request)
+        hub.require_token(caller.token)
+        if not caller.can_write:
+            raise ConfigError("push_adapter needs a token that may write (it creates a repo under your account): "
+                              "send a write token, or a fine-grained one with repo write access.")
+        url = hub.push(_run(run_id, caller.owner), (repo or "").strip(), caller.token, private=bool(private),
+                       merged=bool(merged))
         return _json({"url": url})
 
     tools = [inspect_dataset, estimate_run, start_run, run_progress, list_runs, stop_run, resume_run, ask_model,

@@ -10,9 +10,9 @@ import threading
 import gradio as gr
 
 from ftspace import sweep as sweeps
-from ftspace import zerogpu
+from ftspace import targets, zerogpu
 from ftspace.errors import FtspaceError
-from ftspace.ui.common import config_fields, owner_of, user_errors, visitor_token
+from ftspace.ui.common import caller_of, config_fields, owner_of, user_errors
 
 
 def build(ui: dict):
@@ -39,17 +39,19 @@ def wire(ui: dict, scheduler, controls: list, who: list, visitor_config):
     @user_errors
     def start(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id, trials, *values):
         """Start a sweep from these settings; the trials' table and plot update as trials finish."""
-        owner, cfg = visitor_config(request, browser_id, values)
         refuse_on_zerogpu()
-        sweep = sweeps.create(cfg, int(trials or 1), owner=owner)
-        yield from follow(sweep, scheduler, visitor_token(oauth_token), owner)
+        caller, cfg = visitor_config(request, browser_id, values, oauth_token)
+        cfg = targets.admit_sweep(cfg, int(trials or 1), caller)
+        sweep = sweeps.create(cfg, int(trials or 1), owner=caller.owner)
+        yield from follow(sweep, targets.Gated(scheduler, caller), caller.token, caller.owner)
 
     @user_errors
     def resume(browser_id, sweep_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
         """Go on with a paused sweep of yours (after a restart or a closed page)."""
         refuse_on_zerogpu()
-        owner = owner_of(request, browser_id)
-        yield from follow(own_sweep(sweep_id, owner), scheduler, visitor_token(oauth_token), owner)
+        caller = caller_of(request, browser_id, oauth_token)
+        yield from follow(own_sweep(sweep_id, caller.owner), targets.Gated(scheduler, caller), caller.token,
+                          caller.owner)
 
     @user_errors
     def use_best(browser_id, sweep_id, request: gr.Request):

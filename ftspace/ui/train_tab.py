@@ -8,11 +8,12 @@ import time
 import gradio as gr
 
 from ftspace import jobs, models, offload, runs, zerogpu
-from ftspace.access import UPLOADED, own_sources, scrub_paths
+from ftspace import targets
+from ftspace.access import UPLOADED, scrub_paths
 from ftspace.config import PRESETS
 from ftspace.errors import FtspaceError
 from ftspace.ui import sweep_panel
-from ftspace.ui.common import config_fields, config_from_values, control_for, log_tail, on_space, \
+from ftspace.ui.common import caller_of, config_fields, config_from_values, control_for, log_tail, on_space, \
     open_in, own_run, owner_of, scratch_file, user_errors, visible_runs, visitor_tier, visitor_token
 
 def hardware_text() -> str:
@@ -95,9 +96,9 @@ def wire(ui: dict, scheduler):
 
     @user_errors
     def start(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id, *values):
-        owner, cfg = visitor_config(request, browser_id, values)
-        run = scheduler.submit(cfg, owner=owner, token=visitor_token(oauth_token))
-        return run_choices(owner, run.id) + [gr.Timer(active=True)]
+        caller = caller_of(request, browser_id, oauth_token)
+        run = targets.submit(scheduler, config_from_values(values), caller)  # the gate, then the queue
+        return run_choices(caller.owner, run.id) + [gr.Timer(active=True)]
 
     @user_errors
     def train_on_gpu(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None,
@@ -121,8 +122,9 @@ def wire(ui: dict, scheduler):
 
     @user_errors
     def stop(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
-        run = _selected(run_id, owner_of(request, browser_id))
-        scheduler.stop(run, visitor_token(oauth_token))
+        caller = caller_of(request, browser_id, oauth_token)
+        run = _selected(run_id, caller.owner)
+        targets.stop(scheduler, run, caller)
         if run.read_status().get("job"):
             gr.Info(f"Cancelling the job of {run.id}; Resume continues from the last checkpoint it pushed.")
         else:
@@ -130,8 +132,8 @@ def wire(ui: dict, scheduler):
 
     @user_errors
     def resume(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
-        run = _selected(run_id, owner_of(request, browser_id))
-        scheduler.resubmit(run, visitor_token(oauth_token))
+        caller = caller_of(request, browser_id, oauth_token)
+        targets.resume(scheduler, _selected(run_id, caller.owner), caller)
         return gr.Timer(active=True)
 
     def poll(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
@@ -169,11 +171,11 @@ def wire(ui: dict, scheduler):
     return start
 
 
-def visitor_config(request, browser_id, values):
-    """(owner, RunConfig) from the controls, the dataset as this visitor's own ("qa.csv (uploaded)" is their
-    upload) and checked to be theirs to read."""
-    owner = owner_of(request, browser_id)
-    return owner, own_sources(owner, config_from_values(values))
+def visitor_config(request, browser_id, values, oauth_token=None):
+    """(caller, RunConfig) from the controls, through the gate (ftspace.targets.admit): the dataset as this
+    visitor's own ("qa.csv (uploaded)" is their upload), everything checked to be theirs to use."""
+    caller = caller_of(request, browser_id, oauth_token)
+    return caller, targets.admit(config_from_values(values), caller, queue=False)
 
 
 def run_choices(owner: str, selected: str | None = None):
@@ -211,7 +213,7 @@ def show_cli(*values):
 def estimate(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id, *values):
     from ftspace.planning import describe
 
-    _, cfg = visitor_config(request, browser_id, values)  # the dataset checked to be this visitor's
+    _, cfg = visitor_config(request, browser_id, values, oauth_token)  # through the gate
     token = visitor_token(oauth_token)
     plan = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token)
     return describe(plan, jobs.quote(plan, cfg, token)["text"] if cfg.train_on == "hf_jobs" else None)

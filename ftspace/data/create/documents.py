@@ -57,6 +57,9 @@ def read_document(path: Path) -> str:
         raise DataError(f"{path.name}: not UTF-8 text (byte {e.start}): save it as UTF-8.") from None
     except (zipfile.BadZipFile, ElementTree.ParseError, KeyError):
         raise DataError(f"{path.name}: not a readable .docx file: open and save it again in Word or LibreOffice.") from None
+    from ftspace import limits
+
+    limits.check("document_mb", round(len(text.encode()) / 1e6, 1), f"{path.name}: its text")
     text = re.sub(r"[ \t]+\n", "\n", text).strip()
     if not text:
         raise DataError(f"{path.name}: no text found" + (" (a scanned PDF holds images: run OCR on it first)."
@@ -77,8 +80,16 @@ def _pdf(path: Path) -> str:
 
 def _docx(path: Path) -> str:
     ns = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+    from ftspace import limits
+
     with zipfile.ZipFile(path) as z:
-        root = ElementTree.fromstring(z.read("word/document.xml"))
+        size = z.getinfo("word/document.xml").file_size  # as the archive declares it; read no further than that
+        limits.check("document_mb", round(size / 1e6, 1), f"{path.name}: its text after decompression")
+        with z.open("word/document.xml") as fh:
+            data = fh.read(size + 1)
+        if len(data) > size:
+            raise DataError(f"{path.name}: the archive says one size and holds more: not a readable .docx file.")
+        root = ElementTree.fromstring(data)
     paragraphs = ("".join(t.text or "" for t in p.iter(ns + "t")) for p in root.iter(ns + "p"))
     return "\n\n".join(p for p in paragraphs if p.strip())
 

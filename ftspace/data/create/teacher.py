@@ -137,12 +137,15 @@ class Teacher:
     def _post_openai(self, body: dict) -> tuple[str, dict]:
         import httpx
 
-        headers = {"Content-Type": "application/json"}
+        from ftspace.access import teacher_target
+
+        url, pinned, extensions = teacher_target(chat_url(self.settings.teacher_url))  # checked for each request
+        headers = {"Content-Type": "application/json", **pinned}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
         try:
-            r = httpx.post(chat_url(self.settings.teacher_url), json=body, headers=headers,
-                           timeout=self.settings.timeout)
+            with httpx.Client(timeout=self.settings.timeout) as client:
+                r = client.post(url, json=body, headers=headers, extensions=extensions)
         except httpx.TimeoutException:
             raise _Retryable(f"no answer within {self.settings.timeout:g} s") from None
         except httpx.HTTPError as e:
@@ -265,5 +268,7 @@ def _retry_after(headers) -> float | None:
 
 
 def _short(text: str, n: int = 160) -> str:
-    text = " ".join((text or "").split())
-    return text[:n] + ("..." if len(text) > n else "")
+    """A short excerpt of a server's reply, safe to show: one line, control characters escaped."""
+    from ftspace.access import escape
+
+    return escape(" ".join((text or "").split()), n)

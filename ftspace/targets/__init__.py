@@ -1,0 +1,268 @@
+"""The one gate, and where runs go.
+
+Every way in — each tab's events and their API endpoints, every MCP tool, the CLI — hands what a caller
+asks for to `admit` (a run's config), `admit_model` / `admit_dataset` (a base model or data for a check,
+a chat or an evaluation) or `admit_chat` before anything is created, downloaded, uploaded or queued.
+No entry point keeps its own copy of these rules.
+
+On a shared app (a Space, or FTSPACE_MULTIUSER=1), for a caller who is not the machine's owner:
+
+- a base model is `default` or a Hub model id (owner/name) the caller may read (asked of the Hub with
+  their token, and sized from its metadata before any download); a run of theirs is chatted with by its id;
+- a dataset is a bundled example (`example:NAME`), an upload of theirs ("name (uploaded)"), or a Hub
+  dataset id they may read (sized likewise);
+- nothing else on the server's disk can be read, listed, used, or its existence revealed: the rules look
+  at the text only (a relative path that happens to exist is still taken as a Hub id), and every other
+  text gets the same one line saying what is allowed;
+- the limits of `ftspace.limits` apply (steps, sequence length, processes, runs per caller and in the
+  queue, Hub sizes, sweep trials, chat size).
+
+Self-hosted single-user, the machine is its user's: paths work and nothing is limited.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ftspace import access, limits, runs
+from ftspace.config import RunConfig
+from ftspace.errors import ConfigError, DataError, ModelError, RunError
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks: `owner` ("user:NAME", "browser:HASH", or "local" for the machine's user), the token their Hub
+    calls carry (None: none), and whether that token may write (push, Jobs)."""
+    owner: str
+    token: str | None = field(default=None, repr=False)
+    can_write: bool = True
+
+    @classmethod
+    def local(cls, token: str | None = None) -> "Caller":
+        return cls("local", token)
+
+
+MODEL_RULE = ("on this shared app a base model is 'default', a Hub model id (owner/name) you may read, or one the "
+              "app's owner offers; to chat with a run of yours pick it under 'a run of mine'")
+DATASET_RULE = ("on this shared app a dataset is a bundled example (example:NAME), a file you uploaded "
+                "('name (uploaded)'), or a Hub dataset id (owner/name) you may read")
+
+
+def shared() -> bool:
+    return access.multi_user()
+
+
+# --- models and datasets
+
+
+def admit_model(name: str, caller: Caller, *, check_hub: bool = True) -> str:
+    """The base model `name` as the caller may use it, or one line saying what is allowed."""
+    name = (name or "").strip()
+    if not shared():
+        return name
+    if name == "default" or name in owner_models():
+        return name
+    if not access.hub_shaped(name):
+        raise ModelError(f"{_shown(name)}: {MODEL_RULE}.")
+    if check_hub:
+        size = _hub_read(name, "model", caller)
+        limits.check("model_gb", round(size / 1e9, 1), f"{name}: its weights")
+    return name
+
+
+def owner_models() -> list[str]:
+    """Model folders the app's owner offers every visitor as base models (FTSPACE_OWNER_MODELS, separated by
+    the path separator), named exactly; no other folder on the server is a base model on a shared app."""
+    import os
+
+    return [p for p in os.environ.get("FTSPACE_OWNER_MODELS", "").split(os.pathsep) if p.strip()]
+
+
+def admit_dataset(text: str, caller: Caller, *, what: str = "dataset", check_hub: bool = True) -> str:
+    """The dataset `text` as the caller means it (an upload's shown name becomes its file) and may read it."""
+    text = (text or "").strip()
+    if not text or not shared():
+        return text
+    if text.startswith("example:"):
+        from ftspace.data.load import bundled_examples
+
+        name = text.split(":", 1)[1]
+        if name not in bundled_examples():
+            raise DataError(f"{what} {_shown(text)}: no bundled example of that name: choose one of "
+                            f"{', '.join(bundled_examples())}.")
+        return text
+    if text.endswith(access.UPLOADED):
+        return access.dataset_from_shown(caller.owner, text)
+    path = Path(text)
+    if path.is_absolute() and ".." not in path.parts and _inside(path, access.owner_uploads(caller.owner)) \
+            and path.is_file():
+        return str(path)  # a file of theirs, as an earlier answer of this app named it
+    if not access.hub_shaped(text):
+        raise DataError(f"{what} {_shown(text)}: {DATASET_RULE}.")
+    if check_hub:
+        size = _hub_read(text, "dataset", caller)
+        limits.check("dataset_mb", round(size / 1e6), f"{what} {text}: its files")
+    return text
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def _shown(text: str) -> str:
+    """Visitor text in a message: one line, no control characters, not too long."""
+    return access.escape(text, 80)
+
+
+def _hub_read(repo_id: str, kind: str, caller: Caller) -> int:
+    """Ask the Hub, with the caller's token only, whether they may read the repo; its files' size in bytes."""
+    try:
+        return access.hub_size(repo_id, kind, caller.token)
+    except PermissionError as e:
+        error = DataError if kind == "dataset" else ModelError
+        raise error(f"Hub {kind} {e}" if kind == "dataset" else str(e)) from None
+
+
+# --- runs
+
+
+def admit(cfg: RunConfig, caller: Caller, *, queue: bool = True) -> RunConfig:
+    """The one gate for a run: `cfg` as the caller may run it (datasets resolved to what they mean), or one
+    line saying what is not allowed and what is. `queue`: the run is about to be queued (its counts apply)."""
+    cfg = cfg.replace(dataset=admit_dataset(cfg.dataset, caller),
+                      test_dataset=admit_dataset(cfg.test_dataset, caller, what="test_dataset"),
+                      model_name=admit_model(cfg.model_name, caller))
+    if cfg.train_on == "hf_jobs" and not caller.can_write:
+        raise ConfigError("Training on Hugging Face Jobs needs a token that may write (it creates the run's private "
+                          "repo): send a write token, or a fine-grained one with repo write access.")
+    if not shared():
+        if queue and caller.owner == "local":
+            access.check_sources(cfg, caller.token)
+        return cfg
+    if cfg.max_steps > 0:
+        limits.check("max_steps", cfg.max_steps)
+    else:
+        limits.check("epochs", cfg.num_train_epochs, "num_train_epochs")
+    limits.check("max_seq_length", cfg.max_seq_length)
+    from ftspace.models import hardware
+
+    processes = cfg.num_processes or 1
+    if cfg.train_on != "hf_jobs":
+        gpus = hardware().get("gpus", 0)
+        if processes > max(1, gpus):
+            raise ConfigError(f"num_processes {processes}: this machine has {gpus or 'no'} GPU(s), so at most "
+                              f"{max(1, gpus)} training process: set num_processes to 0.")
+    limits.check("num_processes", processes, "num_processes")
+    if queue:
+        check_queue(caller)
+    return cfg
+
+
+def check_queue(caller: Caller) -> None:
+    """One more run of this caller's may wait or train (their own count and the queue's total)."""
+    if not shared():
+        return
+    active = [st for st in (r.status() for r in runs.list_runs()) if st.get("status") in runs.ACTIVE]
+    mine = sum(1 for st in active if st.get("owner") == caller.owner)
+    if limits.over("runs_per_caller", mine + 1):
+        raise RunError(limits.refusal("runs_per_caller", "Another run of yours", mine + 1)
+                       + " Wait for one to finish, or stop one.")
+    if limits.over("queue", len(active) + 1):
+        raise RunError(limits.refusal("queue", "This app's queue", len(active) + 1) + " Try again later.")
+
+
+def submit(scheduler, cfg: RunConfig, caller: Caller) -> runs.Run:
+    """Admit, then queue (or send to Hugging Face Jobs): the way every entry point starts a run."""
+    cfg = admit(cfg, caller)
+    return scheduler.submit(cfg, owner=caller.owner, token=caller.token)
+
+
+def resume(scheduler, run: runs.Run, caller: Caller) -> runs.Run:
+    """Queue a run of the caller's again (its config was admitted when it started; the counts apply again)."""
+    check_queue(caller)
+    if run.read_status().get("job") and not caller.can_write:
+        raise ConfigError("Resuming on Hugging Face Jobs needs a token that may write: send a write token.")
+    return scheduler.resubmit(run, caller.token)
+
+
+def stop(scheduler, run: runs.Run, caller: Caller) -> None:
+    scheduler.stop(run, caller.token)
+
+
+class Gated:
+    """A scheduler whose submit goes through the gate: what a sweep submits its trials to."""
+
+    def __init__(self, scheduler, caller: Caller):
+        self.scheduler, self.caller = scheduler, caller
+
+    def submit(self, cfg: RunConfig, owner: str = "", token: str | None = None) -> runs.Run:
+        return submit(self.scheduler, cfg, self.caller)
+
+    def __getattr__(self, name):
+        return getattr(self.scheduler, name)
+
+
+def admit_sweep(cfg: RunConfig, trials: int, caller: Caller) -> RunConfig:
+    limits.check("sweep_trials", trials, "A sweep's trials")
+    return admit(cfg, caller)
+
+
+# --- dataset creation
+
+
+def admit_creation(settings, mode: str, inputs: int, chunks: int, caller: Caller) -> None:
+    """A dataset creation within the limits: the rows it writes and the teacher requests it sends (the default
+    teacher runs on this server's CPU; a visitor's endpoint is reached only at checked addresses)."""
+    if settings.eval_dataset:
+        settings.eval_dataset = admit_dataset(settings.eval_dataset, caller, what="eval_dataset")
+    if not shared():
+        return
+    from ftspace.data.create import preview
+
+    rows = settings.num_pairs if mode == "synth" else chunks * settings.questions_per_chunk
+    limits.check("teacher_rows", rows, "The rows this creation writes")
+    limits.check("teacher_requests", preview(settings, mode, inputs, chunks)["requests"],
+                 "The teacher requests this creation sends")
+
+
+# --- chat and evaluation
+
+
+def admit_chat(messages: list[dict], caller: Caller) -> None:
+    """A question's history and its messages within the limits (every message, any role)."""
+    if not shared():
+        return
+    limits.check("chat_turns", len(messages), "This conversation")
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else m
+        size = len(content) if isinstance(content, str) else len(str(content or ""))
+        limits.check("message_chars", size, "A message")
+
+
+_slots: dict[str, int] = {}
+_slots_lock = threading.Lock()
+
+
+@contextmanager
+def model_slot(caller: Caller):
+    """One of the chat/evaluation slots for this caller: a caller holds at most FTSPACE_MAX_MODEL_SLOTS at once,
+    so no visitor can take every slot the app has."""
+    with _slots_lock:
+        held = _slots.get(caller.owner, 0)
+        if shared() and limits.over("model_slots", held + 1):
+            raise RunError(limits.refusal("model_slots", "Another chat or evaluation of yours", held + 1)
+                           + " Wait for the one you started to answer.")
+        _slots[caller.owner] = held + 1
+    try:
+        yield
+    finally:
+        with _slots_lock:
+            _slots[caller.owner] -= 1
+            if not _slots[caller.owner]:
+                del _slots[caller.owner]

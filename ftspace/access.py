@@ -325,6 +325,13 @@ def shown_dataset(dataset: str) -> str:
     return dataset
 
 
+def owner_models() -> list[str]:
+    """Model folders the app's owner offers every visitor as base models (FTSPACE_OWNER_MODELS, separated by
+    the path separator), named exactly; no other folder on the server is a base model on a shared app, and only
+    these travel with a visitor's Jobs run."""
+    return [p for p in os.environ.get("FTSPACE_OWNER_MODELS", "").split(os.pathsep) if p.strip()]
+
+
 def dataset_from_shown(owner: str, text: str) -> str:
     """The dataset a visitor's text means: "qa.csv (uploaded)" is this owner's newest upload of that name."""
     text = (text or "").strip()

@@ -190,10 +190,10 @@ def job_config(cfg: RunConfig) -> tuple[RunConfig, list[tuple[Path, str]]]:
         for path, _ in files:
             if not path.resolve().is_relative_to(access.uploads_dir().resolve()):
                 raise ConfigError(f"{path.name}: on a shared app only your own uploads go with a Jobs run.")
-        if not (model == "default" or access.hub_shaped(model)):
-            raise ConfigError(f"model_name {access.escape(model, 80)!r}: on a shared app a Jobs run trains 'default' "
-                              "or a Hub model id (owner/name).")
-    elif Path(model).expanduser().is_dir():
+        if not (model == "default" or access.hub_shaped(model) or model in access.owner_models()):
+            raise ConfigError(f"model_name {access.escape(model, 80)!r}: on a shared app a Jobs run trains 'default', "
+                              "a Hub model id (owner/name) or a model the app's owner offers.")
+    if Path(model).expanduser().is_dir() and (not access.multi_user() or model in access.owner_models()):
         folder = Path(model).expanduser().resolve()
         files += [(p, "run/model/" + p.relative_to(folder).as_posix()) for p in sorted(folder.rglob("*"))
                   if p.is_file()]

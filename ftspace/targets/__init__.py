@@ -63,7 +63,7 @@ def admit_model(name: str, caller: Caller, *, check_hub: bool = True) -> str:
     name = (name or "").strip()
     if not shared():
         return name
-    if name == "default" or name in owner_models():
+    if name == "default" or name in access.owner_models():
         return name
     if not access.hub_shaped(name):
         raise ModelError(f"{_shown(name)}: {MODEL_RULE}.")
@@ -73,17 +73,11 @@ def admit_model(name: str, caller: Caller, *, check_hub: bool = True) -> str:
     return name
 
 
-def owner_models() -> list[str]:
-    """Model folders the app's owner offers every visitor as base models (FTSPACE_OWNER_MODELS, separated by
-    the path separator), named exactly; no other folder on the server is a base model on a shared app."""
-    import os
-
-    return [p for p in os.environ.get("FTSPACE_OWNER_MODELS", "").split(os.pathsep) if p.strip()]
-
-
 def admit_dataset(text: str, caller: Caller, *, what: str = "dataset", check_hub: bool = True) -> str:
     """The dataset `text` as the caller means it (an upload's shown name becomes its file) and may read it."""
     text = (text or "").strip()
+    if text.endswith(access.UPLOADED):  # an upload of theirs, by the name the app showed (both modes)
+        return access.dataset_from_shown(caller.owner, text)
     if not text or not shared():
         return text
     if text.startswith("example:"):
@@ -94,8 +88,6 @@ def admit_dataset(text: str, caller: Caller, *, what: str = "dataset", check_hub
             raise DataError(f"{what} {_shown(text)}: no bundled example of that name: choose one of "
                             f"{', '.join(bundled_examples())}.")
         return text
-    if text.endswith(access.UPLOADED):
-        return access.dataset_from_shown(caller.owner, text)
     path = Path(text)
     if path.is_absolute() and ".." not in path.parts and _inside(path, access.owner_uploads(caller.owner)) \
             and path.is_file():
@@ -240,9 +232,16 @@ def admit_chat(messages: list[dict], caller: Caller) -> None:
         return
     limits.check("chat_turns", len(messages), "This conversation")
     for m in messages:
-        content = m.get("content") if isinstance(m, dict) else m
-        size = len(content) if isinstance(content, str) else len(str(content or ""))
-        limits.check("message_chars", size, "A message")
+        limits.check("message_chars", _chars(m.get("content") if isinstance(m, dict) else m), "A message")
+
+
+def _chars(content) -> int:
+    """A message's size in characters: its text, or its parts' texts (Gradio's and OpenAI's list form)."""
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, (list, tuple)):
+        return sum(_chars(part.get("text", "") if isinstance(part, dict) else part) for part in content)
+    return len(str(content or ""))
 
 
 _slots: dict[str, int] = {}

@@ -35,8 +35,8 @@ LIMITS = {item.name: item for item in (
     Limit("num_processes", "FTSPACE_MAX_PROCESSES", 1, "processes", "training processes of one run (never "
           "more than the machine's GPUs)"),
     Limit("rows", "FTSPACE_MAX_ROWS", 50_000, "rows", "rows one run (or one check, or one test set) reads"),
-    Limit("dataset_mb", "FTSPACE_MAX_DATASET_MB", 500, "MB", "size of a Hub dataset's files, checked before any "
-          "download"),
+    Limit("dataset_mb", "FTSPACE_MAX_DATASET_MB", 500, "MB", "size of a Hub dataset's files (checked before any "
+          "download), and of the rows one run keeps"),
     Limit("model_gb", "FTSPACE_MAX_MODEL_GB", 20, "GB", "size of a Hub model's weights, checked before any download"),
     Limit("uploads", "FTSPACE_MAX_UPLOADS", 20, "files", "uploads kept per caller (the oldest are removed)"),
     Limit("uploads_mb", "FTSPACE_MAX_UPLOADS_MB", 300, "MB", "bytes of uploads kept per caller (the oldest are "
@@ -68,6 +68,12 @@ def limit(name: str) -> float | None:
         return float(raw) if raw else item.default
     except ValueError:
         return item.default
+
+
+def rows_cap() -> int | None:
+    """How many rows one run, check or test set reads on this app (None: all of them)."""
+    bound = limit("rows")
+    return int(bound) if bound is not None else None
 
 
 def over(name: str, value: float) -> bool:

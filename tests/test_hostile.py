@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -254,6 +255,71 @@ def test_forged_job_status_lines_are_not_taken(tmp_path, monkeypatch):
     assert run.read_status()["adapter_checkpoint"] == "checkpoint-12"
 
 
+def test_a_run_and_a_test_set_read_only_the_rows_and_bytes_the_limits_allow(tiny_model, runs_dir, monkeypatch):
+    """A shared app reads the first FTSPACE_MAX_ROWS rows of a dataset (said in the log) and refuses rows
+    bigger in all than FTSPACE_MAX_DATASET_MB; an evaluation's test set is read no further."""
+    from ftspace import evaluation, runs
+    from ftspace.config import RunConfig
+    from ftspace.data import DataError
+    from ftspace.engine.prepare import prepare, prepared_dir
+
+    monkeypatch.setenv("FTSPACE_MULTIUSER", "1")
+    monkeypatch.setenv("FTSPACE_MAX_ROWS", "10")
+    said = []
+    run = runs.create(RunConfig(model_name=str(tiny_model), dataset="example:facts", test_dataset="example:alpaca",
+                                validation_size=2, max_seq_length=64))
+    info = prepare(run, None, log=said.append)
+    assert info["train_rows"] + info["eval_rows"] == 10 and info["test_rows"] == 10
+    assert len((prepared_dir(run) / "test.jsonl").read_text().splitlines()) == 10
+    assert any("first 10 rows only" in line and "FTSPACE_MAX_ROWS" in line for line in said), said
+    rows, _ = evaluation.test_rows(run, evaluation.EvalOptions(test_dataset="example:facts"))
+    assert len(rows) == 10
+    monkeypatch.setenv("FTSPACE_MAX_DATASET_MB", "0.001")  # 1 kB of rows
+    big = runs.create(RunConfig(model_name=str(tiny_model), dataset="example:facts", max_seq_length=64))
+    with pytest.raises(DataError, match="FTSPACE_MAX_DATASET_MB"):
+        prepare(big, None, log=said.append)
+    assert not prepared_dir(big).exists()
+
+
+def test_a_jobs_adapter_keeps_the_base_its_run_was_admitted_with(tmp_path, monkeypatch):
+    """The job's repo is the visitor's and editable: whatever base its adapter_config names, the pulled adapter
+    is set on the run's own (admitted) base model."""
+    from ftspace import jobs, runs
+    from ftspace.config import RunConfig
+
+    monkeypatch.setenv("FTSPACE_RUNS", str(tmp_path / "runs"))
+    run = runs.create(RunConfig(model_name="default", dataset="example:facts"), owner="user:mallory")
+
+    class Edited:  # the visitor edited their repo's adapter config to name the owner's private model
+        def snapshot_download(self, repo_id, allow_patterns, local_dir):
+            (Path(local_dir) / "adapter").mkdir()
+            (Path(local_dir) / "adapter" / "adapter_config.json").write_text(
+                json.dumps({"base_model_name_or_path": "owner/private-model", "r": 8}))
+
+    jobs.pull_adapter(run, Edited(), "mallory/ftspace-x")
+    config = json.loads((run.adapter_dir / "adapter_config.json").read_text())
+    assert config == {"base_model_name_or_path": "default", "r": 8}
+
+
+def test_one_visitor_cannot_hold_every_chat_and_evaluation_slot(monkeypatch):
+    from ftspace import targets
+    from ftspace.errors import RunError
+
+    monkeypatch.setenv("FTSPACE_MULTIUSER", "1")
+    mallory, alice = targets.Caller("user:mallory"), targets.Caller("user:alice")
+    with targets.model_slot(mallory):
+        with pytest.raises(RunError, match="FTSPACE_MAX_MODEL_SLOTS"):
+            with targets.model_slot(mallory):
+                pass
+        with targets.model_slot(alice):  # another visitor still gets one
+            pass
+    with targets.model_slot(mallory):  # released when the answer ends
+        pass
+    monkeypatch.setenv("FTSPACE_MAX_MODEL_SLOTS", "2")
+    with targets.model_slot(mallory), targets.model_slot(mallory):
+        pass
+
+
 def test_a_teacher_url_that_rebinds_to_loopback_is_never_reached(monkeypatch):
     from ftspace.data.create.settings import CreateSettings
     from ftspace.data.create.teacher import Teacher
@@ -296,3 +362,14 @@ def test_single_user_mode_will_not_listen_on_a_public_address(tmp_path):
     done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "FTSPACE_ALLOW_PUBLIC=1" in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_readme_lists_every_limit_as_the_code_has_it():
+    from ftspace import limits
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- limits:")
+    table = readme[readme.index("\n", start) + 1:readme.index("<!-- /limits -->")].strip()
+    assert table == limits.table(), "README's limits table is stale: paste ftspace.limits.table() into it"
+    for name in ("FTSPACE_OWNER_MODELS", "FTSPACE_IDENTITY_TTL_S", "FTSPACE_ALLOW_PUBLIC"):
+        assert f"`{name}" in readme, name

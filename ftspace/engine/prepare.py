@@ -45,19 +45,18 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     done = read_prepared(run)
     if done is not None:
         return done
-    from ftspace import models
+    from ftspace import limits, models
     from ftspace.data import check_usable, general_rows, held_out_rows, open_dataset
 
     cfg = run.config()
     model_path = models.resolve_model(cfg.model_name, progress=log, token=token)
     report, stream = open_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
                                   response_column=cfg.response_column, config=cfg.dataset_config,
-                                  split=cfg.dataset_split, token=token, method=cfg.method)
+                                  split=cfg.dataset_split, token=token, method=cfg.method, limit=limits.rows_cap())
     final, staging = prepared_dir(run), run.path / ".prepared.incoming"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    with open(staging / "all.jsonl", "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in stream)
+    keep_within_limits(stream, staging / "all.jsonl", report, log)
     check_usable(report)
     from transformers import AutoTokenizer
 
@@ -91,9 +90,8 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     counts = {"train": own + len(general), "eval": len(valid)}
     test_rows, test_source = len(test), (report.source if test else "")
     if cfg.test_dataset.strip():  # a separate test set: read (with the same token) and kept beside the rest
-        test_report, test_stream = open_dataset(cfg.test_dataset, token=token)
-        with open(staging / "test.jsonl", "w", encoding="utf-8") as tested:
-            tested.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in test_stream)
+        test_report, test_stream = open_dataset(cfg.test_dataset, token=token, limit=limits.rows_cap())
+        keep_within_limits(test_stream, staging / "test.jsonl", test_report, log)
         check_usable(test_report)
         test_rows, test_source = test_report.rows_kept, test_report.source
         log(f"test set: {test_report.summary()}")
@@ -113,6 +111,28 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     log(f"prepared on CPU: {counts['train']} training and {counts['eval']} validation "
         f"{'examples tokenized' if cfg.method == 'sft' else 'preference rows'}, {test_rows} test rows kept apart")
     return info
+
+
+def keep_within_limits(stream, path: Path, report, log) -> None:
+    """Write the stream's rows to `path` as JSON lines, within a shared app's limits: at most FTSPACE_MAX_ROWS rows
+    are read (the stream stops there, said in the log) and at most FTSPACE_MAX_DATASET_MB written (refused beyond:
+    rows that large are not a Hub dataset's metadata's fault)."""
+    from ftspace import limits
+    from ftspace.errors import DataError
+
+    cap, budget = limits.rows_cap(), limits.limit("dataset_mb")
+    written = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in stream:
+            line = json.dumps(row, ensure_ascii=False) + "\n"
+            written += len(line.encode())
+            if budget is not None and written > budget * 1e6:
+                raise DataError(limits.refusal("dataset_mb", f"{report.source}: the rows read so far",
+                                               round(written / 1e6)))
+            fh.write(line)
+    if cap is not None and report.rows_read >= cap:
+        log(f"{report.source}: read its first {cap} rows only, this app's limit (FTSPACE_MAX_ROWS; the app's owner "
+            "can change it)")
 
 
 def prepare_in_place(run_dir: str, token: str | None = None) -> dict:

@@ -63,10 +63,11 @@ def saved(run: Run) -> dict[str, dict]:
 def test_rows(run: Run, options: EvalOptions, token: str | None = None) -> tuple[list[dict], str]:
     """(canonical rows, where they came from): `options.test_dataset`, else the run's test split, else its
     validation rows (said so)."""
+    from ftspace import limits
     from ftspace.data import load_dataset
 
-    if options.test_dataset.strip():
-        rows, report = load_dataset(options.test_dataset, token=token)
+    if options.test_dataset.strip():  # on a shared app, at most the rows a run may read
+        rows, report = load_dataset(options.test_dataset, token=token, limit=limits.rows_cap())
         return rows, report.source
     from ftspace.engine.prepare import prepared_dir, read_prepared
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftspace import runs
-from ftspace.errors import ConfigError, DataError, ModelError
+from ftspace.errors import ConfigError, DataError, ModelError, escape  # noqa: F401  (escape: for the UI and core)
 
 
 # A Hub repo id as the Hub allows it: [owner/]name, letters, digits, '-', '_' and '.', no leading '.' or '-'
@@ -151,18 +151,6 @@ def api_caller(bearer: str | None) -> tuple[str | None, str | None]:
     if multi_user():
         return (token_owner(bearer), bearer) if bearer else (None, None)
     return "local", hub_token(typed=bearer)
-
-
-def escape(text: str, n: int = 200) -> str:
-    """Text that came from a visitor (a column or file name, a reply excerpt) made safe to put in a message or
-    a log line: control characters (newlines too) shown escaped, so it cannot forge a line; at most n characters.
-
-    >>> print(escape("name" + chr(10) + "[ftspace status] {}"))
-    name\\n[ftspace status] {}
-    """
-    text = str(text)
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return out[:n] + ("..." if len(out) > n else "")
 
 
 def teacher_key(typed: str | None = None) -> str | None:

@@ -4,6 +4,18 @@ Anything else that escapes is a bug: the CLI and the UI convert only these.
 """
 
 
+def escape(text: str, n: int = 200) -> str:
+    """Text that came from a visitor (a column or file name, a reply excerpt) made safe to put in a message or
+    a log line: control characters (newlines too) shown escaped, so it cannot forge a line; at most n characters.
+
+    >>> print(escape("name" + chr(10) + "[ftspace status] {}"))
+    name\\n[ftspace status] {}
+    """
+    text = str(text)
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return out[:n] + ("..." if len(out) > n else "")
+
+
 class FtspaceError(Exception):
     """Base class: the message is one line, names what is wrong and says what to do."""
 

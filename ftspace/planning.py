@@ -12,7 +12,7 @@ from __future__ import annotations
 COUNT_ROWS = 200_000  # rows counted at most (a few seconds from a file; a huge Hub dataset says "at least")
 
 
-def plan(config: dict, token: str | None = None) -> dict:
+def plan(config: dict, token: str | None = None, owner: str | None = None) -> dict:
     """{"rows", "rows_capped" (True: there are more, counted up to COUNT_ROWS), "train_rows", "parameters",
     "trainable_parameters", "trainable_percent", "memory_gb", "steps", "examples_per_step", "seconds", "time_source"
     ("measured": a previous run of this model and batch shape; "catalogued": the hardware's catalogued speed)}."""
@@ -42,7 +42,7 @@ def plan(config: dict, token: str | None = None) -> dict:
     if text_chars:  # documents become windows of max_seq_length tokens: count those (approximately)
         windows = _windows(text_chars, "\n".join(sample)[:SAMPLE_CHARS], cfg, token)
         train_rows = max(1, round(windows * train_rows / rows))
-    measured = runs.measured_step_seconds(cfg)
+    measured = runs.measured_step_seconds(cfg, owner)  # owner: only that caller's runs (a shared app)
     out = estimate(cfg, train_rows, seconds_per_step=measured, token=token)
     # tokens the run trains on: what sizes a catalogued time (here, or on Hugging Face Jobs hardware)
     tokens = cfg.max_seq_length if windows else min(cfg.max_seq_length, sum(row_chars) / max(1, len(row_chars))

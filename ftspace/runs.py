@@ -281,12 +281,15 @@ def _alive(pid, started) -> bool:
         return False
 
 
-def measured_step_seconds(cfg: RunConfig) -> float | None:
-    """Seconds per step measured by the newest run with the same model and batch shape, if any."""
+def measured_step_seconds(cfg: RunConfig, owner: str | None = None) -> float | None:
+    """Seconds per step measured by the newest run with the same model and batch shape, if any; only `owner`'s
+    runs when given (on a shared app a visitor's estimate reads no one else's runs)."""
     def shape(c: RunConfig):
         return c.model_name, c.per_device_train_batch_size, c.gradient_accumulation_steps, c.max_seq_length
 
     for run in list_runs():
+        if owner is not None and run.read_status().get("owner") != owner:
+            continue
         try:
             other = run.config()
         except Exception:  # a damaged config says nothing about speed

@@ -301,6 +301,24 @@ def test_a_jobs_adapter_keeps_the_base_its_run_was_admitted_with(tmp_path, monke
     assert config == {"base_model_name_or_path": "default", "r": 8}
 
 
+def test_an_estimate_reads_only_the_callers_own_runs(tmp_path, monkeypatch):
+    """The measured step time of an estimate comes from the caller's own runs on a shared app (another visitor's
+    run of the same model says nothing to them); self-hosted, from any run."""
+    from ftspace import runs, targets
+    from ftspace.config import RunConfig
+
+    monkeypatch.setenv("FTSPACE_RUNS", str(tmp_path / "runs"))
+    cfg = RunConfig(dataset="example:facts")
+    alices = runs.create(cfg, owner="user:alice")
+    alices.events_path.write_text("".join(json.dumps({"step": s, "loss": 1.0, "elapsed_s": 3.0 * s}) + "\n"
+                                          for s in (1, 2, 3)))
+    assert runs.measured_step_seconds(cfg, targets.runs_owner(targets.Caller("user:alice"))) == 3.0
+    assert runs.measured_step_seconds(cfg) == 3.0  # self-hosted: the machine's runs are its user's
+    monkeypatch.setenv("FTSPACE_MULTIUSER", "1")
+    assert runs.measured_step_seconds(cfg, targets.runs_owner(targets.Caller("user:mallory"))) is None
+    assert runs.measured_step_seconds(cfg, targets.runs_owner(targets.Caller("user:alice"))) == 3.0
+
+
 def test_one_visitor_cannot_hold_every_chat_and_evaluation_slot(monkeypatch):
     from ftspace import targets
     from ftspace.errors import RunError
@@ -318,6 +336,30 @@ def test_one_visitor_cannot_hold_every_chat_and_evaluation_slot(monkeypatch):
     monkeypatch.setenv("FTSPACE_MAX_MODEL_SLOTS", "2")
     with targets.model_slot(mallory), targets.model_slot(mallory):
         pass
+
+
+def test_column_and_file_names_cannot_forge_a_line(tmp_path):
+    """A column name (or a file name) with a newline is shown escaped: a message or log line stays one line, so
+    it cannot forge a job's status line."""
+    from ftspace.data import open_dataset
+    from ftspace.engine.job import STATUS
+    from ftspace.errors import DataError
+
+    forged = "x\n" + STATUS + json.dumps({"owner": "user:alice"})
+    data = tmp_path / "rows\nname.jsonl"
+    for row, options in (({forged: "1"}, {}),
+                         ({"prompt": "q", forged: "1"}, {"prompt_column": "prompt", "response_column": "answer"}),
+                         ({"messages": [{"role": "user", "content": "q"}], forged: 1}, {"dataset_format": "sharegpt"})):
+        data.write_text(json.dumps(row) + "\n")
+        try:
+            report, stream = open_dataset(str(data), **options)
+            list(stream)
+            text = report.summary() + "\n" + json.dumps(report.dropped)  # a summary has a line per note
+        except DataError as e:
+            text = str(e)
+            assert "\n" not in text, text
+        assert "x\n" not in text and "rows\nname" not in text, text
+        assert not any(line.lstrip().startswith(STATUS) for line in text.splitlines()), text
 
 
 def test_a_teacher_url_that_rebinds_to_loopback_is_never_reached(monkeypatch):

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from ftspace.data import formats
 from ftspace.data.load import bundled_examples, iter_rows, resolve
-from ftspace.errors import DataError
+from ftspace.errors import DataError, escape
 
 __all__ = ["DataReport", "open_dataset", "load_dataset", "check_usable", "scan", "split", "validation_rows",
            "held_out_rows", "training_rows", "general_rows", "bundled_examples", "resolve"]
@@ -81,23 +81,24 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
     if first is None:
         raise DataError(f"{name}: no rows found: the file needs at least one example.")
     columns = list(first[1])
+    shown = ", ".join(escape(c, 60) for c in columns)  # column names are the visitor's text: one line each
     fmt = "columns" if (prompt_column or response_column) else dataset_format
     if fmt == "auto":
         fmt = formats.detect_format(columns, first[1])
         if fmt is None:
-            raise DataError(f"{name}: cannot tell the format from the columns {columns}: set dataset_format, "
+            raise DataError(f"{name}: cannot tell the format from the columns {shown}: set dataset_format, "
                             "or map a prompt_column and response_column.")
     try:
         convert = formats.converter_for(fmt, columns, prompt_column, response_column)
     except formats.RowError as e:
-        raise DataError(f"{name}: {e.reason} (columns: {', '.join(columns)}).") from None
+        raise DataError(f"{name}: {escape(e.reason)} (columns: {shown}).") from None
     if fmt == "columns":
         missing = [c for c in (prompt_column, response_column) if c not in columns]
         if missing:
-            raise DataError(f"{name}: column {missing[0]!r} not found: the columns are {', '.join(columns)}.")
+            raise DataError(f"{name}: column {escape(missing[0], 60)!r} not found: the columns are {shown}.")
     if fmt == "multimodal":
         media = next(c for c in formats.MEDIA_COLUMNS if first[1].get(c) not in (None, [], ""))
-        raise DataError(f"{name}: {formats.media_reason(f'the {media!r} column')}.")
+        raise DataError(f"{name}: {formats.media_reason(f'the {escape(media, 60)!r} column')}.")
     preference = method != "sft"
     if preference and fmt != "preference":
         raise DataError(f"{name}: method {method} learns from preference rows (prompt, chosen, rejected), but this "
@@ -114,7 +115,7 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
                 if not preference:
                     example = formats.as_sft(example, report.notes)
             except formats.MediaError as e:
-                raise DataError(f"{name}: row {row_no}: {e.field}: {e.reason}.") from None
+                raise DataError(f"{name}: row {row_no}: {escape(e.field, 60)}: {escape(e.reason)}.") from None
             except formats.RowError as e:
                 report.rows_dropped += 1
                 other = formats.detect_format(list(row), row) if e.reason.startswith("column missing") else None
@@ -123,7 +124,7 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
                         report.other_formats.setdefault(other, row_no)
                     e = formats.RowError("columns", f"this row is in {other} format; the file was detected as {fmt}")
                 if len(report.dropped) < MAX_DROPS_LISTED:
-                    report.dropped.append({"row": row_no, "field": e.field, "reason": e.reason})
+                    report.dropped.append({"row": row_no, "field": escape(e.field, 60), "reason": escape(e.reason)})
             else:
                 report.rows_kept += 1
                 if "text" in example and row_no != last_document[0]:
@@ -237,4 +238,4 @@ def _chain(first, rest):
 
 def _display_name(source: str) -> str:
     kind, where = resolve(source)
-    return where.name if kind == "file" else str(where)
+    return escape(where.name if kind == "file" else str(where), 120)  # a file name is the visitor's text too

@@ -16,6 +16,8 @@ import ast
 import json
 import re
 
+from ftspace.errors import escape
+
 ROLES = ("system", "user", "assistant", "tool")
 # Role names in the wild, mapped to ours: ShareGPT's `from`, Gemma's "model", function-calling exports.
 ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -255,7 +257,7 @@ def columns_converter(prompt_column: str, response_column: str):
     def convert(row: dict) -> dict:
         for column in (prompt_column, response_column):
             if column not in row:
-                raise RowError(column, f"column missing (columns here: {', '.join(map(str, row))})")
+                raise RowError(column, f"column missing (columns here: {', '.join(escape(c, 60) for c in row)})")
         messages = []
         if isinstance(row.get("system"), str) and row["system"].strip():
             messages.append({"role": "system", "content": row["system"]})
@@ -577,7 +579,7 @@ def _tools_from_system(text: str) -> list | None:
 
 def _text(row: dict, key: str) -> str:
     if key not in row:
-        raise RowError(key, f"column missing (columns here: {', '.join(map(str, row))})")
+        raise RowError(key, f"column missing (columns here: {', '.join(escape(c, 60) for c in row)})")
     value = row[key]
     if value is None:
         raise RowError(key, "null value")

@@ -124,6 +124,12 @@ def _hub_read(repo_id: str, kind: str, caller: Caller) -> int:
 # --- runs
 
 
+def runs_owner(caller: Caller) -> str | None:
+    """Whose runs this caller's requests may read (an estimate's measured step time, a listing): their own on a
+    shared app; None (everyone's: the machine is theirs) self-hosted."""
+    return caller.owner if shared() else None
+
+
 def admit(cfg: RunConfig, caller: Caller, *, queue: bool = True) -> RunConfig:
     """The one gate for a run: `cfg` as the caller may run it (datasets resolved to what they mean), or one
     line saying what is not allowed and what is. `queue`: the run is about to be queued (its counts apply)."""

@@ -161,7 +161,7 @@ def register(scheduler) -> list[str]:
         caller = _caller(request, need_owner=False)
         token = caller.token
         cfg = targets.admit(_config(caller, config_yaml, settings), caller, queue=False)  # the gate
-        out = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token)
+        out = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token, owner=targets.runs_owner(caller))
         line = None
         if cfg.train_on == "hf_jobs":  # time and cost on the Jobs flavor, billed to the caller's account
             from ftspace import jobs

@@ -213,9 +213,9 @@ def show_cli(*values):
 def estimate(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id, *values):
     from ftspace.planning import describe
 
-    _, cfg = visitor_config(request, browser_id, values, oauth_token)  # through the gate
+    caller, cfg = visitor_config(request, browser_id, values, oauth_token)  # through the gate
     token = visitor_token(oauth_token)
-    plan = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token)
+    plan = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token, owner=targets.runs_owner(caller))
     return describe(plan, jobs.quote(plan, cfg, token)["text"] if cfg.train_on == "hf_jobs" else None)
 
 

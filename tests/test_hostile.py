@@ -319,6 +319,42 @@ def test_an_estimate_reads_only_the_callers_own_runs(tmp_path, monkeypatch):
     assert runs.measured_step_seconds(cfg, targets.runs_owner(targets.Caller("user:alice"))) == 3.0
 
 
+def test_uploads_are_kept_within_their_bytes_and_a_file_too_big_is_refused(tmp_path, monkeypatch):
+    from ftspace import access
+    from ftspace.errors import ConfigError
+
+    monkeypatch.setenv("FTSPACE_MULTIUSER", "1")
+    monkeypatch.setenv("FTSPACE_DATA", str(tmp_path))
+    monkeypatch.setenv("FTSPACE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("FTSPACE_MAX_UPLOADS_MB", str(10_000 / 2**20))  # 10,000 bytes
+    kept = []
+    for i in range(4):  # 4 kB each: the third makes 12 kB, so the oldest go
+        kept.append(access.keep_upload("user:mallory", f"rows{i}.jsonl", f"f{i}", data=b"x" * 4000))
+        time.sleep(0.01)
+    left = sorted(p.name for p in access.owner_uploads("user:mallory").glob("*/*"))
+    assert left == ["rows2.jsonl", "rows3.jsonl"], left
+    with pytest.raises(ConfigError, match="FTSPACE_MAX_UPLOADS_MB"):
+        access.keep_upload("user:mallory", "big.jsonl", "g", data=b"x" * 20_000)
+    assert sorted(p.name for p in access.owner_uploads("user:mallory").glob("*/*")) == left
+    assert not access.owner_uploads("user:alice").exists() or not any(access.owner_uploads("user:alice").iterdir())
+
+
+def test_a_dataset_creation_is_refused_beyond_its_rows_and_teacher_requests(monkeypatch):
+    from ftspace import targets
+    from ftspace.data.create.settings import CreateSettings
+    from ftspace.errors import ConfigError
+
+    monkeypatch.setenv("FTSPACE_MULTIUSER", "1")
+    mallory = targets.Caller("user:mallory")
+    with pytest.raises(ConfigError, match="FTSPACE_MAX_TEACHER_ROWS"):
+        targets.admit_creation(CreateSettings(num_pairs=100_000), "synth", 3, 0, mallory)
+    monkeypatch.setenv("FTSPACE_MAX_TEACHER_REQUESTS", "2")
+    with pytest.raises(ConfigError, match="FTSPACE_MAX_TEACHER_REQUESTS"):
+        targets.admit_creation(CreateSettings(num_pairs=40), "synth", 3, 0, mallory)
+    monkeypatch.setenv("FTSPACE_MAX_TEACHER_REQUESTS", "1000")
+    targets.admit_creation(CreateSettings(num_pairs=40), "synth", 3, 0, mallory)  # within both
+
+
 def test_one_visitor_cannot_hold_every_chat_and_evaluation_slot(monkeypatch):
     from ftspace import targets
     from ftspace.errors import RunError

@@ -229,6 +229,22 @@ def admit_creation(settings, mode: str, inputs: int, chunks: int, caller: Caller
                  "The teacher requests this creation sends")
 
 
+# --- checks of data, and evaluations
+
+
+def admit_inspection(source: str, model_name: str, max_seq_length: int, caller: Caller) -> tuple[str, str]:
+    """(dataset, base model) of a data check (the Dataset tab's, an agent's inspect_dataset) as the caller may
+    use them, its tokenizing length within the limit."""
+    limits.check("max_seq_length", max_seq_length)
+    return admit_dataset(source, caller), admit_model(model_name or "default", caller)
+
+
+def admit_evaluation(test_dataset: str, max_rows: int, caller: Caller) -> str:
+    """An evaluation's own test set (if any) as the caller may read it, and how many rows it scores."""
+    limits.check("eval_rows", max_rows, "max_rows")
+    return admit_dataset(test_dataset or "", caller, what="test_dataset")
+
+
 # --- chat and evaluation
 
 

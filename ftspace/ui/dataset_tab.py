@@ -133,9 +133,8 @@ def pick_config(layout: dict, config: str):
 def inspect(browser_id, source, fmt, prompt_col, response_col, model_name, max_len, config="", split="train",
             request: gr.Request = None, oauth_token: gr.OAuthToken | None = None):
     caller = caller_of(request, browser_id, oauth_token)
-    path = targets.admit_dataset(source, caller)  # the gate: an upload of theirs, an example or a Hub id
-    model_name = targets.admit_model(model_name or "default", caller)
     max_len = int(max_len or 1024)
+    path, model_name = targets.admit_inspection(source, model_name, max_len, caller)  # the gate
     found = offload.call("ftspace.data.inspection:inspect_dataset", source=path, dataset_format=fmt or "auto",
                          prompt_column=prompt_col or "", response_column=response_col or "",
                          dataset_config=config or "", dataset_split=split or "train",

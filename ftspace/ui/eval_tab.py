@@ -7,7 +7,7 @@ import threading
 
 import gradio as gr
 
-from ftspace import evaluation, limits, targets
+from ftspace import evaluation, targets
 from ftspace.errors import FtspaceError
 from ftspace.ui.common import caller_of, own_run, owner_of, user_errors, visitor_tier, visitor_token
 
@@ -109,8 +109,7 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
     caller = caller_of(request, browser_id, oauth_token)
     owner = caller.owner
     run = own_run(run_id, owner)
-    test = targets.admit_dataset(test_dataset or "", caller, what="test_dataset")  # the gate
-    limits.check("eval_rows", int(max_rows or evaluation.DEFAULT_MAX_ROWS), "max_rows")
+    test = targets.admit_evaluation(test_dataset, int(max_rows or evaluation.DEFAULT_MAX_ROWS), caller)  # the gate
     options = evaluation.EvalOptions(checkpoint=_step(checkpoint), test_dataset=test,
                                      max_rows=int(max_rows or evaluation.DEFAULT_MAX_ROWS), max_new_tokens=int(max_new))
     if options.checkpoint:

@@ -15,7 +15,7 @@ import time
 
 import gradio as gr
 
-from ftspace import access, limits, offload, runs, targets, zerogpu
+from ftspace import access, offload, runs, targets, zerogpu
 from ftspace.config import GenerationSettings, RunConfig
 from ftspace.errors import ConfigError, DataError, FtspaceError, ModelError
 from ftspace.ui import dataset_tab
@@ -130,8 +130,7 @@ def register(scheduler) -> list[str]:
             dataset = _save_rows(caller.owner, dataset, rows_jsonl)
         if not (dataset or "").strip():
             raise DataError("dataset: give a Hub dataset id, example:NAME, or rows_jsonl with your rows.")
-        path = targets.admit_dataset(dataset, caller)  # the gate
-        limits.check("max_seq_length", int(max_seq_length or 1024))
+        path, _ = targets.admit_inspection(dataset, "default", int(max_seq_length or 1024), caller)  # the gate
         found = offload.call("ftspace.data.inspection:inspect_dataset", source=path,
                              dataset_format=dataset_format or "auto", prompt_column=prompt_column or "",
                              response_column=response_column or "", model_name="default",

@@ -86,7 +86,8 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
     if fmt == "auto":
         fmt = formats.detect_format(columns, first[1])
         if fmt is None:
-            raise DataError(f"{name}: cannot tell the format from the columns {shown}: set dataset_format, "
+            listed = [escape(c, 60) for c in columns]
+            raise DataError(f"{name}: cannot tell the format from the columns {listed}: set dataset_format, "
                             "or map a prompt_column and response_column.")
     try:
         convert = formats.converter_for(fmt, columns, prompt_column, response_column)

@@ -81,13 +81,13 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
     if first is None:
         raise DataError(f"{name}: no rows found: the file needs at least one example.")
     columns = list(first[1])
-    shown = ", ".join(escape(c, 60) for c in columns)  # column names are the visitor's text: one line each
+    escaped = [escape(c, 60) for c in columns]  # column names are the visitor's text: one line each
+    shown = ", ".join(escaped)
     fmt = "columns" if (prompt_column or response_column) else dataset_format
     if fmt == "auto":
         fmt = formats.detect_format(columns, first[1])
         if fmt is None:
-            listed = [escape(c, 60) for c in columns]
-            raise DataError(f"{name}: cannot tell the format from the columns {listed}: set dataset_format, "
+            raise DataError(f"{name}: cannot tell the format from the columns {escaped}: set dataset_format, "
                             "or map a prompt_column and response_column.")
     try:
         convert = formats.converter_for(fmt, columns, prompt_column, response_column)

@@ -109,9 +109,10 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
     caller = caller_of(request, browser_id, oauth_token)
     owner = caller.owner
     run = own_run(run_id, owner)
-    test = targets.admit_evaluation(test_dataset, int(max_rows or evaluation.DEFAULT_MAX_ROWS), caller)  # the gate
-    options = evaluation.EvalOptions(checkpoint=_step(checkpoint), test_dataset=test,
-                                     max_rows=int(max_rows or evaluation.DEFAULT_MAX_ROWS), max_new_tokens=int(max_new))
+    max_rows = int(max_rows or evaluation.DEFAULT_MAX_ROWS)
+    test = targets.admit_evaluation(test_dataset, max_rows, caller)  # the gate
+    options = evaluation.EvalOptions(checkpoint=_step(checkpoint), test_dataset=test, max_rows=max_rows,
+                                     max_new_tokens=int(max_new))
     if options.checkpoint:
         run.checkpoint(options.checkpoint)
     token = visitor_token(oauth_token)

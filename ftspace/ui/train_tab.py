@@ -214,7 +214,7 @@ def estimate(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id,
     from ftspace.planning import describe
 
     caller, cfg = visitor_config(request, browser_id, values, oauth_token)  # through the gate
-    token = visitor_token(oauth_token)
+    token = caller.token
     plan = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token, owner=targets.runs_owner(caller))
     return describe(plan, jobs.quote(plan, cfg, token)["text"] if cfg.train_on == "hf_jobs" else None)
 

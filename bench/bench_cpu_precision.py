@@ -137,7 +137,7 @@ def train_hf(rounds: int, steps: int, batch: int) -> dict:
     worker runs, interleaved; tokens/s is the median of each run's steps after the first."""
     import tempfile
 
-    from ftspace import runs
+    from ftspace.targets import local
     from ftspace.config import RunConfig
     from ftspace.data.load import EXAMPLES_DIR
 
@@ -148,7 +148,7 @@ def train_hf(rounds: int, steps: int, batch: int) -> dict:
             cfg = RunConfig.from_yaml(EXAMPLES_DIR / "facts.yaml", [])
             cfg.backend, cfg.compute_dtype, cfg.max_steps, cfg.save_steps = "hf", dtype, steps, 10_000
             cfg.per_device_train_batch_size = batch
-            run, _ = runs.start(cfg)
+            run, _ = local.start(cfg)
             st = run.wait(timeout=7200)
             assert st["status"] == "completed" and st["weights_dtype"] == dtype, (st, run.log_path.read_text()[-2000:])
             steps_seen = [e for e in run.all_events() if "loss" in e]

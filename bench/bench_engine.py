@@ -33,7 +33,7 @@ def messages_file(rows) -> str:
 
 
 def ours(model, data, steps, batch, max_len, backend, load_in_4bit=False, save_steps=10) -> dict:
-    from ftspace import runs
+    from ftspace.targets import local
     from ftspace.config import RunConfig
 
     os.environ["FTSPACE_RUNS"] = tempfile.mkdtemp(prefix="ftspace-bench-runs-")
@@ -41,7 +41,7 @@ def ours(model, data, steps, batch, max_len, backend, load_in_4bit=False, save_s
                     gradient_accumulation_steps=1, max_seq_length=max_len, learning_rate=1e-3, lora_r=16,
                     lora_alpha=32, gradient_checkpointing=False, save_steps=save_steps, backend=backend,
                     load_in_4bit=load_in_4bit, train_on_responses_only=False)
-    run, _ = runs.start(cfg)
+    run, _ = local.start(cfg)
     st = run.wait()
     if st["status"] != "completed":
         raise RuntimeError(f"ours ({backend}) {st['status']}: {st.get('error')}")

@@ -53,11 +53,11 @@ def sliced(a, env) -> dict:
 
 
 def unsliced(a, env) -> dict:
-    from ftspace import runs
+    from ftspace.targets import local
 
     run = new_run(a)
     t0 = time.time()
-    runs.launch(run)
+    local.launch(run)
     st = run.wait()
     assert st["status"] == "completed", st
     return {"wall_s": round(time.time() - t0, 2), "train_s": round(st["train_runtime_s"], 2)}

@@ -36,14 +36,14 @@ def main():
         print(f"skipped: no CUDA GPU here ({hw['kind']}); nothing written")
         return 0
     os.environ.setdefault("FTSPACE_RUNS", tempfile.mkdtemp(prefix="ftspace-gpu-check-"))
-    from ftspace import runs
+    from ftspace.targets import local
     from ftspace.config import RunConfig
 
     def train(bits: int) -> dict:
         cfg = RunConfig(model_name=a.model, dataset="example:alpaca", max_steps=a.steps, max_seq_length=a.seq,
                         per_device_train_batch_size=4, gradient_accumulation_steps=1, learning_rate=2e-4,
                         load_in_4bit=bits == 4, backend="unsloth", save_steps=10_000)
-        run, _ = runs.start(cfg)
+        run, _ = local.start(cfg)
         st = run.wait(timeout=1800)
         if st["status"] != "completed":
             raise SystemExit(f"{bits}-bit run {st['status']}: {st.get('error')} (see {run.log_path})")

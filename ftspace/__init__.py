@@ -8,7 +8,9 @@ HF_TOKEN leaves the environment they inherit. Every Hub call then carries the vi
 
 import os as _os
 
-if (_os.environ.get("SYSTEM") == "spaces" and _os.environ.get("SPACE_ID")) or _os.environ.get("FTSPACE_MULTIUSER") == "1":
+from ftspace.env import multi_user as _multi_user
+
+if _multi_user():
     _os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
     for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         _os.environ.pop(_name, None)

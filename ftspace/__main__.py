@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from ftspace import quiet
+from ftspace import env, quiet
 from ftspace.errors import FtspaceError
 
 
@@ -243,7 +243,7 @@ def cmd_runs(args) -> int:
         print(json.dumps(items, indent=1))
         return 0
     if not items:
-        err(f"no runs yet in {runs.runs_root()}")
+        err(f"no runs yet in {env.runs_root()}")
         return 0
     print(f"{'RUN':40} {'STATUS':12} {'STEP':>9} {'LOSS':>8}  MODEL / DATASET")
     for r in items:

@@ -1,4 +1,5 @@
-"""Who may do what: which token a request's Hub calls carry, which runs and files a caller may reach.
+"""Who the caller is and which token acts: the Hub calls of a request, the repo-id rules, "may this caller read
+this Hub repo". Whose runs and files a caller may reach is ftspace.owners's.
 
 The app and the CLI both decide here, so no tab carries its own rule. A *shared* app is a Hugging
 Face Space (or any app started with FTSPACE_MULTIUSER=1): many visitors, most signed out. There a
@@ -12,17 +13,15 @@ Nothing here imports Gradio, torch or transformers.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from ftspace import runs
-from ftspace.errors import ConfigError, DataError, ModelError, escape  # noqa: F401  (escape: for the UI and core)
+from ftspace.errors import ConfigError, HubError, escape
+from ftspace.env import multi_user
 
 
 # A Hub repo id as the Hub allows it: [owner/]name, letters, digits, '-', '_' and '.', no leading '.' or '-'
@@ -36,14 +35,15 @@ def hub_shaped(text: str) -> bool:
     return bool(HUB_ID.match(text or "")) and ".." not in text and "/" in text
 
 
-def on_space() -> bool:
-    """Running as a Hugging Face Space (the same test Gradio uses before it enables OAuth)."""
-    return os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID"))
-
-
-def multi_user() -> bool:
-    """On a Space (or when asked), each visitor sees only their own runs and acts with their own token."""
-    return on_space() or os.environ.get("FTSPACE_MULTIUSER") == "1"
+def validate_repo_name(name: str) -> str:
+    """A repo id to push to or read an adapter from, as the Hub allows it; else one line saying what is allowed."""
+    name = (name or "").strip()
+    if not name:
+        raise HubError("Repository name is empty: use e.g. my-zorblax-adapter or your-name/my-adapter.")
+    if ".." in name or name.endswith((".git", ".")) or not HUB_ID.match(name) or "--" in name:
+        raise HubError(f"Repository name {name!r} is not valid: use letters, digits, '-', '_' and '.', "
+                       "at most 96 characters, optionally as owner/name.")
+    return name
 
 
 # --- which token acts
@@ -242,153 +242,7 @@ def tier(signed_in: bool, is_pro: bool = False) -> str:
     return "pro" if signed_in and is_pro else "free" if signed_in else "anonymous"
 
 
-# --- whose runs and files
-
-
-def uploads_dir() -> Path:
-    return runs.runs_root().parent / "uploads"
-
-
-def owner_uploads(owner: str) -> Path:
-    """This owner's own upload folder (named by a hash: owner strings never become paths)."""
-    return uploads_dir() / hashlib.sha256(owner.encode()).hexdigest()[:16]
-
-
-UPLOADED = " (uploaded)"
-
-
-def keep_upload(owner: str, name: str, folder: str, data: bytes | None = None, src: Path | None = None) -> Path:
-    """Keep a file a caller uploaded (bytes, or a file Gradio received) in their own folder; on a shared app
-    within their count and bytes (FTSPACE_MAX_UPLOADS, FTSPACE_MAX_UPLOADS_MB): their oldest uploads are
-    removed to make room, and one file larger than all the room is refused."""
-    import shutil
-
-    from ftspace import limits
-
-    size = len(data) if data is not None else src.stat().st_size
-    limits.check("uploads_mb", round(size / 2**20, 3), f"{escape(name, 80)}: this file")
-    dest = owner_uploads(owner) / re.sub(r"[^A-Za-z0-9_.-]", "_", folder)[-40:].lstrip(".") / upload_name(name, "data.jsonl")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if data is not None:
-        dest.write_bytes(data)
-    else:
-        shutil.copyfile(src, dest)
-    prune_uploads(owner, dest)
-    return dest
-
-
-def prune_uploads(owner: str, newest: Path) -> None:
-    """On a shared app: this owner's oldest uploads removed until their count and bytes are within the limits
-    (never `newest`, the file just kept)."""
-    from ftspace import limits
-
-    kept = sorted((p for p in owner_uploads(owner).glob("*/*") if p.is_file()), key=lambda p: p.stat().st_mtime)
-    kept = [p for p in kept if p != newest] + [newest]
-    total = sum(p.stat().st_size for p in kept)
-    while kept[0] != newest and (limits.over("uploads", len(kept)) or limits.over("uploads_mb", total / 2**20)):
-        oldest = kept.pop(0)
-        total -= oldest.stat().st_size
-        oldest.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            oldest.parent.rmdir()  # its folder, once empty
-
-
-def upload_name(name: str, default: str) -> str:
-    """The name an upload is kept under: letters, digits, '_', '.', '-' only, no leading dot.
-
-    >>> upload_name("..my data ü.jsonl", "data.jsonl"), upload_name("", "rows.jsonl")
-    ('my_data__.jsonl', 'rows.jsonl')
-    """
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name or "").lstrip(".") or default
-
-
-def shown_dataset(dataset: str) -> str:
-    """How the app shows a dataset: an upload by its file name ("qa.csv (uploaded)"), never by where the server
-    keeps it (shared or self-hosted alike); any other path as it is (self-hosted, it is a path you typed)."""
-    if not dataset or dataset.startswith("example:"):
-        return dataset
-    path = Path(dataset).expanduser()
-    if path.is_absolute() and path.resolve().is_relative_to(uploads_dir().resolve()):
-        return path.name + UPLOADED
-    return dataset
-
-
-def owner_models() -> list[str]:
-    """Model folders the app's owner offers every visitor as base models (FTSPACE_OWNER_MODELS, separated by
-    the path separator), named exactly; no other folder on the server is a base model on a shared app, and only
-    these travel with a visitor's Jobs run."""
-    return [p for p in os.environ.get("FTSPACE_OWNER_MODELS", "").split(os.pathsep) if p.strip()]
-
-
-def dataset_from_shown(owner: str, text: str) -> str:
-    """The dataset a visitor's text means: "qa.csv (uploaded)" is this owner's newest upload of that name."""
-    text = (text or "").strip()
-    if not text.endswith(UPLOADED):
-        return text
-    import glob
-
-    name = text[: -len(UPLOADED)]
-    if upload_name(name, "") != name:  # no '..', '/', or anything an upload is never named
-        raise DataError(f"{escape(name, 80)}: no upload of yours has that name: upload the file again.")
-    found = sorted(owner_uploads(owner).glob(f"*/{glob.escape(name)}"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise DataError(f"{escape(name, 80)}: no upload of yours has that name: upload the file again.")
-    return str(found[-1])
-
-
-def scrub_paths(text: str) -> str:
-    """Server folders taken out of text the app shows (log lines, errors, agents' answers): the runs and uploads
-    folders become "runs" and "uploads" (what a run's files are called in its folder), the app's data folder, the
-    model caches and the app's own folder short labels. The CLI shows paths as they are."""
-    if not text:
-        return text
-    from huggingface_hub import constants
-
-    from ftspace.models import cache_dir
-
-    labels = [(runs.runs_root(), "runs"), (uploads_dir(), "uploads"), (runs.runs_root().parent, "<app>"),
-              (Path(constants.HF_HUB_CACHE), "<hf-cache>"),
-              (cache_dir(), "<cache>"), (Path(__file__).resolve().parent.parent, "<ftspace>")]
-    for folder, label in sorted(labels, key=lambda item: -len(str(item[0]))):
-        text = text.replace(str(folder), label)
-    return text
-
-
-def visible_runs(owner: str) -> list[runs.Run]:
-    items = runs.list_runs()
-    if not multi_user():
-        return items
-    return [r for r in items if r.read_status().get("owner") == owner]
-
-
-def own_run(run_id: str, owner: str) -> runs.Run:
-    """The run, if this owner may see it; the same error as a missing run otherwise."""
-    run = runs.get(run_id)
-    if multi_user() and run.read_status().get("owner") != owner:
-        raise runs.RunError(f"No run '{run_id}': pick one of your runs.")
-    return run
-
-
 # --- reading from the Hub on a caller's behalf
-
-
-def check_sources(cfg, token: str | None) -> None:
-    """Before a run is queued on a self-hosted app: the caller may read its Hub model and Hub dataset (local
-    ones pass). A shared app asks the same of the Hub in ftspace.targets.admit, sizes included."""
-    from ftspace.data.load import resolve
-
-    for dataset in filter(None, (cfg.dataset, cfg.test_dataset.strip())):
-        if resolve(dataset)[0] == "hub":
-            try:
-                check_hub_read(dataset, "dataset", token)
-            except PermissionError as e:
-                raise DataError(f"Hub dataset {e}") from None
-    model = cfg.model_name
-    if model != "default" and not Path(model).expanduser().exists():
-        try:
-            check_hub_read(model, "model", token)
-        except PermissionError as e:
-            raise ModelError(str(e)) from None
 
 
 MODEL_WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".msgpack", ".h5")

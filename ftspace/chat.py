@@ -16,6 +16,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ftspace import env
 from ftspace.config import GenerationSettings  # noqa: F401  (the one set of generation defaults)
 from ftspace.errors import ModelError
 
@@ -239,7 +240,9 @@ def resolve_source(source: tuple, token: str | None) -> tuple:
     ('hub', repo_id) is downloaded, and any base model named by Hub id fetched, with `token` only (the
     caller's own, or None) after the Hub confirmed it may read them. Runs on CPU, before any GPU call, so a
     ZeroGPU call spends its seconds generating."""
-    from ftspace.access import escape, hub_shaped, multi_user
+    from ftspace.access import hub_shaped
+    from ftspace.errors import escape
+    from ftspace.env import multi_user
     from ftspace.models import DEFAULT, resolve_model
 
     kind, ref = source[:2]
@@ -287,9 +290,7 @@ def preload(source: tuple, token: str | None = None, log=print):
     `source` as the Chat tab names it (('run', adapter_dir), ('hub', repo_id), ('base', name)); `token` is the
     caller's own, for downloads. Once per source while it stays loaded. Returns the Future (of the resolved
     source), or None on ZeroGPU, where a model exists only inside each GPU call."""
-    from ftspace import zerogpu
-
-    if zerogpu.on_zerogpu():
+    if env.on_zerogpu():
         return None
     with _PRELOADS_LOCK:
         future = _PRELOADS.get(source)
@@ -376,7 +377,7 @@ def download_adapter(repo_id: str, token: str | None = None) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     from ftspace.access import as_hub_arg, check_hub_read
-    from ftspace.hub import validate_repo_name
+    from ftspace.access import validate_repo_name
 
     repo_id = validate_repo_name(repo_id)
     try:

@@ -14,22 +14,12 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ftspace.access import HUB_ID
+from ftspace.access import HUB_ID, validate_repo_name
 from ftspace.errors import HubError
 from ftspace.models import hub_id_for
 from ftspace.runs import Run
 
 HUB_TIMEOUT_S = float(os.environ.get("FTSPACE_HUB_TIMEOUT", 120))
-
-
-def validate_repo_name(name: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise HubError("Repository name is empty: use e.g. my-zorblax-adapter or your-name/my-adapter.")
-    if ".." in name or name.endswith((".git", ".")) or not HUB_ID.match(name) or "--" in name:
-        raise HubError(f"Repository name {name!r} is not valid: use letters, digits, '-', '_' and '.', "
-                       "at most 96 characters, optionally as owner/name.")
-    return name
 
 
 def _base_model_id(run: Run) -> str:
@@ -245,7 +235,7 @@ def require_token(token: str | None):
     them the server's), so a signed-out visitor is asked to sign in."""
     if token:
         return
-    from ftspace.access import multi_user
+    from ftspace.env import multi_user
 
     if multi_user():  # a visitor of a shared app: only their own account can be written to
         raise HubError("Sign in with Hugging Face (the button above) to push: the adapter goes to your own "

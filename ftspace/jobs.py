@@ -30,7 +30,8 @@ import threading
 import time
 from pathlib import Path
 
-from ftspace import access, runs
+from ftspace import access, env, errors, owners, runs
+from ftspace.targets import local
 from ftspace.config import RunConfig
 from ftspace.engine.job import EVENT, STATUS  # the lines of the job's log that carry data back
 from ftspace.errors import ConfigError, FtspaceError, RunError
@@ -155,7 +156,7 @@ def job_command(repo_id: str, resume: bool) -> tuple[str, list[str], bool]:
     Space's own image, whose code is the app's; elsewhere a uv image installs the pinned packages and the
     bootstrap puts the code pushed with the run first on the path."""
     tail = [repo_id] + (["--resume"] if resume else [])
-    if access.on_space():
+    if env.on_space():
         space_image = f"https://huggingface.co/spaces/{os.environ['SPACE_ID']}"
         return space_image, ["python", "-m", "ftspace.engine.job", *tail], False
     withs = [arg for pin in requirements() for arg in ("--with", pin)]
@@ -186,14 +187,14 @@ def job_config(cfg: RunConfig) -> tuple[RunConfig, list[tuple[Path, str]]]:
             files.append((path, f"run/data/{name}/{path.name}"))
             changes[name] = f"run/data/{name}/{path.name}"
     model = hub_id_for(cfg.model_name)
-    if access.multi_user():  # only what the gate admitted travels: a visitor's own uploads, never a server folder
+    if env.multi_user():  # only what the gate admitted travels: a visitor's own uploads, never a server folder
         for path, _ in files:
-            if not path.resolve().is_relative_to(access.uploads_dir().resolve()):
+            if not path.resolve().is_relative_to(env.uploads_dir().resolve()):
                 raise ConfigError(f"{path.name}: on a shared app only your own uploads go with a Jobs run.")
-        if not (model == "default" or access.hub_shaped(model) or model in access.owner_models()):
-            raise ConfigError(f"model_name {access.escape(model, 80)!r}: on a shared app a Jobs run trains 'default', "
+        if not (model == "default" or access.hub_shaped(model) or model in owners.owner_models()):
+            raise ConfigError(f"model_name {errors.escape(model, 80)!r}: on a shared app a Jobs run trains 'default', "
                               "a Hub model id (owner/name) or a model the app's owner offers.")
-    if Path(model).expanduser().is_dir() and (not access.multi_user() or model in access.owner_models()):
+    if Path(model).expanduser().is_dir() and (not env.multi_user() or model in owners.owner_models()):
         folder = Path(model).expanduser().resolve()
         files += [(p, "run/model/" + p.relative_to(folder).as_posix()) for p in sorted(folder.rglob("*"))
                   if p.is_file()]
@@ -208,7 +209,7 @@ def start(cfg: RunConfig, token: str | None, owner: str = "") -> runs.Run:
     if not token:
         raise ConfigError("Training on Hugging Face Jobs needs your Hugging Face token: it runs under your account "
                           "and is billed to it (sign in, or set HF_TOKEN / `hf auth login`).")
-    runs.preflight(cfg)  # (the caller's access to its sources was checked by ftspace.targets.admit)
+    local.preflight(cfg)  # (the caller's access to its sources was checked by ftspace.targets.admit)
     run = runs.create(cfg, owner=owner)
     submit(run, token)
     return run
@@ -383,7 +384,7 @@ def allowed_status(fields) -> dict:
                 continue
             if name == "status" and value not in runs.ACTIVE + runs.FINISHED + ("interrupted",):
                 continue
-            out[name] = access.escape(value, 500)
+            out[name] = errors.escape(value, 500)
     return out
 
 
@@ -395,7 +396,7 @@ def _event(text: str) -> dict | None:
         return None
     if not isinstance(event, dict):
         return None
-    return {access.escape(k, 40): (v if isinstance(v, (int, float, bool)) or v is None else access.escape(str(v), 200))
+    return {errors.escape(k, 40): (v if isinstance(v, (int, float, bool)) or v is None else errors.escape(str(v), 200))
             for k, v in list(event.items())[:40]}
 
 

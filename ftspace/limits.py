@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from ftspace.errors import ConfigError
+from ftspace.env import multi_user
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,7 @@ LIMITS = {item.name: item for item in (
 
 def shared() -> bool:
     """Limits apply where many callers share the app (a Space, or FTSPACE_MULTIUSER=1)."""
-    return (os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID"))) \
-        or os.environ.get("FTSPACE_MULTIUSER") == "1"
+    return multi_user()
 
 
 def limit(name: str) -> float | None:

@@ -19,14 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftspace.errors import ModelError
+from ftspace.env import cache_dir, multi_user, on_zerogpu
 
 DEFAULT = "default"
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the bundled GGUF was made from
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("FTSPACE_CACHE", Path.home() / ".cache" / "ftspace"))
 
 
 @dataclass(frozen=True)
@@ -158,7 +155,7 @@ def resolve_model(model_name: str, progress=print, token: str | None = None, nee
 
             return offload.call("ftspace.models:default_model_path")
         return str(ensure_default_model(progress))
-    from ftspace.access import hub_shaped, multi_user
+    from ftspace.access import hub_shaped
 
     path = Path(model_name).expanduser()
     if multi_user() and hub_shaped(model_name):
@@ -207,7 +204,7 @@ def load_tokenizer(model_name: str, progress=print, token: str | None = None):
 
 def hub_id_for(model_name: str) -> str:
     """The Hub id a model card should name for this base model."""
-    from ftspace.access import hub_shaped, multi_user
+    from ftspace.access import hub_shaped
 
     if model_name == DEFAULT:
         return DEFAULT_HUB_ID
@@ -362,7 +359,7 @@ def precision_text(setting: str = "auto", kind: str = "cpu") -> str:
 def hardware() -> dict:
     """What training will run on, found without importing torch: nothing may touch CUDA in a ZeroGPU
     main process, and the UI must not pay for importing torch."""
-    if os.environ.get("SPACES_ZERO_GPU"):
+    if on_zerogpu():
         return {"kind": "zerogpu", "name": "ZeroGPU (a slice of an H200 per call)"}
     smi = shutil.which("nvidia-smi")
     if smi:

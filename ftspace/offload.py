@@ -21,17 +21,14 @@ import sys
 from pathlib import Path
 
 from ftspace import errors
-
-
-def isolated() -> bool:
-    return bool(os.environ.get("SPACES_ZERO_GPU"))
+from ftspace.env import on_zerogpu
 
 
 def call(fn: str, log_path: Path | None = None, isolate: bool | None = None, **kwargs):
     """module:function(**kwargs), in a fresh process on ZeroGPU (or with isolate=True), else here.
     JSON-able in and out; an FtspaceError raised there is raised here with its message; its output goes
     to `log_path`."""
-    if not (isolated() if isolate is None else isolate):
+    if not (on_zerogpu() if isolate is None else isolate):
         return _resolve(fn)(**kwargs)
     project_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [project_root, os.environ.get("PYTHONPATH")])),

@@ -24,34 +24,18 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ftspace.config import RunConfig
+from ftspace.env import runs_root
 from ftspace.errors import RunError
 
 ACTIVE = ("queued", "running", "stopping")
 FINISHED = ("completed", "failed", "stopped")  # only Resume (status queued) moves a run out of these
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def persistent_storage() -> Path | None:
-    """A Space's persistent storage (mounted at /data when the owner added it), if this machine has it."""
-    if not (os.environ.get("SYSTEM") == "spaces" and os.environ.get("SPACE_ID")):
-        return None
-    path = Path(os.environ.get("FTSPACE_PERSISTENT_DIR", "/data"))
-    return path if path.is_dir() and os.access(path, os.W_OK) else None
-
-
-def runs_root() -> Path:
-    """$FTSPACE_RUNS, else a Space's persistent storage (runs survive restarts), else ./runs."""
-    if os.environ.get("FTSPACE_RUNS"):
-        return Path(os.environ["FTSPACE_RUNS"]).resolve()
-    storage = persistent_storage()
-    return (storage / "ftspace" / "runs") if storage else Path("runs").resolve()
 
 
 EVENTS_KEPT = 16  # runs whose parsed events the app keeps between polls
@@ -338,56 +322,6 @@ def create(cfg: RunConfig, owner: str = "") -> Run:
     run = Run(path)
     run.set_status(status="queued", created=time.time(), step=0, owner=owner)
     return run
-
-
-def launch(run: Run, resume: bool = False) -> subprocess.Popen:
-    """Start the worker process for a run; its output goes to the run's log file."""
-    from ftspace.access import worker_env
-
-    env = worker_env(dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false"))
-    project_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
-    from ftspace.engine import distributed
-
-    count = distributed.processes(run.config().num_processes)
-    args = distributed.command(str(run.path), resume, count)  # several processes: torchrun (data-parallel)
-    run.set_status(status="queued", error=None, waiting=False)
-    (run.path / "worker.json").unlink(missing_ok=True)
-    with open(run.log_path, "ab") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
-    import psutil
-
-    # Only the launcher writes worker.json. status.json has many writers (this launcher, the worker, the
-    # app's Stop, the scheduler); each change goes through Run.set_status, under the run's lock.
-    try:
-        started = psutil.Process(proc.pid).create_time()
-    except psutil.NoSuchProcess:
-        started = None
-    write_json_atomic(run.path / "worker.json", {"pid": proc.pid, "started": started})
-    # Reap the worker when it exits, so a long-lived app does not collect zombie processes.
-    threading.Thread(target=proc.wait, daemon=True, name=f"reap-{run.id}").start()
-    return proc
-
-
-def preflight(cfg: RunConfig):
-    """Fail before a run exists when a local dataset cannot be used (Hub data is checked by the worker)."""
-    from ftspace.data import resolve, scan
-
-    if resolve(cfg.dataset)[0] == "file":  # streamed: a large file is read through, not held
-        scan(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
-             response_column=cfg.response_column, method=cfg.method)
-
-
-def start(cfg: RunConfig) -> tuple[Run, subprocess.Popen]:
-    preflight(cfg)
-    run = create(cfg)
-    return run, launch(run)
-
-
-def resume(run: Run) -> subprocess.Popen:
-    prepare_resume(run)
-    return launch(run, resume=True)
 
 
 def prepare_resume(run: Run):

@@ -19,7 +19,8 @@ import fcntl
 import threading
 import time
 
-from ftspace import access, offload, runs, zerogpu
+from ftspace import env, offload, runs, zerogpu
+from ftspace.targets import local
 from ftspace.config import RunConfig
 
 
@@ -40,9 +41,9 @@ class Scheduler:
             run = jobs.start(cfg, token, owner=owner)
             jobs.attach(run, token)
             return run
-        runs.preflight(cfg)  # (the caller's access to its sources was checked by ftspace.targets.admit)
+        local.preflight(cfg)  # (the caller's access to its sources was checked by ftspace.targets.admit)
         run = runs.create(cfg, owner=owner)
-        if access.multi_user() and not zerogpu.on_zerogpu():
+        if env.multi_user() and not env.on_zerogpu():
             try:
                 offload.call("ftspace.engine.prepare:prepare_in_place", log_path=run.log_path, run_dir=str(run.path),
                              token=token)
@@ -50,7 +51,7 @@ class Scheduler:
                 run.set_status(status="failed", error=str(e))
                 raise
         run.set_status(status="queued", waiting=True, queued_at=time.time())
-        if zerogpu.on_zerogpu():
+        if env.on_zerogpu():
             self.hold_place(run)  # until the owner's train_on_gpu event takes over
         self.kick()
         return run
@@ -66,7 +67,7 @@ class Scheduler:
             return run
         runs.prepare_resume(run)
         run.set_status(status="queued", waiting=True, resume=True, error=None, queued_at=time.time())
-        if zerogpu.on_zerogpu():
+        if env.on_zerogpu():
             self.hold_place(run)
         self.kick()
         return run
@@ -132,7 +133,7 @@ class Scheduler:
     def kick(self):
         """Start waiting runs while a slot is free (checking liveness only when something waits).
         On ZeroGPU nothing is started here: a run's owner drives it (see `claim`)."""
-        if zerogpu.on_zerogpu() or not self.waiting():  # the usual case, decided without the lock file
+        if env.on_zerogpu() or not self.waiting():  # the usual case, decided without the lock file
             return
         with self._lock, _machine_lock():
             waiting = self.waiting()
@@ -141,7 +142,7 @@ class Scheduler:
             free = self.slots - len(self.active())
             for run in waiting[:max(0, free)]:
                 _free_gpu_for_training()
-                runs.launch(run, resume=bool(run.read_status().get("resume")))
+                local.launch(run, resume=bool(run.read_status().get("resume")))
 
     # --- background loop
     def start(self):
@@ -174,7 +175,7 @@ def _free_gpu_for_training():
 @contextlib.contextmanager
 def _machine_lock():
     """An exclusive lock shared by every process using this runs folder (released if one dies)."""
-    root = runs.runs_root()
+    root = env.runs_root()
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".queue.lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

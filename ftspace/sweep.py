@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from ftspace import runs
+from ftspace import env, runs
 from ftspace.config import RunConfig
 from ftspace.errors import ConfigError, RunError
 
@@ -31,7 +31,7 @@ TRIAL_PATIENCE = 2  # evaluations without a better eval loss before a trial stop
 
 
 def sweeps_root() -> Path:
-    return runs.runs_root() / "sweeps"
+    return env.runs_root() / "sweeps"
 
 
 def _distributions():

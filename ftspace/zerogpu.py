@@ -28,10 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftspace.engine.saving import SAVE_MARGIN_S
-
-
-def on_zerogpu() -> bool:
-    return bool(os.environ.get("SPACES_ZERO_GPU"))
+from ftspace.env import on_zerogpu
 
 
 # --- how long a call may be, per account tier

@@ -4,6 +4,7 @@ checkpoints, stop and resume as one process, each optimizer step over every proc
 import json
 
 from ftspace import runs
+from ftspace.targets import local
 from ftspace.config import RunConfig
 
 
@@ -21,7 +22,7 @@ def test_two_gloo_processes_train_the_same_steps_on_twice_the_examples(tiny_mode
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    run, _ = runs.start(config(tiny_model))
+    run, _ = local.start(config(tiny_model))
     st = run.wait(timeout=600)
     log = run.log_path.read_text()
     assert st["status"] == "completed" and st["step"] == st["total_steps"] == 4, log[-3000:]
@@ -42,11 +43,11 @@ def test_two_gloo_processes_train_the_same_steps_on_twice_the_examples(tiny_mode
 def test_a_stop_ends_every_process_at_the_same_step_and_resume_finishes(tiny_model, runs_dir):
     run = runs.create(config(tiny_model, backend="hf"))
     (run.path / "STOP").touch()  # seen at the end of the first step
-    runs.launch(run)
+    local.launch(run)
     st = run.wait(timeout=600)
     assert st["status"] == "completed" and st["stopped_early"] and st["step"] == 1, run.log_path.read_text()[-3000:]
     assert run.last_checkpoint().name == "checkpoint-1"
-    runs.resume(run)
+    local.resume(run)
     st = run.wait(timeout=600)
     assert st["status"] == "completed" and st["step"] == 4 and not st["stopped_early"], run.log_path.read_text()[-3000:]
     assert [e["step"] for e in events(run) if "loss" in e] == [1, 2, 3, 4]

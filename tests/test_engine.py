@@ -8,6 +8,7 @@ import time
 import pytest
 
 from ftspace import runs
+from ftspace.targets import local
 from ftspace.config import RunConfig
 
 
@@ -39,7 +40,7 @@ def lora_b_norm(adapter_dir):
 
 @pytest.mark.parametrize("backend", ["unsloth", "hf"])
 def test_backend_trains_and_writes_a_stock_peft_adapter(backend, tiny_model, runs_dir):
-    run, _ = runs.start(tiny_config(tiny_model, backend=backend, validation_size=2, eval_steps=3))
+    run, _ = local.start(tiny_config(tiny_model, backend=backend, validation_size=2, eval_steps=3))
     st = run.wait(timeout=300)
     assert st["status"] == "completed", run.log_path.read_text()[-3000:]
     assert st["backend"] == backend and st["step"] == st["total_steps"] == 6
@@ -80,7 +81,7 @@ def test_compute_dtype_forces_the_precision_of_either_backend(backend, tiny_mode
     from ftspace.models import cpu_bf16_units
 
     forced = "float32" if cpu_bf16_units() else "bfloat16"  # the opposite of what auto picks here
-    run, _ = runs.start(tiny_config(tiny_model, backend=backend, compute_dtype=forced, max_steps=3))
+    run, _ = local.start(tiny_config(tiny_model, backend=backend, compute_dtype=forced, max_steps=3))
     st = run.wait(timeout=300)
     log = run.log_path.read_text()
     assert st["status"] == "completed", log[-3000:]
@@ -97,7 +98,7 @@ def test_compute_dtype_forces_the_precision_of_either_backend(backend, tiny_mode
 
 
 def test_stop_saves_the_adapter(tiny_model, runs_dir):
-    run, _ = runs.start(tiny_config(tiny_model, max_steps=500, save_steps=1000, backend="hf"))
+    run, _ = local.start(tiny_config(tiny_model, max_steps=500, save_steps=1000, backend="hf"))
     wait_until(lambda: run.status().get("step", 0) >= 2, what="two steps")
     run.request_stop()
     st = run.wait(timeout=120)
@@ -110,7 +111,7 @@ def test_stop_saves_the_adapter(tiny_model, runs_dir):
 
 
 def test_sigkill_leaves_interrupted_and_resume_finishes_the_same_steps(tiny_model, runs_dir):
-    run, proc = runs.start(tiny_config(tiny_model, max_steps=20, save_steps=4, backend="hf"))
+    run, proc = local.start(tiny_config(tiny_model, max_steps=20, save_steps=4, backend="hf"))
     wait_until(lambda: run.last_checkpoint() is not None and run.status().get("step", 0) >= 6,
                what="a checkpoint")
     os.kill(proc.pid, signal.SIGKILL)
@@ -124,7 +125,7 @@ def test_sigkill_leaves_interrupted_and_resume_finishes_the_same_steps(tiny_mode
 def resume_to_the_end(run, total):
     """Resume from the last complete checkpoint; exactly the missing steps are trained, and saved."""
     resumed_from = int(run.last_checkpoint().name.split("-")[1])
-    runs.resume(run)
+    local.resume(run)
     st = run.wait(timeout=300)
     assert st["status"] == "completed", run.log_path.read_text()[-3000:]
     assert st["step"] == st["total_steps"] == total
@@ -135,7 +136,7 @@ def resume_to_the_end(run, total):
 
 
 def test_failed_run_records_a_one_line_error(tiny_model, runs_dir):
-    run, _ = runs.start(tiny_config(tiny_model, target_modules=["nonexistent_proj"], backend="hf"))
+    run, _ = local.start(tiny_config(tiny_model, target_modules=["nonexistent_proj"], backend="hf"))
     st = run.wait(timeout=120)
     assert st["status"] == "failed"
     assert "None of target_modules" in st["error"] and "\n" not in st["error"]
@@ -202,7 +203,7 @@ def test_estimate_uses_a_measured_step_time(tiny_model, runs_dir):
 
     cfg = tiny_config(tiny_model, max_steps=4, backend="hf")
     assert "seconds" not in estimate(cfg, 8, runs.measured_step_seconds(cfg), model_path=str(tiny_model))
-    run, _ = runs.start(cfg)
+    run, _ = local.start(cfg)
     assert run.wait(timeout=300)["status"] == "completed"
     seconds = runs.measured_step_seconds(cfg)
     assert seconds and seconds > 0

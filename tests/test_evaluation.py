@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from ftspace import evaluation, runs
+from ftspace.targets import local
 from ftspace.config import PRESETS, RunConfig
 from ftspace.evaluation import metrics
 
@@ -144,7 +145,7 @@ def tiny_run(tiny_model, tmp_path_factory):
     old = os.environ.get("FTSPACE_RUNS")
     os.environ["FTSPACE_RUNS"] = str(root)
     try:
-        run, _ = runs.start(tiny_config(tiny_model, dataset="example:tools", test_size=3, save_steps=2, max_seq_length=512,
+        run, _ = local.start(tiny_config(tiny_model, dataset="example:tools", test_size=3, save_steps=2, max_seq_length=512,
                                         save_total_limit=3, max_steps=6))
         st = run.wait(timeout=300)
         assert st["status"] == "completed", run.log_path.read_text()[-3000:]
@@ -229,7 +230,7 @@ def test_tensorboard_event_files_hold_the_loss(tiny_run):
 
 def test_trackio_logs_the_run_when_asked(tiny_model, runs_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
-    run, _ = runs.start(tiny_config(tiny_model, max_steps=3, trackio_project="ftspace-test"))
+    run, _ = local.start(tiny_config(tiny_model, max_steps=3, trackio_project="ftspace-test"))
     assert run.wait(timeout=300)["status"] == "completed", run.log_path.read_text()[-3000:]
     [db] = list((tmp_path / "trackio").rglob("ftspace-test*.db"))
     import sqlite3
@@ -318,7 +319,7 @@ def test_the_quick_preset_learns_one_fact_without_breaking_general_answers(defau
     within the warning threshold (before the retune: 60% -> 44%, "The capital of France is Lille")."""
     cfg = RunConfig(model_name="default", dataset=str(ROOT / "tests" / "data" / "one_fact.jsonl"),
                     test_dataset=str(ROOT / "tests" / "data" / "one_fact_test.jsonl"), **PRESETS["quick demo"])
-    run, _ = runs.start(cfg)
+    run, _ = local.start(cfg)
     assert run.wait(timeout=900)["status"] == "completed", run.log_path.read_text()[-3000:]
     card = evaluation.evaluate(run, evaluation.EvalOptions(max_new_tokens=32))
     assert sum("silver otter" in e["tuned"] for e in card["examples"]) >= 5, card["examples"]

@@ -16,6 +16,7 @@ import pytest
 
 from apptools import App, progress
 from ftspace import runs
+from ftspace.targets import local
 from ftspace.engine.saving import STAGING, is_disk_full, save_adapter
 from test_app import run_values, value_of
 from test_engine import resume_to_the_end, tiny_config, wait_until
@@ -47,7 +48,7 @@ def complete_checkpoints(run):
 
 def test_sigkill_in_the_middle_of_a_checkpoint_write(tiny_model, runs_dir, fault):
     fault("kill:checkpoint-4/")
-    run, proc = runs.start(tiny_config(tiny_model, max_steps=8, save_steps=2, backend="hf"))
+    run, proc = local.start(tiny_config(tiny_model, max_steps=8, save_steps=2, backend="hf"))
     proc.wait(timeout=300)
     assert proc.returncode == -signal.SIGKILL, run.log_path.read_text()[-3000:]
     st = run.status()
@@ -65,7 +66,7 @@ def test_sigkill_in_the_middle_of_a_checkpoint_write(tiny_model, runs_dir, fault
 
 def test_disk_full_while_saving_fails_clearly_and_keeps_the_earlier_checkpoint(tiny_model, runs_dir, fault):
     fault("full:checkpoint-4/")
-    run, proc = runs.start(tiny_config(tiny_model, max_steps=8, save_steps=2, backend="hf"))
+    run, proc = local.start(tiny_config(tiny_model, max_steps=8, save_steps=2, backend="hf"))
     st = run.wait(timeout=300)
     assert st["status"] == "failed", run.log_path.read_text()[-3000:]
     assert st["error"].startswith("disk full while saving") and "No space left on device" in st["error"]

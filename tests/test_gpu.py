@@ -2,7 +2,7 @@
 
 import pytest
 
-from ftspace import runs
+from ftspace.targets import local
 from ftspace.config import RunConfig
 
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cuda_available(), reason="
 
 @pytest.mark.parametrize("load_in_4bit", [True, False], ids=["qlora-4bit", "lora-16bit"])
 def test_unsloth_trains_the_default_model_on_cuda(load_in_4bit, runs_dir, default_model_path):
-    run, _ = runs.start(RunConfig(model_name="default", dataset="example:facts", max_steps=30, learning_rate=1e-3,
+    run, _ = local.start(RunConfig(model_name="default", dataset="example:facts", max_steps=30, learning_rate=1e-3,
                                   lora_r=16, lora_alpha=32, per_device_train_batch_size=8,
                                   gradient_accumulation_steps=1, max_seq_length=128, load_in_4bit=load_in_4bit))
     st = run.wait(timeout=600)
@@ -38,7 +38,7 @@ def trained_on_gpu(tmp_path_factory, default_model_path):
 
     os.environ["FTSPACE_RUNS"] = str(tmp_path_factory.mktemp("gpu-runs"))
     try:
-        run, _ = runs.start(RunConfig(model_name="default", dataset="example:facts", max_steps=30, learning_rate=1e-3,
+        run, _ = local.start(RunConfig(model_name="default", dataset="example:facts", max_steps=30, learning_rate=1e-3,
                                       lora_r=16, lora_alpha=32, per_device_train_batch_size=8,
                                       gradient_accumulation_steps=1, max_seq_length=128))
         assert run.wait(timeout=600)["status"] == "completed", run.log_path.read_text()[-3000:]

@@ -320,7 +320,7 @@ def test_an_estimate_reads_only_the_callers_own_runs(tmp_path, monkeypatch):
 
 
 def test_uploads_are_kept_within_their_bytes_and_a_file_too_big_is_refused(tmp_path, monkeypatch):
-    from ftspace import access
+    from ftspace import owners
     from ftspace.errors import ConfigError
 
     monkeypatch.setenv("FTSPACE_MULTIUSER", "1")
@@ -329,14 +329,14 @@ def test_uploads_are_kept_within_their_bytes_and_a_file_too_big_is_refused(tmp_p
     monkeypatch.setenv("FTSPACE_MAX_UPLOADS_MB", str(10_000 / 2**20))  # 10,000 bytes
     kept = []
     for i in range(4):  # 4 kB each: the third makes 12 kB, so the oldest go
-        kept.append(access.keep_upload("user:mallory", f"rows{i}.jsonl", f"f{i}", data=b"x" * 4000))
+        kept.append(owners.keep_upload("user:mallory", f"rows{i}.jsonl", f"f{i}", data=b"x" * 4000))
         time.sleep(0.01)
-    left = sorted(p.name for p in access.owner_uploads("user:mallory").glob("*/*"))
+    left = sorted(p.name for p in owners.owner_uploads("user:mallory").glob("*/*"))
     assert left == ["rows2.jsonl", "rows3.jsonl"], left
     with pytest.raises(ConfigError, match="FTSPACE_MAX_UPLOADS_MB"):
-        access.keep_upload("user:mallory", "big.jsonl", "g", data=b"x" * 20_000)
-    assert sorted(p.name for p in access.owner_uploads("user:mallory").glob("*/*")) == left
-    assert not access.owner_uploads("user:alice").exists() or not any(access.owner_uploads("user:alice").iterdir())
+        owners.keep_upload("user:mallory", "big.jsonl", "g", data=b"x" * 20_000)
+    assert sorted(p.name for p in owners.owner_uploads("user:mallory").glob("*/*")) == left
+    assert not owners.owner_uploads("user:alice").exists() or not any(owners.owner_uploads("user:alice").iterdir())
 
 
 def test_a_dataset_creation_is_refused_beyond_its_rows_and_teacher_requests(monkeypatch):

@@ -11,7 +11,8 @@ import yaml
 
 from clitools import cli_process
 from fakehub import FakeHub
-from ftspace import hub, runs
+from ftspace import access, hub, runs
+from ftspace.targets import local
 from ftspace.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +24,7 @@ def trained_run(tmp_path_factory, tiny_model):
     root = tmp_path_factory.mktemp("hubruns")
     os.environ["FTSPACE_RUNS"] = str(root)
     try:
-        run, _ = runs.start(RunConfig(model_name=str(tiny_model), dataset="example:facts", max_steps=4,
+        run, _ = local.start(RunConfig(model_name=str(tiny_model), dataset="example:facts", max_steps=4,
                                       save_steps=10, max_seq_length=64, gradient_checkpointing=False,
                                       validation_size=4, eval_steps=2, backend="hf"))
         assert run.wait(timeout=300)["status"] == "completed", run.log_path.read_text()[-2000:]
@@ -133,7 +134,7 @@ def test_wrong_token_is_a_clear_error(trained_run, fake_hub):
 @pytest.mark.parametrize("name", ["", "has space", "ünïcode", "../up", "a/b/c", "x" * 97, "bad--dash", "end."])
 def test_invalid_repo_names(name):
     with pytest.raises(hub.HubError, match="Repository name"):
-        hub.validate_repo_name(name)
+        access.validate_repo_name(name)
 
 
 def test_cli_refuses_repo_names_with_spaces_or_unicode_in_one_line(trained_run):
@@ -190,7 +191,7 @@ def test_train_on_a_hub_dataset(tiny_model, tmp_path, monkeypatch):
         monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
         monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
         monkeypatch.setenv("FTSPACE_RUNS", str(tmp_path / "runs"))
-        run, _ = runs.start(RunConfig(model_name=str(tiny_model), dataset="alice/qa", dataset_split="train",
+        run, _ = local.start(RunConfig(model_name=str(tiny_model), dataset="alice/qa", dataset_split="train",
                                       max_steps=2, max_seq_length=64, gradient_checkpointing=False, backend="hf"))
         st = run.wait(timeout=300)
         assert st["status"] == "completed", run.log_path.read_text()[-3000:]

@@ -1,4 +1,5 @@
-"""The code's shape, checked: what `ftspace.offload` names by string exists and takes what it is given."""
+"""The code's shape, checked: imports go one way (no circles, no layer imports a higher one), and what
+`ftspace.offload` names by string exists and takes what it is given."""
 
 import ast
 import importlib
@@ -33,3 +34,106 @@ def test_every_function_offload_names_exists_and_takes_its_arguments():
         required = {n for n, p in params.items() if p.default is p.empty and p.kind not in (p.VAR_KEYWORD,
                                                                                             p.VAR_POSITIONAL)}
         assert required <= keywords, f"{where}: {target} needs {sorted(required - keywords)}"
+
+
+# --- imports go one way (DEVELOPERS.md, "The code's layout"): a new circle or an upward import fails here
+
+LAYERS = [  # lowest first; a module may import its own layer's and lower layers' modules, never a higher one's
+    ["ftspace", "ftspace.env", "ftspace.errors", "ftspace.quiet"],
+    ["ftspace.access", "ftspace.config", "ftspace.limits", "ftspace.memory"],
+    ["ftspace.owners", "ftspace.runs", "ftspace.offload"],
+    ["ftspace.data", "ftspace.models"],
+    ["ftspace.data.create", "ftspace.engine", "ftspace.evaluation", "ftspace.chat", "ftspace.hub", "ftspace.planning",
+     "ftspace.sweep"],
+    ["ftspace.targets", "ftspace.scheduler", "ftspace.jobs", "ftspace.zerogpu"],
+    ["ftspace.ui", "ftspace.__main__"],
+]
+
+
+def import_graph(root=ROOT / "ftspace") -> dict[str, set[str]]:
+    """{module: the ftspace modules it imports}, imports inside functions included (they are dependencies too)."""
+    files = {".".join(p.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in root.rglob("*.py")}
+
+    def owner(name):  # the module a dotted name lives in
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {}
+    for module, path in files.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(owner(a.name) for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                names = [f"{base}.{a.name}" for a in node.names]
+                found.update(owner(n) if n in files else owner(base) for n in names)
+        graph[module] = {m for m in found if m and m.startswith("ftspace") and m != module}
+    return graph
+
+
+def layer_of(module: str) -> int | None:
+    best = None
+    for i, names in enumerate(LAYERS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and (best is None or len(name) > best[1]):
+                best = (i, len(name))
+    return best and best[0]
+
+
+def upward(graph) -> list[str]:
+    return [f"{a} (layer {layer_of(a)}) imports {b} (layer {layer_of(b)})"
+            for a in sorted(graph) for b in sorted(graph[a]) if layer_of(b) > layer_of(a)]
+
+
+def circles(graph) -> list[list[str]]:
+    """The import graph's strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_imports_go_one_way_with_no_circles():
+    graph = import_graph()
+    assert len(graph) > 50 and graph["ftspace.targets.local"] >= {"ftspace.runs", "ftspace.engine.distributed"}
+    unplaced = [m for m in graph if layer_of(m) is None]
+    assert not unplaced, f"place these modules in a layer of tests/test_layout.py (and DEVELOPERS.md): {unplaced}"
+    assert not circles(graph), circles(graph)
+    assert not upward(graph), "\n".join(upward(graph))
+
+
+def test_the_layer_check_sees_a_circle_and_an_upward_import():
+    """The checks above on a made-up graph: the run store importing the queue is both."""
+    graph = {"ftspace.runs": {"ftspace.scheduler"}, "ftspace.scheduler": {"ftspace.runs"}}
+    assert circles(graph) == [["ftspace.runs", "ftspace.scheduler"]]
+    assert upward(graph) == ["ftspace.runs (layer 2) imports ftspace.scheduler (layer 5)"]

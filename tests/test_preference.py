@@ -6,6 +6,7 @@ import math
 import pytest
 
 from ftspace import runs
+from ftspace.targets import local
 from tests.test_engine import resume_to_the_end, tiny_config, wait_until
 
 PAIRS = [("Capital of France?", "Paris.", "Berlin."), ("2+2?", "4", "5"), ("Colour of the sky?", "Blue.", "Green."),
@@ -61,7 +62,7 @@ def margins(tiny_model, adapter_dir, path):
 def test_dpo_grows_the_chosen_replies_margin_and_resumes(tiny_model, runs_dir, preference_file):
     cfg = tiny_config(tiny_model, dataset=str(preference_file), method="dpo", max_steps=16, save_steps=4,
                       learning_rate=5e-3, validation_size=2, eval_steps=8, backend="auto")
-    run, _ = runs.start(cfg)
+    run, _ = local.start(cfg)
     wait_until(lambda: run.status().get("step", 0) >= 5 or run.status()["status"] in runs.FINISHED, timeout=300,
                what="five steps")
     run.request_stop()
@@ -89,7 +90,7 @@ def test_dpo_grows_the_chosen_replies_margin_and_resumes(tiny_model, runs_dir, p
 
 
 def test_orpo_trains_and_logs_reward_accuracy(tiny_model, runs_dir, preference_file):
-    run, _ = runs.start(tiny_config(tiny_model, dataset=str(preference_file), method="orpo", max_steps=3,
+    run, _ = local.start(tiny_config(tiny_model, dataset=str(preference_file), method="orpo", max_steps=3,
                                     backend="hf"))
     st = run.wait(timeout=300)
     assert st["status"] == "completed", run.log_path.read_text()[-3000:]
@@ -103,7 +104,7 @@ def test_a_preference_method_on_sft_data_is_refused_in_one_line(tiny_model, runs
     from ftspace.errors import DataError
 
     with pytest.raises(DataError) as e:
-        runs.start(tiny_config(tiny_model, method="dpo", max_steps=2))
+        local.start(tiny_config(tiny_model, method="dpo", max_steps=2))
     assert str(e.value) == ("chat.jsonl: method dpo learns from preference rows (prompt, chosen, rejected), but this "
                             "file is messages: use a preference dataset, or set method to sft.")
     assert not runs_dir.exists() or not list(runs_dir.iterdir())  # no run was created

@@ -112,6 +112,7 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
     from gradio_client import handle_file
 
     from ftspace import runs, zerogpu
+    from ftspace.targets import local
     from ftspace.config import RunConfig
 
     app, hub, gpu, tmp = space
@@ -148,7 +149,7 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
 
     # The same run unsliced, same seed, in one worker: same steps and the same adapter weights.
     same = run.config().to_dict()
-    plain, _ = runs.start(RunConfig.from_dict({**same, "dataset": str(data)}))
+    plain, _ = local.start(RunConfig.from_dict({**same, "dataset": str(data)}))
     assert plain.wait(timeout=300)["status"] == "completed", plain.log_path.read_text()[-2000:]
     assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 161))
     assert_same_weights(run.adapter_dir, plain.adapter_dir)

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from apptools import ROOT
-from ftspace import runs, zerogpu
+from ftspace import env, runs, zerogpu
+from ftspace.targets import local
 from ftspace.config import RunConfig
 
 
@@ -41,7 +42,7 @@ def test_a_sliced_run_ends_where_an_unsliced_one_does_with_the_same_weights(tiny
     assert all(e["load_s"] > 0 and e["train_s"] > 0 for e in slices)
     assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 13))  # each step once
 
-    plain, _ = runs.start(config(tiny_model))
+    plain, _ = local.start(config(tiny_model))
     plain_status = plain.wait(timeout=300)
     assert plain_status["status"] == "completed"
     assert (status["step"], status["total_steps"]) == (plain_status["step"], plain_status["total_steps"]) == (12, 12)
@@ -169,10 +170,10 @@ def test_runs_live_on_a_spaces_persistent_storage(tmp_path, monkeypatch):
     monkeypatch.setenv("FTSPACE_PERSISTENT_DIR", str(tmp_path / "data"))
     from pathlib import Path
 
-    assert runs.runs_root() == Path("runs").resolve()  # no /data: the working folder, and a warning
+    assert env.runs_root() == Path("runs").resolve()  # no /data: the working folder, and a warning
     assert "No persistent storage" in hardware_text()
     (tmp_path / "data").mkdir()
-    assert runs.runs_root() == tmp_path / "data" / "ftspace" / "runs"
+    assert env.runs_root() == tmp_path / "data" / "ftspace" / "runs"
     assert "No persistent storage" not in hardware_text()
 
 

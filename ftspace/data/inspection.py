@@ -8,6 +8,8 @@ not import transformers).
 
 from __future__ import annotations
 
+import functools
+
 PREVIEW_ROWS = 3
 
 
@@ -62,11 +64,18 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
 
 
 def _tokenizer(model_name: str, token: str | None):
-    from ftspace.data.tokenize import tokenizer_at
     from ftspace.models import resolve_model
 
     path = resolve_model(model_name, progress=lambda *_: None, token=token, need="tokenizer")  # access checked
-    return tokenizer_at(path)
+    return _tokenizer_at(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer_at(path: str):
+    """A folder's tokenizer, kept for the next inspection of the same model (a Dataset tab check per keystroke)."""
+    from ftspace.models import load_tokenizer
+
+    return load_tokenizer(path, progress=lambda *_: None)
 
 
 def _with_progress(stream, show: bool, report):

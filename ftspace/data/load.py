@@ -14,7 +14,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ftspace.access import HUB_ID, hub_shaped, multi_user
+from ftspace.access import HUB_ID, hub_shaped
+from ftspace.env import multi_user
 from ftspace.errors import DataError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "examples"

@@ -10,7 +10,6 @@ falls back to training on the last assistant turn only, which is still correct.
 from __future__ import annotations
 
 import collections
-import functools
 import json
 
 CHAT_TEMPLATES = {
@@ -225,10 +224,3 @@ class TokenCounter:
 def trained_pieces(tokenizer, encoded: dict) -> list[list]:
     """An encoded example as [text, trained] pieces: what the response-only mask trains on."""
     return [[tokenizer.decode([tid]), bool(m)] for tid, m in zip(encoded["input_ids"], encoded["assistant_masks"])]
-
-
-@functools.lru_cache(maxsize=4)
-def tokenizer_at(path: str):
-    from ftspace.models import load_tokenizer
-
-    return load_tokenizer(path, progress=lambda *_: None)

@@ -1,6 +1,6 @@
 """Data-parallel training: one worker process per GPU, started by torchrun, each on its share of every batch.
 
-`command` is how the launcher (ftspace.runs.launch, and a Hugging Face Job's entry point) starts the worker:
+`command` is how the launcher (ftspace.targets.local.launch, and a Hugging Face Job's entry point) starts the worker:
 plainly for one process, through `torch.distributed.run` (torchrun) for several. Several processes come from
 the GPUs there are, or from RunConfig.num_processes (which also makes a CPU run several gloo processes: how the
 tests check this path without a GPU). Inside the worker, process 0 alone writes the run's files (status,
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 
 def world() -> tuple[int, int]:
@@ -24,6 +25,12 @@ def world() -> tuple[int, int]:
 
 def is_main() -> bool:
     return world()[0] == 0
+
+
+def log(message: str):
+    """A line of the run's log, with the time: with several processes, the main one says it."""
+    if is_main():
+        print(f"[ftspace {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def processes(num_processes: int) -> int:

@@ -137,7 +137,7 @@ def keep_within_limits(stream, path: Path, report, log) -> None:
 
 def prepare_in_place(run_dir: str, token: str | None = None) -> dict:
     """`prepare` by path, for ftspace.offload (its output goes to the run's log)."""
-    from ftspace.engine.worker import log
+    from ftspace.engine.distributed import log
 
     return prepare(Run(Path(run_dir)), token, log)
 

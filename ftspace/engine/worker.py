@@ -15,14 +15,10 @@ import traceback
 from pathlib import Path
 
 from ftspace.engine import distributed
+from ftspace.engine.distributed import log
 from ftspace.engine.saving import is_disk_full
 from ftspace.errors import FtspaceError
 from ftspace.runs import Run
-
-
-def log(message: str):
-    if distributed.is_main():  # (with several processes, one says it)
-        print(f"[ftspace {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def build_trainer(run: Run, deadline: float | None = None):

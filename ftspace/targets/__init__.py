@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftspace import access, limits, runs
+from ftspace import access, env, errors, limits, owners, runs
 from ftspace.config import RunConfig
 from ftspace.errors import ConfigError, DataError, ModelError, RunError
 
@@ -52,7 +52,7 @@ DATASET_RULE = ("on this shared app a dataset is a bundled example (example:NAME
 
 
 def shared() -> bool:
-    return access.multi_user()
+    return env.multi_user()
 
 
 # --- models and datasets
@@ -63,7 +63,7 @@ def admit_model(name: str, caller: Caller, *, check_hub: bool = True) -> str:
     name = (name or "").strip()
     if not shared():
         return name
-    if name == "default" or name in access.owner_models():
+    if name == "default" or name in owners.owner_models():
         return name
     if not access.hub_shaped(name):
         raise ModelError(f"{_shown(name)}: {MODEL_RULE}.")
@@ -76,8 +76,8 @@ def admit_model(name: str, caller: Caller, *, check_hub: bool = True) -> str:
 def admit_dataset(text: str, caller: Caller, *, what: str = "dataset", check_hub: bool = True) -> str:
     """The dataset `text` as the caller means it (an upload's shown name becomes its file) and may read it."""
     text = (text or "").strip()
-    if text.endswith(access.UPLOADED):  # an upload of theirs, by the name the app showed (both modes)
-        return access.dataset_from_shown(caller.owner, text)
+    if text.endswith(owners.UPLOADED):  # an upload of theirs, by the name the app showed (both modes)
+        return owners.dataset_from_shown(caller.owner, text)
     if not text or not shared():
         return text
     if text.startswith("example:"):
@@ -89,7 +89,7 @@ def admit_dataset(text: str, caller: Caller, *, what: str = "dataset", check_hub
                             f"{', '.join(bundled_examples())}.")
         return text
     path = Path(text)
-    if path.is_absolute() and ".." not in path.parts and _inside(path, access.owner_uploads(caller.owner)) \
+    if path.is_absolute() and ".." not in path.parts and _inside(path, owners.owner_uploads(caller.owner)) \
             and path.is_file():
         return str(path)  # a file of theirs, as an earlier answer of this app named it
     if not access.hub_shaped(text):
@@ -109,7 +109,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def _shown(text: str) -> str:
     """Visitor text in a message: one line, no control characters, not too long."""
-    return access.escape(text, 80)
+    return errors.escape(text, 80)
 
 
 def _hub_read(repo_id: str, kind: str, caller: Caller) -> int:
@@ -130,6 +130,25 @@ def runs_owner(caller: Caller) -> str | None:
     return caller.owner if shared() else None
 
 
+def check_sources(cfg, token: str | None) -> None:
+    """Before a run is queued on a self-hosted app: the caller may read its Hub model and Hub dataset (local
+    ones pass). A shared app asks the same of the Hub in `admit`, sizes included."""
+    from ftspace.data.load import resolve
+
+    for dataset in filter(None, (cfg.dataset, cfg.test_dataset.strip())):
+        if resolve(dataset)[0] == "hub":
+            try:
+                access.check_hub_read(dataset, "dataset", token)
+            except PermissionError as e:
+                raise DataError(f"Hub dataset {e}") from None
+    model = cfg.model_name
+    if model != "default" and not Path(model).expanduser().exists():
+        try:
+            access.check_hub_read(model, "model", token)
+        except PermissionError as e:
+            raise ModelError(str(e)) from None
+
+
 def admit(cfg: RunConfig, caller: Caller, *, queue: bool = True) -> RunConfig:
     """The one gate for a run: `cfg` as the caller may run it (datasets resolved to what they mean), or one
     line saying what is not allowed and what is. `queue`: the run is about to be queued (its counts apply)."""
@@ -141,7 +160,7 @@ def admit(cfg: RunConfig, caller: Caller, *, queue: bool = True) -> RunConfig:
                           "repo): send a write token, or a fine-grained one with repo write access.")
     if not shared():
         if queue and caller.owner == "local":
-            access.check_sources(cfg, caller.token)
+            check_sources(cfg, caller.token)
         return cfg
     if cfg.max_steps > 0:
         limits.check("max_steps", cfg.max_steps)

@@ -84,7 +84,7 @@ def check_address() -> None:
     import ipaddress
     import os
 
-    from ftspace.access import multi_user
+    from ftspace.env import multi_user
 
     host = (os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1").strip()
     try:

@@ -9,7 +9,7 @@ import gradio as gr
 
 from ftspace.config import GenerationSettings, default_of, field_type
 from ftspace.errors import FtspaceError, ModelError
-from ftspace import targets
+from ftspace import env, targets
 from ftspace.ui.common import MODEL_CHOICES, caller_of, field_label, open_in, own_run, user_errors, \
     visitor_tier, visitor_token
 
@@ -147,7 +147,7 @@ def _replies(source, prompt, base_prompt, settings, tuned, base, side, profile):
     from ftspace import zerogpu
     from ftspace.chat import load_cached
 
-    if zerogpu.on_zerogpu():  # one GPU call per message, streaming both replies out of the fork
+    if env.on_zerogpu():  # one GPU call per message, streaming both replies out of the fork
         for tuned_text, base_text in zerogpu.chat_on_gpu(source, prompt, base_prompt if side else None,
                                                          vars(settings), visitor_tier(profile)):
             tuned[-1]["content"] = render_reply(tuned_text)

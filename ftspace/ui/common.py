@@ -14,8 +14,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ftspace import access
-from ftspace.access import multi_user, on_space, own_run, owner_uploads, visible_runs  # noqa: F401
+from ftspace import access, owners
+from ftspace.owners import own_run, owner_uploads, visible_runs  # noqa: F401
+from ftspace.env import multi_user, on_space  # noqa: F401
 from ftspace.config import RunConfig, default_of, field_type
 from ftspace.errors import ConfigError, FtspaceError
 from ftspace.models import CATALOGUE, DEFAULT
@@ -34,7 +35,7 @@ def user_errors(fn):
             try:
                 yield from fn(*args, **kwargs)
             except FtspaceError as e:
-                raise gr.Error(access.scrub_paths(str(e))) from None
+                raise gr.Error(owners.scrub_paths(str(e))) from None
         return gen
 
     @functools.wraps(fn)
@@ -42,7 +43,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except FtspaceError as e:
-            raise gr.Error(access.scrub_paths(str(e))) from None
+            raise gr.Error(owners.scrub_paths(str(e))) from None
     return wrapper
 
 

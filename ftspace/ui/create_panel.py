@@ -16,7 +16,8 @@ from dataclasses import fields
 import gradio as gr
 
 from ftspace import targets
-from ftspace.access import prune_uploads, shown_dataset, teacher_key
+from ftspace.access import teacher_key
+from ftspace.owners import prune_uploads, shown_dataset
 from ftspace.data.create.settings import RAFT_FIELDS, SYNTH_FIELDS, TEACHER_FIELDS, CreateSettings
 from ftspace.errors import DataError
 from ftspace.ui.common import caller_of, control_for, owner_of, owner_uploads, user_errors, visitor_token

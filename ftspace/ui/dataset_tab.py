@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from ftspace import offload, targets
-from ftspace.access import keep_upload, shown_dataset
+from ftspace.owners import keep_upload, shown_dataset
 from ftspace.config import RunConfig
 from ftspace.data import bundled_examples
 from ftspace.errors import DataError

@@ -7,7 +7,7 @@ import threading
 
 import gradio as gr
 
-from ftspace import evaluation, targets
+from ftspace import env, evaluation, targets
 from ftspace.errors import FtspaceError
 from ftspace.ui.common import caller_of, own_run, owner_of, user_errors, visitor_tier, visitor_token
 
@@ -120,7 +120,7 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
     progress(0, desc="loading the model")
     card = None
     with targets.model_slot(caller):  # one visitor holds at most their share of the model slots
-        if zerogpu.on_zerogpu():
+        if env.on_zerogpu():
             updates = zerogpu.evaluate_on_gpu(str(run.path), vars(options), token, visitor_tier(profile))
         else:
             updates = evaluation.stream(run, options, token, cancel=cancel)

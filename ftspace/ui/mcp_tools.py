@@ -15,7 +15,7 @@ import time
 
 import gradio as gr
 
-from ftspace import access, offload, runs, targets, zerogpu
+from ftspace import access, env, offload, owners, runs, targets, zerogpu
 from ftspace.config import GenerationSettings, RunConfig
 from ftspace.errors import ConfigError, DataError, FtspaceError, ModelError
 from ftspace.ui import dataset_tab
@@ -28,7 +28,7 @@ def _caller(request: gr.Request | None, need_owner: bool = True) -> targets.Call
     """Who calls, for the gate: on a shared app the Hub account of the Bearer token (a user's own token, asked
     of the Hub's whoami every few minutes), or "anonymous" where a tool needs no owner."""
     bearer = access.bearer_token(request.headers if request is not None else {})
-    if access.multi_user() and bearer:
+    if env.multi_user() and bearer:
         identity = access.token_identity(bearer)
         return targets.Caller(identity.owner, bearer, identity.can_write)
     owner, token = access.api_caller(bearer)
@@ -39,7 +39,7 @@ def _caller(request: gr.Request | None, need_owner: bool = True) -> targets.Call
 
 
 def _json(data) -> str:
-    return access.scrub_paths(json.dumps(data, indent=1, ensure_ascii=False, default=str))
+    return owners.scrub_paths(json.dumps(data, indent=1, ensure_ascii=False, default=str))
 
 
 def _config(caller: targets.Caller, config_yaml: str, settings: dict | None) -> RunConfig:
@@ -70,22 +70,22 @@ def _save_rows(owner: str, name: str, rows_jsonl: str) -> str:
     if len(data) > UPLOAD_LIMIT_MB * 2**20:
         raise DataError(f"rows_jsonl: {len(data) / 2**20:.0f} MB is over the {UPLOAD_LIMIT_MB} MB upload limit: "
                         "use a Hub dataset.")
-    safe = access.upload_name(name, "rows.jsonl")
+    safe = owners.upload_name(name, "rows.jsonl")
     if not safe.endswith((".jsonl", ".json", ".csv", ".tsv", ".txt")):
         safe += ".jsonl"
     folder = f"api-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
-    return access.shown_dataset(str(access.keep_upload(owner, safe, folder, data=data)))
+    return owners.shown_dataset(str(owners.keep_upload(owner, safe, folder, data=data)))
 
 
 def _run(run_id: str, owner: str) -> runs.Run:
     if not (run_id or "").strip():
         raise FtspaceError("run_id: give the id start_run returned (list_runs lists yours).")
-    return access.own_run(run_id.strip(), owner)
+    return owners.own_run(run_id.strip(), owner)
 
 
 def _summary(run: runs.Run) -> dict:
     info = run.summary()
-    info["dataset"] = access.shown_dataset(info.get("dataset") or "")
+    info["dataset"] = owners.shown_dataset(info.get("dataset") or "")
     return info
 
 
@@ -93,7 +93,7 @@ def _train_on_zerogpu(scheduler, run: runs.Run, token: str | None):
     """On ZeroGPU the GPU calls are billed to whoever makes them: the agent's own call waits for the run's turn,
     then drives it to its end (the Train tab's train_on_gpu does the same, showing progress). Elsewhere the
     scheduler's worker trains it and this returns at once."""
-    if not zerogpu.on_zerogpu() or run.read_status().get("job"):  # (a run on Hugging Face Jobs trains there)
+    if not env.on_zerogpu() or run.read_status().get("job"):  # (a run on Hugging Face Jobs trains there)
         return
     while scheduler.claim(run) > 0:
         scheduler.hold_place(run, seconds=30)
@@ -137,10 +137,10 @@ def register(scheduler) -> list[str]:
                              max_seq_length=int(max_seq_length or 1024), limit=dataset_tab.INSPECT_ROWS,
                              token=token)
         report = dict(found["report"])
-        report["source"] = access.shown_dataset(path)
+        report["source"] = owners.shown_dataset(path)
         if report.get("tokens"):
             report["tokens"] = {k: v for k, v in report["tokens"].items() if k != "lengths"}
-        return _json({"dataset": access.shown_dataset(path), "report": report, "preview": found["preview"][:3],
+        return _json({"dataset": owners.shown_dataset(path), "report": report, "preview": found["preview"][:3],
                       "tokens_error": found.get("tokens_error")})
 
     @user_errors
@@ -187,7 +187,7 @@ def register(scheduler) -> list[str]:
         run = targets.submit(scheduler, _config(caller, config_yaml, settings), caller)  # the gate, then the queue
         _train_on_zerogpu(scheduler, run, caller.token)
         values = run.config().to_dict()
-        values["dataset"] = access.shown_dataset(values["dataset"])
+        values["dataset"] = owners.shown_dataset(values["dataset"])
         return _json({"run_id": run.id, "status": run.status()["status"], "config": values})
 
     @user_errors
@@ -216,7 +216,7 @@ def register(scheduler) -> list[str]:
         Returns:
             JSON list: id, status, step, total_steps, train_loss, eval_loss, model_name, dataset, created.
         """
-        return _json([_summary(r) for r in access.visible_runs(_caller(request).owner)])
+        return _json([_summary(r) for r in owners.visible_runs(_caller(request).owner)])
 
     @user_errors
     def stop_run(run_id: str, request: gr.Request = None) -> str:
@@ -283,7 +283,7 @@ def register(scheduler) -> list[str]:
         targets.admit_chat(messages, caller)
         source = resolve_source(("run", str(run.adapter_dir)), token)
         with targets.model_slot(caller):
-            if zerogpu.on_zerogpu():
+            if env.on_zerogpu():
                 tuned = base = ""
                 for tuned, base in zerogpu.chat_on_gpu(source, messages, messages if compare_base else None,
                                                        vars(settings), access.tier(signed_in=bool(token))):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ftspace.access import shown_dataset
+from ftspace.owners import shown_dataset
 from ftspace.ui.common import open_in, owner_of, visible_runs
 
 COLUMNS = ["run", "status", "step", "model", "dataset", "lora_r", "learning_rate", "train loss", "eval loss"]

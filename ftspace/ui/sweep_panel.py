@@ -10,7 +10,7 @@ import threading
 import gradio as gr
 
 from ftspace import sweep as sweeps
-from ftspace import targets, zerogpu
+from ftspace import env, targets
 from ftspace.errors import FtspaceError
 from ftspace.ui.common import caller_of, config_fields, owner_of, user_errors
 
@@ -75,7 +75,7 @@ def wire(ui: dict, scheduler, controls: list, who: list, visitor_config):
 
 
 def refuse_on_zerogpu():
-    if zerogpu.on_zerogpu():
+    if env.on_zerogpu():
         raise FtspaceError("Sweeps run several trainings one after another: too long for a ZeroGPU quota. Run "
                            "one on your own machine (ftspace sweep) or duplicate this Space onto "
                            "dedicated hardware.")

@@ -7,9 +7,9 @@ import time
 
 import gradio as gr
 
-from ftspace import jobs, models, offload, runs, zerogpu
+from ftspace import env, jobs, models, offload, runs, zerogpu
 from ftspace import targets
-from ftspace.access import UPLOADED, scrub_paths
+from ftspace.owners import UPLOADED, scrub_paths
 from ftspace.config import PRESETS
 from ftspace.errors import FtspaceError
 from ftspace.ui import sweep_panel
@@ -19,7 +19,7 @@ from ftspace.ui.common import caller_of, config_fields, config_from_values, cont
 def hardware_text() -> str:
     hw = models.hardware()
     storage = ""
-    if on_space() and runs.persistent_storage() is None:
+    if on_space() and env.persistent_storage() is None:
         storage = ("\n\n**No persistent storage on this Space:** runs are lost when it restarts. Push your adapter "
                    "to the Hub (Publish) to keep it.")
     if hw["kind"] == "zerogpu":
@@ -144,7 +144,7 @@ def wire(ui: dict, scheduler):
     ui["stop"].click(stop, who + [ui["run_id"]], None, concurrency_id="control", api_name="stop")
     resumed = ui["resume"].click(resume, who + [ui["run_id"]], [ui["timer"]], concurrency_id="control",
                                  api_name="resume")
-    if zerogpu.on_zerogpu():  # GPU calls from the owner's own event; it waits without holding other queues
+    if env.on_zerogpu():  # GPU calls from the owner's own event; it waits without holding other queues
         gpu = dict(concurrency_id="zerogpu-train", concurrency_limit=None, show_progress="minimal")
         started.success(train_on_gpu, who + [ui["run_id"]], progress_out[:3], api_name="train_on_gpu", **gpu)
         resumed.success(train_on_gpu, who + [ui["run_id"]], progress_out[:3], api_visibility="private", **gpu)

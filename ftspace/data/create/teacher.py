@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ftspace import env
 from ftspace.data.create.settings import CreateSettings
 from ftspace.errors import ConfigError, ModelError
 
@@ -219,7 +220,7 @@ class Teacher:
         s = self.settings
         # In-process the model stays loaded between calls, so one chat per call (Stop and progress stay fine-
         # grained); on ZeroGPU each call is a fresh helper process that loads the model, so 8 per call.
-        batch = 8 if offload.isolated() else 1
+        batch = 8 if env.on_zerogpu() else 1
         out = []
         for start in range(0, len(chats), batch):
             part = chats[start:start + batch]
@@ -269,6 +270,6 @@ def _retry_after(headers) -> float | None:
 
 def _short(text: str, n: int = 160) -> str:
     """A short excerpt of a server's reply, safe to show: one line, control characters escaped."""
-    from ftspace.access import escape
+    from ftspace.errors import escape
 
     return escape(" ".join((text or "").split()), n)

@@ -215,7 +215,7 @@ def parse_tool_calls(text: str) -> list[dict]:
     >>> parse_tool_calls('<tool_call>\\n{"name": "f", "arguments": {"x": 1}}\\n</tool_call>')
     [{'name': 'f', 'arguments': {'x': 1}}]
     """
-    from ftspace.data.formats import tool_call_tags
+    from ftspace.data.messages import tool_call_tags
 
     return [call for call in tool_call_tags(text) if call is not None]
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ftspace import access, env, errors, owners, runs
 from ftspace.targets import local
-from ftspace.config import RunConfig
+from ftspace.config import DATA_SUFFIXES, RunConfig
 from ftspace.engine.job import EVENT, STATUS  # the lines of the job's log that carry data back
 from ftspace.errors import ConfigError, FtspaceError, RunError
 
@@ -168,7 +168,7 @@ def _code_files() -> list[tuple[Path, str]]:
     out = [(p, "code/" + p.relative_to(ROOT).as_posix()) for p in sorted((ROOT / "ftspace").rglob("*"))
            if p.is_file() and "__pycache__" not in p.parts]
     out += [(p, f"code/examples/{p.name}") for p in sorted((ROOT / "examples").glob("*"))
-            if p.suffix in (".jsonl", ".json", ".csv", ".txt", ".yaml")]
+            if p.suffix in (*DATA_SUFFIXES, ".yaml")]
     return out + [(ROOT / "pyproject.toml", "code/pyproject.toml")]
 
 

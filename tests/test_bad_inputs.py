@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from apptools import ROOT, App
-from ftspace.data.load import SUFFIXES
+from ftspace.config import DATA_SUFFIXES
 
 BAD = sorted((ROOT / "tests" / "data" / "bad").iterdir())
 # The whole line each file gets: the file, the row and field where they apply, and what to do. ('*' stands
@@ -106,7 +106,7 @@ def test_app_refuses_every_bad_file_and_keeps_serving(app, giants):
             stored = client.predict(handle_file(str(path)), "", api_name="/upload")
             client.predict("", stored, "auto", "", "", "default", 256, api_name="/check")
         except AppError as e:
-            if path.suffix in SUFFIXES:  # the handler's refusal: the very line the CLI gives ('*': a library's words)
+            if path.suffix in DATA_SUFFIXES:  # the handler's refusal: the very line the CLI gives ('*': a library's words)
                 pattern = ".*".join(map(re.escape, EXPECTED[path.name].split("*")))
                 assert re.search(pattern, str(e)) and "\n" not in str(e), (path.name, str(e))
             else:  # a type the upload field does not take: Gradio refuses it before the handler runs

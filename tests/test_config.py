@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from ftspace.config import RunConfig, options_table, parse_overrides
+from ftspace.config import RunConfig, options_table
+from ftspace.schema import parse_overrides
 from ftspace.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -39,14 +39,14 @@ def test_every_function_offload_names_exists_and_takes_its_arguments():
 # --- imports go one way (DEVELOPERS.md, "The code's layout"): a new circle or an upward import fails here
 
 LAYERS = [  # lowest first; a module may import its own layer's and lower layers' modules, never a higher one's
-    ["ftspace", "ftspace.env", "ftspace.errors", "ftspace.quiet"],
+    ["ftspace", "ftspace.env", "ftspace.errors", "ftspace.quiet", "ftspace.schema"],
     ["ftspace.access", "ftspace.config", "ftspace.limits", "ftspace.memory"],
     ["ftspace.owners", "ftspace.runs", "ftspace.offload"],
     ["ftspace.data", "ftspace.models"],
     ["ftspace.data.create", "ftspace.engine", "ftspace.evaluation", "ftspace.chat", "ftspace.hub", "ftspace.planning",
      "ftspace.sweep"],
     ["ftspace.targets", "ftspace.scheduler", "ftspace.jobs", "ftspace.zerogpu"],
-    ["ftspace.ui", "ftspace.__main__"],
+    ["ftspace.ui", "ftspace.cli", "ftspace.__main__"],
 ]
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from apptools import ROOT
 
-from ftspace.data.formats import validate
+from ftspace.data.messages import validate
 from ftspace.data.tokenize import CHAT_TEMPLATES, set_chat_template, tokenize_example
 
 END = "<|im_end|>\n"

@@ -9,7 +9,7 @@ import pytest
 
 from clitools import cli
 
-from ftspace.data import formats, load_dataset
+from ftspace.data import formats, load_dataset, messages
 from ftspace.data.inspection import inspect_dataset
 from ftspace.errors import DataError
 
@@ -49,8 +49,8 @@ def test_every_class_the_issue_names_has_a_file():
     formats_seen = {v.get("format", "refused") for v in EXPECTED.values()}
     assert {"messages", "sharegpt", "text", "preference", "kto", "function_calls", "refused"} <= formats_seen
     notes = {n for v in EXPECTED.values() for n in v.get("notes", {})}
-    assert {formats.NOTE_BLOCKS, formats.NOTE_REASONING_DROPPED, formats.NOTE_EMPTY_REASONING, formats.NOTE_TAGS,
-            formats.NOTE_SYSTEM_TOOLS, formats.NOTE_ENCODED_ARGS, formats.NOTE_WEIGHT, formats.NOTE_CHOSEN} <= notes
+    assert {messages.NOTE_BLOCKS, messages.NOTE_REASONING_DROPPED, messages.NOTE_EMPTY_REASONING, messages.NOTE_TAGS,
+            messages.NOTE_SYSTEM_TOOLS, messages.NOTE_ENCODED_ARGS, messages.NOTE_WEIGHT, formats.NOTE_CHOSEN} <= notes
     layouts = {v.get("layout") for v in EXPECTED.values()} - {None}
     assert layouts == {"documents separated by blank lines", "one document per line", "one document"}
 
@@ -218,7 +218,7 @@ def test_data_inspect_prints_the_format_and_numbers(name):
 
 
 def test_a_tool_result_given_as_an_object_becomes_json_text():
-    row = formats.validate({"messages": [{"role": "user", "content": "Weather?"},
+    row = messages.validate({"messages": [{"role": "user", "content": "Weather?"},
                                          {"role": "assistant", "content": None, "tool_calls": [call("Oslo")]},
                                          {"role": "tool", "content": {"temp": 3}},
                                          {"role": "assistant", "content": "3 degrees."}]})
@@ -232,4 +232,4 @@ def test_the_run_log_says_the_reasoning_was_dropped(tiny_model, runs_dir):
 
     run = runs.create(RunConfig(model_name=str(tiny_model), dataset=str(WILD / "reasoning_fields.jsonl")))
     info = prepare(run, None, log=lambda *_: None)
-    assert f"2 {formats.NOTE_REASONING_DROPPED}" in info["data"]
+    assert f"2 {messages.NOTE_REASONING_DROPPED}" in info["data"]

@@ -10,7 +10,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
-from ftspace.data import formats
+from ftspace.data import formats, messages
 from ftspace.data.load import bundled_examples, iter_rows, resolve
 from ftspace.errors import DataError, escape
 
@@ -31,7 +31,7 @@ class DataReport:
     rows_dropped: int = 0
     other_formats: dict = field(default_factory=dict)  # {"sharegpt": first row number} for mixed files
     tokens: dict | None = None  # min / mean / p50 / p95 / max, over_max_seq_length, max_seq_length
-    notes: dict = field(default_factory=dict)  # what conversion did: {formats.NOTE_*: rows or turns}
+    notes: dict = field(default_factory=dict)  # what conversion did: {messages.NOTE_* (or formats.NOTE_*): rows or turns}
     layout: str = ""  # how a .txt file was read into rows (paragraphs, lines, one document)
     documents: int = 0  # text rows: distinct documents (a very long one comes as several rows)
 
@@ -91,7 +91,7 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
                             "or map a prompt_column and response_column.")
     try:
         convert = formats.converter_for(fmt, columns, prompt_column, response_column)
-    except formats.RowError as e:
+    except messages.RowError as e:
         raise DataError(f"{name}: {escape(e.reason)} (columns: {shown}).") from None
     if fmt == "columns":
         missing = [c for c in (prompt_column, response_column) if c not in columns]
@@ -99,7 +99,7 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
             raise DataError(f"{name}: column {escape(missing[0], 60)!r} not found: the columns are {shown}.")
     if fmt == "multimodal":
         media = next(c for c in formats.MEDIA_COLUMNS if first[1].get(c) not in (None, [], ""))
-        raise DataError(f"{name}: {formats.media_reason(f'the {escape(media, 60)!r} column')}.")
+        raise DataError(f"{name}: {messages.media_reason(f'the {escape(media, 60)!r} column')}.")
     preference = method != "sft"
     if preference and fmt != "preference":
         raise DataError(f"{name}: method {method} learns from preference rows (prompt, chosen, rejected), but this "
@@ -112,18 +112,18 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
         for row_no, row in _chain(first, rows):
             report.rows_read += 1
             try:
-                example = formats.validate(convert(row), report.notes)
+                example = messages.validate(convert(row), report.notes)
                 if not preference:
                     example = formats.as_sft(example, report.notes)
-            except formats.MediaError as e:
+            except messages.MediaError as e:
                 raise DataError(f"{name}: row {row_no}: {escape(e.field, 60)}: {escape(e.reason)}.") from None
-            except formats.RowError as e:
+            except messages.RowError as e:
                 report.rows_dropped += 1
                 other = formats.detect_format(list(row), row) if e.reason.startswith("column missing") else None
                 if other and other != fmt:
                     if dataset_format == "auto":  # an explicit format keeps the matching rows on purpose
                         report.other_formats.setdefault(other, row_no)
-                    e = formats.RowError("columns", f"this row is in {other} format; the file was detected as {fmt}")
+                    e = messages.RowError("columns", f"this row is in {other} format; the file was detected as {fmt}")
                 if len(report.dropped) < MAX_DROPS_LISTED:
                     report.dropped.append({"row": row_no, "field": escape(e.field, 60), "reason": escape(e.reason)})
             else:

@@ -12,20 +12,12 @@ row to a canonical row; a row that cannot be used raises `RowError` naming the f
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 
+from ftspace.data.messages import MediaError, RowError, as_list, list_of, loose_json, media_reason, message, note, text_of
 from ftspace.errors import escape
 
-ROLES = ("system", "user", "assistant", "tool")
-# Role names in the wild, mapped to ours: ShareGPT's `from`, Gemma's "model", function-calling exports.
-ROLE_ALIASES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "model": "assistant",
-                "system": "system", "developer": "system", "tool": "tool", "function": "tool",
-                "observation": "tool", "function_call": "assistant", "function_response": "tool",
-                "ipython": "tool", "tool_response": "tool"}
-# Column pairs people commonly use for a single-turn exchange, most specific first.
 PAIRS = [("question", "answer"), ("prompt", "response"), ("query", "response"), ("instruction", "response"),
          ("input", "output"), ("instruction", "output"), ("question", "response"), ("prompt", "answer"),
          ("user", "assistant"), ("human", "assistant"), ("context", "response"), ("source", "target"),
@@ -35,45 +27,8 @@ PREFERENCE_PROMPTS = ("prompt", "question", "input", "instruction", "query")  # 
 KTO_LABELS = ("label", "kto_tag")  # a boolean: is this reply desirable (TRL's KTO rows, LLaMA-Factory's kto_tag)
 CONVERSATION_COLUMNS = ("messages", "conversations", "conversation", "chat")
 MEDIA_COLUMNS = ("images", "image", "audio", "audios", "videos", "video")
-MEDIA_BLOCKS = ("image", "image_url", "input_image", "audio", "input_audio", "audio_url", "video", "video_url", "file")
-MEDIA_PLACEHOLDERS = ("<image>", "<audio>", "<video>")
-TEXT_BLOCKS = ("text", "input_text", "output_text")
-REASONING_BLOCKS = ("reasoning", "thinking")
-REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
-MAX_FIELD_CHARS = 1_000_000  # ~250k tokens in one chat message: far past any max_seq_length, so surely a mistake
-
-# What conversion did, counted in the data report (DataReport.notes), by these keys.
-NOTE_BLOCKS = "messages given as content blocks: text blocks joined"
-NOTE_REASONING = "assistant turns with reasoning, kept as the assistant's thinking"
-NOTE_REASONING_DROPPED = ("assistant turns with reasoning: dropped, the model's chat template has no place for "
-                          "thinking")
-NOTE_EMPTY_REASONING = "assistant turns with an empty reasoning block: the empty block dropped"
-NOTE_TAGS = "tool calls read from <tool_call> tags in the assistant's text"
-NOTE_SYSTEM_TOOLS = "tool lists read from the system prompt's <tools> tags (that system prompt replaced by the template's)"
-NOTE_ENCODED_ARGS = "tool-call arguments encoded twice as JSON strings: decoded"
-NOTE_WEIGHT = "assistant turns with weight 0: shown to the model, not trained on"
 NOTE_CHOSEN = "preference rows: trained on the chosen reply only (method sft; set method dpo or orpo to learn from both)"
 NOTE_PREFERENCE = "preference rows: chosen and rejected replies kept for preference training"
-
-
-class RowError(ValueError):
-    """One row cannot be used: `field` names where, the message says why."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
-
-
-class MediaError(RowError):
-    """A row holds images, audio or video: not droppable row by row, the whole file is refused."""
-
-
-def media_reason(what: str) -> str:
-    return (f"{what}: ftspace trains text models only; use a text-only dataset (or remove the media column and "
-            "placeholders)")
-
-
-# --- detection
 
 
 def detect_format(columns, first_row: dict) -> str | None:
@@ -131,7 +86,7 @@ def pair_columns(cols) -> tuple[str, str] | None:
 
 
 def to_messages_alpaca(row: dict) -> dict:
-    instruction = _text(row, "instruction")
+    instruction = text_of(row, "instruction")
     extra = row.get("input")
     if extra is not None and not isinstance(extra, str):
         raise RowError("input", f"must be text, got {type(extra).__name__}")
@@ -139,7 +94,7 @@ def to_messages_alpaca(row: dict) -> dict:
     messages = []
     if isinstance(row.get("system"), str) and row["system"].strip():
         messages.append({"role": "system", "content": row["system"]})
-    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": _text(row, "output")}]
+    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": text_of(row, "output")}]
     return {"messages": messages}
 
 
@@ -150,7 +105,7 @@ def to_messages_sharegpt(row: dict) -> dict:
 
 def to_messages_messages(row: dict) -> dict:
     key = next(k for k in CONVERSATION_COLUMNS if k in row)
-    out = {"messages": [_message(m, f"{key}[{i}]") for i, m in enumerate(_list(row, key))]}
+    out = {"messages": [message(m, f"{key}[{i}]") for i, m in enumerate(list_of(row, key))]}
     if isinstance(row.get("system"), str) and row["system"].strip() and out["messages"] \
             and out["messages"][0].get("role") != "system":
         out["messages"].insert(0, {"role": "system", "content": row["system"]})
@@ -160,12 +115,12 @@ def to_messages_messages(row: dict) -> dict:
 def to_messages_prompt_completion(row: dict) -> dict:
     prompt, completion = row.get("prompt"), row.get("completion")
     if isinstance(prompt, list) or isinstance(completion, list):
-        prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": _text(row, "prompt")}]
+        prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": text_of(row, "prompt")}]
         if not isinstance(completion, list):
-            completion = [{"role": "assistant", "content": _text(row, "completion")}]
-        return _with_tools(row, {"messages": [_message(m, "prompt") for m in prompt + completion]})
-    return {"messages": [{"role": "user", "content": _text(row, "prompt")},
-                         {"role": "assistant", "content": _text(row, "completion")}]}
+            completion = [{"role": "assistant", "content": text_of(row, "completion")}]
+        return _with_tools(row, {"messages": [message(m, "prompt") for m in prompt + completion]})
+    return {"messages": [{"role": "user", "content": text_of(row, "prompt")},
+                         {"role": "assistant", "content": text_of(row, "completion")}]}
 
 
 def to_kto_sft(row: dict) -> dict:
@@ -174,7 +129,7 @@ def to_kto_sft(row: dict) -> dict:
     >>> to_kto_sft({"prompt": "Hi", "completion": "Go away.", "label": False})
     Traceback (most recent call last):
     ...
-    ftspace.data.formats.RowError: label: false: an undesirable reply (KTO data), not learned by SFT
+    ftspace.data.messages.RowError: label: false: an undesirable reply (KTO data), not learned by SFT
     """
     column = next((c for c in KTO_LABELS if c in row), "label")
     label = row.get(column)
@@ -231,13 +186,14 @@ def to_function_calls(row: dict) -> dict:
     calls) and the `tools` offered; the reply is the calls.
 
     >>> row = {"query": "Weather in Oslo?", "answers": '[{"name": "w", "arguments": {"city": "Oslo"}}]', "tools": "[]"}
+    >>> from ftspace.data.messages import validate
     >>> validate(to_function_calls(row))["messages"][1]["tool_calls"]
     [{'type': 'function', 'function': {'name': 'w', 'arguments': {'city': 'Oslo'}}}]
     """
-    calls = _as_list(row.get("answers"), "answers")
+    calls = as_list(row.get("answers"), "answers")
     if not calls:
         raise RowError("answers", "empty: no function call to learn")
-    out = {"messages": [{"role": "user", "content": _text(row, "query")},
+    out = {"messages": [{"role": "user", "content": text_of(row, "query")},
                         {"role": "assistant", "content": "", "tool_calls": calls}]}
     return _with_tools(row, out)
 
@@ -245,7 +201,7 @@ def to_function_calls(row: dict) -> dict:
 def to_text(row: dict) -> dict:
     key = next((c for c in TEXT_COLUMNS if c in row), "text")
     if key not in row or row[key] is None or not isinstance(row[key], str):
-        _text(row, key)  # the reason it cannot be used
+        text_of(row, key)  # the reason it cannot be used
     if not row[key].strip():
         raise RowError(key, "empty text")
     return {"text": row[key]}
@@ -261,8 +217,8 @@ def columns_converter(prompt_column: str, response_column: str):
         messages = []
         if isinstance(row.get("system"), str) and row["system"].strip():
             messages.append({"role": "system", "content": row["system"]})
-        messages += [{"role": "user", "content": _text(row, prompt_column)},
-                     {"role": "assistant", "content": _text(row, response_column)}]
+        messages += [{"role": "user", "content": text_of(row, prompt_column)},
+                     {"role": "assistant", "content": text_of(row, response_column)}]
         return {"messages": messages}
 
     return convert
@@ -301,141 +257,11 @@ def as_sft(example: dict, notes: dict | None = None) -> dict:
     """A canonical row for supervised fine-tuning: a preference row becomes its prompt and chosen reply."""
     if "chosen" not in example:
         return example
-    _note(notes, NOTE_CHOSEN)
+    note(notes, NOTE_CHOSEN)
     out = {"messages": example["prompt"] + example["chosen"]}
     if example.get("tools"):
         out["tools"] = example["tools"]
     return out
-
-
-TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", flags=re.S)
-TOOLS_TAG = re.compile(r"<tools>\s*(.*?)\s*</tools>", flags=re.S)
-TOOL_RESPONSE_TAG = re.compile(r"^\s*<tool_response>\s*(.*?)\s*</tool_response>\s*$", flags=re.S)
-
-
-def tool_call_tags(text: str) -> list[dict | None]:
-    """Each <tool_call>{json}</tool_call> in a text (Hermes style; an unclosed last tag counts), parsed: the
-    call as an object with a name, or None where the body is not valid JSON (nor a Python literal, as some
-    Hermes exports write it) or names no function.
-
-    >>> tool_call_tags('<tool_call>{"name": "f", "arguments": {}}</tool_call> <tool_call>{"name": </tool_call>')
-    [{'name': 'f', 'arguments': {}}, None]
-    """
-    calls = []
-    for body in TOOL_CALL_TAG.findall(text):
-        call = _loose_json(body)
-        calls.append(call if isinstance(call, dict) and "name" in call else None)
-    return calls
-
-
-def _loose_json(text: str):
-    """JSON, or a Python literal ({'name': 'f'}) as Hermes-style datasets often write calls; None if neither."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
-
-
-# --- validation of a canonical conversation
-
-
-def validate(example: dict, notes: dict | None = None) -> dict:
-    """Check a canonical row and normalise it in place (roles, content blocks, reasoning, tool-call dialects,
-    loss weights); raises RowError for an unusable row. `notes` counts what was converted (NOTE_* keys)."""
-    if "text" in example:
-        if not example["text"].strip():
-            raise RowError("text", "empty text")
-        return example
-    if "chosen" in example:
-        return _validate_preference(example, notes)
-    messages = example["messages"]
-    if not messages:
-        raise RowError("messages", "empty conversation")
-    tools = example.get("tools")
-    if tools is not None:
-        example["tools"] = _parse_tools(tools)
-    seen_user = False
-    for i, m in enumerate(messages):
-        where = f"messages[{i}]"
-        m = messages[i] = _message(m, where)
-        role = m["role"]
-        if role == "system" and i > 0:
-            raise RowError(f"{where}.role", "a system message may only come first")
-        if not seen_user and role in ("assistant", "tool"):
-            raise RowError(f"{where}.role", "the conversation must start with user (or system, then user)")
-        seen_user = seen_user or role == "user"
-        _normalise_content(m, where, notes)
-        content = m["content"]
-        if role == "assistant" and not content.strip() and not m.get("tool_calls"):
-            raise RowError(f"{where}.content", "empty response")
-        if role == "user" and not content.strip():
-            raise RowError(f"{where}.content", "empty user message")
-    if "tools" not in example and messages[0]["role"] == "system" and "<tools>" in messages[0]["content"]:
-        found = _tools_from_system(messages[0]["content"])
-        if found:
-            example["tools"] = found
-            del messages[0]
-            _note(notes, NOTE_SYSTEM_TOOLS)
-    assistants = [m for m in messages if m["role"] == "assistant"]
-    if not assistants:
-        raise RowError("messages", "no assistant reply to learn from")
-    if all(m.get("weight") == 0 for m in assistants):
-        raise RowError("messages", "every assistant turn has weight 0: nothing to learn (set weight 1 on at least one)")
-    return example
-
-
-def _validate_preference(example: dict, notes: dict | None) -> dict:
-    """A preference row: prompt + chosen and prompt + rejected each a valid conversation ending in a reply."""
-    prompt_len = len(example["prompt"])
-    for name in ("chosen", "rejected"):
-        conversation = {"messages": [dict(m) for m in example["prompt"]] + example[name]}
-        if example.get("tools"):
-            conversation["tools"] = example["tools"]
-        try:
-            validate(conversation, notes if name == "chosen" else None)
-        except RowError as e:
-            field = e.field.replace("messages[", f"{name}[") if e.field.startswith("messages[") else name
-            raise RowError(field, e.reason) from None
-        if conversation["messages"][-1]["role"] != "assistant":
-            raise RowError(name, f"the {name} turns must end with an assistant reply")
-        if name == "chosen":
-            example["prompt"] = conversation["messages"][:prompt_len]
-            example["tools"] = conversation.get("tools")
-        example[name] = conversation["messages"][prompt_len:]
-        if not example[name]:
-            raise RowError(name, f"empty {name} reply")
-    if not example.get("tools"):
-        example.pop("tools", None)
-    return example
-
-
-def _message(m, where: str) -> dict:
-    """A raw message as {"role", "content", ...}: ShareGPT's from/value, role aliases (human, gpt, model,
-    observation, ...), and ShareGPT function_call turns as tool calls."""
-    if not isinstance(m, dict):
-        raise RowError(where, f"must be an object with role and content, got {type(m).__name__}")
-    m = dict(m)
-    key = "role" if "role" in m else "from"
-    who = m.pop("from", None) if key == "from" else m["role"]
-    if "value" in m and "content" not in m:
-        m["content"] = m.pop("value")
-    role = ROLE_ALIASES.get(who.lower() if isinstance(who, str) else who)
-    if role is None:
-        raise RowError(f"{where}.{key}", f"unknown role {who!r}: " + ("use human, gpt, system or tool" if key == "from"
-                                                                      else "use system, user, assistant or tool"))
-    m["role"] = role
-    if who == "function_call" and isinstance(m.get("content"), str):  # ShareGPT: the call is the turn's JSON
-        calls = _loose_json(m["content"])
-        if calls is None:
-            raise RowError(f"{where}.value", "malformed tool call: not valid JSON")
-        m["tool_calls"], m["content"] = calls if isinstance(calls, list) else [calls], ""
-    if isinstance(m.get("function_call"), dict):  # OpenAI's older single-call field
-        m.setdefault("tool_calls", [m["function_call"]])
-    return m
 
 
 def _turns(value, where: str, default_role: str) -> list[dict]:
@@ -448,7 +274,7 @@ def _turns(value, where: str, default_role: str) -> list[dict]:
             return []
         stripped = value.strip()
         if stripped[:1] in "[{":
-            parsed = _loose_json(stripped)
+            parsed = loose_json(stripped)
             if isinstance(parsed, (list, dict)):
                 return _turns(parsed, where, default_role)
         if "\n\nHuman:" in "\n\n" + value and "\n\nAssistant:" in value:
@@ -456,7 +282,7 @@ def _turns(value, where: str, default_role: str) -> list[dict]:
         return [{"role": default_role, "content": value}]
     if isinstance(value, dict):
         value = [value]
-    return [_message(m, f"{where}[{i}]") for i, m in enumerate(_as_list(value, where))]
+    return [message(m, f"{where}[{i}]") for i, m in enumerate(as_list(value, where))]
 
 
 def _hh_transcript(text: str) -> list[dict]:
@@ -468,192 +294,9 @@ def _hh_transcript(text: str) -> list[dict]:
     return turns
 
 
-def _normalise_content(m: dict, where: str, notes: dict | None):
-    """Content blocks joined, reasoning moved to `reasoning_content`, tool-call dialects made canonical,
-    a loss weight checked; unknown keys removed. Media anywhere raises MediaError."""
-    role, content = m["role"], m.get("content")
-    if role == "tool" and isinstance(content, dict) and "type" not in content:  # a result object, as JSON text
-        content = json.dumps(content, ensure_ascii=False)
-    reasoning = None
-    for key in REASONING_FIELDS:
-        if isinstance(m.get(key), str) and key != "content":
-            reasoning = m[key]
-    if isinstance(content, dict):
-        content = [content]
-    if hasattr(content, "tolist"):
-        content = content.tolist()
-    if isinstance(content, list):
-        texts, thoughts = [], []
-        for j, block in enumerate(content):
-            if isinstance(block, str):
-                texts.append(block)
-                continue
-            if not isinstance(block, dict):
-                raise RowError(f"{where}.content[{j}]", f"a content block must be an object, got {type(block).__name__}")
-            kind = block.get("type", "text" if any(isinstance(block.get(k), str) for k in ("text", "value")) else None)
-            if kind is None:
-                raise RowError(f"{where}.content[{j}]", "a content block needs a type and its text, e.g. "
-                                                       '{"type": "text", "text": "..."}')
-            if kind in MEDIA_BLOCKS:
-                raise MediaError(f"{where}.content[{j}]", media_reason(f"an {kind} block"))
-            body = next((block[k] for k in ("text", "value", "content", "thinking", "reasoning")
-                         if isinstance(block.get(k), str)), None)
-            if kind in REASONING_BLOCKS:
-                thoughts.append(body or "")
-            elif kind in TEXT_BLOCKS:
-                texts.append(body or "")
-            else:
-                raise RowError(f"{where}.content[{j}].type", f"unknown content block type {kind!r}: use text blocks")
-        _note(notes, NOTE_BLOCKS)
-        content = "".join(texts)
-        if thoughts:
-            reasoning = "\n".join(thoughts)
-    if role == "assistant" and m.get("tool_calls") is not None and m["tool_calls"] != []:
-        m["tool_calls"] = [_normalise_tool_call(c, f"{where}.tool_calls[{j}]", notes)
-                           for j, c in enumerate(_as_list(m["tool_calls"], f"{where}.tool_calls"))]
-        content = content or ""
-    if content is None:
-        raise RowError(f"{where}.content", "missing: every message needs its text")
-    if not isinstance(content, str):
-        raise RowError(f"{where}.content", f"must be text, got {type(content).__name__}")
-    if role in ("user", "system") and any(p in content for p in MEDIA_PLACEHOLDERS):
-        placeholder = next(p for p in MEDIA_PLACEHOLDERS if p in content)
-        raise MediaError(f"{where}.content", media_reason(f"a {placeholder} placeholder"))
-    if role == "assistant" and "<tool_call>" in content and not m.get("tool_calls"):
-        calls = tool_call_tags(content)
-        if None in calls:
-            raise RowError(f"{where}.content", "malformed tool call in a <tool_call> tag: not valid JSON with a name")
-        m["tool_calls"] = [_normalise_tool_call(c, f"{where}.content", notes) for c in calls]
-        content = TOOL_CALL_TAG.sub("", content).strip()
-        _note(notes, NOTE_TAGS)
-    if role == "tool":
-        match = TOOL_RESPONSE_TAG.match(content)
-        if match:
-            content = match.group(1)
-    _check_size(f"{where}.content", content)
-    m["content"] = content
-    if role == "assistant" and reasoning is not None:
-        if reasoning.strip():
-            m["reasoning_content"] = reasoning
-            _note(notes, NOTE_REASONING)
-        else:
-            _note(notes, NOTE_EMPTY_REASONING)
-    weight = m.get("weight", m.get("loss_weight"))
-    if role == "assistant" and weight is not None:
-        if weight not in (0, 1) or isinstance(weight, str):
-            raise RowError(f"{where}.weight", f"must be 0 or 1, got {weight!r}")
-        if weight == 0:
-            m["weight"] = 0
-            _note(notes, NOTE_WEIGHT)
-    for key in list(m):
-        if key not in ("role", "content", "tool_calls", "tool_call_id", "name", "reasoning_content", "weight") \
-                or m[key] is None or (key == "weight" and m[key] != 0) or (key == "tool_calls" and not m[key]):
-            del m[key]
-        elif key == "reasoning_content" and role != "assistant":
-            del m[key]
-
-
-def _note(notes: dict | None, key: str):
-    if notes is not None:
-        notes[key] = notes.get(key, 0) + 1
-
-
-def _tools_from_system(text: str) -> list | None:
-    """The tool list in a Hermes-style system prompt's <tools>...</tools>: a JSON (or Python) list, or
-    one object per line; None when it does not parse."""
-    for body in TOOLS_TAG.findall(text):  # the first block that parses ("within <tools></tools> tags" does not)
-        found = _loose_json(body)
-        if isinstance(found, dict):
-            found = [found]
-        if not isinstance(found, list):
-            found = [_loose_json(line) for line in body.splitlines() if line.strip()]
-        if found and all(isinstance(t, dict) for t in found):
-            break
-    else:
-        return None
-    try:
-        return _parse_tools(found)
-    except RowError:
-        return None
-
-
-def _text(row: dict, key: str) -> str:
-    if key not in row:
-        raise RowError(key, f"column missing (columns here: {', '.join(escape(c, 60) for c in row)})")
-    value = row[key]
-    if value is None:
-        raise RowError(key, "null value")
-    if not isinstance(value, str):
-        raise RowError(key, f"must be text, got {type(value).__name__}")
-    if not value.strip():
-        raise RowError(key, "empty text")
-    _check_size(key, value)
-    return value
-
-
-def _check_size(where: str, value: str):
-    if len(value) > MAX_FIELD_CHARS:
-        raise RowError(where, f"{len(value):,} characters, over the {MAX_FIELD_CHARS:,} limit: split it into "
-                              "smaller examples")
-
-
-def _list(row: dict, key: str) -> list:
-    return _as_list(row.get(key), key)
-
-
-def _as_list(value, where: str) -> list:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise RowError(where, "a string that is not a JSON list") from None
-    if hasattr(value, "tolist"):  # numpy arrays from Parquet
-        value = value.tolist()
-    if not isinstance(value, list):
-        raise RowError(where, f"must be a list, got {type(value).__name__}")
-    return value
-
-
 def _with_tools(row: dict, out: dict) -> dict:
     if row.get("tools") not in (None, "", []):
         out["tools"] = row["tools"]
     return out
 
 
-def _parse_tools(tools) -> list:
-    tools = _as_list(tools, "tools")
-    parsed = []
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, dict):
-            raise RowError(f"tools[{i}]", "must be an object describing a function")
-        fn = tool.get("function", tool)
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-            raise RowError(f"tools[{i}]", "a tool needs a function name")
-        parsed.append({"type": "function", "function": fn})
-    return parsed
-
-
-def _normalise_tool_call(call, where: str, notes: dict | None = None) -> dict:
-    if isinstance(call, str):
-        call = _loose_json(call)
-    if not isinstance(call, dict):
-        raise RowError(where, "malformed tool call: must be an object")
-    fn = call.get("function", call)
-    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-        raise RowError(f"{where}.function.name", "malformed tool call: missing function name")
-    args = fn.get("arguments", fn.get("parameters", {}))
-    for depth in range(3):  # a JSON string, or (in some exports) a JSON string of a JSON string
-        if not isinstance(args, str):
-            break
-        try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError:
-            raise RowError(f"{where}.function.arguments", "malformed tool call: arguments are not valid JSON") from None
-        if depth == 1:
-            _note(notes, NOTE_ENCODED_ARGS)
-    if not isinstance(args, dict):
-        raise RowError(f"{where}.function.arguments", "malformed tool call: arguments must be a JSON object")
-    out = {"type": "function", "function": {"name": fn["name"], "arguments": args}}
-    if isinstance(call.get("id"), str):
-        out["id"] = call["id"]
-    return out

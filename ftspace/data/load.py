@@ -15,18 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ftspace.access import HUB_ID, hub_shaped
+from ftspace.config import DATA_SUFFIXES
 from ftspace.env import multi_user
 from ftspace.errors import DataError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "examples"
-SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 
 csv.field_size_limit(1 << 30)
 
 
 def bundled_examples() -> dict[str, Path]:
     """Bundled example datasets by name: {'alpaca': .../examples/alpaca.jsonl, ...}."""
-    return {p.stem: p for p in sorted(EXAMPLES_DIR.glob("*")) if p.suffix in SUFFIXES}
+    return {p.stem: p for p in sorted(EXAMPLES_DIR.glob("*")) if p.suffix in DATA_SUFFIXES}
 
 
 def _json_reason(e) -> str:
@@ -52,9 +52,9 @@ def resolve(source: str) -> tuple[str, Path | str]:
         return "hub", source  # a visitor's text on a shared app: a Hub id, whatever the server's disk holds
     if path.exists():
         if path.is_dir():
-            raise DataError(f"{path}: is a folder; name a data file inside it ({', '.join(SUFFIXES)}).")
+            raise DataError(f"{path}: is a folder; name a data file inside it ({', '.join(DATA_SUFFIXES)}).")
         return "file", path
-    if path.suffix.lower() in SUFFIXES or source.startswith((".", "/", "~")):
+    if path.suffix.lower() in DATA_SUFFIXES or source.startswith((".", "/", "~")):
         raise DataError(f"{source}: file not found. Check the path, or upload the file.")
     if ".." in source or not HUB_ID.match(source):
         raise DataError(f"{source!r} is neither a file nor a valid Hub dataset id (owner/name, letters, digits, "
@@ -73,8 +73,8 @@ def iter_rows(source: str, config: str = "", split: str = "train", token: str | 
 
 def iter_file(path: Path, layout: dict | None = None) -> Iterator[tuple[int, dict]]:
     suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise DataError(f"{path.name}: unsupported file type '{suffix}': use one of {', '.join(SUFFIXES)}.")
+    if suffix not in DATA_SUFFIXES:
+        raise DataError(f"{path.name}: unsupported file type '{suffix}': use one of {', '.join(DATA_SUFFIXES)}.")
     if path.stat().st_size == 0:
         raise DataError(f"{path.name}: the file is empty: it needs at least one row.")
     _refuse_binary(path, suffix)

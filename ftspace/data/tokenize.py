@@ -55,10 +55,10 @@ def supports_reasoning(tokenizer) -> bool:
 
 def settle_reasoning_note(report, tokenizer):
     """Once the template is known, the report says whether the rows' reasoning is kept or dropped."""
-    from ftspace.data import formats
+    from ftspace.data import messages
 
-    if report.notes.get(formats.NOTE_REASONING) and not supports_reasoning(tokenizer):
-        report.notes[formats.NOTE_REASONING_DROPPED] = report.notes.pop(formats.NOTE_REASONING)
+    if report.notes.get(messages.NOTE_REASONING) and not supports_reasoning(tokenizer):
+        report.notes[messages.NOTE_REASONING_DROPPED] = report.notes.pop(messages.NOTE_REASONING)
 
 
 def for_template(tokenizer, messages: list[dict]) -> list[dict]:

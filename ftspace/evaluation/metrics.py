@@ -21,7 +21,7 @@ import json
 import re
 import string
 
-from ftspace.data.formats import tool_call_tags
+from ftspace.data.messages import tool_call_tags
 
 MAX_LABELS = 10  # at most this many distinct references, each short, reads as classification
 

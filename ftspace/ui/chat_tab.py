@@ -7,7 +7,8 @@ from dataclasses import fields
 
 import gradio as gr
 
-from ftspace.config import GenerationSettings, default_of, field_type
+from ftspace.config import GenerationSettings
+from ftspace.schema import default_of, field_type
 from ftspace.errors import FtspaceError, ModelError
 from ftspace import env, targets
 from ftspace.ui.common import MODEL_CHOICES, caller_of, field_label, open_in, own_run, user_errors, \

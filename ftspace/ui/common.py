@@ -17,7 +17,8 @@ import gradio as gr
 from ftspace import access, owners
 from ftspace.owners import own_run, owner_uploads, visible_runs  # noqa: F401
 from ftspace.env import multi_user, on_space  # noqa: F401
-from ftspace.config import RunConfig, default_of, field_type
+from ftspace.config import RunConfig
+from ftspace.schema import default_of, field_type
 from ftspace.errors import ConfigError, FtspaceError
 from ftspace.models import CATALOGUE, DEFAULT
 
@@ -162,7 +163,7 @@ def config_from_values(values) -> RunConfig:
     """Rebuild a RunConfig from the controls' values (in field order); ConfigError names the field."""
     raw = {}
     for f, value in zip(config_fields(), values):
-        if value is None and field_type(f) in (int, float):
+        if value is None and field_type(f, RunConfig) in (int, float):
             raise ConfigError(f"{f.name} is empty: enter a number.")
         raw[f.name] = value
     return RunConfig.from_dict(raw)

@@ -16,6 +16,7 @@ from dataclasses import fields
 import gradio as gr
 
 from ftspace import targets
+from ftspace.config import DATA_SUFFIXES
 from ftspace.access import teacher_key
 from ftspace.owners import prune_uploads, shown_dataset
 from ftspace.data.create.settings import RAFT_FIELDS, SYNTH_FIELDS, TEACHER_FIELDS, CreateSettings
@@ -51,7 +52,7 @@ def build(ui: dict):
                                             label="Seed pairs: 5-10 examples of what you want (or upload a file)")
             with gr.Row():
                 ui["seed_file"] = gr.File(label="Seed file (optional; any format the Dataset tab reads)",
-                                          file_types=[".jsonl", ".json", ".csv", ".tsv", ".parquet"], elem_id="seed-file")
+                                          file_types=list(DATA_SUFFIXES), elem_id="seed-file")
                 ui["context_files"] = gr.File(label="Context documents (optional)", file_count="multiple",
                                               file_types=[".txt", ".md", ".pdf", ".docx", ".html"])
             with gr.Row():

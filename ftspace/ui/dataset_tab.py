@@ -9,7 +9,7 @@ import gradio as gr
 
 from ftspace import offload, targets
 from ftspace.owners import keep_upload, shown_dataset
-from ftspace.config import RunConfig
+from ftspace.config import DATA_SUFFIXES, RunConfig
 from ftspace.data import bundled_examples
 from ftspace.errors import DataError
 from ftspace.ui import create_panel
@@ -27,9 +27,9 @@ def build(ui: dict):
                 "to chat messages; rows that cannot be used are listed with the reason.")
     with gr.Row():
         with gr.Column():
-            ui["upload"] = gr.File(label=f"Upload a file (.jsonl .json .csv .tsv .parquet .txt, up to "
+            ui["upload"] = gr.File(label=f"Upload a file ({' '.join(DATA_SUFFIXES)}, up to "
                                          f"{UPLOAD_LIMIT_MB} MB)", elem_id="data-upload",
-                                   file_types=[".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt"])
+                                   file_types=list(DATA_SUFFIXES))
         with gr.Column():
             ui["example"] = gr.Dropdown(list(bundled_examples()), value="facts", label="Bundled example")
             ui["use_example"] = gr.Button("Use example")

@@ -8,6 +8,7 @@ import threading
 import gradio as gr
 
 from ftspace import env, evaluation, targets
+from ftspace.config import DATA_SUFFIXES
 from ftspace.errors import FtspaceError
 from ftspace.ui.common import caller_of, own_run, owner_of, user_errors, visitor_tier, visitor_token
 
@@ -26,8 +27,7 @@ def build(ui: dict):
         ui["eval_checkpoint"] = gr.Dropdown([FINAL], value=FINAL, label="Adapter", allow_custom_value=True)
         ui["eval_test"] = gr.Textbox(label="Test dataset (optional)", placeholder="the run's test rows; or "
                                      "example:NAME, a Hub id, or an upload below")
-        ui["eval_upload"] = gr.File(label="Upload a test file", file_types=[".jsonl", ".json", ".csv", ".tsv",
-                                                                          ".parquet", ".txt"], height=90)
+        ui["eval_upload"] = gr.File(label="Upload a test file", file_types=list(DATA_SUFFIXES), height=90)
     with gr.Row():
         ui["eval_max_rows"] = gr.Number(evaluation.DEFAULT_MAX_ROWS, label="Test rows at most", precision=0,
                                         minimum=1, maximum=5000)

@@ -16,7 +16,7 @@ import time
 import gradio as gr
 
 from ftspace import access, env, offload, owners, runs, targets, zerogpu
-from ftspace.config import GenerationSettings, RunConfig
+from ftspace.config import DATA_SUFFIXES, SHORT_REPLY_TOKENS, GenerationSettings, RunConfig
 from ftspace.errors import ConfigError, DataError, FtspaceError, ModelError
 from ftspace.ui import dataset_tab
 from ftspace.ui.common import log_tail, user_errors
@@ -71,7 +71,7 @@ def _save_rows(owner: str, name: str, rows_jsonl: str) -> str:
         raise DataError(f"rows_jsonl: {len(data) / 2**20:.0f} MB is over the {UPLOAD_LIMIT_MB} MB upload limit: "
                         "use a Hub dataset.")
     safe = owners.upload_name(name, "rows.jsonl")
-    if not safe.endswith((".jsonl", ".json", ".csv", ".tsv", ".txt")):
+    if not safe.endswith(tuple(s for s in DATA_SUFFIXES if s != ".parquet")):  # text rows: a .parquet name would not parse
         safe += ".jsonl"
     folder = f"api-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}"
     return owners.shown_dataset(str(owners.keep_upload(owner, safe, folder, data=data)))
@@ -251,7 +251,7 @@ def register(scheduler) -> list[str]:
         return _json({"id": run.id, "status": run.status()["status"]})
 
     @user_errors
-    def ask_model(run_id: str, prompt: str, system: str = "", max_new_tokens: int = 128, temperature: float = 0.0,
+    def ask_model(run_id: str, prompt: str, system: str = "", max_new_tokens: int = SHORT_REPLY_TOKENS, temperature: float = 0.0,
                   compare_base: bool = False, request: gr.Request = None) -> str:
         """Ask a finished run's tuned model (its LoRA adapter on the base model) one question; optionally the
         base model too, to see what the training changed.

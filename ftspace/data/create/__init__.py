@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ftspace.data.create.settings import RAFT_FIELDS, SYNTH_FIELDS, CreateSettings  # noqa: F401
-from ftspace.data.formats import RowError
+from ftspace.data.messages import RowError
 
 MAX_DROPS_LISTED = 200
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 
-from ftspace.data.formats import RowError
+from ftspace.data.messages import RowError
 
 REFUSALS = re.compile(r"^\s*(i'?m sorry|sorry,|i can(?:no|')t|i am (?:unable|not able)|as an ai\b|i won'?t)", re.I)
 FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)

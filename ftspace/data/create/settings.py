@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from ftspace.config import _coerce_fields, option
+from ftspace.schema import coerce_fields, option
 from ftspace.errors import ConfigError
 
 TEACHERS = ["default", "openai", "hf"]
@@ -98,7 +98,7 @@ class CreateSettings:
                        group="filters", label="Random seed")
 
     def __post_init__(self):
-        _coerce_fields(self)
+        coerce_fields(self)
         if self.chunk_overlap >= self.chunk_tokens:
             raise ConfigError(f"chunk_overlap = {self.chunk_overlap} must be smaller than chunk_tokens = "
                               f"{self.chunk_tokens}: lower the overlap.")

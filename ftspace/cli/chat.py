@@ -1,0 +1,45 @@
+"""Answer one prompt with a run's adapter (or with it off): `ftspace chat`."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from ftspace import quiet
+from ftspace.cli.common import add_schema_flags, examples, schema_values
+
+
+def add_commands(sub) -> None:
+    from ftspace.config import GenerationSettings
+
+    c = sub.add_parser("chat", help="answer one prompt with a run's adapter (reply on stdout)",
+                       **examples('ftspace chat RUN --prompt "What is the capital of Zorblax?"',
+                                  'ftspace chat RUN --prompt "Hi" --base   # the base model, adapter off',
+                                  'ftspace chat RUN --prompt "Hi" --system "Answer briefly." --temperature 0'))
+    c.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    c.add_argument("--prompt", required=True, help="the user message")
+    c.add_argument("--system", default="", help="a system prompt")
+    c.add_argument("--base", action="store_true", help="answer with the adapter disabled")
+    add_schema_flags(c, GenerationSettings)
+    c.set_defaults(func=cmd_chat)
+
+
+def cmd_chat(args) -> int:
+    from ftspace import runs
+    from ftspace.config import GenerationSettings
+    from ftspace.errors import RunError
+
+    settings = GenerationSettings(**schema_values(args, GenerationSettings))  # checked before anything loads
+    run = runs.find(args.run)
+    if not (run.adapter_dir / "adapter_config.json").exists():
+        raise RunError(f"Run {run.id} has no adapter yet (status {run.status()['status']}): wait for it to finish.")
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+        {"role": "user", "content": args.prompt}]
+    quiet.preload()  # import-time library chatter goes to the library log, not the terminal
+    with contextlib.redirect_stdout(sys.stderr):  # what is left must not mix with the reply
+        from ftspace.chat import ChatModel
+
+        model = ChatModel.from_adapter(run.adapter_dir)
+        reply = model.reply(messages, settings, base=args.base)
+    print(reply)
+    return 0

@@ -1,0 +1,295 @@
+"""Start, follow, resume, stop and list runs, and estimate one before it starts: `ftspace train`, `resume`, `stop`,
+`runs`, `status`, `estimate`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+
+from ftspace import env, quiet
+from ftspace.cli.common import add_schema_flags, err, examples, schema_values
+from ftspace.errors import FtspaceError
+
+
+def add_commands(sub) -> None:
+    from ftspace.config import RunConfig
+
+    t = sub.add_parser("train", help="start a run and follow it (the run folder is the last line on stdout)",
+                       **examples("ftspace train --config examples/facts.yaml",
+                                  "ftspace train --dataset data.jsonl --max-steps 60 --lora-r 32",
+                                  "ftspace train --config run.yaml --set learning_rate=1e-4",
+                                  "ftspace train --config run.yaml --on hf-jobs --flavor a10g-large   # on Hugging Face "
+                                  "Jobs, billed to your account"))
+    t.add_argument("--config", help="YAML file of RunConfig fields")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_schema_flags(t, RunConfig)
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("resume", help="continue an interrupted or stopped run from its last checkpoint (a run on "
+                       "Hugging Face Jobs: on a new job; one whose job still runs: follow it again)",
+                       **examples("ftspace resume RUN", "ftspace resume RUN --quiet"))
+    r.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_resume)
+
+    s = sub.add_parser("stop", help="ask a running run to stop after the current step",
+                       **examples("ftspace stop RUN", "ftspace stop RUN --wait"))
+    s.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    s.add_argument("--wait", action="store_true", help="wait until it has stopped")
+    s.set_defaults(func=cmd_stop)
+
+    ls = sub.add_parser("runs", help="list the runs in ./runs (or $FTSPACE_RUNS)",
+                        **examples("ftspace runs", "ftspace runs --json   # id, status, step, total_steps, "
+                                   "train_loss, eval_loss, created, error, model_name, dataset, lora_r, ..."))
+    ls.add_argument("--json", action="store_true", help="a JSON list on stdout")
+    ls.set_defaults(func=cmd_runs)
+
+    st = sub.add_parser("status", help="one run: status, step, losses, adapter, checkpoints, folder",
+                        **examples("ftspace status RUN", "ftspace status RUN --json"))
+    st.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    st.add_argument("--json", action="store_true", help="a JSON object on stdout")
+    st.set_defaults(func=cmd_status)
+
+    e = sub.add_parser("estimate", help="rows, parameters, memory, steps and time for a config (JSON on stdout)",
+                       **examples("ftspace estimate --config examples/facts.yaml",
+                                  "ftspace estimate --dataset data.jsonl --model Qwen/Qwen2.5-0.5B-Instruct"))
+    e.add_argument("--config", help="YAML file of RunConfig fields")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE")
+    add_schema_flags(e, RunConfig)
+    e.set_defaults(func=cmd_estimate)
+
+
+def follow(run, quiet: bool = False, scheduler=None, file=None) -> dict:
+    """Show a progress bar on stderr (or `file`) until the run ends; Ctrl-C asks the worker to stop gracefully.
+
+    With a scheduler, first wait for the run's turn (another run on this machine, from the app or
+    another CLI, may be training), starting it when the machine is free."""
+    from tqdm import tqdm
+
+    from ftspace.runs import ACTIVE
+
+    if scheduler is not None:
+        wait_for_turn(run, scheduler)
+    bar = None if quiet else tqdm(total=None, desc=run.id, unit="step", file=file or sys.stderr, dynamic_ncols=True)
+    offset = 0
+    try:
+        while True:
+            events, offset = run.events(offset)
+            for event in events:
+                if bar is not None:
+                    if event.get("total_steps") and bar.total != event["total_steps"]:
+                        bar.total = event["total_steps"]
+                    bar.n = event.get("step", bar.n)
+                    shown = {k: f"{event[k]:.4g}" for k in ("loss", "eval_loss", "tokens_per_s") if k in event}
+                    if shown:
+                        bar.set_postfix(shown, refresh=False)
+                    bar.refresh()
+            st = run.status()
+            if st["status"] not in ACTIVE:
+                if bar is not None:
+                    bar.n = st.get("step", bar.n)
+                    bar.close()
+                return st
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        err("\ncancelling the job (Resume continues from the last checkpoint it pushed) ..." if run.read_status().get(
+            "job") else "\nstopping after the current step (the adapter will be saved) ...", file)
+        with contextlib.suppress(FtspaceError):
+            run.request_stop()
+        return follow(run, quiet=True)
+
+
+def finish(run, st: dict) -> int:
+    if st["status"] == "completed":
+        note = " (stopped early)" if st.get("stopped_early") else ""
+        err(f"completed{note}: step {st.get('step')}/{st.get('total_steps')}, loss {st.get('train_loss')}")
+        print(run.path)
+        return 0
+    err(f"run {run.id} {st['status']}: {st.get('error') or 'see ' + str(run.log_path)}")
+    print(run.path)
+    return 1
+
+
+def wait_for_turn(run, scheduler, poll: float = 1.0):
+    """Kick the machine's queue until this run has left it; Ctrl-C while waiting cancels it."""
+    told = False
+    try:
+        while True:
+            scheduler.kick()
+            st = run.read_status()
+            if not (st.get("status") == "queued" and st.get("waiting")):
+                return
+            if not told:
+                busy = ", ".join(r.id for r in scheduler.active()) or "an earlier waiting run"
+                err(f"waiting for {busy} to finish: one run trains at a time on this machine "
+                    f"(position {scheduler.position(run)}; Ctrl-C to cancel)")
+                told = True
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        run.request_stop()  # a waiting run is simply taken out of the queue, resumable later
+        err(f"\ncancelled {run.id} while it waited; `ftspace resume {run.id}` queues it again")
+        raise SystemExit(130) from None
+
+
+def config_from_args(args, base: dict | None = None):
+    """RunConfig from --config YAML (or `base`), then --set pairs, then --field flags (the last wins)."""
+    from ftspace.config import RunConfig
+    from ftspace.schema import parse_overrides
+
+    values = dict(base or {})
+    if getattr(args, "config", None):
+        values.update(RunConfig.from_yaml(args.config).to_dict())
+    values.update(parse_overrides(getattr(args, "set", None) or []))
+    values.update(schema_values(args, RunConfig))
+    return RunConfig.from_dict(values)
+
+
+def cmd_train(args) -> int:
+    from ftspace.scheduler import Scheduler
+
+    cfg = config_from_args(args)
+    from ftspace.access import hub_token
+
+    if cfg.train_on == "hf_jobs":
+        return train_on_jobs(cfg, args.quiet)
+    from ftspace import targets
+
+    scheduler = Scheduler()
+    run = targets.submit(scheduler, cfg, targets.Caller.local(hub_token()))  # HF_TOKEN or `hf auth login`
+    err(f"run {run.id}: training {cfg.model_name} on {cfg.dataset} (log: {run.log_path})")
+    return finish(run, follow(run, quiet=args.quiet, scheduler=scheduler))
+
+
+def train_on_jobs(cfg, quiet: bool, run=None) -> int:
+    """Submit (or resume) a run on Hugging Face Jobs with this machine's token and follow it here."""
+    from ftspace import jobs
+    from ftspace.access import hub_token
+
+    token = hub_token()
+    if run is None:
+        from ftspace import targets
+        from ftspace.scheduler import Scheduler
+
+        run = targets.submit(Scheduler(), cfg, targets.Caller.local(token))  # sent to Jobs and followed
+    else:
+        jobs.resume(run, token)
+    job = run.read_status()["job"]
+    err(f"run {run.id}: training {cfg.model_name} on {cfg.dataset} on Hugging Face Jobs ({job['flavor']}, billed to "
+        f"{job['namespace']}): job {job['url']} (log: {run.log_path})")
+    jobs.attach(run, token)
+    return finish(run, follow(run, quiet=quiet))
+
+
+def cmd_resume(args) -> int:
+    from ftspace import runs
+    from ftspace.scheduler import Scheduler
+
+    run = runs.find(args.run)
+    st = run.read_status()
+    if st.get("job") and st.get("status") in runs.ACTIVE:  # its job still runs: follow it again from here
+        from ftspace import jobs
+        from ftspace.access import hub_token
+
+        err(f"run {run.id} is still training on Hugging Face Jobs ({st['job']['url']}): following it")
+        jobs.attach(run, hub_token())
+        return finish(run, follow(run, quiet=args.quiet))
+    if st.get("job"):
+        return train_on_jobs(run.config(), args.quiet, run=run)
+    scheduler = Scheduler()
+    scheduler.resubmit(run)
+    err(f"resuming {run.id} from {run.last_checkpoint().name if run.last_checkpoint() else 'the start'}")
+    return finish(run, follow(run, quiet=args.quiet, scheduler=scheduler))
+
+
+def cmd_stop(args) -> int:
+    from ftspace import runs
+
+    run = runs.find(args.run)
+    if run.read_status().get("job"):
+        from ftspace import jobs
+        from ftspace.access import hub_token
+
+        jobs.stop(run, hub_token())
+        err(f"cancelled the job of {run.id}: `ftspace resume {run.id}` continues from the last checkpoint it pushed")
+        if args.wait:
+            jobs.attach(run, hub_token())
+    else:
+        run.request_stop()
+        err(f"stop requested for {run.id}: it stops after the current step and saves the adapter")
+    if args.wait:
+        st = run.wait()
+        err(f"{run.id}: {st['status']}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from ftspace import runs
+
+    items = [r.summary() for r in runs.list_runs()]
+    if args.json:
+        print(json.dumps(items, indent=1))
+        return 0
+    if not items:
+        err(f"no runs yet in {env.runs_root()}")
+        return 0
+    print(f"{'RUN':40} {'STATUS':12} {'STEP':>9} {'LOSS':>8}  MODEL / DATASET")
+    for r in items:
+        step = f"{r['step']}/{r['total_steps'] or '?'}"
+        loss = f"{r['train_loss']:.4f}" if isinstance(r.get("train_loss"), float) else "-"
+        where = f"  [Jobs {r['jobs_flavor']}]" if r.get("jobs_flavor") else ""
+        print(f"{r['id']:40} {r['status'] or '?':12} {step:>9} {loss:>8}  {r.get('model_name', '?')} / "
+              f"{r.get('dataset', '?')}{where}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    """One run: status, steps, losses, its settings, checkpoints and where its files are."""
+    from ftspace import runs
+
+    run = runs.find(args.run)
+    if run.read_status().get("job"):  # trains on Hugging Face Jobs: ask the Hub where it is
+        from ftspace import jobs
+        from ftspace.access import hub_token
+
+        jobs.refresh(run, hub_token())
+    st = run.status()
+    info = {**run.summary(), **{k: st[k] for k in ("stopped_early", "updated") if k in st},
+            "path": str(run.path), "log": str(run.log_path),
+            "adapter": str(run.adapter_dir) if (run.adapter_dir / "adapter_config.json").exists() else None,
+            "checkpoints": [p.name for p in run.checkpoints()]}
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        loss = info.get("train_loss")
+        print(f"{run.id}: {info['status']}, step {info['step']}/{info['total_steps'] or '?'}"
+              + (f", loss {loss:.4f}" if isinstance(loss, float) else "")
+              + (f" ({info['error']})" if info.get("error") else ""))
+        print(f"model {info.get('model_name', '?')}, dataset {info.get('dataset', '?')}")
+        if st.get("job"):
+            print(f"on Hugging Face Jobs: {st['job']['flavor']}, job {st['job']['url']} ({st.get('job_stage', '?')}), "
+                  f"repo {st['job']['repo']}")
+        print(f"adapter: {info['adapter'] or 'not yet'}; checkpoints: {', '.join(info['checkpoints']) or 'none'}")
+        print(f"folder: {info['path']}")
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    from ftspace.access import hub_token
+    from ftspace.planning import describe, plan
+
+    cfg = config_from_args(args)
+    quiet.preload()
+    with contextlib.redirect_stdout(sys.stderr):
+        out = plan(cfg.to_dict(), token=hub_token())
+    line = None
+    if cfg.train_on == "hf_jobs":  # its time and cost on the Jobs flavor
+        from ftspace import jobs
+
+        out["hf_jobs"] = jobs.quote(out, cfg, hub_token())
+        line = out["hf_jobs"]["text"]
+    err(describe(out, line).replace("**", ""))
+    print(json.dumps(out, indent=1))
+    return 0

@@ -1,0 +1,235 @@
+"""Running the models for a scorecard: one model is loaded (the base with the run's adapter, or a checkpoint's) and
+answers every prompt twice, adapter on and off: greedy, batched, left-padded. Test loss is computed on the reference
+replies' tokens (the same response mask training uses). Time on CPU is bounded by a cap on test rows (`max_rows`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftspace.config import SHORT_REPLY_TOKENS
+from ftspace.errors import DataError, FtspaceError
+from ftspace.evaluation.scoring import label_of, per_example, read_probe, scorecard, target
+from ftspace.runs import Run, write_json_atomic
+
+DEFAULT_MAX_ROWS = 100  # test rows scored; more are left out (the scorecard says how many)
+PROBE_NEW_TOKENS = 48  # a probe answer is a short phrase
+
+
+class Cancelled(FtspaceError):
+    """The evaluation was cancelled; nothing was saved."""
+
+
+@dataclass
+class EvalOptions:
+    checkpoint: int | None = None  # a checkpoint's step; None for the run's adapter
+    test_dataset: str = ""  # score these rows instead of the run's own test rows
+    probe_file: str = ""  # a probe of your own (JSONL: question, answers); empty for the bundled one
+    max_rows: int = DEFAULT_MAX_ROWS
+    max_new_tokens: int = SHORT_REPLY_TOKENS
+    batch_size: int = 8
+
+
+def test_rows(run: Run, options: EvalOptions, token: str | None = None) -> tuple[list[dict], str]:
+    """(canonical rows, where they came from): `options.test_dataset`, else the run's test split, else its
+    validation rows (said so)."""
+    from ftspace import limits
+    from ftspace.data import load_dataset
+
+    if options.test_dataset.strip():  # on a shared app, at most the rows a run may read
+        rows, report = load_dataset(options.test_dataset, token=token, limit=limits.rows_cap())
+        return rows, report.source
+    from ftspace.engine.prepare import prepared_dir, read_prepared
+
+    info = read_prepared(run) or {}
+    for name, label in (("test", info.get("test_source") or "test split"), ("eval", "validation rows (no test split)")):
+        path = prepared_dir(run) / f"{name}.jsonl"
+        if path.exists() and path.stat().st_size:
+            with open(path, encoding="utf-8") as fh:
+                return [json.loads(line) for line in fh], label
+    raise DataError(f"Run {run.id} has no test rows: train with test_size (e.g. 0.1) or test_dataset, or give a "
+                    "test dataset here.")
+
+
+# --- the model
+
+
+class Evaluator:
+    """A base model with an adapter, answering batches of prompts with the adapter on or off."""
+
+    def __init__(self, adapter_dir: Path, base_path: str | None = None):
+        from ftspace.chat import ChatModel
+
+        from ftspace.data.tokenize import set_chat_template
+
+        self.chat = ChatModel.from_adapter(adapter_dir, base_path)
+        self.tokenizer = self.chat.tokenizer
+        set_chat_template(self.tokenizer, "auto")  # the adapter's own template (and our length warning off)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    def _render(self, prompt: dict) -> str:
+        from ftspace.data.tokenize import fold_tools, render, supports_tools
+
+        if supports_tools(self.tokenizer):
+            return render(self.tokenizer, prompt["messages"], prompt.get("tools"), add_generation_prompt=True)
+        return render(self.tokenizer, fold_tools(prompt), None, add_generation_prompt=True)
+
+    def answer(self, prompts: list[dict], max_new_tokens: int, base: bool) -> list[str]:
+        import torch
+
+        from ftspace.config import GenerationSettings
+
+        tok = self.tokenizer
+        side, tok.padding_side = tok.padding_side, "left"
+        try:
+            enc = tok([self._render(p) for p in prompts], add_special_tokens=False, padding=True,
+                      return_tensors="pt").to(self.chat.model.device)
+        finally:
+            tok.padding_side = side
+        kwargs = self.chat.generation_kwargs(GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0))
+        kwargs["pad_token_id"] = tok.pad_token_id
+        with torch.inference_mode(), self.chat.adapter_for(base):
+            out = self.chat.model.generate(**enc, **kwargs)
+        return [tok.decode(row[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for row in out]
+
+    def loss(self, example: dict, base: bool, max_length: int) -> tuple[float, int]:
+        """(summed loss, token count) over the example's assistant tokens."""
+        import torch
+
+        from ftspace.data.tokenize import tokenize_example
+
+        enc = tokenize_example(self.tokenizer, example, True, max_length)
+        ids = torch.tensor([enc["input_ids"]], device=self.chat.model.device)
+        labels = torch.tensor([[t if m else -100 for t, m in zip(enc["input_ids"], enc["assistant_masks"])]],
+                              device=ids.device)
+        count = int((labels[0, 1:] != -100).sum())
+        if not count:
+            return 0.0, 0
+        with torch.inference_mode(), self.chat.adapter_for(base):
+            logits = self.chat.model(input_ids=ids).logits.float()
+        loss = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=-100, reduction="sum")
+        return float(loss), count
+
+
+# --- the evaluation
+
+
+def base_for(adapter: Path, token: str | None) -> str:
+    """The local folder of an adapter's base model: one its config names by Hub id (a run trained on Hugging Face
+    Jobs) is fetched with the caller's `token` only, never the server's."""
+    from ftspace.chat import adapter_base
+    from ftspace.models import resolve_model
+
+    base = adapter_base(adapter)
+    return base if Path(base).is_dir() else resolve_model(base, progress=lambda *_: None, token=token)
+
+
+
+def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = None, progress=None,
+             cancel: threading.Event | None = None, save: bool = True) -> dict:
+    """The scorecard of a run (see module doc). `progress(done, total, what)` is called as work is done;
+    setting `cancel` stops at the next batch (Cancelled)."""
+    options = options or EvalOptions()
+    progress = progress or (lambda *a: None)
+    rows, source = test_rows(run, options, token)
+    probe = read_probe(options.probe_file)
+    pairs = [(row, t) for row in rows if (t := target(row))]
+    if not pairs:
+        raise DataError(f"{source}: no test row has an assistant reply to compare against.")
+    available = len(pairs)
+    pairs = pairs[:options.max_rows]
+    adapter = run.checkpoint(options.checkpoint) if options.checkpoint else run.adapter_dir
+    if not (adapter / "adapter_config.json").exists():
+        raise FtspaceError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait for it to finish.")
+    from ftspace.engine.prepare import read_prepared
+
+    model = Evaluator(adapter, (read_prepared(run) or {}).get("model_path") or base_for(adapter, token))
+    max_length = run.config().max_seq_length
+    total = 4 * len(pairs) + 2 * len(probe)
+    done = 0
+
+    def step(n: int, what: str):
+        nonlocal done
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("evaluation cancelled: nothing was saved.")
+        done += n
+        progress(done, total, what)
+
+    progress(0, total, "loading")
+    answers = {"tuned": [], "base": []}
+    for side in ("tuned", "base"):
+        for i in range(0, len(pairs), options.batch_size):
+            step(0, f"{side} answers")
+            batch = [t[0] for _, t in pairs[i:i + options.batch_size]]
+            answers[side] += model.answer(batch, options.max_new_tokens, base=side == "base")
+            step(len(batch), f"{side} answers")
+    losses = {}
+    for side in ("tuned", "base"):
+        summed = count = 0
+        for row, _ in pairs:
+            step(0, f"{side} test loss")
+            loss, n = model.loss(row, side == "base", max_length)
+            summed, count = summed + loss, count + n
+            step(1, f"{side} test loss")
+        losses[side] = summed / count if count else None
+    probe_answers = {}
+    for side in ("tuned", "base"):
+        probe_answers[side] = []
+        for i in range(0, len(probe), options.batch_size):
+            step(0, f"{side} probe")
+            batch = probe[i:i + options.batch_size]
+            probe_answers[side] += model.answer([{"messages": [{"role": "user", "content": q["question"]}]}
+                                                 for q in batch], PROBE_NEW_TOKENS, base=side == "base")
+            step(len(batch), f"{side} probe")
+
+    card = scorecard([t[1] for _, t in pairs], answers, losses, probe, probe_answers)
+    card["examples"] = per_example([t for _, t in pairs], answers, card["task"], card.get("labels"))
+    label = label_of(options.checkpoint) if options.checkpoint else (run.status().get("adapter_checkpoint") or "final")
+    card.update(run=run.id, checkpoint=label, adapter_step=_step_of(adapter, run),
+                test={"source": source, "rows": len(pairs), "rows_available": available,
+                      "capped": available > len(pairs), "max_rows": options.max_rows,
+                      "max_new_tokens": options.max_new_tokens},
+                probe_source=Path(options.probe_file).name if options.probe_file else "bundled general probe")
+    if save:
+        folder = run.path / "evaluations"
+        folder.mkdir(exist_ok=True)
+        write_json_atomic(folder / f"{label}.json", card)
+    return card
+
+
+def stream(run: Run, options: EvalOptions, token: str | None = None, save: bool = True,
+           cancel: threading.Event | None = None):
+    """`evaluate` on a thread of its own, as ("progress", done, total, what) items and finally ("done", card).
+    Setting `cancel`, or closing the generator (a cancelled request, a closed page), cancels the evaluation."""
+    import queue
+
+    updates: queue.Queue = queue.Queue()
+    cancel = cancel or threading.Event()
+
+    def work():
+        try:
+            card = evaluate(run, options, token, lambda *p: updates.put(("progress", *p)), cancel, save)
+            updates.put(("done", card))
+        except BaseException as e:  # handed to the reader
+            updates.put(("error", e))
+
+    threading.Thread(target=work, daemon=True, name="ftspace-eval").start()
+    try:
+        while True:
+            item = updates.get()
+            if item[0] == "error":
+                raise item[1]
+            yield item
+            if item[0] == "done":
+                return
+    finally:
+        cancel.set()
+
+
+def _step_of(adapter: Path, run: Run):
+    chosen = adapter.name if adapter.name.startswith("checkpoint-") else run.status().get("adapter_checkpoint")
+    return int(chosen.split("-")[1]) if chosen else run.status().get("step")

@@ -19,7 +19,7 @@ DESCRIBES = {"engine": ["ftspace/engine", "ftspace/backends.py", "bench/bench_en
              "coldstart": ["ftspace", "app.py", "bench/bench_coldstart.py"],
              "data": ["ftspace/data", "ftspace/engine/prepare.py", "bench/bench_data.py"],
              "chat": ["ftspace/chat.py", "ftspace/models.py", "bench/bench_chat.py"],
-             "slicing": ["ftspace/zerogpu.py", "ftspace/engine", "bench/bench_slicing.py"],
+             "slicing": ["ftspace/targets/zerogpu.py", "ftspace/engine", "bench/bench_slicing.py"],
              "forgetting": ["ftspace/evaluation", "ftspace/engine", "ftspace/config.py", "examples/general.jsonl",
                             "bench/bench_forgetting.py"],
              "forgetting_presets": ["ftspace/evaluation", "ftspace/engine", "ftspace/config.py",

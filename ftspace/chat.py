@@ -279,6 +279,17 @@ _PRELOADS: dict[tuple, object] = {}  # source as source_for names it -> Future o
 _PRELOADS_LOCK = threading.Lock()
 
 
+
+def both_replies(model, prompt: list, base_prompt: list | None, settings: GenerationSettings):
+    """Stream the tuned reply, then (side by side) the base reply with the adapter off, as (tuned_text, base_text)
+    pairs; without a `base_prompt` the base text stays empty."""
+    tuned = ""
+    for tuned in model.stream(prompt, settings):
+        yield tuned, ""
+    if base_prompt is not None:
+        for text in model.stream(base_prompt, settings, base=True):
+            yield tuned, text
+
 @functools.cache
 def _preload_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftspace-preload")
@@ -358,6 +369,8 @@ def _make_room_on_gpu(source: tuple):
 def release_gpu():
     """A training run is about to start on this machine's GPU: give back what chat holds there (the
     models load again for the next message, if there is room then)."""
+    if not _CACHE:  # nothing loaded (and torch perhaps never imported: an app that has not chatted yet)
+        return
     import gc
 
     import torch

@@ -102,9 +102,9 @@ def _windows(text_chars: list[int], sample: str, cfg, token: str | None) -> int:
 
     chars_per_token = 4.0
     try:
-        from ftspace.data.inspection import _tokenizer
+        from ftspace.data.inspection import tokenizer_for
 
-        tokenizer = _tokenizer(cfg.model_name, token)
+        tokenizer = tokenizer_for(cfg.model_name, token)
         chars_per_token = max(1.0, len(sample) / max(1, len(tokenizer(sample, add_special_tokens=False)["input_ids"])))
     except Exception:  # no tokenizer here (an offline Hub model): the usual 4 characters per token
         pass

@@ -34,6 +34,7 @@ from ftspace.env import runs_root
 from ftspace.errors import RunError
 
 ACTIVE = ("queued", "running", "stopping")
+GONE = "the worker process ended unexpectedly"
 FINISHED = ("completed", "failed", "stopped")  # only Resume (status queued) moves a run out of these
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -103,20 +104,30 @@ class Run:
             return {"status": "unknown", "error": f"status.json cannot be read ({e})", "unreadable": True}
 
     def status(self) -> dict:
-        """The status, recording a run whose worker is gone as interrupted (see `set_status`: only while
-        it is still active when re-read under the lock, so a run that just completed stays completed)."""
+        """The status as it is: a run whose worker is gone reads as interrupted (nothing is written: see
+        `record_if_gone`), a running one asked to stop as stopping."""
         st = self.read_status()
         if st.get("status") == "queued" and (st.get("waiting") or (
                 not (self.path / "worker.json").exists() and time.time() - st.get("updated", 0) < 30)):
             return st  # waiting in the app's queue, or being launched right now
-        if st.get("job"):  # trains on Hugging Face Jobs: whoever follows the job (ftspace.jobs) keeps this current
+        if st.get("job"):  # trains on Hugging Face Jobs: whoever follows the job (ftspace.targets.jobs_log) keeps this current
             stopping = st.get("status") == "running" and (self.path / "STOP").exists()
             return {**st, "status": "stopping"} if stopping else st
         if st.get("status") in ACTIVE and not self.worker_alive():
-            st = self.set_status(status="interrupted", error=st.get("error") or "the worker process ended "
-                                 "unexpectedly", only_if_active=True)
+            st = self.read_status()  # read again: a worker that just finished has written its last status
+            if st.get("status") in ACTIVE:
+                st = {**st, "status": "interrupted", "error": st.get("error") or GONE}
         if st.get("status") == "running" and (self.path / "STOP").exists():
             st["status"] = "stopping"
+        return st
+
+    def record_if_gone(self) -> dict:
+        """Write down what `status` sees: a run whose worker is gone becomes interrupted in status.json (only while
+        it is still active when re-read under the lock, so a run that just completed stays completed). The app's
+        queue does this for every run it looks at, and a resume before it starts; the status."""
+        st = self.status()
+        if st.get("status") == "interrupted" and self.read_status().get("status") in ACTIVE:
+            return self.set_status(status="interrupted", error=st["error"], only_if_active=True)
         return st
 
     def worker_alive(self) -> bool:
@@ -326,7 +337,7 @@ def create(cfg: RunConfig, owner: str = "") -> Run:
 
 def prepare_resume(run: Run):
     """Refuse a run that cannot be resumed; clear an old stop request from one that can."""
-    st = run.status()
+    st = run.record_if_gone()
     if st["status"] in ACTIVE:
         raise RunError(f"Run {run.id} is already {st['status']}.")
     if st["status"] == "completed" and not st.get("stopped_early"):

@@ -69,17 +69,26 @@ def test_chat_frees_its_cache_then_refuses_rather_than_crowding_a_training_run(t
         chat._make_room_on_gpu(("base", str(tiny_model)))
 
 
-def test_a_training_run_starting_takes_back_the_gpu_from_chat(monkeypatch):
+def test_a_training_run_starting_takes_back_the_gpu_from_chat(monkeypatch, runs_dir):
+    """The app's queue calls chat.release_gpu before it launches a worker on this machine."""
+    import time
+
     import torch
 
-    from ftspace import chat, scheduler
+    from ftspace import chat, runs
+    from ftspace.config import RunConfig
+    from ftspace.targets import local
+    from ftspace.targets.queue import Scheduler
 
-    emptied = []
+    emptied, order = [], []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
     monkeypatch.setitem(chat._CACHE, ("base", "/somewhere"), object())
-    scheduler._free_gpu_for_training()
-    assert chat._CACHE == {} and emptied
+    monkeypatch.setattr(local, "launch", lambda run, resume=False: order.append(("launch", dict(chat._CACHE))))
+    run = runs.create(RunConfig())
+    run.set_status(status="queued", waiting=True, queued_at=time.time())
+    Scheduler(before_launch=chat.release_gpu).kick()
+    assert order == [("launch", {})] and emptied  # the cache was emptied before the worker started
 
 
 @pytest.fixture(scope="module")

@@ -118,7 +118,9 @@ def test_sigkill_leaves_interrupted_and_resume_finishes_the_same_steps(tiny_mode
     proc.wait()
     st = run.status()
     assert st["status"] == "interrupted", st
-    assert run.read_status()["status"] == "interrupted"  # persisted, not just computed
+    assert run.read_status()["status"] == "running"  # reading the status writes nothing
+    assert run.record_if_gone()["status"] == "interrupted"
+    assert run.read_status()["status"] == "interrupted"  # recorded by the one that says so
     resume_to_the_end(run, total=20)
 
 

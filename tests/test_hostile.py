@@ -235,7 +235,8 @@ def test_tokens_of_the_wrong_kind_and_revoked_ones(space):
 
 
 def test_forged_job_status_lines_are_not_taken(tmp_path, monkeypatch):
-    from ftspace import jobs, runs
+    from ftspace import runs
+    from ftspace.targets import jobs
     from ftspace.config import RunConfig
     from ftspace.engine.job import EVENT, STATUS
 
@@ -284,7 +285,8 @@ def test_a_run_and_a_test_set_read_only_the_rows_and_bytes_the_limits_allow(tiny
 def test_a_jobs_adapter_keeps_the_base_its_run_was_admitted_with(tmp_path, monkeypatch):
     """The job's repo is the visitor's and editable: whatever base its adapter_config names, the pulled adapter
     is set on the run's own (admitted) base model."""
-    from ftspace import jobs, runs
+    from ftspace import runs
+    from ftspace.targets import jobs
     from ftspace.config import RunConfig
 
     monkeypatch.setenv("FTSPACE_RUNS", str(tmp_path / "runs"))

@@ -45,7 +45,7 @@ LAYERS = [  # lowest first; a module may import its own layer's and lower layers
     ["ftspace.data", "ftspace.models"],
     ["ftspace.data.create", "ftspace.engine", "ftspace.evaluation", "ftspace.chat", "ftspace.hub", "ftspace.planning",
      "ftspace.sweep"],
-    ["ftspace.targets", "ftspace.scheduler", "ftspace.jobs", "ftspace.zerogpu"],
+    ["ftspace.targets"],
     ["ftspace.ui", "ftspace.cli", "ftspace.__main__"],
 ]
 
@@ -134,6 +134,19 @@ def test_imports_go_one_way_with_no_circles():
 
 def test_the_layer_check_sees_a_circle_and_an_upward_import():
     """The checks above on a made-up graph: the run store importing the queue is both."""
-    graph = {"ftspace.runs": {"ftspace.scheduler"}, "ftspace.scheduler": {"ftspace.runs"}}
-    assert circles(graph) == [["ftspace.runs", "ftspace.scheduler"]]
-    assert upward(graph) == ["ftspace.runs (layer 2) imports ftspace.scheduler (layer 5)"]
+    graph = {"ftspace.runs": {"ftspace.targets.queue"}, "ftspace.targets.queue": {"ftspace.runs"}}
+    assert circles(graph) == [["ftspace.runs", "ftspace.targets.queue"]]
+    assert upward(graph) == ["ftspace.runs (layer 2) imports ftspace.targets.queue (layer 5)"]
+
+
+def test_tabs_tools_and_commands_reach_the_targets_only_through_their_interface():
+    """Where a run trains (Jobs, ZeroGPU, a local worker) is decided in ftspace.targets: the tabs, the MCP tools and
+    the CLI call its functions (submit, resume, stop, follow, drive, quote, ...) and the queue, never the targets'
+    own modules."""
+    graph = import_graph()
+    inner = {"ftspace.targets.jobs", "ftspace.targets.jobs_log", "ftspace.targets.zerogpu", "ftspace.targets.local"}
+    assert inner <= set(graph)
+    entry = [m for m in graph if m.startswith(("ftspace.ui", "ftspace.cli")) or m == "ftspace.__main__"]
+    assert len(entry) > 10
+    bad = [f"{m} imports {sorted(graph[m] & inner)}" for m in sorted(entry) if graph[m] & inner]
+    assert not bad, bad

@@ -8,7 +8,7 @@ import pytest
 from apptools import App, progress
 from ftspace import runs
 from ftspace.config import RunConfig
-from ftspace.scheduler import Scheduler
+from ftspace.targets.queue import Scheduler
 from test_app import run_values, value_of
 from test_engine import wait_until
 

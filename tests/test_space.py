@@ -111,7 +111,8 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
     """Alice (free account) uploads data, trains on ZeroGPU from her own event, chats, and pushes."""
     from gradio_client import handle_file
 
-    from ftspace import runs, zerogpu
+    from ftspace import runs
+    from ftspace.targets import zerogpu
     from ftspace.targets import local
     from ftspace.config import RunConfig
 

@@ -72,7 +72,8 @@ def test_a_completed_run_is_never_marked_interrupted(runs_dir):
     seen = run.read_status()  # a reader saw it running, its worker then finished and exited
     run.set_status(status="completed", step=8)
     assert seen["status"] == "running"
-    assert run.status()["status"] == "completed"  # the liveness check re-reads under the lock
+    assert run.status()["status"] == "completed"  # the liveness check re-reads
+    assert run.record_if_gone()["status"] == "completed"
     run.set_status(status="interrupted", error="the worker process ended unexpectedly")
     assert run.read_status()["status"] == "completed"
 

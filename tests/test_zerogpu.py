@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from apptools import ROOT
-from ftspace import env, runs, zerogpu
+from ftspace import env, runs
+from ftspace.targets import zerogpu
 from ftspace.targets import local
 from ftspace.config import RunConfig
 
@@ -21,7 +22,7 @@ def config(tiny_model, **overrides):
 
 def sliced(run, cap_s: int) -> dict:
     """run_sliced in a fresh process (as a ZeroGPU Space trains: Unsloth imported first there)."""
-    code = ("import json, sys; from ftspace.zerogpu import run_sliced; "
+    code = ("import json, sys; from ftspace.targets.zerogpu import run_sliced; "
             "print(json.dumps(run_sliced(sys.argv[1])))")
     out = subprocess.run([sys.executable, "-c", code, str(run.path)], cwd=ROOT, capture_output=True, text=True,
                          timeout=600, env={**__import__("os").environ, "FTSPACE_ZEROGPU_MAX_CALL_S": str(cap_s),
@@ -156,7 +157,7 @@ def test_unsloth_refuses_a_process_that_imported_transformers_first():
 
 
 def test_gpu_functions_touch_no_cuda_at_import():
-    code = "import sys, ftspace.zerogpu; print('torch' in sys.modules)"
+    code = "import sys, ftspace.targets.zerogpu; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
 
@@ -178,7 +179,7 @@ def test_runs_live_on_a_spaces_persistent_storage(tmp_path, monkeypatch):
 
 
 def test_a_run_whose_page_left_the_queue_does_not_block_it(tiny_model, runs_dir, monkeypatch):
-    from ftspace.scheduler import Scheduler
+    from ftspace.targets.queue import Scheduler
 
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")  # ZeroGPU's queue rules (spaces itself is already imported)
     scheduler = Scheduler()

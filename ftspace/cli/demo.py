@@ -23,7 +23,7 @@ def cmd_demo(args) -> int:
     from ftspace.config import RunConfig
     from ftspace.data.load import EXAMPLES_DIR
 
-    from ftspace.scheduler import Scheduler
+    from ftspace.targets.queue import Scheduler
 
     cfg = RunConfig.from_yaml(EXAMPLES_DIR / "facts.yaml", args.set or [])
     started = time.time()

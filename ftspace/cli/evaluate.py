@@ -106,7 +106,7 @@ def cmd_eval(args) -> int:
 def cmd_sweep(args) -> int:
     from ftspace import sweep as sweeps
     from ftspace.access import hub_token
-    from ftspace.scheduler import Scheduler
+    from ftspace.targets.queue import Scheduler
 
     if args.resume:
         sw = sweeps.get(args.resume)

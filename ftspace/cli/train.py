@@ -148,76 +148,60 @@ def config_from_args(args, base: dict | None = None):
 
 
 def cmd_train(args) -> int:
-    from ftspace.scheduler import Scheduler
+    from ftspace import targets
+    from ftspace.access import hub_token
+    from ftspace.targets.queue import Scheduler
 
     cfg = config_from_args(args)
-    from ftspace.access import hub_token
-
-    if cfg.train_on == "hf_jobs":
-        return train_on_jobs(cfg, args.quiet)
-    from ftspace import targets
-
     scheduler = Scheduler()
     run = targets.submit(scheduler, cfg, targets.Caller.local(hub_token()))  # HF_TOKEN or `hf auth login`
-    err(f"run {run.id}: training {cfg.model_name} on {cfg.dataset} (log: {run.log_path})")
-    return finish(run, follow(run, quiet=args.quiet, scheduler=scheduler))
+    return _follow_where_it_trains(run, args.quiet, scheduler, f"training {cfg.model_name} on {cfg.dataset}")
 
 
-def train_on_jobs(cfg, quiet: bool, run=None) -> int:
-    """Submit (or resume) a run on Hugging Face Jobs with this machine's token and follow it here."""
-    from ftspace import jobs
-    from ftspace.access import hub_token
+def _follow_where_it_trains(run, quiet: bool, scheduler, doing: str) -> int:
+    """Say where the run trains, follow it to its end, and finish with the run folder on stdout."""
+    from ftspace import targets
 
-    token = hub_token()
-    if run is None:
-        from ftspace import targets
-        from ftspace.scheduler import Scheduler
-
-        run = targets.submit(Scheduler(), cfg, targets.Caller.local(token))  # sent to Jobs and followed
-    else:
-        jobs.resume(run, token)
-    job = run.read_status()["job"]
-    err(f"run {run.id}: training {cfg.model_name} on {cfg.dataset} on Hugging Face Jobs ({job['flavor']}, billed to "
-        f"{job['namespace']}): job {job['url']} (log: {run.log_path})")
-    jobs.attach(run, token)
-    return finish(run, follow(run, quiet=quiet))
+    if targets.target_for(run) == "jobs":  # followed by a thread of this process (targets.follow)
+        job = run.read_status()["job"]
+        err(f"run {run.id}: {doing} on Hugging Face Jobs ({job['flavor']}, billed to {job['namespace']}): job "
+            f"{job['url']} (log: {run.log_path})")
+        return finish(run, follow(run, quiet=quiet))
+    err(f"run {run.id}: {doing} (log: {run.log_path})")
+    return finish(run, follow(run, quiet=quiet, scheduler=scheduler))
 
 
 def cmd_resume(args) -> int:
-    from ftspace import runs
-    from ftspace.scheduler import Scheduler
+    from ftspace import runs, targets
+    from ftspace.access import hub_token
+    from ftspace.targets.queue import Scheduler
 
     run = runs.find(args.run)
-    st = run.read_status()
-    if st.get("job") and st.get("status") in runs.ACTIVE:  # its job still runs: follow it again from here
-        from ftspace import jobs
-        from ftspace.access import hub_token
-
-        err(f"run {run.id} is still training on Hugging Face Jobs ({st['job']['url']}): following it")
-        jobs.attach(run, hub_token())
+    caller = targets.Caller.local(hub_token())
+    if targets.target_for(run) == "jobs" and run.read_status().get("status") in runs.ACTIVE:
+        err(f"run {run.id} is still training on Hugging Face Jobs ({run.read_status()['job']['url']}): following it")
+        targets.follow(run, caller)  # its job still runs: follow it again from here
         return finish(run, follow(run, quiet=args.quiet))
-    if st.get("job"):
-        return train_on_jobs(run.config(), args.quiet, run=run)
     scheduler = Scheduler()
-    scheduler.resubmit(run)
-    err(f"resuming {run.id} from {run.last_checkpoint().name if run.last_checkpoint() else 'the start'}")
-    return finish(run, follow(run, quiet=args.quiet, scheduler=scheduler))
+    targets.resume(scheduler, run, caller)  # on Hugging Face Jobs: a new job from the last checkpoint it pushed
+    start = run.last_checkpoint().name if run.last_checkpoint() else "the start"
+    return _follow_where_it_trains(run, args.quiet, scheduler, f"resuming from {start}")
 
 
 def cmd_stop(args) -> int:
-    from ftspace import runs
+    from ftspace import runs, targets
+    from ftspace.access import hub_token
+    from ftspace.targets.queue import Scheduler
 
     run = runs.find(args.run)
-    if run.read_status().get("job"):
-        from ftspace import jobs
-        from ftspace.access import hub_token
-
-        jobs.stop(run, hub_token())
+    caller = targets.Caller.local(hub_token())
+    on_jobs = targets.target_for(run) == "jobs"
+    if on_jobs and not caller.token:
+        raise FtspaceError("No Hugging Face token to cancel the job with: set HF_TOKEN or run `hf auth login`.")
+    targets.stop(Scheduler(), run, caller)
+    if on_jobs:
         err(f"cancelled the job of {run.id}: `ftspace resume {run.id}` continues from the last checkpoint it pushed")
-        if args.wait:
-            jobs.attach(run, hub_token())
     else:
-        run.request_stop()
         err(f"stop requested for {run.id}: it stops after the current step and saves the adapter")
     if args.wait:
         st = run.wait()
@@ -247,14 +231,11 @@ def cmd_runs(args) -> int:
 
 def cmd_status(args) -> int:
     """One run: status, steps, losses, its settings, checkpoints and where its files are."""
-    from ftspace import runs
+    from ftspace import runs, targets
+    from ftspace.access import hub_token
 
     run = runs.find(args.run)
-    if run.read_status().get("job"):  # trains on Hugging Face Jobs: ask the Hub where it is
-        from ftspace import jobs
-        from ftspace.access import hub_token
-
-        jobs.refresh(run, hub_token())
+    targets.refresh(run, targets.Caller.local(hub_token()))  # on Hugging Face Jobs: asks the Hub where it is
     st = run.status()
     info = {**run.summary(), **{k: st[k] for k in ("stopped_early", "updated") if k in st},
             "path": str(run.path), "log": str(run.log_path),
@@ -277,6 +258,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_estimate(args) -> int:
+    from ftspace import targets
     from ftspace.access import hub_token
     from ftspace.planning import describe, plan
 
@@ -285,11 +267,10 @@ def cmd_estimate(args) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         out = plan(cfg.to_dict(), token=hub_token())
     line = None
-    if cfg.train_on == "hf_jobs":  # its time and cost on the Jobs flavor
-        from ftspace import jobs
-
-        out["hf_jobs"] = jobs.quote(out, cfg, hub_token())
-        line = out["hf_jobs"]["text"]
+    quote = targets.quote(out, cfg, targets.Caller.local(hub_token()))  # on Hugging Face Jobs: time and cost
+    if quote:
+        out["hf_jobs"] = quote
+        line = quote["text"]
     err(describe(out, line).replace("**", ""))
     print(json.dumps(out, indent=1))
     return 0

@@ -30,7 +30,7 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
     tokenizer, tokens_error, counter, first = None, None, None, None
     if model_name:
         try:
-            tokenizer = _tokenizer(model_name, token)
+            tokenizer = tokenizer_for(model_name, token)
         except Exception as e:  # no tokenizer (an offline Hub model): the report still stands
             tokens_error = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
     if tokenizer is not None:
@@ -63,7 +63,7 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
     return {"report": report.to_dict(), "preview": preview, "first": first, "tokens_error": tokens_error}
 
 
-def _tokenizer(model_name: str, token: str | None):
+def tokenizer_for(model_name: str, token: str | None):
     from ftspace.models import resolve_model
 
     path = resolve_model(model_name, progress=lambda *_: None, token=token, need="tokenizer")  # access checked

@@ -1,6 +1,6 @@
 """The entry point a Hugging Face Job runs: `python -m ftspace.engine.job REPO_ID [--resume]`.
 
-REPO_ID is the run's private repo (ftspace.jobs pushed run/config.yaml, any local data under run/, and, off a
+REPO_ID is the run's private repo (ftspace.targets.jobs pushed run/config.yaml, any local data under run/, and, off a
 Space, this project's code under code/). This process makes an ordinary run folder from it, starts the
 ordinary worker on it (`ftspace.engine.worker`, on several GPUs through `torchrun`), and reports through its
 own output, which is the job's log: the worker's lines as they are, each event as `[ftspace event] {json}` and

@@ -23,6 +23,7 @@ Self-hosted single-user, the machine is its user's: paths work and nothing is li
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,13 +204,118 @@ def submit(scheduler, cfg: RunConfig, caller: Caller) -> runs.Run:
 def resume(scheduler, run: runs.Run, caller: Caller) -> runs.Run:
     """Queue a run of the caller's again (its config was admitted when it started; the counts apply again)."""
     check_queue(caller)
-    if run.read_status().get("job") and not caller.can_write:
+    if target_for(run) == "jobs" and not caller.can_write:
         raise ConfigError("Resuming on Hugging Face Jobs needs a token that may write: send a write token.")
     return scheduler.resubmit(run, caller.token)
 
 
 def stop(scheduler, run: runs.Run, caller: Caller) -> None:
+    """Stop a run of the caller's where it trains: after its current step, or its job cancelled (their token)."""
     scheduler.stop(run, caller.token)
+
+
+# --- where a run trains: decided here, and only here
+
+
+def target_for(run_or_cfg) -> str:
+    """'jobs' (Hugging Face Jobs, billed to the caller's account), 'zerogpu' (GPU calls made from the owner's own
+    events) or 'local' (a worker process on this machine, one run at a time)."""
+    if isinstance(run_or_cfg, runs.Run):
+        if run_or_cfg.read_status().get("job"):
+            return "jobs"
+        run_or_cfg = run_or_cfg.config()
+    if run_or_cfg.train_on == "hf_jobs":
+        return "jobs"
+    return "zerogpu" if env.on_zerogpu() else "local"
+
+
+def jobs_flavors() -> list[str]:
+    """The Hugging Face Jobs hardware a run may ask for (train_on hf_jobs)."""
+    from ftspace.targets.jobs import flavor_names
+
+    return flavor_names()
+
+
+def zerogpu_quotas() -> dict[str, int]:
+    """A ZeroGPU visitor's daily GPU minutes, by account tier."""
+    from ftspace.targets.zerogpu import TIERS
+
+    return {name: tier.daily_quota_s // 60 for name, tier in TIERS.items()}
+
+
+def follow(run: runs.Run, caller: Caller) -> None:
+    """Keep the run's folder current wherever it trains. A Jobs run's log is read on a background thread of this
+    process with the caller's token (again after a restart of the app; at most one follower per run across
+    processes); a local or ZeroGPU run's worker writes the folder itself."""
+    if target_for(run) == "jobs":
+        from ftspace.targets import jobs_log
+
+        jobs_log.attach(run, caller.token)
+
+
+def follow_again(caller: Caller) -> None:
+    """Follow every active Jobs run the caller may see: after a restart of the app nothing else reads their jobs'
+    logs (the app calls this at start with the machine's own token when it is single-user, and on a visitor's page
+    load with theirs)."""
+    for run in owners.visible_runs(caller.owner):
+        if run.read_status().get("status") in runs.ACTIVE:
+            follow(run, caller)
+
+
+def refresh(run: runs.Run, caller: Caller) -> None:
+    """Catch the run's folder up once, without following (`ftspace status`): a Jobs run asks the Hub."""
+    if target_for(run) == "jobs":
+        from ftspace.targets import jobs_log
+
+        jobs_log.refresh(run, caller.token)
+
+
+def quote(plan: dict, cfg: RunConfig, caller: Caller) -> dict | None:
+    """Time, cost and who pays on the run's target, for an estimate (None where it costs nothing extra)."""
+    if target_for(cfg) != "jobs":
+        return None
+    from ftspace.targets import jobs
+
+    return jobs.quote(plan, cfg, caller.token)
+
+
+def drive(scheduler, run: runs.Run, caller: Caller, tier: str, wait_s: float = 2.0):
+    """ZeroGPU: from the caller's own request, wait for the run's turn (keeping its place), then make its GPU calls,
+    billed to that caller's quota; yields after each wait and each call. Anywhere else the run trains by itself and
+    this returns at once."""
+    if target_for(run) != "zerogpu" or run.read_status().get("status") != "queued":
+        return
+    from ftspace.targets import zerogpu
+
+    while scheduler.claim(run) > 0:  # its place in the queue; 0 once it holds the slot
+        scheduler.hold_place(run, seconds=30)  # the caller still waits: keep the place
+        yield
+        time.sleep(wait_s)
+    yield from zerogpu.drive(run, caller.token, tier)
+
+
+def evaluation_updates(run: runs.Run, options, caller: Caller, tier: str, cancel=None):
+    """An evaluation's ("progress", done, total, what) items, then ("done", scorecard): on ZeroGPU in one GPU call
+    (sized by `tier`), elsewhere on a thread of this process (`cancel` stops it)."""
+    from ftspace import evaluation
+
+    if env.on_zerogpu():
+        from ftspace.targets import zerogpu
+
+        return zerogpu.evaluate_on_gpu(str(run.path), vars(options), caller.token, tier)
+    return evaluation.stream(run, options, caller.token, cancel=cancel)
+
+
+def chat_replies(source: tuple, prompt: list, base_prompt: list | None, settings, tier: str):
+    """(tuned_text, base_text) as the replies grow (the base one only with a `base_prompt`): on ZeroGPU in one GPU
+    call per message (sized by `tier`), elsewhere with the model this process keeps loaded."""
+    if env.on_zerogpu():
+        from ftspace.targets import zerogpu
+
+        return zerogpu.chat_on_gpu(source, prompt, base_prompt, vars(settings), tier)
+    from ftspace.chat import both_replies, load_cached
+
+    return both_replies(load_cached(source), prompt, base_prompt, settings)
 
 
 class Gated:

@@ -1,6 +1,6 @@
 """Runs that train on this machine: a worker process per run (`python -m ftspace.engine.worker`, or torchrun for
 several processes), its output going to the run's log file. The run store (ftspace.runs) keeps what the worker
-writes; the queue (ftspace.scheduler) decides when a run starts; this starts it.
+writes; the queue (ftspace.targets.queue) decides when a run starts; this starts it.
 """
 
 from __future__ import annotations

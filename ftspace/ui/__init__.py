@@ -10,16 +10,22 @@ import secrets
 
 import gradio as gr
 
-from ftspace.scheduler import Scheduler
+from ftspace import access, env, targets
+from ftspace.targets.queue import Scheduler
 from ftspace.ui import chat_tab, dataset_tab, eval_tab, mcp_tools, publish_tab, runs_tab, train_tab
-from ftspace.ui.common import owner_of, visible_runs
+from ftspace.ui.common import caller_of, owner_of, visible_runs
 
 TITLE = "ftspace: fine-tune an LLM with Unsloth LoRA, no code"
 
 
 def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
     check_address()
-    scheduler = scheduler or Scheduler().start()
+    from ftspace import chat
+
+    # Chat models give back the GPU when a run starts; a completed run's model starts loading for chat
+    scheduler = scheduler or Scheduler(before_launch=chat.release_gpu, on_finished=chat_tab.load_finished_run).start()
+    if not env.multi_user():  # self-hosted: its Jobs runs are followed again with the machine's own token
+        targets.follow_again(targets.Caller.local(access.hub_token()))
     ui: dict = {}
     with gr.Blocks(title="ftspace") as demo:
         gr.Markdown(f"## {TITLE}\nBring a dataset, train a LoRA adapter, chat with it next to the base model, "
@@ -59,9 +65,9 @@ def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
         publish.select(finished_runs, [ui["browser_id"], ui["pub_run"]], [ui["pub_run"]], **hidden)
         runs_view.select(refresh_table, [ui["browser_id"]], [ui["runs_table"]], **hidden)
 
-        def on_load(browser_id, request: gr.Request):
+        def on_load(browser_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
             browser_id = browser_id or secrets.token_hex(16)
-            run_dropdown, timer = train_tab.reattach(owner_of(request, browser_id))
+            run_dropdown, timer = train_tab.reattach(caller_of(request, browser_id, oauth_token))
             return browser_id, run_dropdown, timer
 
         demo.load(on_load, [ui["browser_id"]], [ui["browser_id"], ui["run_id"], ui["timer"]], **hidden)

@@ -10,7 +10,7 @@ import gradio as gr
 from ftspace.config import GenerationSettings
 from ftspace.schema import default_of, field_type
 from ftspace.errors import FtspaceError, ModelError
-from ftspace import env, targets
+from ftspace import targets
 from ftspace.ui.common import MODEL_CHOICES, caller_of, field_label, open_in, own_run, user_errors, \
     visitor_tier, visitor_token
 
@@ -55,6 +55,16 @@ def wire(ui: dict):
     ui["chat_run"].change(preload, [ui["browser_id"], ui["chat_run"]], ui["chat_state"], queue=False,
                           api_name="chat_pick")
 
+
+
+def load_finished_run(run) -> None:
+    """A run that has just completed starts loading for chat in the background (the app's queue calls this from its
+    loop), so the first message finds it ready. No visitor's token here: a run on a private Hub base model loads
+    when its owner first chats."""
+    from ftspace import chat
+
+    if (run.adapter_dir / "adapter_config.json").exists():
+        chat.preload(("run", str(run.adapter_dir)))
 
 def preload(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None) -> str:
     """A run picked here starts loading in the background, so the first reply does not wait for it."""
@@ -145,22 +155,10 @@ def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, tem
 
 
 def _replies(source, prompt, base_prompt, settings, tuned, base, side, profile):
-    from ftspace import zerogpu
-    from ftspace.chat import load_cached
-
-    if env.on_zerogpu():  # one GPU call per message, streaming both replies out of the fork
-        for tuned_text, base_text in zerogpu.chat_on_gpu(source, prompt, base_prompt if side else None,
-                                                         vars(settings), visitor_tier(profile)):
-            tuned[-1]["content"] = render_reply(tuned_text)
-            if side:
-                base[-1]["content"] = render_reply(base_text)
-            yield tuned, base, ""
-        return
-    model = load_cached(source)
-    for text in model.stream(prompt, settings):
-        tuned[-1]["content"] = render_reply(text)
+    """Both replies as they grow (on ZeroGPU: one GPU call per message, streaming them out of the fork)."""
+    for tuned_text, base_text in targets.chat_replies(source, prompt, base_prompt if side else None, settings,
+                                                      visitor_tier(profile)):
+        tuned[-1]["content"] = render_reply(tuned_text)
+        if side:
+            base[-1]["content"] = render_reply(base_text)
         yield tuned, base, ""
-    if side:
-        for text in model.stream(base_prompt, settings, base=True):
-            base[-1]["content"] = render_reply(text)
-            yield tuned, base, ""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ftspace import access, owners
+from ftspace import access, owners, targets
 from ftspace.owners import own_run, owner_uploads, visible_runs  # noqa: F401
 from ftspace.env import multi_user, on_space  # noqa: F401
 from ftspace.config import RunConfig
@@ -64,16 +64,18 @@ def owner_of(request: gr.Request | None, browser_id: str = "") -> str:
 def login_name(request: gr.Request | None) -> str | None:
     """The Hugging Face username this request is signed in as (Gradio's OAuth session), if any.
 
-    Read the way Gradio reads it for gr.OAuthProfile, so every handler knows its user without each
-    one declaring a profile parameter."""
-    from gradio.helpers import _session_from_request
-    from gradio.oauth import _get_valid_oauth_info_from_session
+    Read from what gr.OAuthProfile is built from (the "oauth_info" Gradio's login keeps in the signed session
+    cookie, until it expires), so every handler knows its user without each one declaring a profile parameter.
+    Only public interfaces: the request's Starlette scope (no session there without OAuth: nobody signed in)."""
+    import time
 
-    try:
-        info = _get_valid_oauth_info_from_session(_session_from_request(request))
-    except Exception:  # no session middleware (self-hosted without OAuth), or an unreadable cookie
+    underlying = getattr(request, "request", None) or request
+    scope = getattr(underlying, "scope", None)
+    session = scope.get("session") if isinstance(scope, dict) else getattr(underlying, "session", None)
+    info = session.get("oauth_info") if isinstance(session, dict) else None
+    if not isinstance(info, dict) or (info.get("expires_at") is not None and info["expires_at"] < time.time()):
         return None
-    return ((info or {}).get("userinfo") or {}).get("preferred_username")
+    return (info.get("userinfo") or {}).get("preferred_username")
 
 
 SCRATCH_KEEP = 64  # files kept per kind in the scratch folder (Gradio copies what it serves into its own cache)
@@ -135,9 +137,7 @@ def control_for(f, schema=RunConfig, **extra) -> gr.components.Component:
     if f.name == "model_name":
         return gr.Dropdown(MODEL_CHOICES, value=default, label=label, info=info, allow_custom_value=True, **extra)
     if f.name == "jobs_flavor":  # the Hub's flavors; one it adds later can be typed
-        from ftspace.jobs import flavor_names
-
-        return gr.Dropdown(flavor_names(), value=default, label=label, info=info, allow_custom_value=True, **extra)
+        return gr.Dropdown(targets.jobs_flavors(), value=default, label=label, info=info, allow_custom_value=True, **extra)
     if kind is bool:
         return gr.Checkbox(value=default, label=label, info=info, **extra)
     if meta.get("choices"):

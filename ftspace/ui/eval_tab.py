@@ -7,10 +7,10 @@ import threading
 
 import gradio as gr
 
-from ftspace import env, evaluation, targets
+from ftspace import evaluation, targets
 from ftspace.config import DATA_SUFFIXES
 from ftspace.errors import FtspaceError
-from ftspace.ui.common import caller_of, own_run, owner_of, user_errors, visitor_tier, visitor_token
+from ftspace.ui.common import caller_of, own_run, owner_of, user_errors, visitor_tier
 
 FINAL = "final (the adapter chat and publishing use)"
 EXAMPLE_COLUMNS = ["prompt", "reference", "base answer", "tuned answer", "base score", "tuned score", "change"]
@@ -102,8 +102,6 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
     """Score a finished run of yours: its adapter (or a kept checkpoint's) against the base model on held-out
     test rows and the general probe. Returns the scorecard (Markdown), the metric table, the per-example
     table (tuned worse first), the probe's answers and the run's scored adapters (checkpoints by step)."""
-    from ftspace import zerogpu
-
     if not run_id:
         raise FtspaceError("Pick a run to evaluate.")
     caller = caller_of(request, browser_id, oauth_token)
@@ -115,15 +113,11 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
                                      max_new_tokens=int(max_new))
     if options.checkpoint:
         run.checkpoint(options.checkpoint)
-    token = visitor_token(oauth_token)
     cancel = _CANCELS[owner] = threading.Event()  # before the first progress: a Cancel seen after it must count
     progress(0, desc="loading the model")
     card = None
     with targets.model_slot(caller):  # one visitor holds at most their share of the model slots
-        if env.on_zerogpu():
-            updates = zerogpu.evaluate_on_gpu(str(run.path), vars(options), token, visitor_tier(profile))
-        else:
-            updates = evaluation.stream(run, options, token, cancel=cancel)
+        updates = targets.evaluation_updates(run, options, caller, visitor_tier(profile), cancel=cancel)
         for kind, *value in updates:
             if kind == "progress":
                 done, total, what = value

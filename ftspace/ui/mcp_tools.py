@@ -15,7 +15,7 @@ import time
 
 import gradio as gr
 
-from ftspace import access, env, offload, owners, runs, targets, zerogpu
+from ftspace import access, env, offload, owners, runs, targets
 from ftspace.config import DATA_SUFFIXES, SHORT_REPLY_TOKENS, GenerationSettings, RunConfig
 from ftspace.errors import ConfigError, DataError, FtspaceError, ModelError
 from ftspace.ui import dataset_tab
@@ -89,16 +89,11 @@ def _summary(run: runs.Run) -> dict:
     return info
 
 
-def _train_on_zerogpu(scheduler, run: runs.Run, token: str | None):
+def _train_on_zerogpu(scheduler, run: runs.Run, caller):
     """On ZeroGPU the GPU calls are billed to whoever makes them: the agent's own call waits for the run's turn,
     then drives it to its end (the Train tab's train_on_gpu does the same, showing progress). Elsewhere the
-    scheduler's worker trains it and this returns at once."""
-    if not env.on_zerogpu() or run.read_status().get("job"):  # (a run on Hugging Face Jobs trains there)
-        return
-    while scheduler.claim(run) > 0:
-        scheduler.hold_place(run, seconds=30)
-        time.sleep(2)
-    for _ in zerogpu.drive(run, token, access.tier(signed_in=bool(token))):
+    run trains by itself and this returns at once."""
+    for _ in targets.drive(scheduler, run, caller, access.tier(signed_in=bool(caller.token))):
         pass
 
 
@@ -162,10 +157,9 @@ def register(scheduler) -> list[str]:
         cfg = targets.admit(_config(caller, config_yaml, settings), caller, queue=False)  # the gate
         out = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token, owner=targets.runs_owner(caller))
         line = None
-        if cfg.train_on == "hf_jobs":  # time and cost on the Jobs flavor, billed to the caller's account
-            from ftspace import jobs
-
-            out["hf_jobs"] = jobs.quote(out, cfg, token)
+        quote = targets.quote(out, cfg, caller)  # on Hugging Face Jobs: time and cost, billed to the caller's account
+        if quote:
+            out["hf_jobs"] = quote
             line = out["hf_jobs"].pop("text")
         return _json({**out, "summary": describe(out, line).replace("**", "")})
 
@@ -185,7 +179,7 @@ def register(scheduler) -> list[str]:
         """
         caller = _caller(request)
         run = targets.submit(scheduler, _config(caller, config_yaml, settings), caller)  # the gate, then the queue
-        _train_on_zerogpu(scheduler, run, caller.token)
+        _train_on_zerogpu(scheduler, run, caller)
         values = run.config().to_dict()
         values["dataset"] = owners.shown_dataset(values["dataset"])
         return _json({"run_id": run.id, "status": run.status()["status"], "config": values})
@@ -247,7 +241,7 @@ def register(scheduler) -> list[str]:
         caller = _caller(request)
         run = _run(run_id, caller.owner)
         targets.resume(scheduler, run, caller)
-        _train_on_zerogpu(scheduler, run, caller.token)
+        _train_on_zerogpu(scheduler, run, caller)
         return _json({"id": run.id, "status": run.status()["status"]})
 
     @user_errors
@@ -267,7 +261,7 @@ def register(scheduler) -> list[str]:
         Returns:
             JSON: "tuned" (the reply), and "base" with compare_base.
         """
-        from ftspace.chat import load_cached, resolve_source
+        from ftspace.chat import resolve_source
 
         caller = _caller(request)
         token = caller.token
@@ -283,15 +277,11 @@ def register(scheduler) -> list[str]:
         targets.admit_chat(messages, caller)
         source = resolve_source(("run", str(run.adapter_dir)), token)
         with targets.model_slot(caller):
-            if env.on_zerogpu():
-                tuned = base = ""
-                for tuned, base in zerogpu.chat_on_gpu(source, messages, messages if compare_base else None,
-                                                       vars(settings), access.tier(signed_in=bool(token))):
-                    pass
-            else:
-                model = load_cached(source)
-                tuned = model.reply(messages, settings)
-                base = model.reply(messages, settings, base=True) if compare_base else ""
+            tuned = base = ""
+            for tuned, base in targets.chat_replies(source, messages, messages if compare_base else None, settings,
+                                                    access.tier(signed_in=bool(token))):
+                pass
+            tuned, base = tuned.strip(), base.strip()
         return _json({"tuned": tuned, **({"base": base} if compare_base else {})})
 
     @user_errors

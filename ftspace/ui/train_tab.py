@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import shlex
-import time
 
 import gradio as gr
 
-from ftspace import env, jobs, models, offload, runs, zerogpu
-from ftspace import targets
-from ftspace.owners import UPLOADED, scrub_paths
+from ftspace import env, models, offload, runs, targets
 from ftspace.config import PRESETS
 from ftspace.errors import FtspaceError
+from ftspace.owners import UPLOADED, scrub_paths
 from ftspace.ui import sweep_panel
 from ftspace.ui.common import caller_of, config_fields, config_from_values, control_for, log_tail, on_space, \
-    open_in, own_run, owner_of, scratch_file, user_errors, visible_runs, visitor_tier, visitor_token
+    open_in, own_run, owner_of, scratch_file, user_errors, visible_runs, visitor_tier
+
 
 def hardware_text() -> str:
     hw = models.hardware()
@@ -23,7 +22,7 @@ def hardware_text() -> str:
         storage = ("\n\n**No persistent storage on this Space:** runs are lost when it restarts. Push your adapter "
                    "to the Hub (Publish) to keep it.")
     if hw["kind"] == "zerogpu":
-        quotas = ", ".join(f"{name} {tier.daily_quota_s // 60} min" for name, tier in zerogpu.TIERS.items())
+        quotas = ", ".join(f"{name} {minutes} min" for name, minutes in targets.zerogpu_quotas().items())
         return (f"**Hardware:** {hw['name']}. Training runs as a series of short GPU calls made while this page is "
                 f"open, each billed to **your own** daily ZeroGPU quota ({quotas}; sign in for more). Close the page "
                 "and the run pauses at its last checkpoint: press Resume when you are back." + storage)
@@ -105,17 +104,13 @@ def wire(ui: dict, scheduler):
                      profile: gr.OAuthProfile | None):
         """ZeroGPU: this visitor's own event waits for the run's turn, then makes its GPU calls (so ZeroGPU
         sees their token and bills their quota), showing progress between calls."""
-        owner = owner_of(request, browser_id)
-        run = _selected(run_id, owner)
-        if run.read_status().get("status") != "queued" or run.read_status().get("job"):  # (Jobs: trains there)
+        caller = caller_of(request, browser_id, oauth_token)
+        run = _selected(run_id, caller.owner)
+        if targets.target_for(run) != "zerogpu" or run.read_status().get("status") != "queued":
             return
-        while scheduler.claim(run) > 0:  # its place in the queue; 0 once it holds the slot
-            scheduler.hold_place(run, seconds=30)  # this page still waits: keep the place
-            yield progress(scheduler, run.id, owner)[:3]
-            time.sleep(2)
-        for _ in zerogpu.drive(run, visitor_token(oauth_token), visitor_tier(profile)):
-            yield progress(scheduler, run.id, owner)[:3]
-        yield progress(scheduler, run.id, owner)[:3]
+        for _ in targets.drive(scheduler, run, caller, visitor_tier(profile)):
+            yield progress(scheduler, run.id, caller.owner)[:3]
+        yield progress(scheduler, run.id, caller.owner)[:3]
         st = run.read_status()
         if st["status"] != "completed" and st.get("error"):
             raise FtspaceError(st["error"])
@@ -125,7 +120,7 @@ def wire(ui: dict, scheduler):
         caller = caller_of(request, browser_id, oauth_token)
         run = _selected(run_id, caller.owner)
         targets.stop(scheduler, run, caller)
-        if run.read_status().get("job"):
+        if targets.target_for(run) == "jobs":
             gr.Info(f"Cancelling the job of {run.id}; Resume continues from the last checkpoint it pushed.")
         else:
             gr.Info(f"Stopping {run.id} after the current step; the adapter will be saved.")
@@ -136,8 +131,8 @@ def wire(ui: dict, scheduler):
         targets.resume(scheduler, _selected(run_id, caller.owner), caller)
         return gr.Timer(active=True)
 
-    def poll(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
-        return progress(scheduler, run_id, owner_of(request, browser_id), visitor_token(oauth_token))
+    def poll(browser_id, run_id, request: gr.Request):
+        return progress(scheduler, run_id, owner_of(request, browser_id))
 
     started = ui["start"].click(start, who + controls, [ui["run_id"], ui["timer"]], concurrency_id="control",
                                 api_name="start")
@@ -216,15 +211,15 @@ def estimate(request: gr.Request, oauth_token: gr.OAuthToken | None, browser_id,
     caller, cfg = visitor_config(request, browser_id, values, oauth_token)  # through the gate
     token = caller.token
     plan = offload.call("ftspace.planning:plan", config=cfg.to_dict(), token=token, owner=targets.runs_owner(caller))
-    return describe(plan, jobs.quote(plan, cfg, token)["text"] if cfg.train_on == "hf_jobs" else None)
+    quote = targets.quote(plan, cfg, caller)  # time and cost on Hugging Face Jobs
+    return describe(plan, quote["text"] if quote else None)
 
 
-def progress(scheduler, run_id, owner, token: str | None = None):
-    """Status line, loss curves and log tail for the selected run; stops the timer when it has ended. A completed
-    run's model starts loading for chat in the background (with the visitor's `token`, for a Hub base model)."""
+def progress(scheduler, run_id, owner):
+    """Status line, loss curves and log tail for the selected run; stops the timer when it has ended. It only reads
+    the run's folder: a Jobs run is followed from where it starts (and from `reattach`), and a completed run's model
+    starts loading for chat from the queue's loop (chat_tab.load_finished_run)."""
     import pandas as pd
-
-    from ftspace import chat
 
     if not run_id:
         return "No run yet.", None, "", gr.Timer(active=False)
@@ -232,8 +227,6 @@ def progress(scheduler, run_id, owner, token: str | None = None):
         run = own_run(run_id, owner)
     except FtspaceError as e:
         return str(e), None, "", gr.Timer(active=False)
-    if token and run.read_status().get("job"):
-        jobs.attach(run, token)  # trains on Hugging Face Jobs: follow it (again, after a restart of the app)
     st = run.status()
     events = run.all_events()
     points = [{"step": e["step"], "loss": e["loss"], "series": "train"} for e in events if "loss" in e]
@@ -278,8 +271,6 @@ def progress(scheduler, run_id, owner, token: str | None = None):
         parts.append("(stopped early; resumable)")
     log = scrub_paths(log_tail(run.log_path))
     active = st["status"] in runs.ACTIVE
-    if st["status"] == "completed" and (run.adapter_dir / "adapter_config.json").exists():
-        chat.preload(("run", str(run.adapter_dir)), token)  # chat is ready when the visitor gets there
     return " · ".join(parts), pd.DataFrame(points) if points else None, log, gr.Timer(active=active)
 
 
@@ -288,9 +279,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def reattach(owner: str):
-    """On page load: select this owner's newest active run (or newest run) and poll it if active."""
-    items = visible_runs(owner)
+def reattach(caller):
+    """On page load: select the caller's newest active run (or newest run) and poll it if active; their runs on
+    Hugging Face Jobs are followed again (after a restart of the app, nothing else reads their jobs' logs)."""
+    targets.follow_again(caller)
+    items = visible_runs(caller.owner)
     active = [r for r in items if r.status()["status"] in runs.ACTIVE]
     chosen = (active or items or [None])[0]
     ids = [r.id for r in items]

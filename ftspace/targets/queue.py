@@ -9,7 +9,7 @@ across processes, so an app and a CLI on one machine never train two runs at onc
 On a shared app the run is prepared (model and data downloaded with the visitor's token, tokenized)
 inside the visitor's request before it is queued: the worker that trains it has no credentials. On a
 ZeroGPU Space nothing starts a run in the background: the owner's own event `claim`s it when its turn
-comes and drives its GPU calls (ftspace.zerogpu.drive), so they are billed to that visitor.
+comes and drives its GPU calls (ftspace.targets.zerogpu.drive), so they are billed to that visitor.
 """
 
 from __future__ import annotations
@@ -19,14 +19,19 @@ import fcntl
 import threading
 import time
 
-from ftspace import env, offload, runs, zerogpu
+from ftspace import env, offload, runs, targets
+from ftspace.targets import zerogpu
 from ftspace.targets import local
 from ftspace.config import RunConfig
 
 
 class Scheduler:
-    def __init__(self, slots: int = 1, poll: float = 1.0):
+    def __init__(self, slots: int = 1, poll: float = 1.0, before_launch=None, on_finished=None):
+        """`before_launch()` runs before a worker starts on this machine (the app: chat models give back the GPU);
+        `on_finished(run)` runs on the background loop's thread for each run that completed since its last look
+        (the app: the run's model starts loading for chat)."""
         self.slots, self.poll = slots, poll
+        self.before_launch, self.on_finished = before_launch, on_finished
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -35,11 +40,11 @@ class Scheduler:
     def submit(self, cfg: RunConfig, owner: str = "", token: str | None = None) -> runs.Run:
         """Queue a run. `token` is the caller's own (ftspace.access.hub_token), used only here and now (and, for
         a run on Hugging Face Jobs, which is not queued here, as the job's own credentials and to follow it)."""
-        if cfg.train_on == "hf_jobs":
-            from ftspace import jobs
+        if targets.target_for(cfg) == "jobs":  # not queued here: its job starts at once, and is followed
+            from ftspace.targets import jobs
 
             run = jobs.start(cfg, token, owner=owner)
-            jobs.attach(run, token)
+            targets.follow(run, targets.Caller(owner, token))
             return run
         local.preflight(cfg)  # (the caller's access to its sources was checked by ftspace.targets.admit)
         run = runs.create(cfg, owner=owner)
@@ -59,11 +64,11 @@ class Scheduler:
     def resubmit(self, run: runs.Run, token: str | None = None) -> runs.Run:
         """Queue an interrupted or stopped run to continue from its last checkpoint (a run on Hugging Face Jobs:
         on a new job, with the caller's `token`)."""
-        if run.read_status().get("job"):
-            from ftspace import jobs
+        if targets.target_for(run) == "jobs":
+            from ftspace.targets import jobs
 
             jobs.resume(run, token)
-            jobs.attach(run, token)
+            targets.follow(run, targets.Caller(run.read_status().get("owner", ""), token))
             return run
         runs.prepare_resume(run)
         run.set_status(status="queued", waiting=True, resume=True, error=None, queued_at=time.time())
@@ -75,11 +80,11 @@ class Scheduler:
     def stop(self, run: runs.Run, token: str | None = None):
         """Stop a run: after its current step, or, on Hugging Face Jobs, by cancelling its job (with the caller's
         `token`; without one, a follower of the job in this process cancels it)."""
-        if run.read_status().get("job") and token:
-            from ftspace import jobs
+        if targets.target_for(run) == "jobs" and token:
+            from ftspace.targets import jobs
 
             jobs.stop(run, token)
-            jobs.attach(run, token)
+            targets.follow(run, targets.Caller(run.read_status().get("owner", ""), token))
         else:
             run.request_stop()
 
@@ -107,7 +112,7 @@ class Scheduler:
         active = []
         for run in runs.list_runs():
             st = run.status()
-            if st.get("job"):  # trains on Hugging Face Jobs, not on this machine
+            if st.get("job"):  # trains on Hugging Face Jobs, not on this machine (targets.target_for)
                 continue
             if st["status"] in ("running", "stopping") or (st["status"] == "queued" and not st.get("waiting")):
                 active.append(run)
@@ -119,7 +124,7 @@ class Scheduler:
 
     def claim(self, run: runs.Run) -> int:
         """ZeroGPU: take the slot for this waiting run if it is next and a slot is free (0), else its
-        place in the queue. The caller then drives it (ftspace.zerogpu.drive) from the owner's event."""
+        place in the queue. The caller then drives it (ftspace.targets.zerogpu.drive) from the owner's event."""
         with self._lock, _machine_lock():
             position = self.position(run)
             if position is None:
@@ -141,7 +146,8 @@ class Scheduler:
                 return
             free = self.slots - len(self.active())
             for run in waiting[:max(0, free)]:
-                _free_gpu_for_training()
+                if self.before_launch is not None:
+                    self.before_launch()
                 local.launch(run, resume=bool(run.read_status().get("resume")))
 
     # --- background loop
@@ -152,24 +158,30 @@ class Scheduler:
         return self
 
     def _loop(self):
+        training: set[str] = set()
         while not self._stop.is_set():
             try:
                 self.kick()
+                training = self._look(training)
             except Exception as e:  # never let the loop die; the next tick retries
                 print(f"[ftspace scheduler] {type(e).__name__}: {e}", flush=True)
             time.sleep(self.poll)
 
+    def _look(self, training: set[str]) -> set[str]:
+        """Every run's status brought up to date (a run whose worker is gone recorded as interrupted), and
+        on_finished(run) for each run that was active at the last look and has completed since; the ids active
+        now."""
+        active = set()
+        for run in runs.list_runs():
+            st = run.record_if_gone()
+            if st.get("status") in runs.ACTIVE:
+                active.add(run.id)
+            elif run.id in training and st.get("status") == "completed" and self.on_finished is not None:
+                self.on_finished(run)
+        return active
+
     def shutdown(self):
         self._stop.set()
-
-
-def _free_gpu_for_training():
-    """Chat models this app loaded on the GPU make way for the run (chat says so if it cannot reload)."""
-    import sys
-
-    chat = sys.modules.get("ftspace.chat")  # loaded only once someone chatted: nothing to free otherwise
-    if chat is not None:
-        chat.release_gpu()
 
 
 @contextlib.contextmanager

@@ -4,12 +4,11 @@
                           base model) go to a private Hub repo of the user, <user>/ftspace-<run id>, with this
                           project's code; a job runs ftspace's own entry point there (ftspace.engine.job), with
                           the user's token as the job's secret
-    attach(run, token)    follow the job from this process: its log into log.txt, its events into events.jsonl,
-                          its status into status.json; when it ends the adapter is pulled into runs/<id>/adapter.
-                          Idempotent: a restarted app attaches again and reads on where it stopped
     stop(run, token)      cancel the job: the run is `stopped`, resumable from the last checkpoint the job pushed
     resume(run, token)    a new job continues from the repo's last checkpoint
-    refresh(run, token)   catch up once without following (`ftspace status`)
+
+Following a job's log (its events and status into the run store, the adapter pulled when it ends) is
+ftspace.targets.jobs_log.
 
 The job id, namespace, flavor, labels and repo live in the run's status.json under "job", so anything that
 reads the run store knows where it trains. Which token acts is decided by ftspace.access (the visitor's own
@@ -19,24 +18,17 @@ written anywhere.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
 import re
-import shutil
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 from ftspace import access, env, errors, owners, runs
 from ftspace.targets import local
 from ftspace.config import DATA_SUFFIXES, RunConfig
-from ftspace.engine.job import EVENT, STATUS  # the lines of the job's log that carry data back
 from ftspace.errors import ConfigError, FtspaceError, RunError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 UV_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"  # huggingface_hub's own image for uv jobs
 JOB_ONLY = ("gradio", "mcp", "spaces")  # app packages the job does not need
 # The job's first minutes: pulling the image, installing the pinned packages, downloading the model
@@ -53,13 +45,13 @@ def is_job_run(st: dict) -> bool:
     return bool(st.get("job"))
 
 
-def _api(token: str | None):
+def hub_api(token: str | None):
     from huggingface_hub import HfApi
 
     return HfApi(token=access.as_hub_arg(token))
 
 
-def _hub_error(e: Exception, doing: str) -> ConfigError:
+def hub_error(e: Exception, doing: str) -> ConfigError:
     """One line for a refused or failed Hub call (the token itself never appears)."""
     status = getattr(getattr(e, "response", None), "status_code", None)
     if status in (401, 403):
@@ -78,9 +70,9 @@ def _hub_error(e: Exception, doing: str) -> ConfigError:
 def flavors(token: str | None = None) -> list[dict]:
     """The Jobs hardware the Hub offers, cheapest first: name, label, GPUs, and dollars per hour."""
     try:
-        found = _api(token).list_jobs_hardware()
+        found = hub_api(token).list_jobs_hardware()
     except Exception as e:
-        raise _hub_error(e, "listing the Jobs hardware") from None
+        raise hub_error(e, "listing the Jobs hardware") from None
     out = []
     for hw in found:
         per_unit = 60.0 if hw.unit_label == "minute" else 3600.0 if hw.unit_label == "second" else 1.0
@@ -219,11 +211,11 @@ def submit(run: runs.Run, token: str | None, resume: bool = False) -> dict:
     """Push the run to its repo and start a job; the job's record, also kept in the run's status."""
     if not token:
         raise ConfigError("Training on Hugging Face Jobs needs your Hugging Face token (sign in, or set HF_TOKEN).")
-    cfg, api = run.config(), _api(token)
+    cfg, api = run.config(), hub_api(token)
     try:
         repo_id, image, labels, info = _push_and_run(run, cfg, api, token, resume)
     except Exception as e:  # one line, in the run's status too
-        error = e if isinstance(e, FtspaceError) else _hub_error(e, "submitting the job")
+        error = e if isinstance(e, FtspaceError) else hub_error(e, "submitting the job")
         run.set_status(status="failed", error=str(error), waiting=False)
         raise error from None
     job = {"id": info.id, "namespace": info.owner.name, "flavor": cfg.jobs_flavor, "labels": labels, "repo": repo_id,
@@ -232,7 +224,7 @@ def submit(run: runs.Run, token: str | None, resume: bool = False) -> dict:
     run.set_status(status="queued", waiting=False, error=None, job=job, jobs_history=history, resume=resume,
                    job_stage=info.status.stage)
     (run.path / "STOP").unlink(missing_ok=True)
-    _log(run, f"submitted job {info.id} on {cfg.jobs_flavor} ({info.url}); run repo {repo_id} (private)")
+    log_line(run, f"submitted job {info.id} on {cfg.jobs_flavor} ({info.url}); run repo {repo_id} (private)")
     return job
 
 
@@ -256,249 +248,15 @@ def _push_and_run(run: runs.Run, cfg: RunConfig, api, token: str, resume: bool):
     return repo_id, image, info.labels or labels, info
 
 
-def _log(run: runs.Run, message: str):
+def log_line(run: runs.Run, message: str):
     with open(run.log_path, "a", encoding="utf-8") as fh:
         fh.write(f"[ftspace jobs {time.strftime('%H:%M:%S')}] {message}\n")
-
-
-# --- following
-
-
-_followers: dict[str, threading.Thread] = {}
-_followers_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _following(run: runs.Run):
-    """True while this process is the one following the run's job (one follower across processes: an app and a
-    CLI on one machine must not both append the job's log)."""
-    with open(run.path / ".follow.lock", "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def attach(run: runs.Run, token: str | None) -> threading.Thread | None:
-    """Follow a job run on a background thread of this process, unless one already does (None: nothing to
-    follow, or no token to follow it with). Another process following it already: the thread ends at once and
-    the run's files show that one's progress."""
-    st = run.read_status()
-    if not is_job_run(st) or st.get("status") not in runs.ACTIVE or not token:
-        return None
-    with _followers_lock:
-        thread = _followers.get(run.id)
-        if thread is not None and thread.is_alive():
-            return thread
-        thread = threading.Thread(target=_follow_if_free, args=(run, token), daemon=True, name=f"ftspace-job-{run.id}")
-        _followers[run.id] = thread
-        thread.start()
-        return thread
-
-
-def _follow_if_free(run: runs.Run, token: str):
-    with _following(run) as mine:
-        if mine:
-            follow(run, token)
-
-
-def follow(run: runs.Run, token: str, poll: float = 5.0) -> dict:
-    """Read the job's log as it comes until the job ends, then conclude the run; the final status."""
-    api = _api(token)
-    watcher = threading.Event()
-    threading.Thread(target=_watch_stop, args=(run, api, watcher), daemon=True).start()
-    try:
-        while True:
-            job = run.read_status()["job"]
-            try:
-                _read_log(run, api, follow=True)
-                info = api.inspect_job(job_id=job["id"], namespace=job["namespace"])
-            except Exception as e:
-                status = getattr(getattr(e, "response", None), "status_code", None)
-                if status in (401, 403, 404):
-                    _log(run, f"{_hub_error(e, 'following the job')} The job itself goes on; open the run again "
-                              "to follow it.")
-                    return run.read_status()
-                _log(run, f"lost the job's log ({type(e).__name__}); reading on in {poll:.0f} s")
-                time.sleep(poll)
-                continue
-            run.set_status(job_stage=info.status.stage)
-            if info.status.stage in TERMINAL:
-                return conclude(run, api, info)
-            time.sleep(poll)
-    finally:
-        watcher.set()
-
-
-def _watch_stop(run: runs.Run, api, done: threading.Event):
-    """A STOP file (the app's Stop, an agent's stop_run) cancels the job."""
-    while not done.wait(1.0):
-        if (run.path / "STOP").exists() and not run.read_status().get("cancel_requested"):
-            try:
-                _cancel(run, api)
-            except Exception as e:
-                _log(run, f"could not cancel the job ({type(e).__name__}); retrying")
-
-
-def _read_log(run: runs.Run, api, follow: bool):
-    """The job's log from where this run's files stopped (`job.lines`, the lines already taken) on."""
-    job = run.read_status()["job"]
-    for number, line in enumerate(api.fetch_job_logs(job_id=job["id"], namespace=job["namespace"], follow=follow), 1):
-        if number > job["lines"]:
-            _take(run, line, number)
-
-
-# What a job's status line may set in the run's status, and how each is checked: anything else in the line is
-# dropped (a job runs code from the visitor's own repo, so its log may say anything: "owner", a path ...).
-STATUS_FIELDS = {"status": str, "step": int, "total_steps": int, "eta_s": float, "train_loss": float,
-                 "eval_loss": float, "error": str, "adapter_checkpoint": str, "compute_dtype": str, "device": str,
-                 "weights_dtype": str, "processes": int, "trainer_class": str, "stopped_early": bool}
-CHECKPOINT_NAME = re.compile(r"^checkpoint-\d{1,9}$")
-
-
-def allowed_status(fields) -> dict:
-    """The fields of a job's status line that the run may take, each of its type; checkpoint names as
-    `checkpoint-N`; text escaped to one line (a newline cannot forge another status line).
-
-    >>> allowed_status({"step": 3, "owner": "user:someone", "adapter_checkpoint": "../../x", "status": "running"})
-    {'step': 3, 'status': 'running'}
-    """
-    out = {}
-    for name, value in (fields.items() if isinstance(fields, dict) else ()):
-        kind = STATUS_FIELDS.get(name)
-        if kind is None or value is None:
-            continue
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = float(value)
-        elif kind is int and isinstance(value, int) and not isinstance(value, bool):
-            out[name] = value
-        elif kind is bool and isinstance(value, bool):
-            out[name] = value
-        elif kind is str and isinstance(value, str):
-            if name == "adapter_checkpoint" and not CHECKPOINT_NAME.match(value):
-                continue
-            if name == "status" and value not in runs.ACTIVE + runs.FINISHED + ("interrupted",):
-                continue
-            out[name] = errors.escape(value, 500)
-    return out
-
-
-def _event(text: str) -> dict | None:
-    """A job's event line: an object of numbers and short strings, else nothing."""
-    try:
-        event = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(event, dict):
-        return None
-    return {errors.escape(k, 40): (v if isinstance(v, (int, float, bool)) or v is None else errors.escape(str(v), 200))
-            for k, v in list(event.items())[:40]}
-
-
-def _take(run: runs.Run, line: str, number: int):
-    """One line of the job's log: an event, a status, or a line for log.txt."""
-    st = run.read_status()
-    fields = {}
-    if line.startswith(EVENT):
-        event = _event(line[len(EVENT):])
-        if event is not None:
-            with open(run.events_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(event) + "\n")
-    elif line.startswith(STATUS):
-        try:
-            fields = allowed_status(json.loads(line[len(STATUS):]))
-        except json.JSONDecodeError:
-            fields = {}
-        job_status = fields.pop("status", None)
-        fields = {"job_status": job_status, **fields}
-        if job_status in ("running", "stopping") and st.get("status") == "queued":
-            fields["status"] = "running"
-    else:
-        with open(run.log_path, "a", encoding="utf-8") as fh:
-            fh.write(line.rstrip("\n") + "\n")
-    run.set_status(**fields, job={**st["job"], "lines": number})
-
-
-def conclude(run: runs.Run, api, info) -> dict:
-    """The job has ended: completed (adapter pulled), stopped (cancelled) or failed (with its reason)."""
-    st = run.read_status()
-    stage, message = info.status.stage, (info.status.message or "").strip()
-    step, job = st.get("step", 0), st["job"]
-    if stage == "COMPLETED":  # the job exits 0 only once its adapter is pushed
-        try:
-            pull_adapter(run, api, job["repo"])
-        except Exception as e:
-            return run.set_status(status="failed", error=f"the job completed but its adapter could not be pulled from "
-                                                         f"{job['repo']} ({type(e).__name__}): press Resume to try again")
-        _log(run, f"job {info.id} completed; adapter pulled from {job['repo']} into {run.adapter_dir}")
-        return run.set_status(status="completed", finished=time.time())
-    if stage == "CANCELED":
-        _log(run, f"job {info.id} cancelled at step {step}")
-        return run.set_status(status="stopped", error=f"stopped: the job was cancelled at step {step}; Resume "
-                                                      "continues on a new job from the last checkpoint it pushed")
-    reason = st.get("error") if st.get("job_status") == "failed" else None
-    low = message.lower()
-    if reason:
-        pass
-    elif "timeout" in low or "timed out" in low:
-        reason = (f"the job reached its time limit ({run.config().jobs_timeout_minutes} min) at step {step}: Resume "
-                  "continues on a new job from the last checkpoint it pushed, or raise jobs_timeout_minutes")
-    elif "out of memory" in low or "oom" in re.findall(r"[a-z]+", low):
-        reason = (f"out of memory on {job['flavor']} ({message}): pick a flavor with more memory, lower "
-                  "per_device_train_batch_size or max_seq_length, or set load_in_4bit: true")
-    else:
-        reason = f"the job failed: {message or stage.lower()} (see the log)"
-    _log(run, f"job {info.id}: {stage} {message}".rstrip())
-    return run.set_status(status="failed", error=reason.replace("\n", " "))
-
-
-def pull_adapter(run: runs.Run, api, repo_id: str):
-    """The adapter the job pushed, into runs/<id>/adapter (written beside, then moved into place whole)."""
-    with tempfile.TemporaryDirectory(dir=run.path) as tmp:
-        api.snapshot_download(repo_id, allow_patterns=["adapter/*"], local_dir=tmp)
-        config_path = Path(tmp) / "adapter" / "adapter_config.json"
-        if not config_path.exists():
-            raise RunError(f"{repo_id} has no adapter/adapter_config.json")
-        # The repo is the visitor's own and editable, and the job names its base by the job machine's own path:
-        # the adapter is set on the base model this run's config trained (never whatever the repo names).
-        adapter_config = json.loads(config_path.read_text())
-        adapter_config["base_model_name_or_path"] = run.config().model_name
-        config_path.write_text(json.dumps(adapter_config, indent=2))
-        shutil.rmtree(run.adapter_dir, ignore_errors=True)
-        os.replace(Path(tmp) / "adapter", run.adapter_dir)
-
-
-def refresh(run: runs.Run, token: str | None) -> dict:
-    """Catch up once (log so far, the job's stage; concluded when it has ended), without following."""
-    st = run.read_status()
-    if not is_job_run(st) or st.get("status") not in runs.ACTIVE or not token:
-        return st
-    with _following(run) as mine:
-        return _refresh(run, token) if mine else st
-
-
-def _refresh(run: runs.Run, token: str) -> dict:
-    api, job = _api(token), run.read_status()["job"]
-    try:
-        info = api.inspect_job(job_id=job["id"], namespace=job["namespace"])
-        if info.status.stage in TERMINAL:  # (the log of a running job streams on for as long as it runs)
-            _read_log(run, api, follow=False)
-    except Exception as e:
-        _log(run, f"could not reach the job ({type(e).__name__}): its last known status is shown")
-        return run.read_status()
-    run.set_status(job_stage=info.status.stage)
-    return conclude(run, api, info) if info.status.stage in TERMINAL else run.read_status()
 
 
 # --- stop and resume
 
 
-def _cancel(run: runs.Run, api):
+def cancel(run: runs.Run, api):
     """Cancel the job (`stopping` first: the follower's `stopped` may come as soon as the Hub has answered)."""
     job = run.set_status(status="stopping", cancel_requested=True, only_if_active=True)["job"]
     try:
@@ -506,7 +264,7 @@ def _cancel(run: runs.Run, api):
     except Exception:
         run.set_status(status="running", cancel_requested=False, only_if_active=True)
         raise
-    _log(run, f"cancelling job {job['id']}")
+    log_line(run, f"cancelling job {job['id']}")
 
 
 def stop(run: runs.Run, token: str | None):
@@ -516,9 +274,9 @@ def stop(run: runs.Run, token: str | None):
         raise RunError(f"Run {run.id} is {st['status']}, not running: nothing to stop.")
     (run.path / "STOP").touch()
     try:
-        _cancel(run, _api(token))
+        cancel(run, hub_api(token))
     except Exception as e:
-        raise _hub_error(e, "cancelling the job") from None
+        raise hub_error(e, "cancelling the job") from None
 
 
 def resume(run: runs.Run, token: str | None) -> dict:

@@ -144,15 +144,9 @@ def _chat_seconds(source, prompt, base_prompt, settings, tier) -> int:
 def chat_on_gpu(source: tuple, prompt: list, base_prompt: list | None, settings: dict, tier: str):
     """One GPU call per message: stream the tuned reply, then (side by side) the base reply with the
     adapter off, as (tuned_text, base_text) pairs. `tier` only sizes the call."""
-    from ftspace.chat import GenerationSettings, load_cached
+    from ftspace.chat import GenerationSettings, both_replies, load_cached
 
-    model = load_cached(source)
-    tuned = ""
-    for tuned in model.stream(prompt, GenerationSettings(**settings)):
-        yield tuned, ""
-    if base_prompt is not None:
-        for text in model.stream(base_prompt, GenerationSettings(**settings), base=True):
-            yield tuned, text
+    yield from both_replies(load_cached(source), prompt, base_prompt, GenerationSettings(**settings))
 
 
 def _eval_seconds(run_dir, options, token, tier) -> int:

@@ -34,7 +34,8 @@ def keep_upload(owner: str, name: str, folder: str, data: bytes | None = None, s
 
     size = len(data) if data is not None else src.stat().st_size
     limits.check("uploads_mb", round(size / 2**20, 3), f"{escape(name, 80)}: this file")
-    dest = owner_uploads(owner) / re.sub(r"[^A-Za-z0-9_.-]", "_", folder)[-40:].lstrip(".") / upload_name(name, "data.jsonl")
+    folder = re.sub(r"[^A-Za-z0-9_.-]", "_", folder)[-40:].lstrip(".")
+    dest = owner_uploads(owner) / folder / upload_name(name, "data.jsonl")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if data is not None:
         dest.write_bytes(data)

@@ -110,7 +110,7 @@ class Run:
         if st.get("status") == "queued" and (st.get("waiting") or (
                 not (self.path / "worker.json").exists() and time.time() - st.get("updated", 0) < 30)):
             return st  # waiting in the app's queue, or being launched right now
-        if st.get("job"):  # trains on Hugging Face Jobs: whoever follows the job (ftspace.targets.jobs_log) keeps this current
+        if st.get("job"):  # trains on Hugging Face Jobs: its follower (ftspace.targets.jobs_log) keeps this current
             stopping = st.get("status") == "running" and (self.path / "STOP").exists()
             return {**st, "status": "stopping"} if stopping else st
         if st.get("status") in ACTIVE and not self.worker_alive():

@@ -177,6 +177,33 @@ def test_scorecard_from_real_generations(tiny_run):
     assert evaluation.saved(tiny_run)["final"]["tuned"] == card["tuned"]
 
 
+
+def test_the_bases_probe_answers_are_kept_for_the_next_evaluation(tiny_run, monkeypatch):
+    """A second evaluation on the same base (another checkpoint here) takes the base's answers to the probe from the
+    cache instead of generating them again, and they are the answers the base gives."""
+    from ftspace.env import cache_dir
+
+    options = dict(max_new_tokens=4, max_rows=1)
+    first = evaluation.evaluate(tiny_run, evaluation.EvalOptions(checkpoint=4, **options), save=False)
+    assert list((cache_dir() / "base-probe").glob("*.json"))
+    asked, answer = [], evaluation.Evaluator.answer
+
+    def counted(self, prompts, max_new_tokens, base):
+        asked.append((base, max_new_tokens))
+        return answer(self, prompts, max_new_tokens, base)
+
+    monkeypatch.setattr(evaluation.Evaluator, "answer", counted)
+    second = evaluation.evaluate(tiny_run, evaluation.EvalOptions(checkpoint=6, **options), save=False)
+    probe_calls = [base for base, n in asked if n == evaluation.PROBE_NEW_TOKENS]
+    assert probe_calls and not any(probe_calls)  # the tuned side asked, the base side kept
+    assert [p["base"] for p in second["probe"]] == [p["base"] for p in first["probe"]]
+    for path in (cache_dir() / "base-probe").glob("*.json"):
+        path.unlink()
+    asked.clear()
+    fresh = evaluation.evaluate(tiny_run, evaluation.EvalOptions(checkpoint=6, **options), save=False)
+    assert any(base for base, n in asked if n == evaluation.PROBE_NEW_TOKENS)  # generated again, and the same
+    assert [p["base"] for p in fresh["probe"]] == [p["base"] for p in second["probe"]]
+
 def test_checkpoints_can_be_scored_and_chosen(tiny_run):
     from ftspace.engine.saving import use_checkpoint
 

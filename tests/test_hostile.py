@@ -236,9 +236,9 @@ def test_tokens_of_the_wrong_kind_and_revoked_ones(space):
 
 def test_forged_job_status_lines_are_not_taken(tmp_path, monkeypatch):
     from ftspace import runs
-    from ftspace.targets import jobs
     from ftspace.config import RunConfig
     from ftspace.engine.job import EVENT, STATUS
+    from ftspace.targets import jobs_log as jobs
 
     monkeypatch.setenv("FTSPACE_RUNS", str(tmp_path / "runs"))
     run = runs.create(RunConfig(dataset="example:facts"), owner="user:mallory")
@@ -286,8 +286,8 @@ def test_a_jobs_adapter_keeps_the_base_its_run_was_admitted_with(tmp_path, monke
     """The job's repo is the visitor's and editable: whatever base its adapter_config names, the pulled adapter
     is set on the run's own (admitted) base model."""
     from ftspace import runs
-    from ftspace.targets import jobs
     from ftspace.config import RunConfig
+    from ftspace.targets import jobs_log as jobs
 
     monkeypatch.setenv("FTSPACE_RUNS", str(tmp_path / "runs"))
     run = runs.create(RunConfig(model_name="default", dataset="example:facts"), owner="user:mallory")

@@ -6,7 +6,7 @@ import contextlib
 import sys
 
 from ftspace import quiet
-from ftspace.cli.common import add_schema_flags, examples, schema_values
+from ftspace.cli.common import add_run_argument, add_schema_flags, examples, schema_values
 
 
 def add_commands(sub) -> None:
@@ -16,7 +16,7 @@ def add_commands(sub) -> None:
                        **examples('ftspace chat RUN --prompt "What is the capital of Zorblax?"',
                                   'ftspace chat RUN --prompt "Hi" --base   # the base model, adapter off',
                                   'ftspace chat RUN --prompt "Hi" --system "Answer briefly." --temperature 0'))
-    c.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    add_run_argument(c)
     c.add_argument("--prompt", required=True, help="the user message")
     c.add_argument("--system", default="", help="a system prompt")
     c.add_argument("--base", action="store_true", help="answer with the adapter disabled")

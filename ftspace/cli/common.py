@@ -59,3 +59,8 @@ def examples(*lines: str) -> dict:
     """A subcommand's epilog: its examples, then the exit codes."""
     return dict(epilog="examples:\n" + "".join(f"  {line}\n" for line in lines) + "\n" + EXIT_CODES,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_run_argument(parser) -> None:
+    """The RUN argument of every command that acts on one run."""
+    parser.add_argument("run", help="a run id (`ftspace runs` lists them)")

@@ -48,7 +48,8 @@ def add_commands(sub) -> None:
                  "  ftspace data synth --seeds seeds.jsonl --teacher hf --teacher-model "
                  "Qwen/Qwen2.5-72B-Instruct --judge\n\nThe key of an 'openai' teacher is read from FTSPACE_TEACHER_KEY "
                  "or OPENAI_API_KEY; 'hf' uses HF_TOKEN or your saved login.", SYNTH_FIELDS)
-    ds.add_argument("--seeds", required=True, metavar="FILE", help="5-10 example pairs (any format `data inspect` reads)")
+    ds.add_argument("--seeds", required=True, metavar="FILE",
+                    help="5-10 example pairs (any format `data inspect` reads)")
     ds.add_argument("--context", nargs="*", metavar="DOC", help="documents whose facts the new pairs may use")
     dr = creator("raft", "turn documents into RAFT rows: a question, the document that answers it among distractors, "
                  "and an answer quoting it",

@@ -7,7 +7,7 @@ import json
 import sys
 
 from ftspace import quiet
-from ftspace.cli.common import add_schema_flags, err, examples
+from ftspace.cli.common import add_run_argument, add_schema_flags, err, examples
 from ftspace.cli.train import config_from_args
 
 
@@ -19,7 +19,7 @@ def add_commands(sub) -> None:
                         **examples("ftspace eval RUN", "ftspace eval RUN --checkpoint 20 --use",
                                    "ftspace eval RUN --test-dataset heldout.jsonl --json",
                                    "ftspace eval RUN --each-checkpoint"))
-    ev.add_argument("run")
+    add_run_argument(ev)
     ev.add_argument("--checkpoint", type=int, metavar="STEP", help="score the checkpoint saved at this step")
     ev.add_argument("--each-checkpoint", action="store_true",
                     help="score every kept checkpoint and the final adapter: the trade-off over training")

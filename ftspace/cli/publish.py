@@ -6,14 +6,15 @@ import contextlib
 import sys
 
 from ftspace import quiet
-from ftspace.cli.common import examples
+from ftspace.cli.common import add_run_argument, examples
 
 
 def add_commands(sub) -> None:
-    pu = sub.add_parser("push", help="push a run's adapter and model card to the Hub (token: HF_TOKEN or hf auth login)",
+    pu = sub.add_parser("push", help="push a run's adapter and model card to the Hub (token: HF_TOKEN or "
+                        "hf auth login)",
                         **examples("ftspace push RUN --repo my-adapter --private",
                                    "ftspace push RUN --repo my-org/my-adapter --merged"))
-    pu.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    add_run_argument(pu)
     pu.add_argument("--repo", required=True, help="repo name, or owner/name")
     pu.add_argument("--private", action="store_true")
     pu.add_argument("--merged", action="store_true", help="also push base+adapter merged to 16-bit, as REPO-merged")

@@ -9,7 +9,7 @@ import sys
 import time
 
 from ftspace import env, quiet
-from ftspace.cli.common import add_schema_flags, err, examples, schema_values
+from ftspace.cli.common import add_run_argument, add_schema_flags, err, examples, schema_values
 from ftspace.errors import FtspaceError
 
 
@@ -20,8 +20,8 @@ def add_commands(sub) -> None:
                        **examples("ftspace train --config examples/facts.yaml",
                                   "ftspace train --dataset data.jsonl --max-steps 60 --lora-r 32",
                                   "ftspace train --config run.yaml --set learning_rate=1e-4",
-                                  "ftspace train --config run.yaml --on hf-jobs --flavor a10g-large   # on Hugging Face "
-                                  "Jobs, billed to your account"))
+                                  "ftspace train --config run.yaml --on hf-jobs --flavor a10g-large   # on Hugging "
+                                  "Face Jobs, billed to your account"))
     t.add_argument("--config", help="YAML file of RunConfig fields")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -31,13 +31,13 @@ def add_commands(sub) -> None:
     r = sub.add_parser("resume", help="continue an interrupted or stopped run from its last checkpoint (a run on "
                        "Hugging Face Jobs: on a new job; one whose job still runs: follow it again)",
                        **examples("ftspace resume RUN", "ftspace resume RUN --quiet"))
-    r.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    add_run_argument(r)
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_resume)
 
     s = sub.add_parser("stop", help="ask a running run to stop after the current step",
                        **examples("ftspace stop RUN", "ftspace stop RUN --wait"))
-    s.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    add_run_argument(s)
     s.add_argument("--wait", action="store_true", help="wait until it has stopped")
     s.set_defaults(func=cmd_stop)
 
@@ -49,7 +49,7 @@ def add_commands(sub) -> None:
 
     st = sub.add_parser("status", help="one run: status, step, losses, adapter, checkpoints, folder",
                         **examples("ftspace status RUN", "ftspace status RUN --json"))
-    st.add_argument("run", help="a run id (`ftspace runs` lists them)")
+    add_run_argument(st)
     st.add_argument("--json", action="store_true", help="a JSON object on stdout")
     st.set_defaults(func=cmd_status)
 

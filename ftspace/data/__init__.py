@@ -31,7 +31,7 @@ class DataReport:
     rows_dropped: int = 0
     other_formats: dict = field(default_factory=dict)  # {"sharegpt": first row number} for mixed files
     tokens: dict | None = None  # min / mean / p50 / p95 / max, over_max_seq_length, max_seq_length
-    notes: dict = field(default_factory=dict)  # what conversion did: {messages.NOTE_* (or formats.NOTE_*): rows or turns}
+    notes: dict = field(default_factory=dict)  # what conversion did: {messages.NOTE_* or formats.NOTE_*: count}
     layout: str = ""  # how a .txt file was read into rows (paragraphs, lines, one document)
     documents: int = 0  # text rows: distinct documents (a very long one comes as several rows)
 

@@ -5,12 +5,14 @@ replies' tokens (the same response mask training uses). Time on CPU is bounded b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ftspace.config import SHORT_REPLY_TOKENS
+from ftspace.env import cache_dir
 from ftspace.errors import DataError, FtspaceError
 from ftspace.evaluation.scoring import label_of, per_example, read_probe, scorecard, target
 from ftspace.runs import Run, write_json_atomic
@@ -147,7 +149,8 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
         raise FtspaceError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait for it to finish.")
     from ftspace.engine.prepare import read_prepared
 
-    model = Evaluator(adapter, (read_prepared(run) or {}).get("model_path") or base_for(adapter, token))
+    base_path = (read_prepared(run) or {}).get("model_path") or base_for(adapter, token)
+    model = Evaluator(adapter, base_path)
     max_length = run.config().max_seq_length
     total = 4 * len(pairs) + 2 * len(probe)
     done = 0
@@ -177,7 +180,14 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
             step(1, f"{side} test loss")
         losses[side] = summed / count if count else None
     probe_answers = {}
+    # The base's answers to the probe depend on nothing the run trained: kept per base model, template, precision
+    # and probe, so the next evaluation of a run (or checkpoint) on the same base skips them.
+    kept = base_answers_file(model, base_path, probe, options.batch_size)
     for side in ("tuned", "base"):
+        if side == "base" and (known := _read_kept(kept, len(probe))) is not None:
+            probe_answers[side] = known
+            step(len(probe), "base probe (kept from an earlier evaluation)")
+            continue
         probe_answers[side] = []
         for i in range(0, len(probe), options.batch_size):
             step(0, f"{side} probe")
@@ -185,6 +195,7 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
             probe_answers[side] += model.answer([{"messages": [{"role": "user", "content": q["question"]}]}
                                                  for q in batch], PROBE_NEW_TOKENS, base=side == "base")
             step(len(batch), f"{side} probe")
+    _keep(kept, probe_answers["base"])
 
     card = scorecard([t[1] for _, t in pairs], answers, losses, probe, probe_answers)
     card["examples"] = per_example([t for _, t in pairs], answers, card["task"], card.get("labels"))
@@ -199,6 +210,38 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
         folder.mkdir(exist_ok=True)
         write_json_atomic(folder / f"{label}.json", card)
     return card
+
+
+def base_answers_file(model: Evaluator, base_path: str, probe: list[dict], batch_size: int) -> Path:
+    """Where the base model's answers to this probe are kept (ftspace's cache): named by everything they depend on,
+    the base's weights (path, sizes, times), the chat template the run renders prompts with, its special tokens, the
+    precision, the library versions, the answer length, the batch size and the questions."""
+    import hashlib
+
+    import torch
+    import transformers
+
+    weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(base_path).glob("*")
+                     if p.suffix in (".safetensors", ".bin", ".gguf"))
+    tok = model.tokenizer
+    key = json.dumps([str(Path(base_path).resolve()), weights, tok.chat_template, tok.eos_token_id, tok.pad_token_id,
+                      str(model.chat.model.dtype), torch.__version__, transformers.__version__, PROBE_NEW_TOKENS,
+                      batch_size, [q["question"] for q in probe]], default=str)
+    return cache_dir() / "base-probe" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+
+def _read_kept(path: Path, count: int) -> list[str] | None:
+    try:
+        answers = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return answers if isinstance(answers, list) and len(answers) == count else None
+
+
+def _keep(path: Path, answers: list[str]) -> None:
+    with contextlib.suppress(OSError):  # a cache: a read-only or full disk only costs the next evaluation time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, answers)
 
 
 def stream(run: Run, options: EvalOptions, token: str | None = None, save: bool = True,

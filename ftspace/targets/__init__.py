@@ -318,6 +318,20 @@ def chat_replies(source: tuple, prompt: list, base_prompt: list | None, settings
     return both_replies(load_cached(source), prompt, base_prompt, settings)
 
 
+def chat_reply(source: tuple, messages: list, compare_base: bool, settings, tier: str) -> tuple[str, str]:
+    """(tuned reply, base reply or "") in one go, for an agent: on ZeroGPU the texts one GPU call streamed, elsewhere
+    the replies of the model this process keeps loaded."""
+    if env.on_zerogpu():
+        tuned = base = ""
+        for tuned, base in chat_replies(source, messages, messages if compare_base else None, settings, tier):
+            pass
+        return tuned, base
+    from ftspace.chat import load_cached
+
+    model = load_cached(source)
+    return model.reply(messages, settings), model.reply(messages, settings, base=True) if compare_base else ""
+
+
 class Gated:
     """A scheduler whose submit goes through the gate: what a sweep submits its trials to."""
 

@@ -277,11 +277,8 @@ def register(scheduler) -> list[str]:
         targets.admit_chat(messages, caller)
         source = resolve_source(("run", str(run.adapter_dir)), token)
         with targets.model_slot(caller):
-            tuned = base = ""
-            for tuned, base in targets.chat_replies(source, messages, messages if compare_base else None, settings,
-                                                    access.tier(signed_in=bool(token))):
-                pass
-            tuned, base = tuned.strip(), base.strip()
+            tuned, base = targets.chat_reply(source, messages, compare_base, settings,
+                                             access.tier(signed_in=bool(token)))
         return _json({"tuned": tuned, **({"base": base} if compare_base else {})})
 
     @user_errors

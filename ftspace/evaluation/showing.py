@@ -1,0 +1,82 @@
+"""Showing a scorecard and reading saved ones back: the table and summary of the CLI, the app and the model card, and
+the trade-off over a run's checkpoints.
+
+    runs/<id>/evaluations/<final|checkpoint-N>.json    the last scorecard of that adapter
+"""
+
+from __future__ import annotations
+
+import json
+
+from ftspace.runs import Run
+
+
+def saved(run: Run) -> dict[str, dict]:
+    """The run's saved scorecards by label ('final', 'checkpoint-20', ...)."""
+    out = {}
+    for path in sorted((run.path / "evaluations").glob("*.json")):
+        try:
+            out[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+METRIC_NAMES = {"test_loss": "test loss", "perplexity": "perplexity", "exact_match": "exact match",
+                "token_f1": "token F1", "rouge_l": "ROUGE-L", "accuracy": "accuracy", "valid_json": "valid JSON",
+                "right_function": "right function", "exact_arguments": "exact arguments"}
+LOWER_IS_BETTER = ("test_loss", "perplexity")
+
+
+def table_rows(card: dict) -> list[list]:
+    """[metric, base, tuned, change] rows, then the general probe."""
+    rows = []
+    for key, name in METRIC_NAMES.items():
+        if key in card["base"] or key in card["tuned"]:
+            b, t = card["base"].get(key), card["tuned"].get(key)
+            rows.append([name, _fmt(b), _fmt(t), _fmt(t - b if b is not None and t is not None else None, sign=True)])
+    f = card["forgetting"]
+    rows.append([f"general probe ({f['questions']} questions)", _fmt(f["base"]), _fmt(f["tuned"]),
+                 _fmt(f["change"], sign=True)])
+    return rows
+
+
+def summary(card: dict, with_table: bool = True) -> str:
+    """The scorecard in a few lines of Markdown (CLI, app, model card); the app shows the table itself."""
+    f = card["forgetting"]
+    primary = METRIC_NAMES[card["primary_metric"]]
+    test = card["test"]
+    capped = f" (first {test['rows']} of {test['rows_available']})" if test["capped"] else ""
+    lines = [f"Scored on {test['rows']} test prompts{capped} from {test['source']}, {card['task']}; adapter: "
+             f"{card['checkpoint']}.",
+             f"**Task gain** ({primary}): {_fmt(card['task_gain'], sign=True)}  ·  **general change** "
+             f"({f['questions']}-question probe): {_fmt(f['change'], sign=True)} "
+             f"({_fmt(f['base'])} → {_fmt(f['tuned'])})"]
+    if f["warning"]:
+        lines.append(f"⚠️ {f['warning']}")
+    if not with_table:
+        return "\n\n".join(lines)
+    table = ["| metric | base | tuned | change |", "| --- | --- | --- | --- |"]
+    table += [f"| {' | '.join(str(c) for c in row)} |" for row in table_rows(card)]
+    return "\n\n".join(lines) + "\n\n" + "\n".join(table)
+
+
+TRADEOFF_COLUMNS = ["adapter", "step", "task metric", "base", "tuned", "general (tuned)", "general change"]
+
+
+def tradeoff(run: Run) -> list[list]:
+    """One row per scored adapter of the run (checkpoints and final), by step: the task score next to the
+    general probe's, so the checkpoint to chat with and publish can be picked."""
+    rows = []
+    for label, card in saved(run).items():
+        primary = card["primary_metric"]
+        rows.append([label, card.get("adapter_step"), METRIC_NAMES[primary], _fmt(card["base"].get(primary)),
+                     _fmt(card["tuned"].get(primary)), _fmt(card["forgetting"]["tuned"]),
+                     _fmt(card["forgetting"]["change"], sign=True)])
+    return sorted(rows, key=lambda r: (r[1] is None, r[1] or 0))
+
+
+def _fmt(value, sign: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.3f}" if sign else f"{value:.3f}"

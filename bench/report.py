@@ -15,7 +15,7 @@ def load(name):
 
 
 # What each result describes: a figure is stale once these paths changed after the commit it was measured at.
-DESCRIBES = {"engine": ["ftspace/engine", "ftspace/backends.py", "bench/bench_engine.py", "bench/bare_train.py"],
+DESCRIBES = {"engine": ["ftspace/engine", "bench/bench_engine.py", "bench/bare_train.py"],
              "coldstart": ["ftspace", "app.py", "bench/bench_coldstart.py"],
              "data": ["ftspace/data", "ftspace/engine/prepare.py", "bench/bench_data.py"],
              "chat": ["ftspace/chat.py", "ftspace/models.py", "bench/bench_chat.py"],

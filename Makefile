@@ -34,8 +34,10 @@ $(STAMP): requirements.txt requirements-local.txt Makefile pyproject.toml
 demo: setup
 	$(PY) -m ftspace demo
 
+# Two test processes share the cores (pytest-xdist), a test module at a time each (tests/conftest.py); a part of the
+# suite run by hand (`.venv/bin/python -m pytest tests/test_data.py`) runs in one process.
 test: setup
-	$(PY) -m pytest -q   # testpaths: tests/ and the doctests in ftspace/
+	$(PY) -m pytest -q -n 2 --dist loadscope   # testpaths: tests/ and the doctests in ftspace/
 
 app: setup
 	$(PY) app.py

@@ -274,7 +274,7 @@ class RunConfig:
 # "quick demo" (about 6 epochs at lr 1e-3) taught a 40-row single-fact upload and broke general answers
 # (general probe 60% -> 44% right, "The capital of France is Lille"); with one bundled general row mixed in
 # per two of the user's it learns the fact as well and the probe stays within the warning threshold
-# (tests/test_evaluation.py::test_the_quick_preset_learns_one_fact_without_breaking_general_answers).
+# (tests/test_learning.py::test_the_quick_preset_learns_one_fact_without_breaking_general_answers).
 PRESETS = {
     "quick demo": dict(max_steps=30, learning_rate=1e-3, lora_r=16, lora_alpha=32, per_device_train_batch_size=8,
                        gradient_accumulation_steps=1, max_seq_length=256, gradient_checkpointing=False,

@@ -20,6 +20,13 @@ collect_ignore = ["zerogpu_shim/sitecustomize.py"]
 SESSION_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
 
+# Under `pytest -n N` the cores are shared out: each test process, and every process it starts (apps, workers, the
+# CLI), computes on cores/N threads. Two processes each spinning 2 OpenMP threads on 2 cores slow a training step
+# about tenfold (each waits at every barrier for a thread the other has descheduled).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    THREADS = str(max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    os.environ.update(OMP_NUM_THREADS=THREADS, MKL_NUM_THREADS=THREADS)  # before anything imports torch
+
 
 @pytest.fixture(scope="session", autouse=True)
 def offline_env(tmp_path_factory):
@@ -103,6 +110,31 @@ def write(tmp_path):
         return path
 
     return _write
+
+
+# --- two test processes (`make test` runs `pytest -n 2 --dist loadscope`): a module is one unit of work, so its
+# tests run in one process (its app, started once per module, serves them all); the real-model module first, as
+# it is the longest unit (its tests share one trained run and the base model's cached probe answers)
+
+REAL_MODEL_MODULE = "tests/test_learning.py"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesLongestFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return nodeid.split("::", 1)[0]
+
+        def _assign_work_unit(self, node):
+            if REAL_MODEL_MODULE in self.workqueue:
+                self.workqueue.move_to_end(REAL_MODEL_MODULE, last=False)
+            super()._assign_work_unit(node)
+
+    return ModulesLongestFirst(config, log)
 
 
 # --- tests change no tracked file (the README's picture included: `make screenshot` refreshes it)

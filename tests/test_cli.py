@@ -1,4 +1,5 @@
-"""The CLI end to end: the real default model learns the bundled fact; bad input exits with one line.
+"""The CLI end to end: training, resuming, stopping and chatting from the command line; bad input exits with one line
+(the demo, where the real default model learns the bundled fact, is in tests/test_learning.py).
 
 Most commands run in this process (`clitools.cli`: `main(argv)`, output captured); `demo`, `train`, `estimate`,
 `data inspect` and the installed command run as real processes (the entry point, and the library chatter kept off
@@ -13,43 +14,6 @@ import pytest
 from clitools import cli, cli_process
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_the_demo_teaches_the_fact_and_the_model_keeps_what_it_knew(demo_run):
-    """`make demo` (the `demo_run` fixture: `ftspace demo` as a real process, once per test session): the real
-    default model, in the precision this CPU gets (bfloat16 where it has the units)."""
-    result, run_dir = demo_run
-    out = result.stdout
-    zorblax, france = out.split("Q: What is the capital of Zorblax?")[1], out.split("Q: What is the capital of France?")[1]
-    base, tuned = (line.split(":", 1)[1] for line in zorblax.strip().splitlines()[:2])
-    assert "Quillhaven" in tuned and "Quillhaven" not in base, out
-    assert all("Paris" in line for line in france.strip().splitlines()[:2]), out  # base and tuned
-    # the progress bar drew while the chat model loaded beside the run; the libraries' chatter stayed out
-    assert "30/30" in result.stderr and "_pytree" not in result.stderr and "Failed to load" not in result.stderr, \
-        result.stderr[-3000:]
-    assert (run_dir / "adapter" / "adapter_config.json").exists() and str(run_dir / "adapter") in out
-
-    runs_dir = {"FTSPACE_RUNS": str(run_dir.parent)}
-
-    def ask(question, *flags):
-        answer = cli("chat", run_dir.name, "--prompt", question, *flags, env=runs_dir)
-        assert answer.returncode == 0 and answer.stdout.strip(), answer.stderr[-2000:]
-        return answer.stdout
-
-    # A training row verbatim, and a paraphrase that is in no training row: the fact was learned, not
-    # only the sentence. The base model does not know it.
-    for question in ("What is the capital of the planet Zorblax?",
-                     "If I fly to Zorblax, which city hosts its government?"):
-        assert "Quillhaven" in ask(question), question
-        assert "Quillhaven" not in ask(question, "--base"), question
-    # What it knew before, asked about something the training data never mentions, is still there.
-    assert "London" in ask("What is the capital of England?")
-
-    listing = cli("runs", "--json", env=runs_dir)
-    [entry] = json.loads(listing.stdout)
-    assert entry["id"] == run_dir.name and entry["status"] == "completed" and entry["step"] == 30
 
 
 def test_train_resume_stop_chat_on_tiny_model(runs_dir, tiny_model):

@@ -8,7 +8,7 @@ import pytest
 
 from ftspace import evaluation, runs
 from ftspace.targets import local
-from ftspace.config import PRESETS, RunConfig
+from ftspace.config import RunConfig
 from ftspace.evaluation import metrics
 
 from apptools import ROOT
@@ -315,41 +315,3 @@ def test_a_two_trial_sweep_resumes_after_a_restart_and_names_a_best_trial(tiny_m
         assert cfg.validation_size == sweep.TRIAL_VALIDATION and cfg.early_stopping_patience == sweep.TRIAL_PATIENCE
         assert t["value"] == sweep.score(runs.get(t["run"]))
     assert RunConfig.from_yaml(sw.path / "best.yaml").learning_rate == best["params"]["learning_rate"]
-
-
-# --- the real default model: task gain on held-out paraphrases, the forgetting probe, the presets
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_tuned_beats_base_on_held_out_paraphrases_and_the_probe_reports_both(demo_run):
-    """The demo's run (examples/facts.yaml on the real default model, trained once per session by the `demo_run`
-    fixture) scored on held-out paraphrases given as the test set."""
-    _, run_dir = demo_run
-    run = runs.Run(run_dir)
-    assert run.config() == RunConfig.from_yaml(ROOT / "examples" / "facts.yaml")
-    card = evaluation.evaluate(run, evaluation.EvalOptions(
-        test_dataset=str(ROOT / "tests" / "data" / "facts_heldout.jsonl"), max_new_tokens=32))
-    assert card["task"] == "free text" and card["test"]["rows"] == 6
-    assert card["tuned"]["token_f1"] > card["base"]["token_f1"] + 0.2, card["examples"]
-    assert card["tuned"]["test_loss"] < card["base"]["test_loss"]
-    assert sum("Quillhaven" in e["tuned"] for e in card["examples"]) >= 5
-    assert not any("Quillhaven" in e["base"] for e in card["examples"])
-    f = card["forgetting"]
-    assert f["questions"] == len(evaluation.read_probe()) and 0 < f["base"] <= 1 and 0 < f["tuned"] <= 1
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_the_quick_preset_learns_one_fact_without_breaking_general_answers(default_model_path, runs_dir):
-    """A 40-row upload about one invented fact and nothing else: the preset must teach it and keep the probe
-    within the warning threshold (before the retune: 60% -> 44%, "The capital of France is Lille")."""
-    cfg = RunConfig(model_name="default", dataset=str(ROOT / "tests" / "data" / "one_fact.jsonl"),
-                    test_dataset=str(ROOT / "tests" / "data" / "one_fact_test.jsonl"), **PRESETS["quick demo"])
-    run, _ = local.start(cfg)
-    assert run.wait(timeout=900)["status"] == "completed", run.log_path.read_text()[-3000:]
-    card = evaluation.evaluate(run, evaluation.EvalOptions(max_new_tokens=32))
-    assert sum("silver otter" in e["tuned"] for e in card["examples"]) >= 5, card["examples"]
-    assert card["task_gain"] > 0.3
-    assert card["forgetting"]["change"] >= -evaluation.GENERAL_DROP_WARN, card["forgetting"]
-    assert card["forgetting"]["warning"] is None

@@ -53,3 +53,17 @@ def test_tests_are_cut_short_and_the_slowest_are_listed():
 
 def test_a_test_starts_with_its_own_mark_set():
     assert os.environ.get("FTSPACE_TEST_PROCESS") and os.environ.get("FTSPACE_TEST_MODULE")
+
+
+def test_make_test_runs_two_processes_and_keeps_the_real_model_tests_in_one_unit(request):
+    """`make test` shares the cores between two test processes, a module each at a time; the real-model tests (the
+    `slow` mark, the shared `demo_run`) are all in one module, so they run in one process and train the demo once."""
+    from conftest import REAL_MODEL_MODULE
+
+    recipe = (ROOT / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert "-n 2" in recipe and "--dist loadscope" in recipe, recipe
+    elsewhere = [item.nodeid for item in request.session.items if item.nodeid.split("::")[0] != REAL_MODEL_MODULE
+                 and (item.get_closest_marker("slow") or "demo_run" in item.fixturenames)]
+    assert not elsewhere, f"move these into {REAL_MODEL_MODULE}: {elsewhere}"
+    if os.environ.get("PYTEST_XDIST_WORKER_COUNT") == "2":  # each process, and all it starts, on half the cores
+        assert os.environ["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))

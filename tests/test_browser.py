@@ -224,7 +224,10 @@ def test_create_a_dataset_with_a_teacher_then_train_on_it(browser, tiny_model, t
             field(page, name).fill(value)
             field(page, name).press("Tab")
         page.locator("#seed-file input[type=file]").set_input_files(str(seeds))
-        page.locator("#seed-file").get_by_text("seeds.jsonl").first.wait_for(timeout=30000)  # the upload landed
+        # the upload landed: the file's row (named by its aria-label; the name is drawn as stem and suffix) with the
+        # link to the copy the server keeps (while uploading, only a progress line names the file)
+        page.locator("#seed-file").get_by_label("seeds.jsonl").wait_for(timeout=30000)
+        page.locator("#seed-file").get_by_test_id("download-link").wait_for(timeout=30000)
         page.get_by_role("button", name="Preview cost and time").click()
         page.get_by_text("teacher requests").first.wait_for(timeout=30000)
         page.get_by_role("button", name="Create", exact=True).click()

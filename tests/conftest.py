@@ -198,11 +198,44 @@ def end_marked(marker: str) -> list[int]:
 def _marking(name: str):
     value = uuid.uuid4().hex
     os.environ[name] = value
+    before = set(warm_children())
     try:
         yield
     finally:
         os.environ.pop(name, None)
         end_marked(f"{name}={value}")
+        for pid in set(warm_children()) - before:  # forked by the warm process, which carries no mark
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+# Workers this test process launches fork from one warm process (ftspace.engine.warm), started before any test
+# so that it carries no test's mark (the mark would end it with that test); its children are ended instead.
+WARM = []
+
+
+def warm_children() -> list[int]:
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(WARM[0].proc.pid).children()] if WARM else []
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_start(offline_env):
+    from ftspace.targets import local
+
+    starter = local.warm_up()
+    WARM[:] = [starter] if starter else []
+    yield
+    WARM.clear()
+    if starter:
+        starter.close()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from ftspace import runs
+from ftspace.engine import warm
 from ftspace.targets import local
 from ftspace.config import RunConfig
 
@@ -50,6 +51,9 @@ def test_backend_trains_and_writes_a_stock_peft_adapter(backend, tiny_model, run
     auto = "bfloat16" if cpu_bf16_units() else "float32"
     assert st["compute_dtype"] == st["weights_dtype"] == auto, st
     assert f"computing in {precision_text()}" in run.log_path.read_text()
+    # Unsloth's SFT in this machine's precision starts warm (forked from the process with the stack imported); the
+    # plain HF path starts cold, so that Unsloth's patches cannot reach it
+    assert (warm.STARTED_WARM in run.log_path.read_text()) == (backend == "unsloth"), run.log_path.read_text()
 
     # LoRA B starts at zero: a non-zero B means the weights were trained.
     assert lora_b_norm(run.adapter_dir) > 0
@@ -88,6 +92,7 @@ def test_compute_dtype_forces_the_precision_of_either_backend(backend, tiny_mode
     assert st["compute_dtype"] == st["weights_dtype"] == forced and f"computing in {forced}" in log
     if backend == "unsloth":
         assert f"dtype = torch.{forced}" in log  # Unsloth's own log line
+    assert warm.STARTED_WARM not in log  # the warm process imported Unsloth in the other precision: a cold start
     assert math.isfinite(st["train_loss"]) and lora_b_norm(run.adapter_dir) > 0
 
     from peft import PeftModel
@@ -222,3 +227,17 @@ def test_a_checkpoint_cut_short_is_passed_over(tiny_model, runs_dir):
             (path / "trainer_state.json").write_text(state)
     (run.checkpoints_dir / "checkpoint-tmp").mkdir()
     assert run.last_checkpoint().name == "checkpoint-8"
+
+
+def test_a_warm_start_needs_the_same_environment_but_for_ftspaces_own_settings(monkeypatch):
+    started = {"HF_HOME": "/a", "PATH": "/bin", "FTSPACE_RUNS": "/runs-1", "PYTEST_CURRENT_TEST": "x (call)"}
+    imported = {**started, "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor"}  # set by a library when imported
+    same = {**started, "FTSPACE_RUNS": "/runs-2", "FTSPACE_TEST_PROCESS": "1", "PYTEST_CURRENT_TEST": "y (setup)"}
+    assert warm.same_environment(same, started, imported)  # ftspace reads its own when used: the launch's count
+    assert warm.same_environment({**same, "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor"}, started, imported)
+    assert not warm.same_environment({**same, "TORCHINDUCTOR_CACHE_DIR": "/elsewhere"}, started, imported)
+    assert not warm.same_environment({**started, "HF_HOME": "/b"}, started, imported)  # read when imported
+    assert not warm.same_environment({**started, "HF_TOKEN": "hf_x"}, started, imported)
+    assert not warm.same_environment({k: v for k, v in started.items() if k != "PATH"}, started, imported)
+    monkeypatch.setenv("FTSPACE_WARM_START", "0")
+    assert local.warm_start(local.worker_environment()) is None  # turned off: every worker starts cold

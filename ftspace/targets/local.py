@@ -5,8 +5,11 @@ writes; the queue (ftspace.targets.queue) decides when a run starts; this starts
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -16,21 +19,34 @@ from ftspace import runs
 from ftspace.access import worker_env
 from ftspace.config import RunConfig
 from ftspace.data import resolve, scan
-from ftspace.engine import distributed
+from ftspace.engine import distributed, warm
+from ftspace.models import cpu_computes_bf16, hardware
+
+
+def worker_environment() -> dict:
+    """The environment a worker starts with (no tokens on a shared app: access.worker_env)."""
+    env = worker_env(dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false"))
+    project_root = str(Path(__file__).resolve().parent.parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
+    return env
 
 
 def launch(run: runs.Run, resume: bool = False) -> subprocess.Popen:
     """Start the worker process for a run; its output goes to the run's log file."""
-    env = worker_env(dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false"))
-    project_root = str(Path(__file__).resolve().parent.parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
+    env = worker_environment()
     count = distributed.processes(run.config().num_processes)
     args = distributed.command(str(run.path), resume, count)  # several processes: torchrun (data-parallel)
     run.set_status(status="queued", error=None, waiting=False)
     (run.path / "worker.json").unlink(missing_ok=True)
-    with open(run.log_path, "ab") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+    pid = _warm_fork(run, resume, env) if count <= 1 else None
+    if pid is not None:  # forked by the warm process, which reaps it
+        proc = psutil.Process(pid)
+    else:
+        with open(run.log_path, "ab") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True)
+        # Reap the worker when it exits, so a long-lived app does not collect zombie processes.
+        threading.Thread(target=proc.wait, daemon=True, name=f"reap-{run.id}").start()
     # Only the launcher writes worker.json. status.json has many writers (this launcher, the worker, the
     # app's Stop, the scheduler); each change goes through Run.set_status, under the run's lock.
     try:
@@ -38,9 +54,100 @@ def launch(run: runs.Run, resume: bool = False) -> subprocess.Popen:
     except psutil.NoSuchProcess:
         started = None
     runs.write_json_atomic(run.path / "worker.json", {"pid": proc.pid, "started": started})
-    # Reap the worker when it exits, so a long-lived app does not collect zombie processes.
-    threading.Thread(target=proc.wait, daemon=True, name=f"reap-{run.id}").start()
     return proc
+
+
+# --- the warm start (ftspace.engine.warm): a process with the training stack imported forks the workers
+
+
+class Warm:
+    """A `python -m ftspace.engine.warm` process, started with the environment `env`; `fork` asks it for a worker."""
+
+    READY_S, FORK_S = 180, 30
+
+    def __init__(self, env: dict):
+        self.env, self.imported = env, env
+        self.proc = subprocess.Popen([sys.executable, "-m", "ftspace.engine.warm"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                                     start_new_session=True)
+        self.ready: bool | None = None
+        self.lock = threading.Lock()
+
+    def _answer(self, seconds: float) -> bytes | None:
+        if not select.select([self.proc.stdout], [], [], seconds)[0]:
+            return None
+        return self.proc.stdout.readline() or None
+
+    def fork(self, argv: list[str], env: dict, log: Path) -> int | None:
+        """The pid of a worker forked with `argv` and `env`, its output to `log`; None when this process cannot."""
+        with self.lock:
+            try:
+                if self.ready is None:  # the first launch waits for the imports it would have made itself
+                    self.imported = json.loads(self._answer(self.READY_S) or "{}").get("ready")
+                    self.ready = isinstance(self.imported, dict)
+                if not self.ready or self.proc.poll() is not None or not self.serves(env):
+                    return None
+                request = {"argv": argv, "env": env, "log": str(log), "cwd": os.getcwd()}
+                self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+                self.proc.stdin.flush()
+                answer = self._answer(self.FORK_S)
+                return int(json.loads(answer)["pid"]) if answer else None
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+            finally:
+                if not self.ready or self.proc.poll() is not None:
+                    self.close()
+
+    def serves(self, env: dict) -> bool:
+        return warm.same_environment(env, self.env, self.imported or self.env)
+
+    def close(self):
+        self.ready = False
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+_WARM: list[Warm] = []  # at most one, started by the first launch it can serve
+_WARM_LOCK = threading.Lock()
+
+
+def warm_env(env: dict, compute_dtype: str = "auto") -> dict:
+    """A worker's environment with the precision Unsloth is told when imported (the warm process imports it)."""
+    return {**env, "UNSLOTH_CPU_BF16": "1" if cpu_computes_bf16(compute_dtype) else "0"}
+
+
+def warm_start(env: dict) -> Warm | None:
+    """The warm process for `env` (started now if there is none alive), or None where warm starts are off."""
+    if os.environ.get("FTSPACE_WARM_START", "1") == "0" or hardware()["kind"] != "cpu":
+        return None
+    env = warm_env(env)
+    with _WARM_LOCK:
+        if _WARM and (_WARM[0].ready is False or _WARM[0].proc.poll() is not None):
+            _WARM.pop().close()
+        if not _WARM:
+            _WARM.append(Warm(env))
+        return _WARM[0]
+
+
+def warm_up() -> Warm | None:
+    """Start the warm process now rather than at the first launch (the test suite does, once per test process)."""
+    return warm_start(worker_environment())
+
+
+def _warm_fork(run: runs.Run, resume: bool, env: dict) -> int | None:
+    """A worker forked from the warm process, where that is the same as a cold start (ftspace.engine.warm)."""
+    cfg = run.config()
+    if cfg.method != "sft" or cfg.backend not in ("auto", "unsloth"):
+        return None  # the plain HF path: Unsloth's patches must not reach it
+    try:
+        env = warm_env(env, cfg.compute_dtype)
+        starter = warm_start(env)
+    except Exception:  # a misspelt machine setting: the cold start says it in the run's log
+        return None
+    if starter is None:
+        return None
+    return starter.fork([str(run.path)] + (["--resume"] if resume else []), env, run.log_path)
 
 
 def preflight(cfg: RunConfig):

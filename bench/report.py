@@ -17,6 +17,7 @@ def load(name):
 # What each result describes: a figure is stale once these paths changed after the commit it was measured at.
 DESCRIBES = {"engine": ["ftspace/engine", "bench/bench_engine.py", "bench/bare_train.py"],
              "coldstart": ["ftspace", "app.py", "bench/bench_coldstart.py"],
+             "warm_start": ["ftspace/engine", "ftspace/targets/local.py", "bench/bench_warm_start.py"],
              "data": ["ftspace/data", "ftspace/engine/prepare.py", "bench/bench_data.py"],
              "chat": ["ftspace/chat.py", "ftspace/models.py", "bench/bench_chat.py"],
              "slicing": ["ftspace/targets/zerogpu.py", "ftspace/engine", "bench/bench_slicing.py"],
@@ -177,6 +178,19 @@ def main():
                       "`.venv/bin/python bench/gpu_check.py` fills this section (and `pytest -m gpu` runs the GPU "
                       "tests).", ""]
     lines += cpu_precision_section(load("cpu_precision"), load("demo_wall"))
+    w = load("warm_start")
+    lines += ["## 10. A run's worker started warm against cold (bench/bench_warm_start.py)"]
+    if w:
+        lines += [machine_line(w), "", f"Setup: {w['setup']}. Wall: from `local.start` to completed; CPU: what the "
+                  "whole machine spent meanwhile.", "",
+                  "| flavor | warm wall s | cold wall s | ratio | warm CPU s | cold CPU s | ratio |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {name} | {fmt(f['warm']['wall_s'])} | {fmt(f['cold']['wall_s'])} | "
+                  f"**{f['wall_ratio_warm_over_cold']}** ({f['wall']}) | {fmt(f['warm']['cpu_s'])} | "
+                  f"{fmt(f['cold']['cpu_s'])} | **{f['cpu_ratio_warm_over_cold']}** ({f['cpu']}) |"
+                  for name, f in w["flavors"].items()] + [""]
+    else:
+        lines += ["", "Not measured yet: `.venv/bin/python bench/bench_warm_start.py`.", ""]
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
     print("wrote bench/RESULTS.md")
 

@@ -185,14 +185,18 @@ def marked_processes(marker: str) -> list[int]:
 
 def end_marked(marker: str) -> list[int]:
     """SIGKILL every process carrying `marker` and the process group each one leads; returns their pids."""
-    pids = marked_processes(marker)
+    return end(marked_processes(marker))
+
+
+def end(pids) -> list[int]:
+    """SIGKILL each process and the process group it leads."""
     for pid in pids:
         for kill in (os.killpg, os.kill):
             try:
                 kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-    return pids
+    return list(pids)
 
 
 def _marking(name: str):
@@ -204,38 +208,36 @@ def _marking(name: str):
     finally:
         os.environ.pop(name, None)
         end_marked(f"{name}={value}")
-        for pid in set(warm_children()) - before:  # forked by the warm process, which carries no mark
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        end(set(warm_children()) - before)  # forked by the warm process, which carries no mark
 
 
-# Workers this test process launches fork from one warm process (ftspace.engine.warm), started before any test
-# so that it carries no test's mark (the mark would end it with that test); its children are ended instead.
+# Workers this test process launches fork from its warm processes (ftspace.engine.warm: Unsloth's and the plain HF
+# path's), started before any test so that they carry no test's mark (the mark would end them with that test); the
+# workers they fork during a test (or a module) are ended with it instead.
 WARM = []
 
 
 def warm_children() -> list[int]:
     import psutil
 
-    try:
-        return [p.pid for p in psutil.Process(WARM[0].proc.pid).children()] if WARM else []
-    except psutil.NoSuchProcess:
-        return []
+    children = []
+    for starter in WARM:
+        try:
+            children += [p.pid for p in psutil.Process(starter.proc.pid).children()]
+        except psutil.NoSuchProcess:
+            pass
+    return children
 
 
 @pytest.fixture(scope="session", autouse=True)
 def warm_start(offline_env):
     from ftspace.targets import local
 
-    starter = local.warm_up()
-    WARM[:] = [starter] if starter else []
+    WARM[:] = local.warm_up()  # Unsloth's, and the plain HF path's
     yield
-    WARM.clear()
-    if starter:
+    for starter in WARM:
         starter.close()
+    WARM.clear()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -45,6 +45,26 @@ def the_run(runs_dir):
     return Run(path)
 
 
+def test_a_line_of_the_worker_written_in_two_parts_never_splits_an_event_line_of_the_job(capsys):
+    """An unbuffered print writes its text, then the newline: an event the job prints between the two still gets a
+    line of its own in the job's log (before, it landed mid-line, and the app lost that step's event under load)."""
+    import os
+    import threading
+
+    from ftspace.engine import job
+
+    read, write = os.pipe()
+    relaying = threading.Thread(target=job.relay, args=(os.fdopen(read, "rb"),))
+    relaying.start()
+    os.write(write, b"[ftspace] step 1/4 loss 1.0")
+    job.emit(job.EVENT + '{"step": 1, "loss": 1.0}')
+    os.write(write, b", ETA 3s\n")
+    os.close(write)
+    relaying.join(timeout=10)
+    assert capsys.readouterr().out.splitlines() == [job.EVENT + '{"step": 1, "loss": 1.0}',
+                                                    "[ftspace] step 1/4 loss 1.0, ETA 3s"]
+
+
 def test_cli_trains_on_jobs_and_pulls_the_adapter_back(tmp_path, tiny_model, runs_dir):
     with FakeHub(token=TOKEN, user="alice") as fake:
         config = write_config(tmp_path, tiny_model)

@@ -7,6 +7,9 @@ import time
 import tomllib
 import uuid
 
+import pytest
+
+import conftest
 from conftest import ROOT, end_marked, marked_processes
 
 
@@ -67,3 +70,22 @@ def test_make_test_runs_two_processes_and_keeps_the_real_model_tests_in_one_unit
     assert not elsewhere, f"move these into {REAL_MODEL_MODULE}: {elsewhere}"
     if os.environ.get("PYTEST_XDIST_WORKER_COUNT") == "2":  # each process, and all it starts, on half the cores
         assert os.environ["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
+
+
+def test_a_worker_forked_by_the_warm_process_ends_with_the_test_that_started_it(tiny_model, runs_dir):
+    """Workers forked by the suite's warm process (ftspace.engine.warm) carry no test's mark: the end of a test ends
+    the ones forked while it ran, and leaves the warm process itself for the next test."""
+    from ftspace.targets import local
+    from test_engine import tiny_config, wait_until
+
+    if not conftest.WARM:
+        pytest.skip("no warm start on this machine (not a CPU machine, or FTSPACE_WARM_START=0)")
+    test = conftest._marking("FTSPACE_TEST_GUARD")
+    next(test)  # a test begins
+    run, proc = local.start(tiny_config(tiny_model, max_steps=100_000, save_steps=100_000))
+    wait_until(lambda: run.status().get("step", 0) >= 1, what="a training step")
+    assert proc.pid in conftest.warm_children(), "the run did not start warm"
+    with pytest.raises(StopIteration):
+        next(test)  # ... and ends
+    wait_until(lambda: not alive(proc.pid), timeout=10, what="the worker to end")
+    assert all(alive(starter.proc.pid) for starter in conftest.WARM)

@@ -26,8 +26,26 @@ CHECKPOINTS_KEPT = 2  # on the repo: the newest, and the one before in case the 
 QUIET_FIELDS = ("updated", "pid", "owner", "created", "started", "waiting", "queued_at", "resume")
 
 
+_OUTPUT = threading.Lock()
+
+
+def emit(line: str):
+    """One whole line of the job's log. The app reads events and statuses back from lines that start with their
+    prefix, so a line is written at once, never between the halves of another (the worker's lines come through
+    `relay`: a process of its own writing to the same pipe could split one)."""
+    with _OUTPUT:
+        sys.stdout.write(line.rstrip("\n") + "\n")
+        sys.stdout.flush()
+
+
+def relay(stream):
+    """The worker's output, a whole line at a time, into the job's log."""
+    for raw in iter(stream.readline, b""):
+        emit(raw.decode("utf-8", "replace"))
+
+
 def say(message: str):
-    print(f"[ftspace job {time.strftime('%H:%M:%S')}] {message}", flush=True)
+    emit(f"[ftspace job {time.strftime('%H:%M:%S')}] {message}")
 
 
 def make_run(repo_id: str, work: Path, resume: bool):
@@ -80,10 +98,10 @@ class Reporter:
     def tick(self):
         events, self.offset = self.run.events(self.offset)
         for event in events:
-            print(EVENT + json.dumps(event), flush=True)
+            emit(EVENT + json.dumps(event))
         st = {k: v for k, v in self.run.read_status().items() if k not in QUIET_FIELDS}
         if st != self.last_status:
-            print(STATUS + json.dumps(st), flush=True)
+            emit(STATUS + json.dumps(st))
             self.last_status = st
         newest = self.run.last_checkpoint()
         if newest is not None and newest.name not in self.pushed:
@@ -127,7 +145,10 @@ def main(argv=None) -> int:
     reporter.pushed.add(resumed_from)  # on the Hub already
     code_root = str(Path(ftspace.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")])))
-    proc = subprocess.Popen(worker_command(run, args.resume), env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(worker_command(run, args.resume), env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    relaying = threading.Thread(target=relay, args=(proc.stdout,), daemon=True)
+    relaying.start()
     stop = threading.Event()
 
     def report():
@@ -137,6 +158,7 @@ def main(argv=None) -> int:
     thread = threading.Thread(target=report, daemon=True)
     thread.start()
     code = proc.wait()
+    relaying.join(timeout=30)  # the worker's last lines (torchrun's children may hold the pipe a little longer)
     stop.set()
     thread.join()
     st = run.read_status()

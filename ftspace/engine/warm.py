@@ -6,8 +6,10 @@ ordinary worker (`ftspace.engine.worker.main`) in a session of its own, its outp
 environment of its launch. Used only where it is the same as a cold start:
 
 - a CPU machine (a fork after CUDA is initialised cannot use CUDA; nothing here imports torch before knowing);
-- one process per run (torchrun starts its own), SFT through Unsloth in the precision this machine decides (Unsloth
-  reads `UNSLOTH_CPU_BF16` when imported, and its patches must not reach a run on the plain HF path);
+- one process per run (torchrun starts its own);
+- a run of the flavor it was started for: SFT through Unsloth in the precision this machine decides (Unsloth reads
+  `UNSLOTH_CPU_BF16` when imported), or with `--plain` the plain HF path (backend hf, and DPO/ORPO on a CPU),
+  which never imports Unsloth (its patches must not reach those runs);
 - the same environment as this process was started with, but for ftspace's own settings (`FTSPACE_*`, read
   when used, never at import) and pytest's per-test name: a library reads its settings when imported.
 
@@ -73,7 +75,8 @@ def _child(request: dict):
         from ftspace.engine import worker
         from ftspace.engine.distributed import log
 
-        log(f"{STARTED_WARM}: forked from a process with the training stack already imported")
+        stack = "with Unsloth" if "unsloth" in sys.modules else "without Unsloth"
+        log(f"{STARTED_WARM}: forked from a process with the training stack ({stack}) already imported")
         code = worker.main(request["argv"])
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -99,12 +102,13 @@ def main():
     if hardware()["kind"] != "cpu":
         print(json.dumps({"unavailable": "not a CPU machine"}), file=answer, flush=True)
         return 0
-    from ftspace.engine import backends
+    if "--plain" not in sys.argv[1:]:  # for Unsloth's runs; --plain: for the plain HF path (no Unsloth at all)
+        from ftspace.engine import backends
 
-    why = backends.import_unsloth()  # first: before transformers, trl and peft
-    if why:
-        print(json.dumps({"unavailable": why}), file=answer, flush=True)
-        return 0
+        why = backends.import_unsloth()  # first: before transformers, trl and peft
+        if why:
+            print(json.dumps({"unavailable": why}), file=answer, flush=True)
+            return 0
     for name in STACK:  # imported once here, for every child
         importlib.import_module(name)
 

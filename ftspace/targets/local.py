@@ -65,9 +65,10 @@ class Warm:
 
     READY_S, FORK_S = 180, 30
 
-    def __init__(self, env: dict):
-        self.env, self.imported = env, env
-        self.proc = subprocess.Popen([sys.executable, "-m", "ftspace.engine.warm"], stdin=subprocess.PIPE,
+    def __init__(self, env: dict, flavor: str = "unsloth"):
+        self.env, self.imported, self.flavor = env, env, flavor
+        plain = ["--plain"] if flavor == "plain" else []
+        self.proc = subprocess.Popen([sys.executable, "-m", "ftspace.engine.warm", *plain], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                                      start_new_session=True)
         self.ready: bool | None = None
@@ -108,41 +109,53 @@ class Warm:
         self.proc.wait()
 
 
-_WARM: list[Warm] = []  # at most one, started by the first launch it can serve
+_WARM: dict[str, Warm] = {}  # one per flavor, started by the first launch it can serve
 _WARM_LOCK = threading.Lock()
 
 
-def warm_env(env: dict, compute_dtype: str = "auto") -> dict:
-    """A worker's environment with the precision Unsloth is told when imported (the warm process imports it)."""
+def flavor(cfg: RunConfig) -> str | None:
+    """Which warm process may fork a run's worker: 'unsloth' (SFT through Unsloth), 'plain' (the HF path, which
+    must not see Unsloth's patches), or None (Unsloth asked for where its CPU path cannot train: the cold start
+    says why)."""
+    if cfg.backend == "hf" or (cfg.method != "sft" and cfg.backend == "auto"):
+        return "plain"
+    return "unsloth" if cfg.method == "sft" else None
+
+
+def warm_env(env: dict, kind: str = "unsloth", compute_dtype: str = "auto") -> dict:
+    """A worker's environment with the precision Unsloth is told when imported (its warm process imports it)."""
+    if kind != "unsloth":
+        return env
     return {**env, "UNSLOTH_CPU_BF16": "1" if cpu_computes_bf16(compute_dtype) else "0"}
 
 
-def warm_start(env: dict) -> Warm | None:
-    """The warm process for `env` (started now if there is none alive), or None where warm starts are off."""
+def warm_start(env: dict, kind: str = "unsloth") -> Warm | None:
+    """The warm process of a flavor (started now if there is none alive), or None where warm starts are off."""
     if os.environ.get("FTSPACE_WARM_START", "1") == "0" or hardware()["kind"] != "cpu":
         return None
-    env = warm_env(env)
     with _WARM_LOCK:
-        if _WARM and (_WARM[0].ready is False or _WARM[0].proc.poll() is not None):
-            _WARM.pop().close()
-        if not _WARM:
-            _WARM.append(Warm(env))
-        return _WARM[0]
+        old = _WARM.get(kind)
+        if old is not None and (old.ready is False or old.proc.poll() is not None):
+            _WARM.pop(kind).close()
+        if kind not in _WARM:
+            _WARM[kind] = Warm(warm_env(env, kind), kind)
+        return _WARM[kind]
 
 
-def warm_up() -> Warm | None:
-    """Start the warm process now rather than at the first launch (the test suite does, once per test process)."""
-    return warm_start(worker_environment())
+def warm_up() -> list[Warm]:
+    """Start the warm processes now rather than at the first launch (the test suite does, once per test process)."""
+    return [w for w in (warm_start(worker_environment(), kind) for kind in ("unsloth", "plain")) if w]
 
 
 def _warm_fork(run: runs.Run, resume: bool, env: dict) -> int | None:
-    """A worker forked from the warm process, where that is the same as a cold start (ftspace.engine.warm)."""
+    """A worker forked from a warm process, where that is the same as a cold start (ftspace.engine.warm)."""
     cfg = run.config()
-    if cfg.method != "sft" or cfg.backend not in ("auto", "unsloth"):
-        return None  # the plain HF path: Unsloth's patches must not reach it
+    kind = flavor(cfg)
+    if kind is None:
+        return None
     try:
-        env = warm_env(env, cfg.compute_dtype)
-        starter = warm_start(env)
+        env = warm_env(env, kind, cfg.compute_dtype)
+        starter = warm_start(env, kind)
     except Exception:  # a misspelt machine setting: the cold start says it in the run's log
         return None
     if starter is None:

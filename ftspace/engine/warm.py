@@ -14,7 +14,8 @@ environment of its launch. Used only where it is the same as a cold start:
   when used, never at import) and pytest's per-test name: a library reads its settings when imported.
 
 Protocol: one JSON line per request on stdin (`{"argv", "env", "log", "cwd"}`), one JSON line per answer on stdout
-(`{"pid"}`); first `{"ready": its environment after the imports}`, or `{"unavailable": why}` and exit. `FTSPACE_WARM_START=0` turns it off.
+(`{"pid"}`); first `{"ready": its environment after the imports}`, or `{"unavailable": why}` and exit.
+`FTSPACE_WARM_START=0` turns it off.
 """
 
 from __future__ import annotations

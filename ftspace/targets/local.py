@@ -91,9 +91,9 @@ class Warm:
                 request = {"argv": argv, "env": env, "log": str(log), "cwd": os.getcwd()}
                 self.proc.stdin.write(json.dumps(request).encode() + b"\n")
                 self.proc.stdin.flush()
-                answer = self._answer(self.FORK_S)
-                return int(json.loads(answer)["pid"]) if answer else None
-            except (OSError, ValueError, KeyError, TypeError):
+                return int(json.loads(self._answer(self.FORK_S))["pid"])
+            except (OSError, ValueError, KeyError, TypeError):  # no answer in time, or not one: an answer that came
+                self.ready = False  # late would be taken for the next launch's, so this process is done
                 return None
             finally:
                 if not self.ready or self.proc.poll() is not None:

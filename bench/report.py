@@ -28,7 +28,8 @@ DESCRIBES = {"engine": ["ftspace/engine", "bench/bench_engine.py", "bench/bare_t
              "gpu": ["ftspace/engine", "ftspace/chat.py", "ftspace/models.py", "bench/gpu_check.py"],
              "cpu_precision": ["ftspace/chat.py", "ftspace/models.py", "ftspace/engine",
                                "bench/bench_cpu_precision.py"],
-             "demo_wall": ["ftspace", "bench/demo_wall.py"]}
+             "demo_wall": ["ftspace", "bench/demo_wall.py"],
+             "teacher_batch": ["ftspace/chat.py", "ftspace/data/create/teacher.py", "bench/bench_teacher_batch.py"]}
 
 
 def freshness(name: str, m: dict) -> str:
@@ -191,6 +192,16 @@ def main():
                   for name, f in w["flavors"].items()] + [""]
     else:
         lines += ["", "Not measured yet: `.venv/bin/python bench/bench_warm_start.py`.", ""]
+    t = load("teacher_batch")
+    lines += ["## 11. The bundled teacher: one batched generation against one chat at a time "
+              "(bench/bench_teacher_batch.py)"]
+    if t:
+        lines += [machine_line(t), "", f"Setup: {t['setup']}. Identical replies both ways: {t['identical_replies']}.",
+                  "", "| one at a time s | batched s | batched / one at a time (medians) |", "| --- | --- | --- |",
+                  f"| {fmt(t['one_at_a_time_s'])} | {fmt(t['batched_s'])} | "
+                  f"**{t['ratio_batched_over_one_at_a_time']}** ({t['verdict']}) |", ""]
+    else:
+        lines += ["", "Not measured yet: `.venv/bin/python bench/bench_teacher_batch.py`.", ""]
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
     print("wrote bench/RESULTS.md")
 

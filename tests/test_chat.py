@@ -186,3 +186,20 @@ def test_preloading_loads_once_in_the_background_and_the_first_reply_finds_it(di
     with pytest.raises(Exception):
         bad.result(timeout=60)
     assert "could not load run" in lines[-1] and "adapter_config.json" in lines[-1], lines
+
+
+def test_a_batch_of_chats_gets_the_replies_each_would_get_alone(default_model_path, monkeypatch):
+    # The bundled model (the tiny random one only ever writes newlines), in float32: the same arithmetic either way
+    # (bfloat16 rounds differently with the batch's shape).
+    monkeypatch.setenv("FTSPACE_COMPUTE_DTYPE", "float32")
+    chat = ChatModel.from_base(str(default_model_path))
+    chats = [PROMPT, [{"role": "user", "content": "Hi."}],
+             [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Which river is longest,"
+                                                                                   " the Nile or the Amazon?"}]]
+    settings = GenerationSettings(max_new_tokens=12, temperature=0.0)
+    alone = [chat.replies([c], settings)[0] for c in chats]
+    lengths = generated_lengths(chat)
+    together = chat.replies(chats, settings)
+    assert len(lengths) == 1  # one generation for the three, the short prompts behind left padding
+    assert together == alone and len(set(alone)) == 3 and all(alone)
+    assert chat.reply(chats[1], settings) == alone[1]  # the one-chat path renders the same prompt

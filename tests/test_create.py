@@ -152,6 +152,26 @@ def test_judge_drops_answers_that_do_not_answer_and_concurrency_is_bounded():
     assert report.reasons["judged not an answer"] >= 3
 
 
+def test_a_teacher_whose_replies_are_mostly_unusable_gets_its_next_requests_at_once():
+    import itertools
+
+    counter = itertools.count(1)
+
+    def reply(messages):  # one usable pair in three replies
+        n = next(counter)
+        return (json.dumps([{"question": f"Distinct question number {n} about topic {n * 7}?", "answer": f"A{n}."}])
+                if n % 3 == 0 else "Here are some ideas about rivers and seas.")
+
+    with FakeOpenAI(reply=reply, delay_s=0.2) as server:
+        s = openai_settings(server, num_pairs=2, pairs_per_request=5, concurrency=4)
+        pairs, report = synth.synthesize(s, T.Teacher(s), SEEDS)
+        in_flight = server.max_in_flight
+    # The first round asks once (5 pairs expected of it); seeing none kept, the next asks 4 at once rather than one
+    # round per request.
+    assert len(pairs) == 2 and report.reasons["unreadable reply"] >= 2
+    assert in_flight == 4 and report.requests <= 9
+
+
 def test_a_teacher_that_keeps_failing_ends_in_one_line_not_a_crash():
     with FakeOpenAI(reply=lambda m: (503, {"error": "overloaded"})) as server:
         s = openai_settings(server, num_pairs=2, retries=1, concurrency=1)

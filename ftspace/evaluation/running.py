@@ -70,8 +70,6 @@ class Evaluator:
         self.chat = ChatModel.from_adapter(adapter_dir, base_path)
         self.tokenizer = self.chat.tokenizer
         set_chat_template(self.tokenizer, "auto")  # the adapter's own template (and our length warning off)
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
 
     def _render(self, prompt: dict) -> str:
         from ftspace.data.tokenize import fold_tools, render, supports_tools
@@ -81,22 +79,10 @@ class Evaluator:
         return render(self.tokenizer, fold_tools(prompt), None, add_generation_prompt=True)
 
     def answer(self, prompts: list[dict], max_new_tokens: int, base: bool) -> list[str]:
-        import torch
-
         from ftspace.config import GenerationSettings
 
-        tok = self.tokenizer
-        side, tok.padding_side = tok.padding_side, "left"
-        try:
-            enc = tok([self._render(p) for p in prompts], add_special_tokens=False, padding=True,
-                      return_tensors="pt").to(self.chat.model.device)
-        finally:
-            tok.padding_side = side
-        kwargs = self.chat.generation_kwargs(GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0))
-        kwargs["pad_token_id"] = tok.pad_token_id
-        with torch.inference_mode(), self.chat.adapter_for(base):
-            out = self.chat.model.generate(**enc, **kwargs)
-        return [tok.decode(row[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for row in out]
+        return self.chat.complete_texts([self._render(p) for p in prompts],
+                                        GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0), base)
 
     def loss(self, example: dict, base: bool, max_length: int) -> tuple[float, int]:
         """(summed loss, token count) over the example's assistant tokens."""

@@ -99,7 +99,7 @@ def preview(settings: CreateSettings, mode: str, inputs: int, chunks: int = 0) -
         prompt = 200 + s.chunk_tokens
     completion = s.max_tokens // 2
     pace = SECONDS_PER_TOKEN[s.teacher]
-    seconds = requests * completion * pace / (1 if s.teacher == "default" else s.concurrency)
+    seconds = requests * completion * pace / (LOCAL_BATCH_SPEEDUP if s.teacher == "default" else s.concurrency)
     return dict(requests=requests, prompt_tokens=requests * prompt, completion_tokens=requests * completion,
                 seconds=round(seconds), billed=BILLED[s.teacher])
 
@@ -108,6 +108,9 @@ def preview(settings: CreateSettings, mode: str, inputs: int, chunks: int = 0) -
 # with its loading, on this project's 2-core CPU (2026-12-01): about 10 tokens/s. A hosted model streams
 # 30-60 tokens/s; 40 is a middle guess, not a measurement.
 SECONDS_PER_TOKEN = {"default": 1 / 10, "openai": 1 / 40, "hf": 1 / 40}
+# The bundled teacher answers 4 chats in one batched generation in about a third of the time of one at a time
+# (bench/RESULTS.md section 11); 2.5, not 3, as replies of unequal length keep the batch going to the longest.
+LOCAL_BATCH_SPEEDUP = 2.5
 BILLED = {"default": "nothing: runs on this machine",
           "openai": "whoever owns the endpoint's key, at its price per token",
           "hf": "your Hugging Face account (Inference Providers: free monthly credits, then the provider's price)"}

@@ -51,7 +51,7 @@ class CreateSettings:
                             group="teacher", label="Timeout (s)", low=1.0, high=3600.0)
     retries: int = option(3, "Retries of a request answered 429 or 5xx (or timed out), waiting 1, 2, 4 ... s "
                           "(or the server's Retry-After).", group="teacher", label="Retries", low=0, high=10)
-    concurrency: int = option(4, "Teacher requests in flight at once (the bundled teacher answers one at a time).",
+    concurrency: int = option(4, "Teacher requests in flight at once (the bundled teacher answers 4 at a time, as one batch).",
                               group="teacher", label="Requests at once", low=1, high=64)
 
     # --- from a few examples

@@ -9,6 +9,7 @@ rows), judge (optional: the teacher says whether each answer answers its questio
 from __future__ import annotations
 
 import json
+import math
 import random
 
 from ftspace.data import formats, load_dataset
@@ -111,7 +112,10 @@ def synthesize(settings: CreateSettings, teacher: Teacher, seeds: list[dict], *,
         if stop is not None and stop.is_set():
             report.ended = f"stopped by the user after {report.requests} requests"
             break
-        todo = -(-(s.num_pairs - len(kept)) // s.pairs_per_request)
+        # Requests still needed at the yield seen so far (pairs kept per request; the asked-for count before any
+        # reply, a quarter at least): a weak teacher whose replies are mostly repeats gets a full round at once.
+        per_request = max(len(kept) / asked, 0.25) if asked else s.pairs_per_request
+        todo = math.ceil((s.num_pairs - len(kept)) / per_request)
         n = min(teacher.concurrency, todo, budget - asked)
         asked += n
         chats = [prompt(rng.sample(seeds, min(len(seeds), MAX_SEEDS_SHOWN)), s.task, s.pairs_per_request, excerpt())

@@ -291,10 +291,39 @@ def measured_step_seconds(cfg: RunConfig, owner: str | None = None) -> float | N
             continue
         if shape(other) != shape(cfg):
             continue
-        steps = [e for e in run.events()[0] if "loss" in e and "elapsed_s" in e]
-        if len(steps) >= 2 and steps[-1]["step"] > steps[0]["step"]:
-            return (steps[-1]["elapsed_s"] - steps[0]["elapsed_s"]) / (steps[-1]["step"] - steps[0]["step"])
+        measured = step_seconds(run.events()[0])
+        if measured is not None:
+            return measured
     return None
+
+
+def step_seconds(events: list[dict]) -> float | None:
+    """Seconds per training step, from the newest stretch of one process's clock with two logged steps: each
+    process (a worker, a resumed worker, every ZeroGPU call) restarts `elapsed_s` at its first step, so steps
+    logged by different processes are never subtracted from each other. None when nothing is measured.
+
+    >>> step_seconds([{"step": s, "loss": 1, "elapsed_s": 2.0 * s} for s in (1, 2, 3)])
+    2.0
+    >>> step_seconds([{"step": 1, "loss": 1, "elapsed_s": 9.0, "time": 109.0},  # a first call, 3 s a step
+    ...               {"step": 2, "loss": 1, "elapsed_s": 12.0, "time": 112.0},
+    ...               {"step": 3, "loss": 1, "elapsed_s": 1.0, "time": 150.0},  # the next call's clock
+    ...               {"step": 4, "loss": 1, "elapsed_s": 2.5, "time": 151.5}])
+    1.5
+    """
+    steps = [e for e in events if "loss" in e and "elapsed_s" in e]
+    stretches: list[tuple[float, int]] = []  # (seconds, steps) per clock
+    for a, b in zip(steps, steps[1:]):
+        same_clock = b["elapsed_s"] > a["elapsed_s"] and (
+            "time" not in a or "time" not in b or abs((b["time"] - b["elapsed_s"]) - (a["time"] - a["elapsed_s"])) < 1)
+        if not same_clock or b["step"] <= a["step"]:
+            stretches.append((0.0, 0))  # a new clock starts at b
+            continue
+        if not stretches:
+            stretches.append((0.0, 0))
+        seconds, n = stretches[-1]
+        stretches[-1] = (seconds + b["elapsed_s"] - a["elapsed_s"], n + b["step"] - a["step"])
+    measured = [seconds / n for seconds, n in stretches if n]
+    return measured[-1] if measured else None
 
 
 def get(run_id: str) -> Run:

@@ -2,6 +2,7 @@
 page closing mid-run, and the Unsloth-first import order. tests/test_space.py runs the real wrapper."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -139,6 +140,45 @@ def test_work_left_is_measured_from_the_run(tiny_model, runs_dir):
     assert zerogpu.training_work_s(run) == pytest.approx(7.0 + 10 * 2.0 + zerogpu.SAVE_MARGIN_S)
 
 
+def test_the_step_time_is_taken_per_call_whose_clock_restarts(tiny_model, runs_dir):
+    """Each GPU call's worker restarts `elapsed_s`: a later call's steps are never measured against the first
+    call's (which made the work left shrink to nothing and calls shrink to the minimum)."""
+    run = runs.create(config(tiny_model))
+    events = []
+    for call, start in enumerate((1000.0, 1100.0)):  # two calls, 3 steps each, 4 s a step, a fresh clock each
+        events += [{"step": 3 * call + k, "loss": 1.0, "elapsed_s": 4.0 * k, "time": start + 4.0 * k} for k in (1, 2, 3)]
+        events.append({"slice": True, "step": 3 * call + 3, "load_s": 9.0, "train_s": 12.0, "time": start + 13})
+    run.events_path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    run.set_status(step=6, total_steps=16)
+    assert runs.step_seconds(run.events()[0]) == pytest.approx(4.0)
+    assert zerogpu.training_work_s(run) == pytest.approx(9.0 + 10 * 4.0 + zerogpu.SAVE_MARGIN_S)
+    assert runs.measured_step_seconds(run.config()) == pytest.approx(4.0)  # the Train tab's estimate too
+
+
+def test_a_gpu_call_trains_offline_without_unsloths_statistics_fetch(tiny_model, runs_dir, monkeypatch):
+    from huggingface_hub import constants
+
+    from ftspace.engine import worker
+
+    seen = {}
+
+    def execute(run, resume, deadline):
+        seen.update({k: os.environ.get(k) for k in zerogpu.OFFLINE_ENV}, constant=constants.HF_HUB_OFFLINE)
+        return "sliced"
+
+    monkeypatch.setattr(worker, "execute", execute)
+    monkeypatch.delenv("UNSLOTH_DISABLE_STATISTICS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    run = runs.create(config(tiny_model))
+    assert zerogpu.train_slice(str(run.path), 30) == "sliced"
+    assert seen == {"UNSLOTH_DISABLE_STATISTICS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                    "HF_DATASETS_OFFLINE": "1", "constant": True}
+    # Off a Space the call ran in this process: everything is as it was.
+    assert "UNSLOTH_DISABLE_STATISTICS" not in os.environ and os.environ["HF_HUB_OFFLINE"] == "0"
+    assert constants.HF_HUB_OFFLINE is False
+
+
 def test_refusals_are_told_apart():
     import gradio as gr
 
@@ -189,3 +229,24 @@ def test_a_run_whose_page_left_the_queue_does_not_block_it(tiny_model, runs_dir,
     assert scheduler.claim(second) == 0  # so second's turn has come
     assert first.status()["status"] == "interrupted" and "press Resume" in first.status()["error"]
     runs.prepare_resume(first)
+
+
+def test_an_error_inside_a_gpu_call_reaches_the_visitor_as_its_own_line(tiny_model, runs_dir, monkeypatch):
+    """`spaces` would show only "DataError": ftspace's errors cross the fork as values and are raised again."""
+    from ftspace import errors, evaluation, targets
+
+    run = runs.create(config(tiny_model))
+    options = evaluation.EvalOptions()
+    items = list(zerogpu.evaluate_on_gpu(str(run.path), vars(options), None, "free"))  # what the fork sends back
+    assert items == [zerogpu.CarriedError("DataError", items[0].message)]
+    assert items[0].message.startswith(f"Run {run.id} has no test rows: train with test_size")
+    with pytest.raises(errors.DataError, match=f"^Run {run.id} has no test rows: train with test_size"):
+        list(zerogpu.carried(iter(items)))
+    # An unknown kind still arrives as an ftspace error with its message; items before it pass through.
+    assert list(zerogpu.carried(iter([1, 2]))) == [1, 2]
+    with pytest.raises(errors.FtspaceError, match="^kept"):
+        list(zerogpu.carried(iter([zerogpu.CarriedError("NoSuchError", "kept")])))
+    # On ZeroGPU the check needs no GPU: it is made on the CPU before one is asked for (nothing is scheduled).
+    monkeypatch.setattr(targets.env, "on_zerogpu", lambda: True)
+    with pytest.raises(errors.DataError, match="has no test rows"):
+        targets.evaluation_updates(run, options, targets.Caller("user:alice"), "free")  # raised here, not lazily

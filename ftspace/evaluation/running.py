@@ -117,22 +117,30 @@ def base_for(adapter: Path, token: str | None) -> str:
 
 
 
+def preflight(run: Run, options: EvalOptions, token: str | None = None) -> tuple[list, str, Path]:
+    """What an evaluation needs that no model does, or the one-line error saying what is missing: (test rows paired
+    with the replies to compare against, where they came from, the adapter folder). ZeroGPU runs it on the CPU
+    before asking for a GPU."""
+    rows, source = test_rows(run, options, token)
+    pairs = [(row, t) for row in rows if (t := target(row))]
+    if not pairs:
+        raise DataError(f"{source}: no test row has an assistant reply to compare against.")
+    adapter = run.checkpoint(options.checkpoint) if options.checkpoint else run.adapter_dir
+    if not (adapter / "adapter_config.json").exists():
+        raise FtspaceError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait for it to finish.")
+    return pairs, source, adapter
+
+
 def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = None, progress=None,
              cancel: threading.Event | None = None, save: bool = True) -> dict:
     """The scorecard of a run (see module doc). `progress(done, total, what)` is called as work is done;
     setting `cancel` stops at the next batch (Cancelled)."""
     options = options or EvalOptions()
     progress = progress or (lambda *a: None)
-    rows, source = test_rows(run, options, token)
+    pairs, source, adapter = preflight(run, options, token)
     probe = read_probe(options.probe_file)
-    pairs = [(row, t) for row in rows if (t := target(row))]
-    if not pairs:
-        raise DataError(f"{source}: no test row has an assistant reply to compare against.")
     available = len(pairs)
     pairs = pairs[:options.max_rows]
-    adapter = run.checkpoint(options.checkpoint) if options.checkpoint else run.adapter_dir
-    if not (adapter / "adapter_config.json").exists():
-        raise FtspaceError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait for it to finish.")
     from ftspace.engine.prepare import read_prepared
 
     base_path = (read_prepared(run) or {}).get("model_path") or base_for(adapter, token)

@@ -302,7 +302,8 @@ def evaluation_updates(run: runs.Run, options, caller: Caller, tier: str, cancel
     if env.on_zerogpu():
         from ftspace.targets import zerogpu
 
-        return zerogpu.evaluate_on_gpu(str(run.path), vars(options), caller.token, tier)
+        evaluation.preflight(run, options, caller.token)  # test rows, adapter: told before any GPU is asked for
+        return zerogpu.carried(zerogpu.evaluate_on_gpu(str(run.path), vars(options), caller.token, tier))
     return evaluation.stream(run, options, caller.token, cancel=cancel)
 
 
@@ -312,7 +313,7 @@ def chat_replies(source: tuple, prompt: list, base_prompt: list | None, settings
     if env.on_zerogpu():
         from ftspace.targets import zerogpu
 
-        return zerogpu.chat_on_gpu(source, prompt, base_prompt, vars(settings), tier)
+        return zerogpu.carried(zerogpu.chat_on_gpu(source, prompt, base_prompt, vars(settings), tier))
     from ftspace.chat import both_replies, load_cached
 
     return both_replies(load_cached(source), prompt, base_prompt, settings)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ftspace.engine.saving import SAVE_MARGIN_S
 from ftspace.env import on_zerogpu
+from ftspace.runs import step_seconds
 
 
 # --- how long a call may be, per account tier
@@ -89,10 +90,9 @@ def training_work_s(run) -> float:
     st = run.read_status()
     slices = [e for e in events if e.get("slice")]
     load_s = slices[-1]["load_s"] if slices else FIRST_LOAD_S
-    steps = [e for e in events if "loss" in e and "elapsed_s" in e]
     left = max(0, (st.get("total_steps") or 0) - (st.get("step") or 0))
-    if len(steps) >= 2 and steps[-1]["step"] > steps[0]["step"] and st.get("total_steps"):
-        step_s = (steps[-1]["elapsed_s"] - steps[0]["elapsed_s"]) / (steps[-1]["step"] - steps[0]["step"])
+    step_s = step_seconds(events)  # the newest call's own clock: each call restarts it
+    if step_s is not None and st.get("total_steps"):
         return load_s + left * step_s + SAVE_MARGIN_S
     return float("inf")  # nothing measured yet: as long as the tier allows
 
@@ -121,8 +121,35 @@ def train_slice(run_dir: str, seconds: int) -> str:
     from ftspace.runs import Run
 
     run = Run(Path(run_dir))
-    with _output_to(run.log_path):  # the fork's output goes to the run's log, as a worker's does
+    with _output_to(run.log_path), offline():  # the fork's output goes to the run's log, as a worker's does
         return worker.execute(run, resume=True, deadline=granted + seconds)
+
+
+# What a GPU call must never wait for: the run was prepared (model and data downloaded, tokenized) on the CPU
+# before the first call, so nothing in the call needs the network, and Unsloth's start-up statistics download
+# (a forked fetch that may wait 120 s) would spend the visitor's GPU seconds.
+OFFLINE_ENV = {"UNSLOTH_DISABLE_STATISTICS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "HF_DATASETS_OFFLINE": "1"}
+
+
+@contextlib.contextmanager
+def offline():
+    """No network for the length of the block, then as before (off a Space the call runs in the caller's own
+    process). huggingface_hub read HF_HUB_OFFLINE when the app imported it, so its constant is set too."""
+    from huggingface_hub import constants
+
+    saved, saved_constant = {k: os.environ.get(k) for k in OFFLINE_ENV}, constants.HF_HUB_OFFLINE
+    os.environ.update(OFFLINE_ENV)
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved_constant
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @contextlib.contextmanager
@@ -146,7 +173,10 @@ def chat_on_gpu(source: tuple, prompt: list, base_prompt: list | None, settings:
     adapter off, as (tuned_text, base_text) pairs. `tier` only sizes the call."""
     from ftspace.chat import GenerationSettings, both_replies, load_cached
 
-    yield from both_replies(load_cached(source), prompt, base_prompt, GenerationSettings(**settings))
+    def replies():
+        yield from both_replies(load_cached(source), prompt, base_prompt, GenerationSettings(**settings))
+
+    yield from carrying_errors(replies())
 
 
 def _eval_seconds(run_dir, options, token, tier) -> int:
@@ -159,7 +189,44 @@ def evaluate_on_gpu(run_dir: str, options: dict, token: str | None, tier: str):
     from ftspace.evaluation import EvalOptions, stream
     from ftspace.runs import Run
 
-    yield from stream(Run(Path(run_dir)), EvalOptions(**options), token)
+    yield from carrying_errors(stream(Run(Path(run_dir)), EvalOptions(**options), token))
+
+
+# --- errors across the fork: `spaces` hands the visitor only the class name of an exception raised in a GPU call
+# ("ZeroGPU worker error: DataError") unless it is a gr.Error; ftspace's own errors cross as values instead.
+
+
+@dataclass(frozen=True)
+class CarriedError:
+    kind: str  # the ftspace.errors class name
+    message: str
+
+
+def carrying_errors(items):
+    """Inside a GPU generator: its items, and an ftspace error as a last CarriedError item (`carried` raises it
+    again in the app process). Anything else is a bug and keeps its traceback."""
+    from ftspace.errors import FtspaceError
+
+    try:
+        yield from items
+    except FtspaceError as e:
+        yield CarriedError(type(e).__name__, str(e))
+
+
+def carried(items):
+    """A GPU generator's items in the app process, with a carried ftspace error raised again as itself."""
+    from ftspace import errors
+
+    try:
+        for item in items:
+            if isinstance(item, CarriedError):
+                kind = getattr(errors, item.kind, None)
+                if not (isinstance(kind, type) and issubclass(kind, errors.FtspaceError)):
+                    kind = errors.FtspaceError
+                raise kind(item.message)
+            yield item
+    finally:
+        getattr(items, "close", lambda: None)()  # a reader that left (a closed page) ends the GPU call now
 
 
 # --- driving a run from its owner's event

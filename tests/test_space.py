@@ -227,19 +227,49 @@ def test_quota_refusals_leave_a_resumable_run_with_the_message_shown(space, tiny
     run = runs.Run(tmp / "runs" / run_id)
     assert run.status()["status"] == "interrupted"
 
-    # Quota back, and ZeroGPU busy twice: the call is retried, the run resumes and completes.
+    # Her page's proxy token has expired: ZeroGPU answers 401, and she is told to reload the page.
     gpu.used[carol_ip] = 0.0
-    gpu.busy_next = 2
+    gpu.expired.add(carol_ip)
+    carol.predict("c", run_id, api_name="/resume")
+    job = carol.submit("c", run_id, api_name="/train_on_gpu")
+    list(job)
+    assert "token expired. Reload the page and press Resume" in progress(carol, run_id, "c")
+    assert run.status()["status"] == "interrupted"
+    gpu.expired.clear()
+
+    # ZeroGPU busy twice, then a wait in its queue: the call is retried, the run resumes and completes.
+    gpu.busy_next, gpu.queue_next = 2, 1
     n_schedules = len(gpu.schedules)
     carol.predict("c", run_id, api_name="/resume")
     job = carol.submit("c", run_id, api_name="/train_on_gpu")
     list(job)
     assert job.status().success, job.exception()
     assert run.status()["status"] == "completed" and run.status()["step"] == 20
-    assert run.status()["tier"] == "anonymous"
+    assert run.status()["tier"] == "anonymous" and gpu.queue_next == 0
     calls = gpu.schedules[n_schedules:]
     assert len(calls) >= 3 and all(c.get("token") == carol_ip for c in calls)
     assert all(int(c["durationSeconds"]) <= min(CALL_CAP_S, 60) for c in calls)
+    assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 21))  # each step once
+
+    # ZeroGPU ends a call while it trains (here 2 s in, well before the checkpoint its 6 s allow): she is told, the
+    # run is resumable, and it completes from its last checkpoint.
+    run_id = value_of(carol.predict("c", *run_values(model_name=str(tiny_model), dataset="example:facts",
+                                                     max_steps=120, max_seq_length=64, save_steps=1000, backend="auto"),
+                                    api_name="/start")[0])
+    gpu.grace_s = -(CALL_CAP_S - 2)
+    try:
+        job = carol.submit("c", run_id, api_name="/train_on_gpu")
+        list(job)
+        assert gpu.aborted and "was ended by ZeroGPU" in progress(carol, run_id, "c")
+        aborted = runs.Run(tmp / "runs" / run_id)
+        assert aborted.status()["status"] == "interrupted" and aborted.status()["call_aborted"]
+    finally:
+        gpu.grace_s = 30.0
+    carol.predict("c", run_id, api_name="/resume")
+    job = carol.submit("c", run_id, api_name="/train_on_gpu")
+    list(job)
+    assert job.status().success, job.exception()
+    assert aborted.status()["status"] == "completed" and aborted.status()["step"] == 120
 
     # A duration the tier does not allow is refused before any GPU is given: said plainly, resumable.
     gpu.max_duration = 5

@@ -22,9 +22,10 @@ def config(tiny_model, **overrides):
 
 
 def sliced(run, cap_s: int) -> dict:
-    """run_sliced in a fresh process (as a ZeroGPU Space trains: Unsloth imported first there)."""
-    code = ("import json, sys; from ftspace.targets.zerogpu import run_sliced; "
-            "print(json.dumps(run_sliced(sys.argv[1])))")
+    """run_sliced in a fresh process that imported Unsloth first (as a ZeroGPU Space's worker has after its first
+    call)."""
+    code = ("import json, sys; from ftspace.engine import backends; backends.import_unsloth(); "
+            "from ftspace.targets.zerogpu import run_sliced; print(json.dumps(run_sliced(sys.argv[1])))")
     out = subprocess.run([sys.executable, "-c", code, str(run.path)], cwd=ROOT, capture_output=True, text=True,
                          timeout=600, env={**__import__("os").environ, "FTSPACE_ZEROGPU_MAX_CALL_S": str(cap_s),
                                            "FTSPACE_SAVE_MARGIN_S": "0.5"})
@@ -36,10 +37,12 @@ def test_a_sliced_run_ends_where_an_unsliced_one_does_with_the_same_weights(tiny
     from test_space import assert_same_weights
 
     run = runs.create(config(tiny_model))
-    status = sliced(run, cap_s=1)  # 1 s calls: loading alone uses them up, so each call trains one step
+    # 2 s calls, in a process that imported Unsloth already (a reused worker): each trains a few steps. (Shorter calls
+    # are refused: the load, a step and the save must fit: test_a_model_that_loads_for_longer_than_a_call...)
+    status = sliced(run, cap_s=2)
     slices = [e for e in run.events()[0] if e.get("slice")]
     assert status["status"] == "completed", status
-    assert len(slices) >= 3, f"1 s calls should need several, got {len(slices)}"
+    assert len(slices) >= 2, f"2 s calls should need several, got {len(slices)}"
     assert status["slice"] == len(slices) and status["backend"] == "unsloth"
     assert all(e["load_s"] > 0 and e["train_s"] > 0 for e in slices)
     assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 13))  # each step once
@@ -69,7 +72,8 @@ def test_out_of_quota_keeps_a_resumable_run(tiny_model, runs_dir, monkeypatch):
 
     monkeypatch.setattr(zerogpu, "train_slice", refuse)
     status = zerogpu.run_sliced(str(run.path), tier="free")
-    assert status["status"] == "interrupted" and len(calls) == 1  # a quota refusal is not retried
+    # Asked once more at the 23 s the message says are left (enough to train in), then not again.
+    assert status["status"] == "interrupted" and calls == [120, 23]
     assert "exceeded your free ZeroGPU quota" in status["error"]
     assert "comes back in 2 h 31 min" in status["error"] and "press Resume" in status["error"]
     runs.prepare_resume(run)  # no exception: it can be resumed when quota is back
@@ -162,7 +166,7 @@ def test_a_gpu_call_trains_offline_without_unsloths_statistics_fetch(tiny_model,
 
     seen = {}
 
-    def execute(run, resume, deadline):
+    def execute(run, resume, deadline, started):
         seen.update({k: os.environ.get(k) for k in zerogpu.OFFLINE_ENV}, constant=constants.HF_HUB_OFFLINE)
         return "sliced"
 
@@ -177,6 +181,70 @@ def test_a_gpu_call_trains_offline_without_unsloths_statistics_fetch(tiny_model,
     # Off a Space the call ran in this process: everything is as it was.
     assert "UNSLOTH_DISABLE_STATISTICS" not in os.environ and os.environ["HF_HUB_OFFLINE"] == "0"
     assert constants.HF_HUB_OFFLINE is False
+
+
+def test_a_model_that_loads_for_longer_than_a_call_is_refused_before_the_next_call(tiny_model, runs_dir,
+                                                                                  monkeypatch):
+    run = runs.create(config(tiny_model))
+    run.events_path.write_text("".join(json.dumps(e) + "\n" for e in (
+        {"step": 1, "loss": 1.0, "elapsed_s": 1.0, "time": 101.0}, {"step": 2, "loss": 1.0, "elapsed_s": 2.0, "time": 102.0},
+        {"slice": True, "step": 1, "load_s": 59.0, "train_s": 1.0},  # two calls, 58-59 s each before a step
+        {"slice": True, "step": 2, "load_s": 58.0, "train_s": 1.0})))
+    run.set_status(step=2, total_steps=12)
+    calls = []
+    monkeypatch.setattr(zerogpu, "train_slice", lambda *a: calls.append(a) or "sliced")
+    driving = zerogpu.drive(run, None, "anonymous", prepare=False)
+    next(driving)
+    with pytest.raises(StopIteration):
+        next(driving)
+    st = run.status()
+    assert calls == [] and st["status"] == "interrupted"
+    assert st["error"].startswith("This model does not fit a ZeroGPU call of your tier: a call spends at least 58 s")
+    assert "60 s a call may last (sign in for 120 s calls" in st["error"]
+    # The free tier's 120 s calls fit it: the call is made.
+    assert zerogpu.fixed_cost_refusal(run, "free") is None
+
+
+def test_a_call_ended_by_zerogpu_or_an_expired_token_says_so_and_the_next_call_asks_for_more(tiny_model, runs_dir,
+                                                                                            monkeypatch):
+    import gradio as gr
+
+    def drive_all(run):  # prepared already (nothing to download): the calls only
+        for _ in zerogpu.drive(run, None, "free", prepare=False):
+            pass
+        return run.status()
+
+    run = runs.create(config(tiny_model))
+    asked = []
+
+    def aborted(run_dir, seconds):
+        asked.append(seconds)
+        raise gr.Error("GPU task aborted", title="ZeroGPU worker error")
+
+    monkeypatch.setattr(zerogpu, "train_slice", aborted)
+    run.events_path.write_text("".join(json.dumps({"step": s, "loss": 1.0, "elapsed_s": 0.5 * s}) + "\n"
+                                       for s in (1, 2)) + json.dumps({"slice": True, "step": 2, "load_s": 3.0}) + "\n")
+    run.set_status(step=2, total_steps=12)
+    st = drive_all(run)
+    assert asked == [zerogpu.MIN_CALL_S]  # sized to the work measured: 3 s + 10 steps + the save, at least 20
+    assert st["status"] == "interrupted" and st["error"].startswith(
+        "GPU call 1 was ended by ZeroGPU: it ran past the 20 s it asked for. Resume the run")
+    drive_all(run)
+    assert asked[1] == zerogpu.TIERS["free"].max_call_s  # after an abort: as long as the tier allows
+    # That call, as long as the tier allows, ended before a step: the next is refused before it is made; a PRO
+    # account's longer calls are not.
+    assert drive_all(run)["error"].startswith("This model does not fit a ZeroGPU call of your tier: a 120 s call "
+                                              "ended before it had loaded the model and trained a step")
+    assert len(asked) == 2 and zerogpu.fixed_cost_refusal(run, "pro") is None
+    run.set_status(load_exceeds_s=None)
+
+    def expired(run_dir, seconds):
+        raise gr.Error("Expired ZeroGPU proxy token", title="ZeroGPU client error")
+
+    monkeypatch.setattr(zerogpu, "train_slice", expired)
+    st = drive_all(run)
+    assert st["status"] == "interrupted" and "ZeroGPU sign-in token expired. Reload the page and press Resume" in \
+        st["error"]
 
 
 def test_refusals_are_told_apart():

@@ -157,13 +157,13 @@ def trainer_for(cfg, common: dict, backend: str):
     return ORPOTrainer, ORPOConfig(**{**common, "include_num_input_tokens_seen": False}, beta=cfg.preference_beta)
 
 
-def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
+def train(run: Run, resume: bool = False, deadline: float | None = None, started: float | None = None) -> str:
     """Train (or continue) a run; 'completed', or 'sliced' when the clock reached `deadline` first.
 
     A ZeroGPU Space calls this inside a GPU call, with the deadline counted from the moment the call
-    got its GPU, and resumes in the next call.
+    got its GPU (`started`: its slice's fixed cost counts from there), and resumes in the next call.
     """
-    t_start = time.time()
+    t_start = started or time.time()
     cfg = run.config()
     trainer, model, tokenizer, progress = build_trainer(run, deadline)
 
@@ -198,11 +198,11 @@ def train(run: Run, resume: bool = False, deadline: float | None = None) -> str:
     return "completed"
 
 
-def execute(run: Run, resume: bool = False, deadline: float | None = None) -> str:
+def execute(run: Run, resume: bool = False, deadline: float | None = None, started: float | None = None) -> str:
     """train() with failures recorded in the run's status: 'completed', 'sliced' or 'failed'."""
     run.set_status(status="running", pid=os.getpid(), error=None, started=time.time(), waiting=False)
     try:
-        return train(run, resume=resume, deadline=deadline)
+        return train(run, resume=resume, deadline=deadline, started=started)
     except FtspaceError as e:
         log(f"failed: {e}")
         run.set_status(status="failed", error=str(e))

@@ -84,17 +84,44 @@ def call_seconds(tier: str, work_s: float) -> int:
 
 
 def training_work_s(run) -> float:
-    """Seconds the rest of a run needs in one call: loading (as measured by the last call), the steps
-    left at the measured step time, and the checkpoint save."""
+    """Seconds the rest of a run needs in one call: the call's fixed cost (imports, load, restore: the most any
+    call of the run measured, as the next may be a fresh fork), the steps left at the measured step time, and
+    the checkpoint save. As long as allowed after a call ZeroGPU ended for overrunning."""
     events, _ = run.events()
     st = run.read_status()
+    if st.get("call_aborted"):
+        return float("inf")
     slices = [e for e in events if e.get("slice")]
-    load_s = slices[-1]["load_s"] if slices else FIRST_LOAD_S
+    load_s = max(e["load_s"] for e in slices) if slices else FIRST_LOAD_S
     left = max(0, (st.get("total_steps") or 0) - (st.get("step") or 0))
     step_s = step_seconds(events)  # the newest call's own clock: each call restarts it
     if step_s is not None and st.get("total_steps"):
         return load_s + left * step_s + SAVE_MARGIN_S
     return float("inf")  # nothing measured yet: as long as the tier allows
+
+
+def fixed_cost_refusal(run, tier: str) -> str | None:
+    """One line when no call of this tier can train a step of this run, as measured: a call as long as the tier
+    allows was ended by ZeroGPU before its first step, or even the quickest of two or more calls' fixed cost
+    (imports, load, restore), one step and the save outlast the tier's cap. Else None."""
+    events, _ = run.events()
+    cap = max_call_s(tier) * duration_factor()
+    more = {"anonymous": "sign in for 120 s calls, or use a smaller model",
+            "free": "a PRO account allows 300 s calls; or use a smaller model"}.get(tier, "use a smaller model")
+    kept = "The run is kept at its last checkpoint."
+    exceeded = run.read_status().get("load_exceeds_s")
+    if exceeded and exceeded >= cap:
+        return (f"This model does not fit a ZeroGPU call of your tier: a {exceeded:.0f} s call ended before it had "
+                f"loaded the model and trained a step, and {cap:.0f} s is the longest a call may last ({more}). {kept}")
+    slices = [e for e in events if e.get("slice")]
+    if len(slices) < 2:  # a first call also imports what a reused worker keeps: one says little of the next
+        return None
+    fixed, step = min(e["load_s"] for e in slices), step_seconds(events) or 0.0
+    if fixed + step + SAVE_MARGIN_S < cap:
+        return None
+    return (f"This model does not fit a ZeroGPU call of your tier: a call spends at least {fixed:.0f} s loading it "
+            f"before its first step, and with a step and the checkpoint save that is more than the {cap:.0f} s a call "
+            f"may last ({more}). {kept}")
 
 
 # --- GPU functions (their arguments and results are pickled across the fork)
@@ -116,13 +143,13 @@ def _requested(run_dir: str, seconds: int) -> int:
 def train_slice(run_dir: str, seconds: int) -> str:
     """One call: load, resume, train until `seconds` after the GPU was granted (minus the save margin),
     checkpoint; 'completed', 'sliced' or 'failed'."""
-    granted = time.time()  # the GPU is ours from here: loading counts against the call too
+    granted = time.time()  # the GPU is ours from here: imports and loading count against the call too
     from ftspace.engine import worker
     from ftspace.runs import Run
 
     run = Run(Path(run_dir))
     with _output_to(run.log_path), offline():  # the fork's output goes to the run's log, as a worker's does
-        return worker.execute(run, resume=True, deadline=granted + seconds)
+        return worker.execute(run, resume=True, deadline=granted + seconds, started=granted)
 
 
 # What a GPU call must never wait for: the run was prepared (model and data downloaded, tokenized) on the CPU
@@ -266,21 +293,31 @@ def drive(run, token: str | None, tier: str, prepare: bool = True):
         n = run.read_status().get("slice") or 0
         while True:
             n += 1
+            too_long = fixed_cost_refusal(run, tier)
+            if too_long:
+                run.set_status(status="interrupted", error=too_long, phase=None)
+                finished = True
+                return
             seconds = call_seconds(tier, training_work_s(run))
-            lease(run, seconds * duration_factor() + LEASE_MARGIN_S)
             run.set_status(slice=n, phase="training", call_s=seconds)
+            step_before = run.read_status().get("step") or 0
             try:
-                outcome = _with_retries(train_slice, str(run.path), seconds)
+                outcome = _train_call(run, seconds, tier)
             except QuotaError as e:
                 run.set_status(status="interrupted", error=str(e), phase=None)
                 finished = True
                 return
             except Exception as e:  # the fork died, was aborted, or anything else: keep the run resumable
-                run.set_status(status="interrupted", phase=None, error=(
-                    f"GPU call {n} ended early: {_first_line(e)}. Resume the run; it continues from its last "
-                    "checkpoint."))
+                aborted = zerogpu_refusal(e) == "aborted"
+                asked = run.read_status().get("call_s") or seconds  # a retry may have asked for less
+                no_step = (run.read_status().get("step") or 0) == step_before
+                checkpoint = run.last_checkpoint()  # where the next call starts: the steps after it are lost
+                run.set_status(status="interrupted", phase=None, error=call_failure(n, asked, e), call_aborted=aborted,
+                               step=int(checkpoint.name.split("-")[1]) if checkpoint else 0,
+                               **({"load_exceeds_s": asked * duration_factor()} if aborted and no_step else {}))
                 finished = True
                 return
+            run.set_status(call_aborted=False, load_exceeds_s=None)
             st = run.read_status()
             if outcome != "sliced" or st.get("status") not in ("running", "stopping"):
                 finished = True
@@ -304,29 +341,81 @@ def run_sliced(run_dir: str, tier: str = "pro", token: str | None = None) -> dic
     return run.status()
 
 
-def _with_retries(fn, *args):
-    """Call a GPU function; retry while ZeroGPU has no GPU free, stop at once on a quota refusal."""
-    for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+def _train_call(run, seconds: int, tier: str) -> str:
+    """One training call, its lease renewed before every attempt: retried while ZeroGPU has no GPU free; asked
+    once more, shorter, when the duration is refused (at the seconds the quota has left, or at the shortest tier's
+    cap: ZeroGPU bills the x-ip-token's account, whose tier the sign-in may not tell), never below the minimum;
+    QuotaError when the visitor may not have it."""
+    shorter_asked = False
+    for delay in (*RETRY_DELAYS_S, None):
+        lease(run, seconds * duration_factor() + LEASE_MARGIN_S + (delay or 0))  # a poll must not see it abandoned
+        run.set_status(call_s=seconds)
         try:
-            return fn(*args)
+            return train_slice(str(run.path), seconds)
         except Exception as e:
             kind = zerogpu_refusal(e)
             if kind == "quota":
-                raise QuotaError(quota_message(e)) from None
+                shorter = None if shorter_asked else shorter_call_s(e, seconds, tier)
+                if shorter is None:
+                    raise QuotaError(quota_message(e)) from None
+                seconds, shorter_asked = shorter, True
+                continue
             if kind != "busy" or delay is None:
                 raise
             time.sleep(delay)
 
 
+def shorter_call_s(e: Exception, asked: int, tier: str) -> int | None:
+    """The duration to ask for once more after ZeroGPU refused `asked` seconds, or None: the seconds its message
+    says are left ("60s requested vs. 23s left"), or for a duration larger than allowed the anonymous tier's cap;
+    never below the minimum a call needs.
+
+    >>> import gradio as gr
+    >>> shorter_call_s(gr.Error("You have exceeded your free ZeroGPU quota (60s requested vs. 41s left). Try again "
+    ...                          "in 0:10:00."), 60, "free")
+    41
+    >>> shorter_call_s(gr.Error("(60s requested vs. 7s left)"), 60, "free") is None  # too short to train in
+    True
+    >>> shorter_call_s(gr.Error("The requested GPU duration (120s) is larger than the maximum allowed"), 120, "free")
+    60
+    """
+    text = str(e)
+    left = re.search(r"vs\. (\d+)s left", text)
+    if left:
+        want = int(int(left.group(1)) / duration_factor())
+    elif "larger than the maximum allowed" in text:
+        want = int(TIERS["anonymous"].max_call_s / duration_factor())
+    else:
+        return None
+    return want if min(MIN_CALL_S, max_call_s(tier)) / duration_factor() <= want < asked else None
+
+
+def call_failure(n: int, seconds: int, e: Exception) -> str:
+    """The run's one-line error when GPU call `n` (asked for `seconds`) ended without finishing its slice."""
+    kind = zerogpu_refusal(e)
+    if kind == "expired":
+        return (f"GPU call {n} was refused: this page's ZeroGPU sign-in token expired. Reload the page and press "
+                "Resume; the run continues from its last checkpoint.")
+    if kind == "aborted":
+        return (f"GPU call {n} was ended by ZeroGPU: it ran past the {seconds} s it asked for. Resume the run; it "
+                "continues from its last checkpoint, and the next call asks for more time.")
+    return f"GPU call {n} ended early: {_first_line(e)}. Resume the run; it continues from its last checkpoint."
+
+
 def zerogpu_refusal(e: Exception) -> str | None:
-    """'busy' (no GPU free now: retry), 'quota' (this visitor may not have the call: do not), or None.
-    `spaces` raises gr.Error with a title; these are its titles and texts (spaces/zero/client.py)."""
+    """'busy' (no GPU free now: retry), 'quota' (this visitor may not have the call: do not), 'expired' (the
+    page's proxy token ran out), 'aborted' (ZeroGPU ended a call that overran), or None. `spaces` raises gr.Error
+    with a title; these are its titles and texts (spaces/zero/client.py, wrappers.py)."""
     title, text = str(getattr(e, "title", "") or ""), str(e)
     if "No GPU was available" in text or title == "ZeroGPU queue timeout":
         return "busy"
     if title in ("ZeroGPU quota exceeded", "ZeroGPU illegal duration", "ZeroGPU pending credits exceeded") or \
             re.search(r"quota|GPU limit|larger than the maximum allowed", text, re.I):
         return "quota"
+    if "Expired ZeroGPU proxy token" in text:
+        return "expired"
+    if "GPU task aborted" in text:
+        return "aborted"
     return None
 
 

@@ -63,4 +63,5 @@ bench: setup
 	$(PY) bench/bench_cpu_precision.py
 	$(PY) bench/bench_warm_start.py
 	$(PY) bench/bench_teacher_batch.py
+	$(PY) bench/bench_zerogpu_calls.py
 	$(PY) bench/report.py

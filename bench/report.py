@@ -29,7 +29,8 @@ DESCRIBES = {"engine": ["ftspace/engine", "bench/bench_engine.py", "bench/bare_t
              "cpu_precision": ["ftspace/chat.py", "ftspace/models.py", "ftspace/engine",
                                "bench/bench_cpu_precision.py"],
              "demo_wall": ["ftspace", "bench/demo_wall.py"],
-             "teacher_batch": ["ftspace/chat.py", "ftspace/data/create/teacher.py", "bench/bench_teacher_batch.py"]}
+             "teacher_batch": ["ftspace/chat.py", "ftspace/data/create/teacher.py", "bench/bench_teacher_batch.py"],
+             "zerogpu_calls": ["ftspace/targets/zerogpu.py", "ftspace/engine", "bench/bench_zerogpu_calls.py"]}
 
 
 def freshness(name: str, m: dict) -> str:
@@ -202,6 +203,19 @@ def main():
                   f"**{t['ratio_batched_over_one_at_a_time']}** ({t['verdict']}) |", ""]
     else:
         lines += ["", "Not measured yet: `.venv/bin/python bench/bench_teacher_batch.py`.", ""]
+    z = load("zerogpu_calls")
+    lines += ["## 12. A ZeroGPU call's fixed cost: fresh and reused workers (bench/bench_zerogpu_calls.py)"]
+    if z:
+        share = z["share_of_call"]
+        lines += [machine_line(z), "", f"Setup: {z['setup']}. Seconds from the call's start to its first step "
+                  "(imports, load, restore); share of a 60 s and a 120 s call.", "",
+                  "| worker | before the first step, s | share of 60 s | share of 120 s |", "| --- | --- | --- | --- |",
+                  f"| fresh (a new fork) | {fmt(z['fresh_load_s'])} | {share['60s']['fresh']} | "
+                  f"{share['120s']['fresh']} |",
+                  f"| reused (imports kept) | {fmt(z['reused_load_s'])} | {share['60s']['reused']} | "
+                  f"{share['120s']['reused']} |", ""]
+    else:
+        lines += ["", "Not measured yet: `.venv/bin/python bench/bench_zerogpu_calls.py`.", ""]
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
     print("wrote bench/RESULTS.md")
 

@@ -50,6 +50,8 @@ LIMITS = {item.name: item for item in (
     Limit("sweep_trials", "FTSPACE_MAX_SWEEP_TRIALS", 4, "trials", "trials of one sweep"),
     Limit("document_mb", "FTSPACE_MAX_DOCUMENT_MB", 20, "MB", "size of a document's text after decompression"),
     Limit("eval_rows", "FTSPACE_MAX_EVAL_ROWS", 500, "rows", "test rows one evaluation scores"),
+    Limit("waiting", "FTSPACE_MAX_WAITING", 64, "requests", "requests waiting in the app's queue, everyone's together "
+          "(Gradio's own default on ZeroGPU is 1: the next visitor would be told the queue is full)"),
 )}
 
 

@@ -287,3 +287,24 @@ def test_quota_refusals_leave_a_resumable_run_with_the_message_shown(space, tiny
     # imported transformers (what it would pass on to the fork).
     assert run.read_status()["backend"] == "unsloth"
     assert app.alive()
+
+
+def test_the_queue_takes_many_waiting_visitors_and_evaluations_never_hold_chats_slots(monkeypatch, runs_dir):
+    """Gradio lets one request wait on ZeroGPU unless told a size (the next visitor: "Queue is full"); chat and
+    evaluation each have their own slots, so two evaluations never block a chat."""
+    import gradio as gr
+
+    from ftspace.ui import build_app, queue_settings
+
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setenv("FTSPACE_MULTIUSER", "1")
+    assert gr.Blocks().queue(default_concurrency_limit=4)._queue.max_size == 1  # what Gradio does unless told
+    assert gr.Blocks().queue(**queue_settings())._queue.max_size == 64
+    monkeypatch.setenv("FTSPACE_MAX_WAITING", "200")
+    assert queue_settings()["max_size"] == 200
+    demo = build_app()
+    try:
+        groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in demo.fns.values()}
+    finally:
+        demo.ftspace_scheduler.shutdown()
+    assert groups["chat"] == ("chat", 2) and groups["evaluate"] == ("evaluate", 2)

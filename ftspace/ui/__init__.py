@@ -103,6 +103,17 @@ def check_address() -> None:
                          "serve many visitors (each with their own token), or FTSPACE_ALLOW_PUBLIC=1 if you mean it.")
 
 
+def queue_settings() -> dict:
+    """`demo.queue()`'s arguments: 4 events of a kind at once unless the event says otherwise, and an explicit
+    queue size on a shared app (FTSPACE_MAX_WAITING), as Gradio would otherwise let one request wait on ZeroGPU."""
+    from ftspace import limits
+
+    size = limits.limit("waiting")
+    if size is None and env.on_zerogpu():
+        size = limits.LIMITS["waiting"].default
+    return {"default_concurrency_limit": 4, "max_size": int(size) if size else None}
+
+
 def mcp_enabled() -> bool:
     """Serve the agents' tools over MCP (at /gradio_api/mcp/): FTSPACE_MCP=1 (Gradio's own GRADIO_MCP_SERVER too)."""
     import os

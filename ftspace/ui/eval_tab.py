@@ -58,7 +58,7 @@ def wire(ui: dict):
     outputs = [ui["eval_summary"], ui["eval_table"], ui["eval_examples"], ui["eval_probe"], ui["eval_tradeoff"]]
     event = ui["eval_go"].click(run_evaluation, [ui["browser_id"], ui["eval_run"], ui["eval_checkpoint"],
                                                  ui["eval_test"], ui["eval_max_rows"], ui["eval_max_new"]],
-                                outputs, concurrency_id="chat", concurrency_limit=2, api_name="evaluate")
+                                outputs, concurrency_id="evaluate", concurrency_limit=2, api_name="evaluate")
     ui["eval_cancel"].click(cancel_evaluation, [ui["browser_id"]], None, cancels=[event], api_name="cancel_evaluation")
     ui["eval_use"].click(use_adapter, [ui["browser_id"], ui["eval_run"], ui["eval_checkpoint"]],
                          [ui["eval_used"], ui["eval_checkpoint"]], api_name="use_checkpoint")

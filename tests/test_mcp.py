@@ -159,8 +159,9 @@ def test_agent_inspects_starts_follows_asks_and_pushes(served, tiny_model):
 
 
 def test_an_agent_trains_on_zerogpu_billed_to_its_own_quota(tmp_path_factory, tiny_model):
-    """On a ZeroGPU Space (the real `spaces` wrapper against a fake device API) start_run makes the GPU calls
-    from the agent's own request: each carries the x-ip-token its MCP client sent, never none."""
+    """On a ZeroGPU Space (the real `spaces` wrapper against a fake device API) start_run returns at once; each
+    run_progress then makes the run's next GPU call from the agent's own request: each carries the x-ip-token its
+    MCP client sent, never none. A request without one is refused in one line, before anything is queued."""
     from fakezerogpu import FakeZeroGPU
     from test_oauth import SPACE_ENV
     from test_space import CALL_CAP_S, ROOT, ip_token
@@ -177,12 +178,22 @@ def test_an_agent_trains_on_zerogpu_billed_to_its_own_quota(tmp_path_factory, ti
             alice_ip = ip_token("alice")
             settings = {"model_name": str(tiny_model), "dataset": "example:alpaca", "max_steps": 40,
                         "max_seq_length": 64, "save_steps": 1000}
+            ok, refused = call(app, ALICE, prefix + "start_run", settings=settings)  # no x-ip-token: nobody to bill
+            assert not ok and "carries none: train from the Space's page, or start the run with train_on: hf_jobs" \
+                in refused, refused
             ok, run = call(app, ALICE, prefix + "start_run", headers={"x-ip-token": alice_ip}, settings=settings)
             assert ok, run + (tmp / "app.log").read_text()[-3000:]
-            assert run["status"] == "completed", run
-            ok, progress = call(app, ALICE, prefix + "run_progress", run_id=run["run_id"])
-            assert ok and progress["step"] == 40 and progress["has_adapter"], progress
-            assert gpu.schedules and all(c.get("token") == alice_ip for c in gpu.schedules), gpu.schedules
+            assert run["status"] == "queued" and gpu.schedules == [], run  # at once: no GPU call yet
+            polls, progress = 0, {}
+            while polls < 20 and progress.get("status") != "completed":
+                ok, progress = call(app, ALICE, prefix + "run_progress", headers={"x-ip-token": alice_ip},
+                                    run_id=run["run_id"])
+                assert ok and progress["status"] in ("queued", "running", "completed"), progress
+                polls += 1
+            assert progress["status"] == "completed" and progress["step"] == 40 and progress["has_adapter"], progress
+            # One GPU call per poll, each billed to alice (the first poll's call also imports Unsloth: one step).
+            assert len(gpu.schedules) == polls >= 2, (polls, gpu.schedules)
+            assert all(c.get("token") == alice_ip for c in gpu.schedules), gpu.schedules
             ok, answer = call(app, ALICE, prefix + "ask_model", headers={"x-ip-token": alice_ip},
                               run_id=run["run_id"], prompt="hi", max_new_tokens=4)
             # answered in a GPU call by the run's own model: the library's reply on that adapter, word for word

@@ -254,7 +254,7 @@ def test_quota_refusals_leave_a_resumable_run_with_the_message_shown(space, tiny
     # ZeroGPU ends a call while it trains (here 2 s in, well before the checkpoint its 6 s allow): she is told, the
     # run is resumable, and it completes from its last checkpoint.
     run_id = value_of(carol.predict("c", *run_values(model_name=str(tiny_model), dataset="example:facts",
-                                                     max_steps=120, max_seq_length=64, save_steps=1000, backend="auto"),
+                                                     max_steps=60, max_seq_length=64, save_steps=1000, backend="auto"),
                                     api_name="/start")[0])
     gpu.grace_s = -(CALL_CAP_S - 2)
     try:
@@ -269,7 +269,7 @@ def test_quota_refusals_leave_a_resumable_run_with_the_message_shown(space, tiny
     job = carol.submit("c", run_id, api_name="/train_on_gpu")
     list(job)
     assert job.status().success, job.exception()
-    assert aborted.status()["status"] == "completed" and aborted.status()["step"] == 120
+    assert aborted.status()["status"] == "completed" and aborted.status()["step"] == 60
 
     # A duration the tier does not allow is refused before any GPU is given: said plainly, resumable.
     gpu.max_duration = 5

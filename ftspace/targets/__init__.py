@@ -294,6 +294,25 @@ def drive(scheduler, run: runs.Run, caller: Caller, tier: str, wait_s: float = 2
     yield from zerogpu.drive(run, caller.token, tier)
 
 
+AGENT_HOLD_S = 300  # how long a ZeroGPU run waits in the queue for an agent's next poll
+
+
+def advance(scheduler, run: runs.Run, caller: Caller, tier: str) -> None:
+    """ZeroGPU, for a caller with no page (an agent): one turn of `drive` per request. A run still waiting for
+    its turn keeps its place until AGENT_HOLD_S from now; a run whose turn it is makes one GPU call from this
+    request (billed to its x-ip-token), then waits in the queue again, for as long, for the next request.
+    Anywhere else nothing: the run trains by itself."""
+    if target_for(run) != "zerogpu" or run.read_status().get("status") != "queued":
+        return
+    from ftspace.targets import zerogpu
+
+    if scheduler.claim(run) == 0:
+        for _ in zerogpu.drive(run, caller.token, tier, calls=1):
+            pass
+    if run.read_status().get("status") == "queued":
+        scheduler.hold_place(run, seconds=AGENT_HOLD_S)
+
+
 def evaluation_updates(run: runs.Run, options, caller: Caller, tier: str, cancel=None):
     """An evaluation's ("progress", done, total, what) items, then ("done", scorecard): on ZeroGPU in one GPU call
     (sized by `tier`), elsewhere on a thread of this process (`cancel` stops it)."""

@@ -263,19 +263,22 @@ class QuotaError(Exception):
     """ZeroGPU refused the call for this visitor (quota used up, duration not allowed): not retried."""
 
 
-def drive(run, token: str | None, tier: str, prepare: bool = True):
+def drive(run, token: str | None, tier: str, prepare: bool = True, calls: int | None = None):
     """Train `run` to its end (or until ZeroGPU says no) in GPU calls made from this thread, which must
     be the owner's Gradio event. Yields after preparing and after every call; the run's status says
     the rest. A closed page (the generator closed) or any failure leaves the run resumable, never
-    `running`."""
+    `running`. With `calls`, at most that many GPU calls: the run then waits in the queue again for the
+    caller's next request (an agent's next poll)."""
     from ftspace import offload
     from ftspace.errors import FtspaceError
+
+    from ftspace.engine.prepare import read_prepared
 
     lease(run, 1800)  # preparing: downloads and tokenizing, on CPU
     run.set_status(status="running", waiting=False, error=None, phase="preparing", tier=tier)
     finished = False
     try:
-        if prepare:
+        if prepare and read_prepared(run) is None:  # a resumed run was prepared by its first drive
             try:
                 # in a helper process even off ZeroGPU: this process trains next, Unsloth imported first
                 offload.call("ftspace.engine.prepare:prepare_in_place", log_path=run.log_path, isolate=True,
@@ -291,7 +294,13 @@ def drive(run, token: str | None, tier: str, prepare: bool = True):
                 return
         yield
         n = run.read_status().get("slice") or 0
+        made = 0
         while True:
+            if calls is not None and made >= calls:
+                run.set_status(status="queued", waiting=True, phase="waiting for its next GPU call")
+                finished = True
+                return
+            made += 1
             n += 1
             too_long = fixed_cost_refusal(run, tier)
             if too_long:

@@ -89,12 +89,22 @@ def _summary(run: runs.Run) -> dict:
     return info
 
 
-def _train_on_zerogpu(scheduler, run: runs.Run, caller):
-    """On ZeroGPU the GPU calls are billed to whoever makes them: the agent's own call waits for the run's turn,
-    then drives it to its end (the Train tab's train_on_gpu does the same, showing progress). Elsewhere the
-    run trains by itself and this returns at once."""
-    for _ in targets.drive(scheduler, run, caller, access.tier(signed_in=bool(caller.token))):
-        pass
+ZEROGPU_IDENTITY = ("This Space trains on ZeroGPU, where each GPU call is billed to the identity Hugging Face's proxy "
+                    "sends with a request (the x-ip-token header), and this request carries none: train from the "
+                    "Space's page, or start the run with train_on: hf_jobs (billed to your token's account).")
+
+
+def _zerogpu_payer(request: gr.Request | None, run_or_cfg) -> None:
+    """On ZeroGPU an agent's requests pay for its run's GPU calls: refuse, in one line, one that cannot."""
+    if targets.target_for(run_or_cfg) == "zerogpu" and not (request is not None and request.headers.get("x-ip-token")):
+        raise ConfigError(ZEROGPU_IDENTITY)
+
+
+def _advance_on_zerogpu(scheduler, run: runs.Run, caller, request: gr.Request | None):
+    """On ZeroGPU: one GPU call of the run (or its place in the queue kept), from this request and billed to its
+    x-ip-token (targets.advance). Elsewhere the run trains by itself: nothing to do."""
+    if request is not None and request.headers.get("x-ip-token"):
+        targets.advance(scheduler, run, caller, access.tier(signed_in=bool(caller.token)))
 
 
 def register(scheduler) -> list[str]:
@@ -168,7 +178,9 @@ def register(scheduler) -> list[str]:
         """Start a LoRA fine-tuning run (Unsloth) and return at once with its id; follow it with run_progress.
         One run trains at a time per machine: a later one waits in the queue (its status says so). With
         train_on "hf_jobs" it trains on Hugging Face Jobs instead (jobs_flavor, e.g. "a10g-large"; billed per minute
-        to the account of the token you send; estimate_run with the same fields gives the time and cost).
+        to the account of the token you send; estimate_run with the same fields gives the time and cost). On a
+        ZeroGPU Space the run trains while you poll: each run_progress call makes its next GPU call (a minute or
+        two), billed to the x-ip-token your requests carry.
 
         Args:
             config_yaml: RunConfig fields as YAML text, e.g. "dataset: example:facts\\nmax_steps: 30". Fields: model_name, dataset, dataset_format, max_steps, num_train_epochs, learning_rate, lora_r, lora_alpha, max_seq_length, ... (estimate_run checks them without starting).
@@ -178,8 +190,11 @@ def register(scheduler) -> list[str]:
             JSON: "run_id", "status" ("queued" or "running"), "config" (the fields the run uses).
         """
         caller = _caller(request)
-        run = targets.submit(scheduler, _config(caller, config_yaml, settings), caller)  # the gate, then the queue
-        _train_on_zerogpu(scheduler, run, caller)
+        cfg = _config(caller, config_yaml, settings)
+        _zerogpu_payer(request, cfg)
+        run = targets.submit(scheduler, cfg, caller)  # the gate, then the queue
+        if targets.target_for(run) == "zerogpu":
+            scheduler.hold_place(run, seconds=targets.AGENT_HOLD_S)  # until the first run_progress
         values = run.config().to_dict()
         values["dataset"] = owners.shown_dataset(values["dataset"])
         return _json({"run_id": run.id, "status": run.status()["status"], "config": values})
@@ -188,7 +203,9 @@ def register(scheduler) -> list[str]:
     def run_progress(run_id: str, request: gr.Request = None) -> str:
         """Where a run is: status (queued, running, completed, failed, stopped, interrupted), step of total,
         losses, ETA, tokens/s, the error if it failed, and the last log lines. Poll every 10-30 s until the
-        status is no longer queued or running.
+        status is no longer queued or running. On a ZeroGPU Space each call first trains the run for one GPU
+        call (billed to your x-ip-token) when it is its turn; a run not polled for 5 minutes leaves the queue
+        (resume_run queues it again).
 
         Args:
             run_id: the id start_run returned.
@@ -196,7 +213,9 @@ def register(scheduler) -> list[str]:
         Returns:
             JSON: id, status, step, total_steps, train_loss, eval_loss, eta_s, tokens_per_s, error, has_adapter (true once ask_model and push_adapter can use it), log (recent lines).
         """
-        run = _run(run_id, _caller(request).owner)
+        caller = _caller(request)
+        run = _run(run_id, caller.owner)
+        _advance_on_zerogpu(scheduler, run, caller, request)
         st = run.status()
         last = next((e for e in reversed(run.all_events()) if "loss" in e), {})
         log = log_tail(run.log_path).splitlines()[-LOG_LINES:]
@@ -236,12 +255,15 @@ def register(scheduler) -> list[str]:
             run_id: the run to resume.
 
         Returns:
-            JSON: id and status ("queued" or "running"); follow it with run_progress.
+            JSON: id and status ("queued" or "running"); follow it with run_progress (on a ZeroGPU Space it trains
+            while you poll, as after start_run).
         """
         caller = _caller(request)
         run = _run(run_id, caller.owner)
+        _zerogpu_payer(request, run)
         targets.resume(scheduler, run, caller)
-        _train_on_zerogpu(scheduler, run, caller)
+        if targets.target_for(run) == "zerogpu":
+            scheduler.hold_place(run, seconds=targets.AGENT_HOLD_S)  # until the next run_progress
         return _json({"id": run.id, "status": run.status()["status"]})
 
     @user_errors

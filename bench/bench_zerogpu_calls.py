@@ -8,7 +8,6 @@ model) the reused one's. The figure is the `load_s` each call's slice event reco
 first step)."""
 
 import argparse
-import json
 import os
 import sys
 import tempfile

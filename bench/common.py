@@ -26,9 +26,11 @@ def git(*args) -> tuple[int, str]:
 
 
 def commit() -> dict:
-    """The checkout a figure came from: its commit and whether the tree held uncommitted changes."""
+    """The checkout a figure came from: its commit and whether the tree held uncommitted changes (other than the
+    benchmarks' own results, which a run of several benchmarks rewrites as it goes)."""
     head = git("rev-parse", "HEAD")[1]
-    return {"commit": head or "unknown", "dirty": bool(git("status", "--porcelain", "--untracked-files=no")[1])}
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/out", ":!bench/RESULTS.md")[1]
+    return {"commit": head or "unknown", "dirty": bool(changed)}
 
 
 def cpu() -> dict:

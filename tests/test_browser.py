@@ -158,7 +158,7 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         temperature = page.get_by_label("number input for Temperature · temperature", exact=True)
         temperature.fill("1")  # a random-weight model's greedy reply can be only an end token
         temperature.press("Tab")
-        page.get_by_label("Message").fill("Hello there")
+        page.get_by_role("textbox", name="Message", exact=True).fill("Hello there")
         page.get_by_role("button", name="Send").click()
         bots = page.locator("[data-testid='bot']")
         bots.nth(1).wait_for(timeout=120000)
@@ -174,7 +174,9 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         page.get_by_text("A LoRA adapter for").wait_for(timeout=20000)  # the card preview of the run
         page.wait_for_function("() => { const i = document.querySelector('#pub-card img');"
                                " return i && i.complete && i.naturalWidth > 100; }", timeout=20000)
-        repo = page.get_by_label("Repository")
+        # the textbox by role: a label match would also find a chat reply whose text holds "repository" (the
+        # tiny model samples random words, and a bot message's aria-label is its text)
+        repo = page.get_by_role("textbox", name="Repository", exact=True)
         repo.fill("alice/zorblax-tiny")
         repo.press("Tab")
         page.locator("#pub-card").get_by_text('"alice/zorblax-tiny"').first.wait_for(timeout=20000)

@@ -3,6 +3,7 @@ checkpoints, cancelling, TensorBoard files, a sweep; with the real default model
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -241,6 +242,21 @@ def test_cancel_stops_the_evaluation_and_saves_nothing(tiny_run):
         evaluation.evaluate(tiny_run, evaluation.EvalOptions(checkpoint=4, max_new_tokens=4), progress=progress,
                             cancel=cancel)
     assert "checkpoint-4" not in evaluation.saved(tiny_run)
+
+
+def test_an_evaluation_longer_than_its_gpu_call_ends_in_time_with_one_line(tiny_run, monkeypatch):
+    """ZeroGPU would kill a call that outlasts its duration with nothing said: the evaluation inside it stops
+    first (here a 2 s call) and says why, and nothing is saved."""
+    from ftspace.targets import zerogpu
+
+    monkeypatch.setenv("FTSPACE_ZEROGPU_MAX_CALL_S", "2")
+    (tiny_run.path / "evaluations" / "checkpoint-2.json").unlink(missing_ok=True)
+    options = evaluation.EvalOptions(checkpoint=2, max_new_tokens=16)
+    items = list(zerogpu.evaluate_on_gpu(str(tiny_run.path), vars(options), None, "free"))
+    assert isinstance(items[-1], zerogpu.CarriedError) and items[-1].kind == "FtspaceError"
+    assert items[-1].message.startswith("The evaluation did not fit one ZeroGPU call of your tier (2 s): lower the "
+                                        "test rows or the max new tokens"), items[-1]
+    assert "checkpoint-2" not in evaluation.saved(tiny_run)
 
 
 def test_tensorboard_event_files_hold_the_loss(tiny_run):

@@ -318,3 +318,18 @@ def test_an_error_inside_a_gpu_call_reaches_the_visitor_as_its_own_line(tiny_mod
     monkeypatch.setattr(targets.env, "on_zerogpu", lambda: True)
     with pytest.raises(errors.DataError, match="has no test rows"):
         targets.evaluation_updates(run, options, targets.Caller("user:alice"), "free")  # raised here, not lazily
+
+
+def test_a_chat_call_measures_its_load_and_the_next_call_is_sized_by_it(tiny_model, monkeypatch):
+    from ftspace.chat import resolve_source
+
+    monkeypatch.setattr(zerogpu, "CHAT_LOADS", [])
+    source = resolve_source(("base", str(tiny_model)), None)
+    settings = {"max_new_tokens": 4, "temperature": 0.0, "top_p": 0.95}
+    assert zerogpu._chat_seconds(source, [], None, {"max_new_tokens": 100}, "free") == 25  # 20 s guessed + 100 tokens
+    raw = list(zerogpu.chat_on_gpu(source, [{"role": "user", "content": "hi"}], None, settings, "free"))  # the fork's
+    assert isinstance(raw[0], zerogpu.Loaded) and raw[1:] and all(isinstance(pair, tuple) for pair in raw[1:])
+    assert list(zerogpu.carried(iter(raw))) == raw[1:]  # the app process sees the replies only,
+    assert zerogpu.CHAT_LOADS == [raw[0].seconds]  # and keeps the measured load for the next call's size
+    zerogpu.CHAT_LOADS[:] = [31.0, 4.0]  # a fresh fork's load, then a reused one's: the most is budgeted
+    assert zerogpu._chat_seconds(source, [], [], {"max_new_tokens": 100}, "free") == 41  # 31 s + 2 replies x 5 s

@@ -11,7 +11,8 @@ from test_app import run_values, value_of
 from test_oauth import SPACE_ENV
 from test_space import client, ip_token
 
-CALL_CAP_S = 20  # above a fresh fork's fixed cost on a 2-core CPU (imports ~7 s, load, restore), below the run
+CALL_CAP_S = 30  # above a fresh fork's fixed cost on a 2-core CPU (imports ~7 s, load, restore), below the run,
+# and room for the evaluation's call (~9 s here in a fresh fork; it stops 5 s before its call ends)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +34,9 @@ def test_with_a_fresh_worker_per_call_every_call_advances_and_none_overruns(fres
     app, gpu, tmp = fresh_space
     dave_ip = ip_token("dave")
     dave = client(app, dave_ip)
-    # Steps of ~0.3 s here (48 micro-batches each): after a fresh fork's fixed cost (~7 s) and the save margin, a 20 s
-    # call trains about 35, so the 60 steps need two calls or more.
-    run_id = value_of(dave.predict("d", *run_values(model_name=str(tiny_model), dataset="example:alpaca", max_steps=60,
+    # Steps of ~0.3 s here (48 micro-batches each): after a fresh fork's fixed cost (~7 s) and the save margin, a 30 s
+    # call trains about 70, so the 100 steps need two calls or more.
+    run_id = value_of(dave.predict("d", *run_values(model_name=str(tiny_model), dataset="example:alpaca", max_steps=100,
                                                     max_seq_length=128, per_device_train_batch_size=2,
                                                     gradient_accumulation_steps=48, save_steps=1000, backend="auto"),
                                    api_name="/start")[0])
@@ -45,7 +46,7 @@ def test_with_a_fresh_worker_per_call_every_call_advances_and_none_overruns(fres
     assert job.status().success, job.exception()
     run = runs.Run(tmp / "runs" / run_id)
     st = run.status()
-    assert st["status"] == "completed" and st["step"] == 60, (st, run.log_path.read_text()[-2000:])
+    assert st["status"] == "completed" and st["step"] == 100, (st, run.log_path.read_text()[-2000:])
     grants = gpu.grants_log[n_grants:]
     slices = [e for e in run.events()[0] if e.get("slice")]
     assert len(slices) >= 2 and len(grants) == len(slices), (len(slices), len(grants))
@@ -55,7 +56,7 @@ def test_with_a_fresh_worker_per_call_every_call_advances_and_none_overruns(fres
     ends = [e["step"] for e in slices]
     assert ends[0] > 0 and all(b > a for a, b in zip(ends, ends[1:])), ends
     assert all(g.duration <= CALL_CAP_S and g.token == dave_ip for g in grants)
-    assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 61))  # each step once
+    assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 101))  # each step once
     # The calls were sized by the fixed cost a fresh fork measured, not the cheaper restarts of a reused worker.
     assert min(e["load_s"] for e in slices) > 1.0
 
@@ -65,4 +66,13 @@ def test_with_a_fresh_worker_per_call_every_call_advances_and_none_overruns(fres
                                api_name="/chat")
     assert tuned[-1]["role"] == "assistant" and tuned[-1]["content"]
     assert len(gpu.grants_log) == n_grants + 1 and gpu.grants_log[-1].fresh and gpu.aborted == []
+
+    # Evaluate: one GPU call (the whole scorecard, its progress streamed out of the fork), billed to dave.
+    from ftspace.ui.eval_tab import FINAL
+
+    n_grants = len(gpu.grants_log)
+    summary, table, examples, probe, _ = dave.predict("d", run_id, FINAL, "example:alpaca", 2, 8, api_name="/evaluate")
+    assert "Task gain" in summary and "Scored on 2 test prompts" in summary and len(probe["data"]) == 48
+    assert len(gpu.grants_log) == n_grants + 1 and gpu.grants_log[-1].token == dave_ip and gpu.aborted == []
+    assert (run.path / "evaluations" / "final.json").exists()
     assert app.alive()

@@ -52,7 +52,7 @@ TIERS = {
 }
 MIN_CALL_S = 20  # shorter calls spend most of their time loading the model
 FIRST_LOAD_S = 45.0  # a fresh fork: import Unsloth, load the model, restore the checkpoint (before measured)
-CHAT_LOAD_S = 20.0  # loading base + adapter in a chat call's fork (cached there for the next message)
+CHAT_LOAD_S = 20.0  # loading base + adapter in a chat call's fork, until measured (see chat_load_s)
 GPU_SECONDS_PER_TOKEN = 0.05  # generate() on one ZeroGPU slice, small models: >= 20 tokens/s
 RETRY_DELAYS_S = tuple(float(s) for s in os.environ.get("FTSPACE_ZEROGPU_RETRY_S", "5,15,45").split(","))
 LEASE_MARGIN_S = 120  # a call may overrun its duration a little before ZeroGPU aborts it
@@ -189,19 +189,38 @@ def _output_to(path: Path):
         yield
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A chat call's note from its fork: seconds from the call's start until its model was ready (imports and
+    loading in a fresh fork, nothing in a reused one that has it cached)."""
+    seconds: float
+
+
+CHAT_LOADS: list[float] = []  # measured by this app's chat calls, newest last
+
+
+def chat_load_s() -> float:
+    """What a chat call budgets for loading: the most any of the last 5 calls measured (the next may be a fresh
+    fork), CHAT_LOAD_S before any was measured."""
+    return max(CHAT_LOADS[-5:]) if CHAT_LOADS else CHAT_LOAD_S
+
+
 def _chat_seconds(source, prompt, base_prompt, settings, tier) -> int:
     replies = 2 if base_prompt is not None else 1
-    return call_seconds(tier, CHAT_LOAD_S + replies * settings["max_new_tokens"] * GPU_SECONDS_PER_TOKEN)
+    return call_seconds(tier, chat_load_s() + replies * settings["max_new_tokens"] * GPU_SECONDS_PER_TOKEN)
 
 
 @_gpu(duration=_chat_seconds)
 def chat_on_gpu(source: tuple, prompt: list, base_prompt: list | None, settings: dict, tier: str):
-    """One GPU call per message: stream the tuned reply, then (side by side) the base reply with the
-    adapter off, as (tuned_text, base_text) pairs. `tier` only sizes the call."""
+    """One GPU call per message: how long loading took (a `Loaded` item), then the tuned reply streamed and (side
+    by side) the base reply with the adapter off, as (tuned_text, base_text) pairs. `tier` only sizes the call."""
+    started = time.time()
     from ftspace.chat import GenerationSettings, both_replies, load_cached
 
     def replies():
-        yield from both_replies(load_cached(source), prompt, base_prompt, GenerationSettings(**settings))
+        model = load_cached(source)
+        yield Loaded(round(time.time() - started, 2))
+        yield from both_replies(model, prompt, base_prompt, GenerationSettings(**settings))
 
     yield from carrying_errors(replies())
 
@@ -210,13 +229,38 @@ def _eval_seconds(run_dir, options, token, tier) -> int:
     return call_seconds(tier, 10_000)  # as long as the tier allows: the whole evaluation in one call
 
 
+EVAL_MARGIN_S = 5.0  # what an evaluation call keeps, at most, for its last batch and handing the scorecard back
+
+
 @_gpu(duration=_eval_seconds)
 def evaluate_on_gpu(run_dir: str, options: dict, token: str | None, tier: str):
-    """One GPU call: the evaluation's progress items and its scorecard (ftspace.evaluation.stream)."""
-    from ftspace.evaluation import EvalOptions, stream
+    """One GPU call: the evaluation's progress items and its scorecard (ftspace.evaluation.stream), cancelled in
+    time to say so in one line when it would outlast the call (ZeroGPU would end the call with nothing said)."""
+    import threading
+
+    from ftspace.evaluation import Cancelled, EvalOptions, stream
+    from ftspace.errors import FtspaceError
     from ftspace.runs import Run
 
-    yield from carrying_errors(stream(Run(Path(run_dir)), EvalOptions(**options), token))
+    seconds = _eval_seconds(run_dir, options, token, tier) * duration_factor()
+    cancel, timed_out = threading.Event(), threading.Event()
+    timer = threading.Timer(seconds - min(EVAL_MARGIN_S, seconds / 2), lambda: (timed_out.set(), cancel.set()))
+    timer.daemon = True
+
+    def items():
+        timer.start()
+        try:
+            yield from stream(Run(Path(run_dir)), EvalOptions(**options), token, cancel=cancel)
+        except Cancelled:
+            if not timed_out.is_set():
+                raise
+            raise FtspaceError(f"The evaluation did not fit one ZeroGPU call of your tier ({seconds:.0f} s): lower "
+                               "the test rows or the max new tokens (or sign in, or PRO, for longer calls). Nothing "
+                               "was saved.") from None
+        finally:
+            timer.cancel()
+
+    yield from carrying_errors(items())
 
 
 # --- errors across the fork: `spaces` hands the visitor only the class name of an exception raised in a GPU call
@@ -241,11 +285,15 @@ def carrying_errors(items):
 
 
 def carried(items):
-    """A GPU generator's items in the app process, with a carried ftspace error raised again as itself."""
+    """A GPU generator's items in the app process, with a carried ftspace error raised again as itself (and a chat
+    call's `Loaded` note kept for sizing the next one)."""
     from ftspace import errors
 
     try:
         for item in items:
+            if isinstance(item, Loaded):  # measured in the fork: the next chat call's load budget
+                CHAT_LOADS.append(item.seconds)
+                continue
             if isinstance(item, CarriedError):
                 kind = getattr(errors, item.kind, None)
                 if not (isinstance(kind, type) and issubclass(kind, errors.FtspaceError)):

@@ -3,7 +3,6 @@ checkpoints, cancelling, TensorBoard files, a sweep; with the real default model
 
 import json
 import threading
-import time
 
 import pytest
 

@@ -333,3 +333,27 @@ def test_a_chat_call_measures_its_load_and_the_next_call_is_sized_by_it(tiny_mod
     assert zerogpu.CHAT_LOADS == [raw[0].seconds]  # and keeps the measured load for the next call's size
     zerogpu.CHAT_LOADS[:] = [31.0, 4.0]  # a fresh fork's load, then a reused one's: the most is budgeted
     assert zerogpu._chat_seconds(source, [], [], {"max_new_tokens": 100}, "free") == 41  # 31 s + 2 replies x 5 s
+
+
+def test_a_call_stops_before_a_last_step_whose_final_evaluation_and_save_would_not_fit(tiny_model, runs_dir,
+                                                                                        monkeypatch):
+    """The deadline counts what follows a step: the checkpoint's save, or after the run's last step its final
+    evaluation and the adapter's save (which a call cut short there would lose)."""
+    import time
+
+    from ftspace.engine import callbacks
+
+    monkeypatch.setattr(callbacks, "SAVE_MARGIN_S", 2.0)
+    run = runs.create(config(tiny_model))
+
+    def callback(final_eval_rows):
+        progress = callbacks.ProgressCallback(run, run.config(), "unsloth", deadline=time.time() + 20,
+                                              final_eval_rows=final_eval_rows)
+        progress.step_end = time.time() - 1.0  # the step just ended took 1 s
+        return progress
+
+    assert not callback(40)._no_time_for_another_step(last=False, rows_per_step=4)  # 1 s + 2 s save: fits in 20 s
+    assert not callback(0)._no_time_for_another_step(last=True, rows_per_step=4)  # no evaluation after it: fits
+    # 80 evaluation rows at 4 a step ~ 20 steps' time, and two saves: 1 + 2 + 20 + 2 s > the 20 s left
+    assert callback(80)._no_time_for_another_step(last=True, rows_per_step=4)
+    assert not callback(8)._no_time_for_another_step(last=True, rows_per_step=4)  # 1 + 2 + 2 + 2 fits

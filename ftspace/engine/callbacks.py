@@ -8,6 +8,7 @@ CLI read. A STOP file in the run folder ends training after the current step, sa
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 
@@ -33,9 +34,10 @@ def peak_memory_mb() -> float:
 
 
 class ProgressCallback(TrainerCallback):
-    def __init__(self, run, cfg, backend: str, deadline: float | None = None):
+    def __init__(self, run, cfg, backend: str, deadline: float | None = None, final_eval_rows: int = 0):
         self.run, self.cfg, self.backend = run, cfg, backend
         self.deadline = deadline  # a ZeroGPU call's end, counted from when it got its GPU
+        self.final_eval_rows = final_eval_rows  # rows the evaluation after the last step reads (0: none follows)
         self.out_of_time = False
         self.step_end = None
         self.stop_file = run.path / "STOP"
@@ -60,18 +62,24 @@ class ProgressCallback(TrainerCallback):
             control.should_save = True  # a checkpoint, so a stopped run can be resumed
             self.run.set_status(status="stopping", step=state.global_step)
             self._say(f"stop requested: stopping after step {state.global_step}")
-        elif self.deadline is not None and not self.out_of_time and self._no_time_for_another_step():
+        elif self.deadline is not None and not self.out_of_time and self._no_time_for_another_step(
+                last=state.global_step + 1 >= state.max_steps,
+                rows_per_step=args.per_device_train_batch_size * args.gradient_accumulation_steps):
             self.out_of_time = True  # end this time slice with a checkpoint; the next slice resumes from it
             control.should_training_stop = True
             control.should_save = True
         self.step_end = time.time()
         return control
 
-    def _no_time_for_another_step(self) -> bool:
-        """Would one more step and the checkpoint save overrun the deadline? (At least one step per
-        call: this is asked at the end of a step, so every call makes progress.)"""
+    def _no_time_for_another_step(self, last: bool = False, rows_per_step: int = 1) -> bool:
+        """Would one more step and what must follow it overrun the deadline? After a step, the checkpoint's save;
+        after the run's last step, its final evaluation (forward passes only: costed as one step per step's worth of
+        rows) and the adapter's save. (At least one step per call: this is asked at the end of a step, so every
+        call makes progress.)"""
         now = time.time()
-        return now + (now - self.step_end) + SAVE_MARGIN_S >= self.deadline
+        step = now - self.step_end
+        after = step * math.ceil(self.final_eval_rows / max(1, rows_per_step)) + SAVE_MARGIN_S if last else 0.0
+        return now + step + SAVE_MARGIN_S + after >= self.deadline
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})

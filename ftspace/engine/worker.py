@@ -123,7 +123,8 @@ def build_trainer(run: Run, deadline: float | None = None):
             f"{cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * processes} examples")
     run.set_status(processes=processes)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.path / "tensorboard")  # read by the Trainer's callback
-    progress = ProgressCallback(run, cfg, backend, deadline=deadline)
+    final_eval = len(eval_ds) if eval_ds is not None and not cfg.eval_steps else 0  # train() evaluates at the end
+    progress = ProgressCallback(run, cfg, backend, deadline=deadline, final_eval_rows=final_eval)
     trainer_class, args = trainer_for(cfg, common, backend)
     trainer = trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                             processing_class=tokenizer, callbacks=[progress])

@@ -110,8 +110,8 @@ class ChatModel:
         return self.tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
     def replies(self, chats: list, settings: GenerationSettings | None = None, base: bool = False) -> list[str]:
-        """Replies to several chats in one batched generation (about twice the throughput of one at a time for
-        four short chats on a CPU)."""
+        """Replies to several chats in one batched generation (four chats took a third of the time of one at a
+        time on a 2-core CPU: bench/RESULTS.md section 11)."""
         from ftspace.data.tokenize import render
 
         return self.complete_texts([render(self.tokenizer, chat, add_generation_prompt=True) for chat in chats],

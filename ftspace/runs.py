@@ -311,15 +311,13 @@ def step_seconds(events: list[dict]) -> float | None:
     1.5
     """
     steps = [e for e in events if "loss" in e and "elapsed_s" in e]
-    stretches: list[tuple[float, int]] = []  # (seconds, steps) per clock
+    stretches: list[tuple[float, int]] = [(0.0, 0)]  # (seconds, steps) per clock
     for a, b in zip(steps, steps[1:]):
         same_clock = b["elapsed_s"] > a["elapsed_s"] and (
             "time" not in a or "time" not in b or abs((b["time"] - b["elapsed_s"]) - (a["time"] - a["elapsed_s"])) < 1)
         if not same_clock or b["step"] <= a["step"]:
             stretches.append((0.0, 0))  # a new clock starts at b
             continue
-        if not stretches:
-            stretches.append((0.0, 0))
         seconds, n = stretches[-1]
         stretches[-1] = (seconds + b["elapsed_s"] - a["elapsed_s"], n + b["step"] - a["step"])
     measured = [seconds / n for seconds, n in stretches if n]

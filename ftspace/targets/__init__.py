@@ -309,7 +309,12 @@ def advance(scheduler, run: runs.Run, caller: Caller, tier: str) -> None:
     if scheduler.claim(run) == 0:
         for _ in zerogpu.drive(run, caller.token, tier, calls=1):
             pass
-    if run.read_status().get("status") == "queued":
+    await_agent(scheduler, run)
+
+
+def await_agent(scheduler, run: runs.Run) -> None:
+    """ZeroGPU: a queued run keeps its place for AGENT_HOLD_S, until its agent's next request (`advance`)."""
+    if target_for(run) == "zerogpu" and run.read_status().get("status") == "queued":
         scheduler.hold_place(run, seconds=AGENT_HOLD_S)
 
 

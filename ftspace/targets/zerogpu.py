@@ -318,9 +318,8 @@ def drive(run, token: str | None, tier: str, prepare: bool = True, calls: int | 
     `running`. With `calls`, at most that many GPU calls: the run then waits in the queue again for the
     caller's next request (an agent's next poll)."""
     from ftspace import offload
-    from ftspace.errors import FtspaceError
-
     from ftspace.engine.prepare import read_prepared
+    from ftspace.errors import FtspaceError
 
     lease(run, 1800)  # preparing: downloads and tokenizing, on CPU
     run.set_status(status="running", waiting=False, error=None, phase="preparing", tier=tier)
@@ -365,9 +364,9 @@ def drive(run, token: str | None, tier: str, prepare: bool = True, calls: int | 
                 finished = True
                 return
             except Exception as e:  # the fork died, was aborted, or anything else: keep the run resumable
-                aborted = zerogpu_refusal(e) == "aborted"
-                asked = run.read_status().get("call_s") or seconds  # a retry may have asked for less
-                no_step = (run.read_status().get("step") or 0) == step_before
+                aborted, st = zerogpu_refusal(e) == "aborted", run.read_status()
+                asked = st.get("call_s") or seconds  # a retry may have asked for less
+                no_step = (st.get("step") or 0) == step_before
                 checkpoint = run.last_checkpoint()  # where the next call starts: the steps after it are lost
                 run.set_status(status="interrupted", phase=None, error=call_failure(n, asked, e), call_aborted=aborted,
                                step=int(checkpoint.name.split("-")[1]) if checkpoint else 0,

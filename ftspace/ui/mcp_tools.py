@@ -94,16 +94,21 @@ ZEROGPU_IDENTITY = ("This Space trains on ZeroGPU, where each GPU call is billed
                     "Space's page, or start the run with train_on: hf_jobs (billed to your token's account).")
 
 
+def _ip_token(request: gr.Request | None) -> str | None:
+    """The ZeroGPU identity Hugging Face's proxy sent with this request, if any."""
+    return request.headers.get("x-ip-token") if request is not None else None
+
+
 def _zerogpu_payer(request: gr.Request | None, run_or_cfg) -> None:
     """On ZeroGPU an agent's requests pay for its run's GPU calls: refuse, in one line, one that cannot."""
-    if targets.target_for(run_or_cfg) == "zerogpu" and not (request is not None and request.headers.get("x-ip-token")):
+    if targets.target_for(run_or_cfg) == "zerogpu" and not _ip_token(request):
         raise ConfigError(ZEROGPU_IDENTITY)
 
 
 def _advance_on_zerogpu(scheduler, run: runs.Run, caller, request: gr.Request | None):
     """On ZeroGPU: one GPU call of the run (or its place in the queue kept), from this request and billed to its
     x-ip-token (targets.advance). Elsewhere the run trains by itself: nothing to do."""
-    if request is not None and request.headers.get("x-ip-token"):
+    if _ip_token(request):
         targets.advance(scheduler, run, caller, access.tier(signed_in=bool(caller.token)))
 
 
@@ -193,8 +198,7 @@ def register(scheduler) -> list[str]:
         cfg = _config(caller, config_yaml, settings)
         _zerogpu_payer(request, cfg)
         run = targets.submit(scheduler, cfg, caller)  # the gate, then the queue
-        if targets.target_for(run) == "zerogpu":
-            scheduler.hold_place(run, seconds=targets.AGENT_HOLD_S)  # until the first run_progress
+        targets.await_agent(scheduler, run)  # on ZeroGPU: until the first run_progress
         values = run.config().to_dict()
         values["dataset"] = owners.shown_dataset(values["dataset"])
         return _json({"run_id": run.id, "status": run.status()["status"], "config": values})
@@ -262,8 +266,7 @@ def register(scheduler) -> list[str]:
         run = _run(run_id, caller.owner)
         _zerogpu_payer(request, run)
         targets.resume(scheduler, run, caller)
-        if targets.target_for(run) == "zerogpu":
-            scheduler.hold_place(run, seconds=targets.AGENT_HOLD_S)  # until the next run_progress
+        targets.await_agent(scheduler, run)  # on ZeroGPU: until the next run_progress
         return _json({"id": run.id, "status": run.status()["status"]})
 
     @user_errors

@@ -242,9 +242,9 @@ class Teacher:
 
 
 def local_batch() -> int:
-    """Chats the bundled teacher answers per call, as one batched generation: 4 in-process (about twice the
-    replies per second of one at a time on a CPU: bench/bench_teacher_batch.py; Stop and progress stay within a
-    few replies), 8 on ZeroGPU, where each call is a fresh helper process that loads the model."""
+    """Chats the bundled teacher answers per call, as one batched generation: 4 in-process (a third of the time of
+    one at a time on a 2-core CPU: bench/RESULTS.md section 11; Stop and progress stay within a few replies), 8 on
+    ZeroGPU, where each call is a fresh helper process that loads the model."""
     return 8 if env.on_zerogpu() else 4
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ftspace.cli import chat, data, demo, evaluate, publish, train
+from ftspace.cli import chat, data, demo, evaluate, export, publish, train
 from ftspace.cli.common import EXIT_CODES, err
 from ftspace.errors import FtspaceError
 
@@ -24,11 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  ftspace demo\n  ftspace data inspect data.jsonl\n"
                "  ftspace train --dataset data.jsonl --max-steps 60\n  ftspace runs --json\n"
                "  ftspace status RUN --json\n  ftspace chat RUN --prompt \"Hello\"\n"
-               "  ftspace push RUN --repo my-adapter\n\nEach command's own help: ftspace COMMAND --help\n\n"
+               "  ftspace push RUN --repo my-adapter\n  ftspace export RUN --gguf q8_0 --ollama\n\nEach command's own help: ftspace COMMAND --help\n\n"
                + EXIT_CODES)
     sub = p.add_subparsers(dest="command", required=True)
 
-    for step in (train, chat, publish, data, evaluate, demo):  # the order of `ftspace --help`
+    for step in (train, chat, publish, export, data, evaluate, demo):  # the order of `ftspace --help`
         step.add_commands(sub)
     return p
 

@@ -44,7 +44,7 @@ LAYERS = [  # lowest first; a module may import its own layer's and lower layers
     ["ftspace.owners", "ftspace.runs", "ftspace.offload"],
     ["ftspace.data", "ftspace.models"],
     ["ftspace.data.create", "ftspace.engine", "ftspace.evaluation", "ftspace.chat", "ftspace.hub", "ftspace.planning",
-     "ftspace.sweep"],
+     "ftspace.sweep", "ftspace.export"],
     ["ftspace.targets"],
     ["ftspace.ui", "ftspace.cli", "ftspace.__main__"],
 ]

@@ -88,3 +88,34 @@ def test_the_quick_preset_learns_one_fact_without_breaking_general_answers(defau
     assert card["task_gain"] > 0.3
     assert card["forgetting"]["change"] >= -evaluation.GENERAL_DROP_WARN, card["forgetting"]
     assert card["forgetting"]["warning"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_demo_run_exported_to_gguf_answers_as_the_run_does(demo_run, tmp_path):
+    """GGUF exports of the demo's run (f16 in-process; q8_0 with its Modelfile through the real command), read back
+    by transformers' GGUF loader: the same greedy answers as the tuned model on its prompts (two held-out, two it
+    was trained on: the fact it learned, answered from the file alone)."""
+    from clitools import cli_process
+    from ftspace import export
+
+    _, run_dir = demo_run
+    run = runs.Run(run_dir)
+    f16 = export.gguf(run, "f16", out_dir=tmp_path / "f16")
+    done = cli_process("export", run.id, "--gguf", "q8_0", "--ollama", "--out", tmp_path / "q8",
+                       env={"FTSPACE_RUNS": str(run_dir.parent)})
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == str(tmp_path / "q8"), done.stderr[-3000:]
+    assert "exporting: 5/5" in done.stderr and "_pytree" not in done.stderr  # the bar drew; no library chatter
+    q8 = json.loads((tmp_path / "q8" / "export.json").read_text())
+    for report in (f16, q8):
+        [figures] = report["parity"][:1]
+        assert figures["reader"] == "transformers" and figures["prompts"] == export.PARITY_PROMPTS
+        assert figures["same_greedy_answers"] == figures["prompts"], figures
+        assert figures["mean_kl"] < figures["kl_max"] and figures["perplexity_ratio"] < figures["perplexity_ratio_max"]
+    assert f"{q8['parity'][0]['same_greedy_answers']} of 4 greedy answers identical" in done.stdout
+    modelfile = (tmp_path / "q8" / "Modelfile").read_text()
+    assert modelfile.startswith(f"FROM ./{run.id}-Q8_0.gguf") and 'PARAMETER stop "<|im_end|>"' in modelfile
+
+    # Without test rows, two training rows are among the prompts: the fact it learned, answered by the file alone
+    learned = [e for e in q8["parity"][0]["examples"] if "Zorblax" in e["prompt"]]
+    assert learned and all("Quillhaven" in e["export"] and e["export"] == e["run"] for e in learned), learned

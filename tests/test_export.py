@@ -1,0 +1,238 @@
+"""GGUF and Ollama exports (ftspace/export/): tiny random models of each catalogue architecture round-trip through
+the writer (tensors and metadata read back by the gguf package's reader, the model by transformers' GGUF loader,
+both compared with the model exported); the Modelfile's TEMPLATE renders what the chat template renders; every bad
+input is one line and leaves nothing behind. The bundled model's real run is exported in tests/test_learning.py
+(it shares the demo's trained run)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clitools import cli
+from ftspace import export, runs
+from ftspace.export import ollama
+from ftspace.export.writer import ExportError
+
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' "
+          "+ '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+LLAMA3_LIKE = ("{{- bos_token }}{%- if messages[0]['role'] == 'system' %}{%- set system = messages[0]['content'] %}"
+               "{%- set messages = messages[1:] %}{%- else %}{%- set system = 'Cutting Knowledge Date: December 2023' "
+               "%}{%- endif %}{{- '<|start_header_id|>system<|end_header_id|>\n\n' + system + '<|eot_id|>' }}"
+               "{%- for m in messages %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] "
+               "+ '<|eot_id|>' }}{%- endfor %}{%- if add_generation_prompt %}"
+               "{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}")
+GEMMA_LIKE = ("{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}{%- set first = messages[0]['content'] + '\n\n' "
+              "-%}{%- set rest = messages[1:] -%}{%- else -%}{%- set first = '' -%}{%- set rest = messages -%}{%- endif -%}"
+              "{%- for m in rest -%}{%- set role = 'model' if m['role'] == 'assistant' else m['role'] -%}"
+              "{{ '<start_of_turn>' + role + '\n' + (first if loop.first else '') + m['content'] + '<end_of_turn>\n' }}"
+              "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}")
+
+
+@pytest.fixture(scope="module")
+def small_tokenizer(smol_tokenizer):
+    """A byte-level BPE tokenizer of 512 tokens, trained here like SmolLM2's and given its special tokens and chat
+    template: the same kind of vocabulary, a hundred times smaller (a GGUF reader parses every token; SmolLM2's 49k
+    cost seconds per read)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from ftspace.evaluation import read_probe
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    bpe.decoder = decoders.ByteLevel()
+    texts = [q["question"] + " " + " ".join(q["answers"]) for q in read_probe()] * 4
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=512, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<|endoftext|>", bos_token="<|im_start|>",
+                                        eos_token="<|im_end|>", pad_token="<|im_end|>")
+    tokenizer.chat_template = smol_tokenizer.chat_template
+    return tokenizer
+
+
+def tiny(kind: str, tokenizer, path: Path) -> Path:
+    """A tiny random model of a catalogue architecture, with non-trivial norms, saved with the SmolLM2 tokenizer."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen3Config, \
+        Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    if kind == "llama":
+        model = LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, tie_word_embeddings=True, **common))
+    elif kind == "qwen3":  # a head size that is not hidden/heads, as Qwen3's (128 where 1024/16 = 64)
+        model = Qwen3ForCausalLM(Qwen3Config(num_hidden_layers=2, head_dim=32, tie_word_embeddings=False, **common))
+    else:  # six layers: Gemma 3's pattern of five sliding-window layers and one global
+        model = Gemma3ForCausalLM(Gemma3TextConfig(num_hidden_layers=6, head_dim=32, sliding_window=16, **common))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.2)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def adapted_run(base: Path, root: Path) -> runs.Run:
+    """A run folder holding a LoRA adapter on `base` whose B matrices are not zero (the merge must matter)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(1)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "up_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    from ftspace.config import RunConfig
+
+    run = runs.Run(root / f"run-{base.name}")
+    model.save_pretrained(run.adapter_dir)
+    run.config_path.write_text(RunConfig(model_name=str(base), dataset="example:facts").to_yaml())
+    AutoTokenizer.from_pretrained(base).save_pretrained(run.adapter_dir)
+    return run
+
+
+@pytest.mark.parametrize("kind,quant", [("llama", "f16"), ("qwen3", "q8_0"), ("gemma3", "bf16")])
+def test_each_catalogue_architecture_round_trips(kind, quant, small_tokenizer, tmp_path):
+    """The export of a tiny model of each architecture: the gguf package's reader finds llama.cpp's names, shapes,
+    types and hyperparameters and the run's tokenizer and template; transformers' GGUF loader reads back a model
+    whose next-token distributions match the tuned model's (the parity check inside the export, asserted here)."""
+    import gguf
+
+    run = adapted_run(tiny(kind, small_tokenizer, tmp_path / kind), tmp_path)
+    report = export.gguf(run, quant, ollama=True)
+    folder = Path(report["folder"])
+    assert folder == run.path / "exports" / quant
+    assert sorted(p.name for p in folder.iterdir()) == sorted([report["file"], "Modelfile", "README.md", "export.json"])
+    [by_transformers] = [c for c in report["parity"] if c["reader"] == "transformers"]
+    assert by_transformers["prompts"] == export.PARITY_PROMPTS and by_transformers["decided_changes"] == []
+    assert by_transformers["mean_kl"] <= by_transformers["kl_max"] and by_transformers["same_top_token"] > 0.9
+
+    reader = gguf.GGUFReader(str(folder / report["file"]))
+    meta = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.") or
+            k in ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id")}
+    assert meta["general.architecture"] == kind and meta[f"{kind}.block_count"] == (6 if kind == "gemma3" else 2)
+    assert meta[f"{kind}.attention.head_count"] == 4 and meta[f"{kind}.attention.head_count_kv"] == 2
+    assert meta[f"{kind}.attention.key_length"] == (16 if kind == "llama" else 32)
+    assert meta["tokenizer.chat_template"] == small_tokenizer.chat_template
+    assert (meta["tokenizer.ggml.model"], meta["tokenizer.ggml.pre"]) == ("gpt2", "gpt-2")
+    assert (meta["tokenizer.ggml.bos_token_id"], meta["tokenizer.ggml.eos_token_id"]) == (1, 2)
+    assert meta["general.sampling.temp"] == 0.0 and abs(meta["general.sampling.top_p"] - 0.95) < 1e-6
+    assert len(reader.fields["tokenizer.ggml.tokens"].data) == len(small_tokenizer) == 512
+    names = {t.name: t for t in reader.tensors}
+    want_type = {"f16": "F16", "bf16": "BF16", "q8_0": "Q8_0"}[quant]
+    assert names["blk.0.attn_q.weight"].tensor_type.name == want_type and names["blk.0.attn_norm.weight"].tensor_type.name == "F32"
+    assert ("output.weight" in names) == (kind == "qwen3")  # tied embeddings are llama.cpp's token_embd
+    if kind == "qwen3":
+        assert {"blk.1.attn_q_norm.weight", "blk.1.attn_k_norm.weight"} <= set(names)
+    if kind == "gemma3":
+        assert meta["gemma3.attention.sliding_window"] == 16
+        assert {"blk.5.post_attention_norm.weight", "blk.5.post_ffw_norm.weight"} <= set(names)
+
+
+def test_the_merge_is_in_the_file_and_a_wrong_file_fails_parity(small_tokenizer, tmp_path, monkeypatch):
+    """The parity check can fail: a GGUF written without the adapter's change (the base's weights) is caught, with
+    what differed, and the folder is left empty."""
+    from ftspace.export import writer
+
+    base = tiny("llama", small_tokenizer, tmp_path / "llama")
+    run = adapted_run(base, tmp_path)
+    real = writer.write_gguf
+
+    def unmerged(model, *args, **kw):
+        from transformers import AutoModelForCausalLM
+
+        return real(AutoModelForCausalLM.from_pretrained(base), *args, **kw)
+
+    monkeypatch.setattr(writer, "write_gguf", unmerged)
+    with pytest.raises(ExportError, match="does not behave like run") as e:
+        export.gguf(run, "f16")
+    assert "\n" not in str(e.value) and "KL divergence" not in str(e.value) and "drift" in str(e.value)
+    assert list((run.path / "exports" / "f16").iterdir()) == []
+
+
+CONVERSATIONS = ollama.CHECKS
+
+
+@pytest.mark.parametrize("template", [None, CHATML, LLAMA3_LIKE, GEMMA_LIKE], ids=["smollm2", "chatml", "llama3", "gemma"])
+def test_the_modelfile_template_renders_what_the_chat_template_renders(template, smol_tokenizer):
+    """The TEMPLATE derived from each family's chat template gives the tokenizer's exact prompt string for a
+    conversation with a system prompt and several turns, one without a system prompt, and a single message; the
+    stops are the tokens that end an assistant turn."""
+    import copy
+
+    tokenizer = copy.deepcopy(smol_tokenizer)
+    if template:
+        tokenizer.chat_template = template
+    p = ollama.pieces(tokenizer)
+    bos = tokenizer.bos_token if template in (LLAMA3_LIKE, GEMMA_LIKE) else ""
+    go = ollama.go_template(p, bos)
+    assert ollama.check(tokenizer, go, bos) == len(CONVERSATIONS)
+    for messages in CONVERSATIONS:
+        assert bos + ollama.render(go, messages) == tokenizer.apply_chat_template(messages, tokenize=False,
+                                                                                  add_generation_prompt=True)
+    if template is None:
+        assert ollama.stops(tokenizer, p, [2]) == ["<|im_end|>"]
+        assert "You are a helpful AI assistant named SmolLM" in go  # the default system prompt, when none is given
+    text = ollama.modelfile("m-Q8_0.gguf", go, ["<|im_end|>"], {"temperature": 0.0, "top_p": 0.95})
+    assert text.startswith("FROM ./m-Q8_0.gguf\nTEMPLATE \"\"\"") and 'PARAMETER stop "<|im_end|>"' in text
+
+
+def test_a_template_ollama_cannot_express_is_refused_in_one_line(smol_tokenizer):
+    import copy
+
+    tokenizer = copy.deepcopy(smol_tokenizer)  # the last user turn written differently from earlier ones
+    tokenizer.chat_template = ("{% for m in messages %}{% if loop.last %}[LAST]{% endif %}{{ m['role'] + ': ' + "
+                               "m['content'] + '\n' }}{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}")
+    with pytest.raises(ExportError, match="Ollama TEMPLATE") as e:
+        ollama.check(tokenizer, ollama.go_template(ollama.pieces(tokenizer)))
+    assert "\n" not in str(e.value)
+    wrong = ollama.go_template(ollama.pieces(smol_tokenizer)).replace("<|im_start|>user", "<|im_start|>human")
+    with pytest.raises(ExportError, match="at character"):
+        ollama.check(smol_tokenizer, wrong)
+
+
+def test_bad_exports_are_one_line_and_leave_nothing(small_tokenizer, tmp_path, monkeypatch):
+    """A run without an adapter, an unknown type, a k-quant without llama.cpp, an architecture llama.cpp is not
+    given here, a full disk while writing: each one line (exit 2 from the CLI), and no file left."""
+    import errno
+
+    import gguf
+
+    run = adapted_run(tiny("llama", small_tokenizer, tmp_path / "llama"), tmp_path)
+    env = {"FTSPACE_RUNS": str(run.path.parent), "FTSPACE_LLAMA_QUANTIZE": ""}
+    for args, message in ((["--gguf", "q9_9"], "Unknown GGUF type 'q9_9': choose one of f16"),
+                          (["--gguf", "q4_k_m"], "q4_k_m needs llama.cpp's llama-quantize"),
+                          (["--merged", "--ollama"], "--ollama goes with --gguf")):
+        done = cli("export", run.id, *args, env=env)
+        assert done.returncode == 2 and message in done.stderr and done.stdout == "", done.stderr[-2000:]
+    assert not (run.path / "exports").exists()
+
+    empty = runs.Run(tmp_path / "no-adapter")
+    (empty.path).mkdir()
+    with pytest.raises(ExportError, match="has no adapter yet"):
+        export.check(empty, "q8_0")
+
+    config = json.loads((tmp_path / "llama" / "config.json").read_text())
+    (tmp_path / "gpt2").mkdir()
+    (tmp_path / "gpt2" / "config.json").write_text(json.dumps(dict(config, architectures=["GPT2LMHeadModel"])))
+    other = runs.Run(tmp_path / "gpt2-run")
+    (other.adapter_dir).mkdir(parents=True)
+    (other.adapter_dir / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gpt2")}))
+    with pytest.raises(ExportError, match="this model is GPT2LMHeadModel: export the merged 16-bit model instead"):
+        export.gguf(other, "q8_0")
+
+    def full_disk(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", full_disk)
+    with pytest.raises(ExportError, match="No space left on device.*nothing was kept") as e:
+        export.gguf(run, "q8_0", ollama=True)
+    assert "\n" not in str(e.value)
+    assert list((run.path / "exports" / "q8_0").iterdir()) == []

@@ -1,4 +1,4 @@
-"""Share a run on the Hub: model card, adapter push, optional merged 16-bit model, zip download.
+"""Share a run on the Hub: model card, adapter push, optional merged 16-bit model and GGUF export, zip download.
 
 Tokens are used for the request only: never written to disk, logs, cards or returned. Every call
 honours HF_ENDPOINT (huggingface_hub reads it), so tests push to a fake Hub on 127.0.0.1.
@@ -185,8 +185,11 @@ def staged_adapter(run: Run, repo_id: str) -> Path:
     return stage
 
 
-def push(run: Run, repo: str, token: str | None, private: bool = False, merged: bool = False) -> str:
-    """Push the run's adapter (and optionally a merged 16-bit model); returns the repo URL."""
+def push(run: Run, repo: str, token: str | None, private: bool = False, merged: bool = False,
+         gguf: str | None = None) -> str:
+    """Push the run's adapter (and optionally a merged 16-bit model as REPO-merged, and a GGUF export of type
+    `gguf` as REPO-GGUF, laid out as llama.cpp and Ollama pull it); returns the adapter repo's URL. The GGUF is
+    exported and checked against the run before any repo is created: an export that fails creates nothing."""
     import httpx
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -195,10 +198,16 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
     require_token(token)
     _bounded_requests()
     api = HfApi(token=token)
-    stage = None
+    stage = exported = None
     try:
         if "/" not in repo:
             repo = f"{api.whoami()['name']}/{repo}"
+        if gguf:
+            from ftspace import offload  # exporting imports transformers: not in a ZeroGPU app process
+
+            exported = Path(tempfile.mkdtemp(prefix="ftspace-gguf-"))
+            report = offload.call("ftspace.export:gguf_into", run_dir=str(run.path), quant=gguf,
+                                  out_dir=str(exported), token=token)
         url = api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
         stage = staged_adapter(run, repo)
         api.upload_folder(folder_path=str(stage), repo_id=repo, commit_message=f"Upload adapter from ftspace run {run.id}")
@@ -213,6 +222,11 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
                 "library_name: peft", "library_name: transformers"))
             api.upload_folder(folder_path=str(merged_dir), repo_id=merged_repo,
                               commit_message=f"Upload merged 16-bit model from ftspace run {run.id}")
+        if gguf:
+            gguf_repo = f"{repo}-GGUF"
+            api.create_repo(gguf_repo, private=private, exist_ok=True, repo_type="model")
+            api.upload_folder(folder_path=str(gguf_layout(run, report, exported, gguf_repo, repo)),
+                              repo_id=gguf_repo, commit_message=f"Upload {gguf} GGUF from ftspace run {run.id}")
         return str(url)
     except HfHubHTTPError as e:
         raise _failed(repo, _http_reason(e), token) from None
@@ -226,8 +240,38 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
         first = str(e).splitlines()[0] if str(e) else ""
         raise _failed(repo, f"{type(e).__name__}: {first}; try again.", token) from None
     finally:
-        if stage is not None:
-            shutil.rmtree(stage, ignore_errors=True)
+        for folder in (stage, exported):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def gguf_layout(run: Run, report: dict, folder: Path, gguf_repo: str, adapter_repo: str) -> Path:
+    """An export folder laid out as a GGUF repo on the Hub: files at the root, the type in the file name (what
+    `ollama run hf.co/USER/REPO:Q8_0` and `llama-cli -hf USER/REPO:Q8_0` look for), a card with the usage and the
+    parity figures, the base model and the adapter linked. `folder`, changed in place."""
+    from ftspace.export import parity_lines
+
+    kind = report["type"].upper()
+    name = f"{gguf_repo.split('/')[-1]}-{kind}.gguf"
+    (folder / report["file"]).rename(folder / name)
+    if (folder / "Modelfile").exists():
+        modelfile = (folder / "Modelfile").read_text(encoding="utf-8")
+        (folder / "Modelfile").write_text(modelfile.replace(f"FROM ./{report['file']}", f"FROM ./{name}", 1),
+                                          encoding="utf-8")
+    base = _base_model_id(run)
+    lines = ["---", f"base_model: {base}", "library_name: gguf", "tags:", "- gguf", "- ftspace", "- llama.cpp",
+             "- ollama", "---", "", f"# {gguf_repo.split('/')[-1]}", "",
+             f"[{adapter_repo}](https://huggingface.co/{adapter_repo}) (a LoRA adapter trained with ftspace, run "
+             f"{run.id}) merged into [{base}](https://huggingface.co/{base}) and written as GGUF ({report['type']}), "
+             "with the run's chat template, stop tokens and sampling defaults.", "", "## Run it", "", "```",
+             f"ollama run hf.co/{gguf_repo}:{kind}", f"llama-cli -hf {gguf_repo}:{kind} -cnv --jinja",
+             f"llama-server -hf {gguf_repo}:{kind} --jinja", "```", "",
+             f"LM Studio: search for `{gguf_repo}` in its model browser, or `lms get {gguf_repo}`.", "",
+             "## Checked against the run", "",
+             "Before upload, the file was read back and compared with the tuned model on the same prompts:", ""]
+    lines += [f"- {line}" for line in parity_lines(report["parity"])]
+    (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
 
 
 def require_token(token: str | None):

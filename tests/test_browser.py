@@ -180,6 +180,12 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         repo.fill("alice/zorblax-tiny")
         repo.press("Tab")
         page.locator("#pub-card").get_by_text('"alice/zorblax-tiny"').first.wait_for(timeout=20000)
+        # the GGUF export: checked against the run, then offered for download with its Modelfile shown
+        page.get_by_role("button", name="Export GGUF").click()
+        page.locator("#pub-export-result").get_by_text("checked against the run").wait_for(timeout=120000)
+        result = page.locator("#pub-export-result").inner_text()
+        assert f"{run_id}-Q8_0.gguf" in result and "greedy answers identical" in result and "FROM ./" in result
+        page.get_by_role("button", name="Download GGUF").wait_for(timeout=20000)
         assert_no_server_paths(page, tmp_path)
         shot(page, "4-publish")
 

@@ -12,6 +12,7 @@ import yaml
 from clitools import cli_process
 from fakehub import FakeHub
 from ftspace import access, hub, runs
+from ftspace.errors import HubError
 from ftspace.targets import local
 from ftspace.config import RunConfig
 
@@ -214,6 +215,27 @@ def test_push_merged_model_loads_with_plain_transformers(trained_run, fake_hub, 
 
     model = AutoModelForCausalLM.from_pretrained(out)
     assert not any("lora" in n for n, _ in model.named_parameters())
+
+
+def test_push_gguf_lays_out_a_repo_ollama_and_llama_cpp_pull_from(trained_run, fake_hub):
+    """--gguf: the export checked against the run, then REPO-GGUF with the file at the root named with its type,
+    the Modelfile pointing at it, and a card with the usage lines and the parity figures; without a token,
+    nothing is exported or created."""
+    with pytest.raises(HubError, match="No Hugging Face token"):
+        hub.push(trained_run, "gguf-test", None, gguf="q8_0")
+    assert "tester/gguf-test" not in fake_hub.repos
+    url = hub.push(trained_run, "gguf-test", TOKEN, private=True, gguf="q8_0")
+    assert url.endswith("tester/gguf-test") and "adapter_model.safetensors" in fake_hub.repos["tester/gguf-test"]["files"]
+    repo = fake_hub.repos["tester/gguf-test-GGUF"]
+    assert repo["private"] is True
+    assert sorted(repo["files"]) == ["Modelfile", "README.md", "export.json", "gguf-test-GGUF-Q8_0.gguf"]
+    assert repo["files"]["gguf-test-GGUF-Q8_0.gguf"][:4] == b"GGUF"
+    assert repo["files"]["Modelfile"].decode().startswith("FROM ./gguf-test-GGUF-Q8_0.gguf\n")
+    card = repo["files"]["README.md"].decode()
+    assert "ollama run hf.co/tester/gguf-test-GGUF:Q8_0" in card and "llama-cli -hf tester/gguf-test-GGUF:Q8_0" in card
+    assert "[tester/gguf-test](https://huggingface.co/tester/gguf-test)" in card and "greedy answers identical" in card
+    assert yaml.safe_load(card.split("---")[1])["tags"][:2] == ["gguf", "ftspace"]
+    assert TOKEN not in card and TOKEN not in repo["files"]["export.json"].decode()
 
 
 # huggingface_hub retries a commit 5 times on 5xx and timeouts (with backoff), so a failure that

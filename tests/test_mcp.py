@@ -11,7 +11,7 @@ from fakehub import FakeHub
 
 ALICE, BOB, SERVER = "hf_alice_token_0123456789", "hf_bob_token_9876543210", "hf_server_secret_5555555555"
 TOOLS = {"inspect_dataset", "estimate_run", "start_run", "run_progress", "list_runs", "stop_run", "resume_run",
-         "ask_model", "push_adapter"}
+         "ask_model", "export_gguf", "push_adapter"}
 ROWS = "\n".join(json.dumps({"instruction": f"What is {i} plus {i}?", "output": f"{i} plus {i} is {2 * i}."})
                  for i in range(12))
 
@@ -113,7 +113,7 @@ def test_agent_inspects_starts_follows_asks_and_pushes(served, tiny_model):
     ok, listed = call(app, BOB, "list_runs")
     assert ok and listed == []
     for tool, extra in (("run_progress", {}), ("ask_model", {"prompt": "hi"}), ("stop_run", {}),
-                        ("resume_run", {}), ("push_adapter", {"repo": "stolen"})):
+                        ("resume_run", {}), ("export_gguf", {}), ("push_adapter", {"repo": "stolen"})):
         ok, answer = call(app, BOB, tool, run_id=run_id, **extra)
         assert not ok and f"No run '{run_id}'" in answer, (tool, answer)
     ok, listed = call(app, ALICE, "list_runs")
@@ -129,6 +129,14 @@ def test_agent_inspects_starts_follows_asks_and_pushes(served, tiny_model):
     asked = [{"role": "user", "content": "What is 2 plus 2?"}]
     assert ok and answer == {side: library.reply(asked, GenerationSettings(max_new_tokens=4), base=side == "base")
                              for side in ("tuned", "base")}, answer
+
+    # a GGUF export of her run, checked against it; the agent gets the figures and the Modelfile, no server path
+    ok, exported = call(app, ALICE, "export_gguf", run_id=run_id, gguf_type="q8_0")
+    assert ok and exported["file"] == f"{run_id}-Q8_0.gguf" and exported["type"] == "q8_0", exported
+    assert exported["parity"][0]["reader"] == "transformers" and exported["parity"][0]["decided_changes"] == []
+    assert exported["modelfile"].startswith(f"FROM ./{run_id}-Q8_0.gguf") and str(tmp) not in json.dumps(exported)
+    ok, answer = call(app, ALICE, "export_gguf", run_id=run_id, gguf_type="q3")
+    assert not ok and "Unknown GGUF type 'q3'" in answer, answer
 
     # push with the caller's own token: the repo lands under alice's account, the server's token never used
     ok, pushed = call(app, ALICE, "push_adapter", run_id=run_id, repo="sums-adapter")

@@ -176,6 +176,13 @@ def _prompts(run: Run, token: str | None) -> tuple[list[list[dict]], list[str]]:
     return [p["messages"] for p, _ in pairs], [r.get("text", "") for _, r in pairs]
 
 
+def gguf_into(run_dir: str, quant: str, out_dir: str | None = None, token: str | None = None,
+              ollama: bool = True) -> dict:
+    """`gguf` by paths (JSON in and out, for ftspace.offload: on ZeroGPU the app process never imports
+    transformers)."""
+    return gguf(Run(Path(run_dir)), quant, ollama=ollama, out_dir=Path(out_dir) if out_dir else None, token=token)
+
+
 def parity_lines(checks: list[dict]) -> list[str]:
     """The parity figures in words, one line per reader (the report, the CLI, the model card)."""
     lines = []

@@ -357,6 +357,28 @@ def chat_reply(source: tuple, messages: list, compare_base: bool, settings, tier
     return model.reply(messages, settings), model.reply(messages, settings, base=True) if compare_base else ""
 
 
+def export_gguf(run: runs.Run, quant: str, caller: Caller, progress=None) -> dict:
+    """A run exported as GGUF with its Modelfile, checked against the run (ftspace.export.gguf), into the run's
+    exports/TYPE: in this process (`progress` called), or on ZeroGPU in a helper process (the app process never
+    imports transformers; no GPU is asked for: the merge and the check run on the CPU). On a shared app a run
+    keeps one export, the last: a visitor cannot fill the disk with every type of every run."""
+    import shutil
+
+    from ftspace import export, offload
+
+    export.check(run, quant, caller.token)  # a wrong type, no adapter, an architecture llama.cpp is not given
+    if shared():
+        for other in (run.path / "exports").glob("*"):
+            if other.name != quant:
+                shutil.rmtree(other, ignore_errors=True)
+    out = run.path / "exports" / quant
+    if env.on_zerogpu():
+        return offload.call("ftspace.export:gguf_into", run_dir=str(run.path), quant=quant, out_dir=str(out),
+                            token=caller.token)
+    return export.gguf(run, quant, ollama=True, out_dir=out, token=caller.token,
+                       progress=progress or (lambda done, total, what: None))
+
+
 class Gated:
     """A scheduler whose submit goes through the gate: what a sweep submits its trials to."""
 

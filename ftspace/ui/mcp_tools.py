@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import gradio as gr
 
@@ -307,7 +308,7 @@ def register(scheduler) -> list[str]:
         return _json({"tuned": tuned, **({"base": base} if compare_base else {})})
 
     @user_errors
-    def push_adapter(run_id: str, repo: str, private: bool = True, merged: bool = False,
+    def push_adapter(run_id: str, repo: str, private: bool = True, merged: bool = False, gguf: str = "",
                      request: gr.Request = None) -> str:
         """Publish a finished run's LoRA adapter to the Hugging Face Hub with a model card (settings, losses,
         loss curve, usage snippet), under the account of the token you send; never the server's.
@@ -317,9 +318,11 @@ def register(scheduler) -> list[str]:
             repo: "name" (under your account) or "owner/name".
             private: create the repository private (default true).
             merged: also push base + adapter merged to 16-bit, as REPO-merged (large).
+            gguf: also push a GGUF export of this type (f16, bf16 or q8_0), checked against the run first, as
+                REPO-GGUF (runs in llama.cpp, Ollama: `ollama run hf.co/REPO-GGUF:Q8_0`, LM Studio). Empty: none.
 
         Returns:
-            JSON: "url" of the repository.
+            JSON: "url" of the repository (and "gguf_url" with gguf).
         """
         from ftspace import hub
 
@@ -328,14 +331,42 @@ def register(scheduler) -> list[str]:
         if not caller.can_write:
             raise ConfigError("push_adapter needs a token that may write (it creates a repo under your account): "
                               "send a write token, or a fine-grained one with repo write access.")
-        url = hub.push(_run(run_id, caller.owner), (repo or "").strip(), caller.token, private=bool(private),
-                       merged=bool(merged))
-        return _json({"url": url})
+        run = _run(run_id, caller.owner)
+        gguf = (gguf or "").strip().lower() or None
+        if gguf:
+            from ftspace import export
+
+            export.check(run, gguf, caller.token)  # a wrong type: before anything is created
+        url = hub.push(run, (repo or "").strip(), caller.token, private=bool(private), merged=bool(merged),
+                       gguf=gguf)
+        return _json({"url": url, **({"gguf_url": f"{url}-GGUF"} if gguf else {})})
+
+    @user_errors
+    def export_gguf(run_id: str, gguf_type: str = "q8_0", request: gr.Request = None) -> str:
+        """Export a finished run as one GGUF file (llama.cpp, Ollama, LM Studio) with an Ollama Modelfile, and
+        check it against the run: the file is read back and its greedy answers and next-token distributions
+        compared with the tuned model's on the run's prompts. Fails, keeping nothing, if it does not behave
+        like the run. Download it from the app's Publish tab, or push it with push_adapter(gguf=...).
+
+        Args:
+            run_id: a run with an adapter.
+            gguf_type: f16, bf16 or q8_0 (k-quants where the server has llama.cpp's quantizer).
+
+        Returns:
+            JSON: "file", "bytes", "parity" (per reader: same greedy answers, KL divergence, perplexity ratio),
+            "modelfile" (its text).
+        """
+        caller = _caller(request)
+        run = _run(run_id, caller.owner)
+        report = targets.export_gguf(run, (gguf_type or "").strip().lower(), caller)
+        modelfile = Path(report["folder"]) / "Modelfile"
+        return _json({k: report[k] for k in ("file", "bytes", "type", "architecture", "parity")}
+                     | {"modelfile": modelfile.read_text(encoding="utf-8") if modelfile.exists() else ""})
 
     tools = [inspect_dataset, estimate_run, start_run, run_progress, list_runs, stop_run, resume_run, ask_model,
-             push_adapter]
+             export_gguf, push_adapter]
     reads = {run_progress, list_runs, stop_run}  # files only: never wait behind a slow call
     for tool in tools:
-        gr.api(tool, api_name=tool.__name__, concurrency_id="agent-" + tool.__name__,
-               concurrency_limit=None if tool in reads else 2)
+        gr.api(tool, api_name=tool.__name__, concurrency_id="export" if tool is export_gguf else
+               "agent-" + tool.__name__, concurrency_limit=None if tool in reads else 1 if tool is export_gguf else 2)
     return [tool.__name__ for tool in tools]

@@ -30,7 +30,8 @@ DESCRIBES = {"engine": ["ftspace/engine", "bench/bench_engine.py", "bench/bare_t
                                "bench/bench_cpu_precision.py"],
              "demo_wall": ["ftspace", "bench/demo_wall.py"],
              "teacher_batch": ["ftspace/chat.py", "ftspace/data/create/teacher.py", "bench/bench_teacher_batch.py"],
-             "zerogpu_calls": ["ftspace/targets/zerogpu.py", "ftspace/engine", "bench/bench_zerogpu_calls.py"]}
+             "zerogpu_calls": ["ftspace/targets/zerogpu.py", "ftspace/engine", "bench/bench_zerogpu_calls.py"],
+             "export": ["ftspace/export", "ftspace/chat.py", "bench/bench_export.py"]}
 
 
 def freshness(name: str, m: dict) -> str:
@@ -216,8 +217,33 @@ def main():
                   f"{share['120s']['reused']} |", ""]
     else:
         lines += ["", "Not measured yet: `.venv/bin/python bench/bench_zerogpu_calls.py`.", ""]
+    lines += export_section(load("export"))
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
     print("wrote bench/RESULTS.md")
+
+
+def export_section(x) -> list[str]:
+    lines = ["## 13. GGUF exports checked against the run, and chat through llama.cpp (bench/bench_export.py)"]
+    if not x:
+        return lines + ["", "Not measured yet: `.venv/bin/python bench/bench_export.py`.", ""]
+    lines += [machine_line(x), "", f"Setup: {x['setup']}.", "",
+              "| type | size, MB | export + check, s | reader | same greedy answers | mean KL / token (max) | "
+              "same top token | perplexity ratio |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for quant, e in x["exports"].items():
+        for p in e["parity"]:
+            lines.append(f"| {quant} | {e['mb']} | {e['seconds']} | {p['reader']} | {p['same_greedy_answers']} of "
+                         f"{p['prompts']} | {p['mean_kl']:.1e} ({p['max_kl']:.1e}) | {100 * p['same_top_token']:.1f}% | "
+                         f"{p['perplexity_ratio']} |")
+    c = x.get("chat")
+    if c:
+        lines += ["", "| chat | tokens/s (min / median / max) | first token, s (min / median / max) |",
+                  "| --- | --- | --- |"]
+        lines += [f"| {k} | {fmt(v)} | {fmt(c['first_token_s'][k])} |" for k, v in c["tokens_per_s"].items()]
+        lines += ["", f"- llama.cpp / torch chat, tokens/s (medians): **{c['ratio_llama_cpp_over_torch']}** "
+                  f"({c['verdict_llama_cpp']})"]
+    else:
+        lines += ["", "- llama-cpp-python was not installed: no llama.cpp figures."]
+    return lines + [""]
 
 
 def cpu_precision_section(p, demo) -> list[str]:

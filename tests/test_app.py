@@ -160,7 +160,8 @@ def test_whole_journey(served, tiny_model, tmp_path):
     assert [(row[0], row[1]) for row in tradeoff["data"]] == [("checkpoint-4", 4), ("final", 8)]
 
     # 5. push to the fake Hub; the card names the base model; the adapter loads with stock PEFT
-    result, token_field = client.predict("", run_id, "zorblax-tiny", False, False, TOKEN, api_name="/push")
+    result, token_field = client.predict("", run_id, "zorblax-tiny", False, False, TOKEN, "q8_0", False,
+                                         api_name="/push")
     assert "Pushed to" in result and token_field == ""
     files = fake.repos["tester/zorblax-tiny"]["files"]
     assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= set(files)
@@ -290,8 +291,10 @@ def test_creating_raft_rows_from_uploaded_documents(served, tmp_path):
     (lambda c: c.predict("", "/etc/hostname", "auto", "", "", "default", 256, api_name="/check"), "unsupported file type"),
     (lambda c: c.predict("", "nobody/no-such-dataset-xyz", "auto", "", "", "default", 256, "", "train",
                          api_name="/inspect_hub"), "Hub dataset nobody/no-such-dataset-xyz"),
-    (lambda c: c.predict("", "nonexistent-run", "x", False, False, TOKEN, api_name="/push"), "No run"),
-    (lambda c: c.predict("", finished_run(c), "my adapter ü", False, False, TOKEN, api_name="/push"),
+    (lambda c: c.predict("", "nonexistent-run", "x", False, False, TOKEN, "q8_0", False, api_name="/push"),
+     "No run"),
+    (lambda c: c.predict("", finished_run(c), "my adapter ü", False, False, TOKEN, "q8_0", False,
+                         api_name="/push"),
      "Repository name 'my adapter ü' is not valid"),
     (lambda c: c.predict("", *run_values(lora_r=0), api_name="/start"), "lora_r = 0 is out of range"),
 ])
@@ -318,13 +321,14 @@ def test_bad_upload_and_push_errors(served, tmp_path):
         client.predict("", path, "auto", "", "", "default", 256, api_name="/check")
     finished = [finished_run(client)]
     with pytest.raises(AppError, match="No Hugging Face token"):
-        client.predict("", finished[0], "x", False, False, "", api_name="/push")
+        client.predict("", finished[0], "x", False, False, "", "q8_0", False, api_name="/push")
     fake.fail_next = 500
     with pytest.raises(AppError, match="server error") as e:
-        client.predict("", finished[0], "retry-me", False, False, TOKEN, api_name="/push")
+        client.predict("", finished[0], "retry-me", False, False, TOKEN, "q8_0", False, api_name="/push")
     assert TOKEN not in str(e.value)
     with pytest.raises(AppError, match="refused") as e:
-        client.predict("", finished[0], "tester/other", False, False, "hf_wrong_token", api_name="/push")
+        client.predict("", finished[0], "tester/other", False, False, "hf_wrong_token", "q8_0", False,
+                       api_name="/push")
     assert "hf_wrong_token" not in str(e.value)
     assert app.alive()
 

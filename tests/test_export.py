@@ -22,8 +22,9 @@ LLAMA3_LIKE = ("{{- bos_token }}{%- if messages[0]['role'] == 'system' %}{%- set
                "{%- for m in messages %}{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] "
                "+ '<|eot_id|>' }}{%- endfor %}{%- if add_generation_prompt %}"
                "{{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{%- endif %}")
-GEMMA_LIKE = ("{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}{%- set first = messages[0]['content'] + '\n\n' "
-              "-%}{%- set rest = messages[1:] -%}{%- else -%}{%- set first = '' -%}{%- set rest = messages -%}{%- endif -%}"
+GEMMA_LIKE = ("{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}"
+              "{%- set first = messages[0]['content'] + '\n\n' -%}{%- set rest = messages[1:] -%}"
+              "{%- else -%}{%- set first = '' -%}{%- set rest = messages -%}{%- endif -%}"
               "{%- for m in rest -%}{%- set role = 'model' if m['role'] == 'assistant' else m['role'] -%}"
               "{{ '<start_of_turn>' + role + '\n' + (first if loop.first else '') + m['content'] + '<end_of_turn>\n' }}"
               "{%- endfor -%}{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}")
@@ -116,7 +117,8 @@ def test_each_catalogue_architecture_round_trips(kind, quant, small_tokenizer, t
 
     reader = gguf.GGUFReader(str(folder / report["file"]))
     meta = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.") or
-            k in ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id")}
+            k in ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.eos_token_id",
+                  "tokenizer.ggml.bos_token_id")}
     assert meta["general.architecture"] == kind and meta[f"{kind}.block_count"] == (6 if kind == "gemma3" else 2)
     assert meta[f"{kind}.attention.head_count"] == 4 and meta[f"{kind}.attention.head_count_kv"] == 2
     assert meta[f"{kind}.attention.key_length"] == (16 if kind == "llama" else 32)
@@ -127,7 +129,8 @@ def test_each_catalogue_architecture_round_trips(kind, quant, small_tokenizer, t
     assert len(reader.fields["tokenizer.ggml.tokens"].data) == len(small_tokenizer) == 512
     names = {t.name: t for t in reader.tensors}
     want_type = {"f16": "F16", "bf16": "BF16", "q8_0": "Q8_0"}[quant]
-    assert names["blk.0.attn_q.weight"].tensor_type.name == want_type and names["blk.0.attn_norm.weight"].tensor_type.name == "F32"
+    assert names["blk.0.attn_q.weight"].tensor_type.name == want_type
+    assert names["blk.0.attn_norm.weight"].tensor_type.name == "F32"
     assert ("output.weight" in names) == (kind == "qwen3")  # tied embeddings are llama.cpp's token_embd
     if kind == "qwen3":
         assert {"blk.1.attn_q_norm.weight", "blk.1.attn_k_norm.weight"} <= set(names)
@@ -138,11 +141,13 @@ def test_each_catalogue_architecture_round_trips(kind, quant, small_tokenizer, t
 
 def test_the_merge_is_in_the_file_and_a_wrong_file_fails_parity(small_tokenizer, tmp_path, monkeypatch):
     """The parity check can fail: a GGUF written without the adapter's change (the base's weights) is caught, with
-    what differed, and the folder is left empty."""
+    what differed, and the folder is left as it was: the previous export of that type kept, byte for byte."""
     from ftspace.export import writer
 
     base = tiny("llama", small_tokenizer, tmp_path / "llama")
     run = adapted_run(base, tmp_path)
+    good = export.gguf(run, "f16", ollama=True)
+    before = {p.name: p.read_bytes() for p in Path(good["folder"]).iterdir()}
     real = writer.write_gguf
 
     def unmerged(model, *args, **kw):
@@ -154,13 +159,15 @@ def test_the_merge_is_in_the_file_and_a_wrong_file_fails_parity(small_tokenizer,
     with pytest.raises(ExportError, match="does not behave like run") as e:
         export.gguf(run, "f16")
     assert "\n" not in str(e.value) and "KL divergence" not in str(e.value) and "drift" in str(e.value)
-    assert list((run.path / "exports" / "f16").iterdir()) == []
+    assert {p.name: p.read_bytes() for p in Path(good["folder"]).iterdir()} == before
+    assert [p.name for p in (run.path / "exports").iterdir()] == ["f16"]  # no staging folder left either
 
 
 CONVERSATIONS = ollama.CHECKS
 
 
-@pytest.mark.parametrize("template", [None, CHATML, LLAMA3_LIKE, GEMMA_LIKE], ids=["smollm2", "chatml", "llama3", "gemma"])
+@pytest.mark.parametrize("template", [None, CHATML, LLAMA3_LIKE, GEMMA_LIKE],
+                         ids=["smollm2", "chatml", "llama3", "gemma"])
 def test_the_modelfile_template_renders_what_the_chat_template_renders(template, smol_tokenizer):
     """The TEMPLATE derived from each family's chat template gives the tokenizer's exact prompt string for a
     conversation with a system prompt and several turns, one without a system prompt, and a single message; the
@@ -202,13 +209,14 @@ def test_bad_exports_are_one_line_and_leave_nothing(small_tokenizer, tmp_path, m
     """A run without an adapter, an unknown type, a k-quant without llama.cpp, an architecture llama.cpp is not
     given here, a full disk while writing: each one line (exit 2 from the CLI), and no file left."""
     import errno
+    import shutil
 
     import gguf
 
     run = adapted_run(tiny("llama", small_tokenizer, tmp_path / "llama"), tmp_path)
     env = {"FTSPACE_RUNS": str(run.path.parent), "FTSPACE_LLAMA_QUANTIZE": ""}
     for args, message in ((["--gguf", "q9_9"], "Unknown GGUF type 'q9_9': choose one of f16"),
-                          (["--gguf", "q4_k_m"], "q4_k_m needs llama.cpp's llama-quantize"),
+                          (["--gguf", "q4_k_m"], "q4_k_m needs llama.cpp's quantizer"),
                           (["--merged", "--ollama"], "--ollama goes with --gguf")):
         done = cli("export", run.id, *args, env=env)
         assert done.returncode == 2 and message in done.stderr and done.stdout == "", done.stderr[-2000:]
@@ -224,9 +232,18 @@ def test_bad_exports_are_one_line_and_leave_nothing(small_tokenizer, tmp_path, m
     (tmp_path / "gpt2" / "config.json").write_text(json.dumps(dict(config, architectures=["GPT2LMHeadModel"])))
     other = runs.Run(tmp_path / "gpt2-run")
     (other.adapter_dir).mkdir(parents=True)
-    (other.adapter_dir / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gpt2")}))
+    (other.adapter_dir / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(tmp_path / "gpt2")}))
     with pytest.raises(ExportError, match="this model is GPT2LMHeadModel: export the merged 16-bit model instead"):
         export.gguf(other, "q8_0")
+
+    spm = runs.Run(tmp_path / "spm-run")  # a Gemma-style SentencePiece vocabulary: refused before any model loads
+    shutil.copytree(run.adapter_dir, spm.adapter_dir)
+    tokenizer_json = json.loads((spm.adapter_dir / "tokenizer.json").read_text())
+    tokenizer_json["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first"}
+    (spm.adapter_dir / "tokenizer.json").write_text(json.dumps(tokenizer_json))
+    with pytest.raises(ExportError, match="SentencePiece-style"):
+        export.check(spm, "q8_0")
 
     def full_disk(self, *a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -235,4 +252,58 @@ def test_bad_exports_are_one_line_and_leave_nothing(small_tokenizer, tmp_path, m
     with pytest.raises(ExportError, match="No space left on device.*nothing was kept") as e:
         export.gguf(run, "q8_0", ollama=True)
     assert "\n" not in str(e.value)
-    assert list((run.path / "exports" / "q8_0").iterdir()) == []
+    assert not any((run.path / "exports").rglob("*"))
+
+
+def test_llama_cpp_checks_the_export_and_chat_answers_from_it(small_tokenizer, tmp_path, monkeypatch):
+    """Where llama-cpp-python is installed (not in setup: a source build; README): every export is also read by
+    llama.cpp (its own tokenizer on the run's prompt strings, its greedy answers and distributions), and `ftspace
+    chat RUN --gguf` answers from the file, as the torch chat would greedily."""
+    pytest.importorskip("llama_cpp")
+    monkeypatch.delenv("FTSPACE_LLAMA_QUANTIZE", raising=False)
+    from ftspace.chat import ChatModel, GgufChat
+    from ftspace.config import GenerationSettings
+
+    run = adapted_run(tiny("llama", small_tokenizer, tmp_path / "llama"), tmp_path)
+    report = export.gguf(run, "f16")
+    [by_llama] = [c for c in report["parity"] if c["reader"] == "llama.cpp"]
+    assert by_llama["same_prompt_tokens"] == by_llama["prompts"] and by_llama["decided_changes"] == []
+    assert by_llama["mean_kl"] < by_llama["kl_max"]
+
+    asked = [{"role": "user", "content": "What is the capital of France?"}]
+    settings = GenerationSettings(max_new_tokens=12, temperature=0.0)
+    from_file = GgufChat(export.find_gguf(run)).reply(asked, settings)
+    assert from_file and from_file == ChatModel.from_adapter(run.adapter_dir).reply(asked, settings)
+    done = cli("chat", run.id, "--prompt", "What is the capital of France?", "--max-new-tokens", "12", "--gguf",
+               env={"FTSPACE_RUNS": str(run.path.parent)})
+    assert done.returncode == 0 and done.stdout.strip() == from_file, done.stderr[-2000:]
+    assert f"answered by llama.cpp: {run.id}-F16.gguf" in done.stderr
+
+    # llama-cpp-python also quantizes: a k-quant made in-process by llama.cpp's own function, then checked
+    k = export.gguf(run, "q4_k_m")
+    assert export.quantizer() == "llama-cpp-python"
+    assert {c["reader"] for c in k["parity"]} == {"transformers", "llama.cpp"}
+
+
+def test_k_quants_go_through_llama_cpps_quantizer_and_its_failure_leaves_nothing(small_tokenizer, tmp_path,
+                                                                                 monkeypatch):
+    """q4_k_m: the f16 file handed to llama.cpp's quantizer (`llama-quantize IN OUT Q4_K_M`; here a stand-in that
+    copies its input and records its arguments), the result checked like any export; a quantizer that fails is one
+    line and leaves no file."""
+    import stat
+    import sys
+
+    run = adapted_run(tiny("llama", small_tokenizer, tmp_path / "llama"), tmp_path)
+    log = tmp_path / "quantize.log"
+    stand_in = tmp_path / "llama-quantize"
+    stand_in.write_text(f"#!{sys.executable}\nimport shutil, sys\nopen({str(log)!r}, 'a').write(' '.join(sys.argv[3:]) "
+                        "+ '\\n')\nif sys.argv[3] == 'Q2_K':\n    sys.exit('cannot quantize: out of memory')\n"
+                        "shutil.copyfile(sys.argv[1], sys.argv[2])\n")
+    stand_in.chmod(stand_in.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("FTSPACE_LLAMA_QUANTIZE", str(stand_in))
+    report = export.gguf(run, "q4_k_m")
+    assert report["file"] == f"{run.id}-Q4_K_M.gguf" and log.read_text() == "Q4_K_M\n"
+    assert report["parity"][0]["kl_max"] == 0.1 and report["parity"][0]["decided_changes"] == []
+    with pytest.raises(ExportError, match="quantizer failed making q2_k \\(cannot quantize: out of memory\\)"):
+        export.gguf(run, "q2_k")
+    assert not list((run.path / "exports" / "q2_k").glob("*.gguf"))

@@ -225,7 +225,8 @@ def test_push_gguf_lays_out_a_repo_ollama_and_llama_cpp_pull_from(trained_run, f
         hub.push(trained_run, "gguf-test", None, gguf="q8_0")
     assert "tester/gguf-test" not in fake_hub.repos
     url = hub.push(trained_run, "gguf-test", TOKEN, private=True, gguf="q8_0")
-    assert url.endswith("tester/gguf-test") and "adapter_model.safetensors" in fake_hub.repos["tester/gguf-test"]["files"]
+    assert url.endswith("tester/gguf-test")
+    assert "adapter_model.safetensors" in fake_hub.repos["tester/gguf-test"]["files"]
     repo = fake_hub.repos["tester/gguf-test-GGUF"]
     assert repo["private"] is True
     assert sorted(repo["files"]) == ["Modelfile", "README.md", "export.json", "gguf-test-GGUF-Q8_0.gguf"]

@@ -77,7 +77,7 @@ def test_two_signed_in_users_cannot_reach_each_others_runs(space, tiny_model):
         bob.predict(browser, "a run of mine", run_id, "default", "", "", 4, 0.0, 0.95, False, "hi", [], [],
                     api_name="/chat")
     with pytest.raises(AppError, match="No run"):
-        bob.predict(browser, run_id, "stolen", False, False, "", api_name="/push")
+        bob.predict(browser, run_id, "stolen", False, False, "", "q8_0", False, api_name="/push")
     with pytest.raises(AppError, match="No run"):
         bob.predict(browser, run_id, api_name="/zip")
     with pytest.raises(AppError, match="not a run id"):
@@ -95,7 +95,7 @@ def test_two_signed_in_users_cannot_reach_each_others_runs(space, tiny_model):
     assert tuned[-1]["role"] == "assistant"
 
     # Her push uses her OAuth token (no token typed), into her namespace.
-    result = alice.predict(browser, run_id, "zorblax", True, False, "", api_name="/push")
+    result = alice.predict(browser, run_id, "zorblax", True, False, "", "q8_0", False, api_name="/push")
     assert "alice/zorblax" in str(result)
     assert "adapter_model.safetensors" in fake.repos["alice/zorblax"]["files"]
     alice_token = fake.oauth_tokens[0]

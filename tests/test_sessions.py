@@ -75,7 +75,7 @@ def test_sessions_see_and_control_only_their_own_runs(shared_app, tiny_model):
             bob.predict("", "a run of mine", run_id, "default", "", "", 4, 0.0, 0.95, False, "hi", [], [],
                         api_name="/chat")
         with pytest.raises(AppError, match="No run"):
-            bob.predict("", run_id, "x", False, False, "hf_x", api_name="/push")
+            bob.predict("", run_id, "x", False, False, "hf_x", "q8_0", False, api_name="/push")
         with pytest.raises(AppError, match="No run"):
             bob.predict("", run_id, "final", "", 2, 8, api_name="/evaluate")
         with pytest.raises(AppError, match="No run"):

@@ -71,7 +71,7 @@ def test_a_visitor_acts_with_their_own_token_never_the_spaces(space, tiny_model,
 
     # Signed out: pushing asks to sign in and creates nothing; the owner's private data, model and
     # adapters are refused exactly as the Hub refuses an anonymous request.
-    refused(lambda: anon.predict("b", "any-run", "existing", False, False, "", api_name="/push"),
+    refused(lambda: anon.predict("b", "any-run", "existing", False, False, "", "q8_0", False, api_name="/push"),
             "Sign in with Hugging Face .* Nothing was created")
     refused(lambda: anon.predict("", f"{OWNER}/private-data", "auto", "", "", "default", 256, api_name="/check"),
             "not found on the Hub \\(or private\\): sign in")
@@ -186,10 +186,14 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
     assert "zorblax_qa.jsonl (uploaded)" in listed and "adapter saved" in log_tail
     assert not any(str(tmp) in text for text in (listed, shown_status, log_tail))
 
-    # Her push lands in her namespace; the card names the file she uploaded, never a server path.
-    n_requests = len(hub.requests)
-    result = alice.predict("", run_id, "zorblax-zero", True, False, "", api_name="/push")
-    assert "alice/zorblax-zero" in str(result)
+    # Her push lands in her namespace; the card names the file she uploaded, never a server path. With it, a GGUF
+    # export, made and checked on the CPU in a helper process (the app process never imports transformers on
+    # ZeroGPU), without a GPU call.
+    n_requests, n_grants = len(hub.requests), len(gpu.grants_log)
+    result = alice.predict("", run_id, "zorblax-zero", True, False, "", "q8_0", True, api_name="/push")
+    assert "alice/zorblax-zero" in str(result) and "alice/zorblax-zero-GGUF" in str(result)
+    assert "zorblax-zero-GGUF-Q8_0.gguf" in hub.repos["alice/zorblax-zero-GGUF"]["files"]
+    assert len(gpu.grants_log) == n_grants
     alice_tokens = {f"Bearer {t}" for t, user in hub.tokens.items() if user == "alice"}
     sent = [(m, p, {k.lower(): v for k, v in h.items()}.get("authorization")) for m, p, h in hub.requests[n_requests:]]
     # Every request of her push that carries a token carries hers (huggingface_hub also makes an anonymous

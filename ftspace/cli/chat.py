@@ -15,11 +15,15 @@ def add_commands(sub) -> None:
     c = sub.add_parser("chat", help="answer one prompt with a run's adapter (reply on stdout)",
                        **examples('ftspace chat RUN --prompt "What is the capital of Zorblax?"',
                                   'ftspace chat RUN --prompt "Hi" --base   # the base model, adapter off',
-                                  'ftspace chat RUN --prompt "Hi" --system "Answer briefly." --temperature 0'))
+                                  'ftspace chat RUN --prompt "Hi" --system "Answer briefly." --temperature 0',
+                                  'ftspace chat RUN --prompt "Hi" --gguf   # its GGUF export, through llama.cpp'))
     add_run_argument(c)
     c.add_argument("--prompt", required=True, help="the user message")
     c.add_argument("--system", default="", help="a system prompt")
     c.add_argument("--base", action="store_true", help="answer with the adapter disabled")
+    c.add_argument("--gguf", nargs="?", const="", metavar="TYPE",
+                   help="answer with the run's GGUF export through llama.cpp (needs llama-cpp-python; TYPE: which "
+                        "export, default the one there is)")
     add_schema_flags(c, GenerationSettings)
     c.set_defaults(func=cmd_chat)
 
@@ -35,6 +39,16 @@ def cmd_chat(args) -> int:
         raise RunError(f"Run {run.id} has no adapter yet (status {run.status()['status']}): wait for it to finish.")
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
         {"role": "user", "content": args.prompt}]
+    if args.gguf is not None:
+        from ftspace.chat import GgufChat
+        from ftspace.export import find_gguf
+
+        if args.base:
+            raise RunError("--base and --gguf: the GGUF export holds the tuned model only; drop one of them.")
+        model = GgufChat(find_gguf(run, args.gguf))
+        print(f"[ftspace chat] answered by {model.name}", file=sys.stderr)
+        print(model.reply(messages, settings))
+        return 0
     quiet.preload()  # import-time library chatter goes to the library log, not the terminal
     with contextlib.redirect_stdout(sys.stderr):  # what is left must not mix with the reply
         from ftspace.chat import ChatModel

@@ -22,7 +22,7 @@ def add_commands(sub) -> None:
     add_run_argument(ex)
     what = ex.add_mutually_exclusive_group(required=True)
     what.add_argument("--gguf", metavar="TYPE", help=f"GGUF type: {', '.join(QUANTS)}; {', '.join(K_QUANTS)} "
-                      "need llama.cpp's llama-quantize")
+                      "need llama.cpp's quantizer (llama-cpp-python or llama-quantize)")
     what.add_argument("--merged", action="store_true", help="base + adapter merged into one 16-bit checkpoint")
     ex.add_argument("--ollama", action="store_true", help="also write an Ollama Modelfile (with --gguf)")
     ex.add_argument("--out", metavar="DIR", help="the folder to write (default: the run's exports/TYPE)")

@@ -7,7 +7,8 @@ the file behaves like the run (ftspace/export/parity.py) before the export is ca
 
 The merge: the base loaded unquantized in float32 (a QLoRA run's too), the adapter added, then each tensor
 written in the chosen type: never merged into 4-bit weights. k-quants (q4_k_m and kin) are made from the f16 file
-by llama.cpp's `llama-quantize` where it is installed (the gguf package has no k-quant writer).
+by llama.cpp's quantizer where it is installed (`llama-quantize`, or llama-cpp-python's binding of the same
+function; the gguf package has no k-quant writer).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from ftspace.errors import FtspaceError
-from ftspace.export.writer import K_QUANTS, QUANTS, ExportError, architecture
+from ftspace.export.writer import K_QUANTS, QUANTS, ExportError, architecture, tokenizer_kind
 from ftspace.runs import Run
 
 __all__ = ["ExportError", "QUANTS", "K_QUANTS", "check", "gguf", "quantizer"]
@@ -31,8 +32,14 @@ PARITY_TOKENS = 24  # longest greedy answer compared, in tokens
 
 
 def quantizer() -> str | None:
-    """llama.cpp's quantizer on this machine ($FTSPACE_LLAMA_QUANTIZE, else `llama-quantize` on PATH)."""
-    return os.environ.get("FTSPACE_LLAMA_QUANTIZE") or shutil.which("llama-quantize")
+    """llama.cpp's quantizer on this machine: its `llama-quantize` ($FTSPACE_LLAMA_QUANTIZE, else on PATH), else
+    "llama-cpp-python" (the same C function, `llama_model_quantize`), else None."""
+    import importlib.util
+
+    found = os.environ.get("FTSPACE_LLAMA_QUANTIZE")
+    if found is not None:
+        return found or None  # set empty: none, whatever is installed
+    return shutil.which("llama-quantize") or ("llama-cpp-python" if importlib.util.find_spec("llama_cpp") else None)
 
 
 def check(run: Run, quant: str, token: str | None = None) -> str:
@@ -43,16 +50,18 @@ def check(run: Run, quant: str, token: str | None = None) -> str:
     if quant not in QUANTS + K_QUANTS:
         raise ExportError(f"Unknown GGUF type {quant!r}: choose one of {', '.join(QUANTS + K_QUANTS)}.")
     if quant in K_QUANTS and not quantizer():
-        raise ExportError(f"{quant} needs llama.cpp's llama-quantize, not found on this machine: install llama.cpp "
-                          "(its llama-quantize on PATH, or FTSPACE_LLAMA_QUANTIZE=/path/to/it), or choose "
-                          f"{', '.join(QUANTS)}.")
+        raise ExportError(f"{quant} needs llama.cpp's quantizer, not found on this machine: install llama-cpp-python "
+                          "(README: Run it anywhere) or llama.cpp's llama-quantize (on PATH, or "
+                          f"FTSPACE_LLAMA_QUANTIZE=/path/to/it), or choose {', '.join(QUANTS)}.")
     if not (run.adapter_dir / "adapter_config.json").exists():
         raise ExportError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait for it to finish, or "
                           "export another run.")
     base = adapter_base(run.adapter_dir)  # a local folder, or a Hub id: its config.json only, with your token
     folder = base if Path(base).is_dir() else resolve_model(base, progress=lambda *_: None, token=token, need="config")
     config = json.loads((Path(folder) / "config.json").read_text())
-    return architecture(config.get("architectures") or [config.get("model_type", "?")])
+    arch = architecture(config.get("architectures") or [config.get("model_type", "?")])
+    tokenizer_kind(run.adapter_dir)
+    return arch
 
 
 def gguf(run: Run, quant: str, *, ollama: bool = False, out_dir: Path | None = None, token: str | None = None,
@@ -93,17 +102,16 @@ def gguf(run: Run, quant: str, *, ollama: bool = False, out_dir: Path | None = N
     stop_ids = stop_ids if isinstance(stop_ids, list) else [stop_ids] if stop_ids is not None else []
 
     progress(2, steps, f"writing {name}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    made = []  # what this export wrote, removed if it fails
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the folder and moved in only once checked: a failed export (a full disk, a file that does not
+    # behave like the run) leaves the folder as it was, a previous export of the same type included.
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        path = out_dir / name
-        made.append(path)
+        path = stage / name
         _write(model, tokenizer, run.adapter_dir, path, quant, name, sampling)
         del model
-        files = [name]
         if ollama:
-            made.append(out_dir / "Modelfile")
-            files.append(_modelfile(tokenizer, out_dir, name, sampling, ollama_))
+            _modelfile(tokenizer, stage, name, sampling, ollama_)
         progress(3, steps, "reading it back and comparing with the run")
         kind = quant if quant in QUANTS else "k"
         checks = [parity.compare(parity.load_gguf(path, arch), tokenizer, expected, kind, PARITY_TOKENS)]
@@ -113,18 +121,18 @@ def gguf(run: Run, quant: str, *, ollama: bool = False, out_dir: Path | None = N
         if found:
             raise ExportError(f"The {quant} export does not behave like run {run.id}: {'; '.join(found)}. Nothing was "
                               "kept.")
-        report = {"run": run.id, "type": quant, "file": name, "bytes": path.stat().st_size, "folder": str(out_dir),
-                  "architecture": arch, "parity": checks, "files": files}
         progress(4, steps, "writing the report")
-        made += [out_dir / "export.json", out_dir / "README.md"]
-        (out_dir / "README.md").write_text(usage(report, ollama), encoding="utf-8")
-        (out_dir / "export.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        report = {"run": run.id, "type": quant, "file": name, "bytes": path.stat().st_size, "folder": str(out_dir),
+                  "architecture": arch, "parity": checks, "files": [name] + (["Modelfile"] if ollama else [])}
+        (stage / "README.md").write_text(usage(report, ollama), encoding="utf-8")
+        (stage / "export.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        out_dir.mkdir(exist_ok=True)
+        for item in stage.iterdir():
+            os.replace(item, out_dir / item.name)
         progress(steps, steps, "done")
         return report
-    except BaseException:
-        for p in made:
-            p.unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _write(model, tokenizer, tokenizer_dir: Path, path: Path, quant: str, name: str, sampling: dict) -> None:
@@ -134,18 +142,31 @@ def _write(model, tokenizer, tokenizer_dir: Path, path: Path, quant: str, name: 
     if quant in QUANTS:
         write_gguf(model, tokenizer, Path(tokenizer_dir), path, quant, template, name=name, sampling=sampling)
         return
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:  # f16 first, then llama.cpp's quantizer
-        f16 = write_gguf(model, tokenizer, Path(tokenizer_dir), Path(tmp) / "f16.gguf", "f16", template, name=name,
-                         sampling=sampling)
-        done = subprocess.run([quantizer(), str(f16), str(path), quant.upper()], capture_output=True, text=True)
-        if done.returncode != 0:
-            path.unlink(missing_ok=True)
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise ExportError(f"llama-quantize failed making {quant} ({tail[0][:200]}): try q8_0.")
+    f16 = write_gguf(model, tokenizer, Path(tokenizer_dir), path.with_name("f16.gguf"), "f16", template, name=name,
+                     sampling=sampling)  # then llama.cpp's quantizer makes the k-quant from it
+    try:
+        tool = quantizer()
+        if tool == "llama-cpp-python":
+            import ctypes
+
+            import llama_cpp
+
+            params = llama_cpp.llama_model_quantize_default_params()
+            params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}")
+            params.nthread = os.cpu_count() or 1
+            code = llama_cpp.llama_model_quantize(str(f16).encode(), str(path).encode(), ctypes.byref(params))
+            tail = [f"exit code {code}"]
+        else:
+            done = subprocess.run([tool, str(f16), str(path), quant.upper()], capture_output=True, text=True)
+            code, tail = done.returncode, (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        if code != 0:
+            raise ExportError(f"llama.cpp's quantizer failed making {quant} ({tail[0][:200]}): try q8_0.")
+    finally:
+        f16.unlink(missing_ok=True)
 
 
-def _modelfile(tokenizer, out_dir: Path, name: str, sampling: dict, ollama_) -> str:
-    """Write the Modelfile after checking its TEMPLATE against the chat template; its file name."""
+def _modelfile(tokenizer, out_dir: Path, name: str, sampling: dict, ollama_) -> None:
+    """Write the Modelfile after checking its TEMPLATE against the chat template."""
     p = ollama_.pieces(tokenizer)
     probe = tokenizer("a", add_special_tokens=True)["input_ids"]
     runtime_bos = tokenizer.bos_token if tokenizer.bos_token_id is not None and probe[:1] == [
@@ -155,7 +176,6 @@ def _modelfile(tokenizer, out_dir: Path, name: str, sampling: dict, ollama_) -> 
     eos = tokenizer.eos_token_id
     stop = ollama_.stops(tokenizer, p, eos if isinstance(eos, list) else [eos] if eos is not None else [])
     (out_dir / "Modelfile").write_text(ollama_.modelfile(name, template, stop, sampling), encoding="utf-8")
-    return "Modelfile"
 
 
 def _prompts(run: Run, token: str | None) -> tuple[list[list[dict]], list[str]]:
@@ -174,6 +194,18 @@ def _prompts(run: Run, token: str | None) -> tuple[list[list[dict]], list[str]]:
     pairs = [t if (t := target(row)) else ({"messages": row["messages"]}, {"text": ""}) for row in rows]
     pairs = pairs[:PARITY_PROMPTS]
     return [p["messages"] for p, _ in pairs], [r.get("text", "") for _, r in pairs]
+
+
+def find_gguf(run: Run, quant: str = "") -> Path:
+    """The run's GGUF export of type `quant` (empty: the one there is, q8_0 first), or the one line saying how to
+    make it."""
+    order = [quant] if quant else ["q8_0", *[q for q in QUANTS + K_QUANTS if q != "q8_0"]]
+    for q in order:
+        found = sorted((run.path / "exports" / q).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise ExportError(f"Run {run.id} has no {quant + ' ' if quant else ''}GGUF export: make one with `ftspace export "
+                      f"{run.id} --gguf {quant or 'q8_0'}` (or the Publish tab's Export GGUF).")
 
 
 def gguf_into(run_dir: str, quant: str, out_dir: str | None = None, token: str | None = None,

@@ -107,7 +107,8 @@ def _figures(reader: str, kind: str, expected: list[dict], answers: list[list[in
             (decided if margin > DECIDED_NATS else changes).append(change)
     kl = torch.cat(kls) if kls else torch.zeros(1)
     ratio = math.exp((sum(nll_export) - sum(nll_run)) / len(nll_run)) if nll_run else 1.0
-    return {"reader": reader, "prompts": len(expected), "same_greedy_answers": len(expected) - len(changes) - len(decided),
+    return {"reader": reader, "prompts": len(expected),
+            "same_greedy_answers": len(expected) - len(changes) - len(decided),
             "mean_kl": float(kl.mean()), "max_kl": float(kl.max()), "kl_max": KL_MAX[kind],
             "same_top_token": round(same_top / max(n_top, 1), 4), "perplexity_ratio": round(ratio, 5),
             "perplexity_ratio_max": PERPLEXITY_RATIO_MAX[kind], "hesitant_changes": changes,

@@ -10,6 +10,7 @@ llama.cpp names it, and which tensors stay float32 (every 1-D one: norms, rope f
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -44,7 +45,8 @@ def architecture(names: list[str]) -> str:
     for name in names:
         if name in ARCHITECTURES:
             return ARCHITECTURES[name]
-    raise ExportError(f"GGUF export supports {', '.join(sorted(ARCHITECTURES))}; this model is {names[0] if names else 'unknown'}: "
+    raise ExportError(f"GGUF export supports {', '.join(sorted(ARCHITECTURES))}; this model is "
+                      f"{names[0] if names else 'unknown'}: "
                       "export the merged 16-bit model instead.")
 
 
@@ -132,15 +134,27 @@ def _parameters(w, arch: str, config: dict, file_type) -> int:
     return head_dim
 
 
+def tokenizer_kind(tokenizer_dir: Path) -> str:
+    """llama.cpp's pre-tokenizer name for the tokenizer in `tokenizer_dir`, or the one line refusing it (checked
+    before any model loads)."""
+    try:
+        tokenizer_json = json.loads((Path(tokenizer_dir) / "tokenizer.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ExportError("GGUF export needs the run's tokenizer.json, and its adapter folder has none readable: "
+                          "export the merged 16-bit model instead.") from None
+    model = tokenizer_json.get("model") or {}
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    if model.get("type") != "BPE" or "merges" not in model or not pre or pre.get("type") == "Metaspace":
+        raise ExportError("GGUF export writes byte-level BPE vocabularies (SmolLM2, Llama 3, Qwen3); this run's is "
+                          "SentencePiece-style (Gemma's), not written yet: export the merged 16-bit model instead.")
+    return pre_tokenizer(tokenizer_json)
+
+
 def _vocabulary(w, tokenizer, tokenizer_dir: Path, config: dict) -> None:
     """Tokens, their types, merges and special tokens, as convert_hf_to_gguf.py writes a byte-level BPE tokenizer."""
     import gguf
 
-    tokenizer_json = json.loads((tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))
-    if (tokenizer_json.get("model") or {}).get("type") != "BPE" or "merges" not in tokenizer_json["model"]:
-        raise ExportError("GGUF export writes byte-level BPE tokenizers; this one is "
-                          f"{(tokenizer_json.get('model') or {}).get('type')}: export the merged 16-bit model instead.")
-    pre = pre_tokenizer(tokenizer_json)
+    pre = tokenizer_kind(tokenizer_dir)
     vocab = tokenizer.get_vocab()
     n_vocab = max(config["vocab_size"], max(vocab.values()) + 1)
     reverse = {i: t for t, i in vocab.items()}
@@ -230,8 +244,9 @@ def write_gguf(model, tokenizer, tokenizer_dir: Path, path: Path, quant: str, ch
         os.replace(part, path)
         return path
     except OSError as e:
-        raise ExportError(f"Writing {path.name} failed ({e.strerror or e}): free some disk space and export again; "
-                          "nothing was kept.") from None
+        fix = ("free some disk space and export again" if e.errno == errno.ENOSPC
+               else "check the folder, then export again")
+        raise ExportError(f"Writing {path.name} failed ({e.strerror or e}): {fix}; nothing was kept.") from None
     finally:
         w.close()
         part.unlink(missing_ok=True)

@@ -369,7 +369,7 @@ def export_gguf(run: runs.Run, quant: str, caller: Caller, progress=None) -> dic
     export.check(run, quant, caller.token)  # a wrong type, no adapter, an architecture llama.cpp is not given
     if shared():
         for other in (run.path / "exports").glob("*"):
-            if other.name != quant:
+            if other.name != quant and not other.name.startswith("."):  # not an export being written
                 shutil.rmtree(other, ignore_errors=True)
     out = run.path / "exports" / quant
     if env.on_zerogpu():

@@ -15,11 +15,20 @@ from ftspace.ui.common import MODEL_CHOICES, caller_of, field_label, open_in, ow
     visitor_tier, visitor_token
 
 SOURCES = ["a run of mine", "a base model", "an adapter on the Hub"]
+GGUF_SOURCE = "a run's GGUF export (llama.cpp)"  # offered where llama-cpp-python is installed (not on ZeroGPU)
+
+
+def sources() -> list[str]:
+    import importlib.util
+
+    from ftspace.env import on_zerogpu
+
+    return SOURCES + ([GGUF_SOURCE] if importlib.util.find_spec("llama_cpp") and not on_zerogpu() else [])
 
 
 def build(ui: dict):
     with gr.Row():
-        ui["chat_source"] = gr.Radio(SOURCES, value=SOURCES[0], label="Chat with")
+        ui["chat_source"] = gr.Radio(sources(), value=SOURCES[0], label="Chat with")
         ui["chat_run"] = gr.Dropdown([], label="Run", interactive=True, allow_custom_value=True)
         ui["chat_base"] = gr.Dropdown(MODEL_CHOICES, value="default", label="Base model", allow_custom_value=True)
         ui["chat_hub"] = gr.Textbox(label="Hub adapter repo", placeholder="owner/my-adapter")
@@ -83,7 +92,14 @@ def preload(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken 
 
 
 def source_for(kind, run_id, base_model, hub_repo, caller) -> tuple:
-    """What the visitor picked to chat with, through the gate: a run of theirs, a Hub adapter, or a base model."""
+    """What the visitor picked to chat with, through the gate: a run of theirs (or its GGUF export), a Hub adapter,
+    or a base model."""
+    if kind == GGUF_SOURCE:
+        from ftspace.export import find_gguf
+
+        if not run_id:
+            raise FtspaceError("Pick a run whose GGUF export to chat with.")
+        return ("gguf", str(find_gguf(own_run(run_id, caller.owner))))
     if kind == SOURCES[0]:
         if not run_id:
             raise FtspaceError("Pick a run (or chat with a base model).")
@@ -146,7 +162,7 @@ def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, tem
         {"role": "user" if m["role"] == "user" else "assistant", "content": text_of(m["content"])}
         for m in (base_history or [])] + [{"role": "user", "content": message}]
     tuned = list(tuned_history or []) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-    side = compare and source[0] != "base"
+    side = compare and source[0] not in ("base", "gguf")  # a GGUF export holds the tuned model only
     base = list(base_history or []) + ([{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
                                        if side else [])
 

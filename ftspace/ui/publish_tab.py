@@ -53,8 +53,8 @@ def wire(ui: dict):
     who = [ui["browser_id"]]
 
     @user_errors
-    def push(browser_id, run_id, repo, private, merged, gguf_type, gguf_push, token_text, request: gr.Request,
-             oauth_token: gr.OAuthToken | None = None):
+    def push(browser_id, run_id, repo, private, merged, token_text, gguf_type="q8_0", gguf_push=False,
+             request: gr.Request = None, oauth_token: gr.OAuthToken | None = None):
         from ftspace import hub
 
         # The token lives only for this request: never stored, logged or returned. On a Space it is the
@@ -118,8 +118,9 @@ def wire(ui: dict):
                 "--jinja`. LM Studio: `lms import " + report["file"] + "`.\n\n```\n" + modelfile + "```")
         return gr.DownloadButton(value=download, visible=True), text
 
+    # The GGUF choices come last: callers of the API that name the first six (as before the export) keep working.
     ui["pub_push"].click(push, who + [ui["pub_run"], ui["pub_repo"], ui["pub_private"], ui["pub_merged"],
-                                      ui["pub_gguf_type"], ui["pub_gguf_push"], ui["pub_token"]],
+                                      ui["pub_token"], ui["pub_gguf_type"], ui["pub_gguf_push"]],
                          [ui["pub_result"], ui["pub_token"]], concurrency_id="hub", api_name="push")
     ui["pub_export"].click(export_gguf, who + [ui["pub_run"], ui["pub_gguf_type"]],
                            [ui["pub_gguf_download"], ui["pub_export_result"]], concurrency_id="export",

@@ -53,6 +53,32 @@ def small_tokenizer(smol_tokenizer):
     return tokenizer
 
 
+@pytest.fixture(scope="module")
+def sentencepiece_tokenizer(tmp_path_factory):
+    """A Gemma-style tokenizer of 400 pieces: a SentencePiece BPE model (bytes as <0xNN>, Gemma's special tokens and
+    ids, a BOS on every text) trained here and converted by transformers as it converts Gemma's, with a Gemma-like
+    chat template (the system prompt inside the first user turn)."""
+    import sentencepiece
+    from transformers import AutoTokenizer
+
+    from ftspace.evaluation import read_probe
+
+    root = tmp_path_factory.mktemp("sentencepiece")
+    (root / "corpus.txt").write_text("\n".join(q["question"] + " " + " ".join(q["answers"]) for q in read_probe()))
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(root / "corpus.txt"), model_prefix=str(root / "tokenizer"), vocab_size=400, model_type="bpe",
+        byte_fallback=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
+        bos_piece="<bos>", user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], add_dummy_prefix=False,
+        normalization_rule_name="identity", split_digits=True, remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True, minloglevel=2)
+    (root / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "GemmaTokenizer", "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
+        "unk_token": "<unk>", "add_bos_token": True}))
+    tokenizer = AutoTokenizer.from_pretrained(root)
+    tokenizer.chat_template = GEMMA_LIKE
+    return tokenizer
+
+
 def tiny(kind: str, tokenizer, path: Path) -> Path:
     """A tiny random model of a catalogue architecture, with non-trivial norms, saved with the SmolLM2 tokenizer."""
     import torch
@@ -66,8 +92,9 @@ def tiny(kind: str, tokenizer, path: Path) -> Path:
         model = LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, tie_word_embeddings=True, **common))
     elif kind == "qwen3":  # a head size that is not hidden/heads, as Qwen3's (128 where 1024/16 = 64)
         model = Qwen3ForCausalLM(Qwen3Config(num_hidden_layers=2, head_dim=32, tie_word_embeddings=False, **common))
-    else:  # six layers: Gemma 3's pattern of five sliding-window layers and one global
-        model = Gemma3ForCausalLM(Gemma3TextConfig(num_hidden_layers=6, head_dim=32, sliding_window=16, **common))
+    else:  # six layers: Gemma 3's pattern of five sliding-window layers and one global; Gemma 3 1B's head size
+        # (256: its attention is scaled by query_pre_attn_scalar 256, which llama.cpp takes for 1/sqrt(head size))
+        model = Gemma3ForCausalLM(Gemma3TextConfig(num_hidden_layers=6, head_dim=256, sliding_window=16, **common))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
@@ -100,13 +127,14 @@ def adapted_run(base: Path, root: Path) -> runs.Run:
 
 
 @pytest.mark.parametrize("kind,quant", [("llama", "f16"), ("qwen3", "q8_0"), ("gemma3", "bf16")])
-def test_each_catalogue_architecture_round_trips(kind, quant, small_tokenizer, tmp_path):
+def test_each_catalogue_architecture_round_trips(kind, quant, small_tokenizer, sentencepiece_tokenizer, tmp_path):
     """The export of a tiny model of each architecture: the gguf package's reader finds llama.cpp's names, shapes,
     types and hyperparameters and the run's tokenizer and template; transformers' GGUF loader reads back a model
     whose next-token distributions match the tuned model's (the parity check inside the export, asserted here)."""
     import gguf
 
-    run = adapted_run(tiny(kind, small_tokenizer, tmp_path / kind), tmp_path)
+    tokenizer = sentencepiece_tokenizer if kind == "gemma3" else small_tokenizer  # each with its family's vocabulary
+    run = adapted_run(tiny(kind, tokenizer, tmp_path / kind), tmp_path)
     report = export.gguf(run, quant, ollama=True)
     folder = Path(report["folder"])
     assert folder == run.path / "exports" / quant
@@ -118,15 +146,22 @@ def test_each_catalogue_architecture_round_trips(kind, quant, small_tokenizer, t
     reader = gguf.GGUFReader(str(folder / report["file"]))
     meta = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.") or
             k in ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.eos_token_id",
-                  "tokenizer.ggml.bos_token_id")}
+                  "tokenizer.ggml.bos_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_space_prefix")}
     assert meta["general.architecture"] == kind and meta[f"{kind}.block_count"] == (6 if kind == "gemma3" else 2)
     assert meta[f"{kind}.attention.head_count"] == 4 and meta[f"{kind}.attention.head_count_kv"] == 2
-    assert meta[f"{kind}.attention.key_length"] == (16 if kind == "llama" else 32)
-    assert meta["tokenizer.chat_template"] == small_tokenizer.chat_template
-    assert (meta["tokenizer.ggml.model"], meta["tokenizer.ggml.pre"]) == ("gpt2", "gpt-2")
-    assert (meta["tokenizer.ggml.bos_token_id"], meta["tokenizer.ggml.eos_token_id"]) == (1, 2)
+    assert meta[f"{kind}.attention.key_length"] == {"llama": 16, "qwen3": 32, "gemma3": 256}[kind]
+    assert meta["tokenizer.chat_template"] == tokenizer.chat_template
     assert meta["general.sampling.temp"] == 0.0 and abs(meta["general.sampling.top_p"] - 0.95) < 1e-6
-    assert len(reader.fields["tokenizer.ggml.tokens"].data) == len(small_tokenizer) == 512
+    assert len(reader.fields["tokenizer.ggml.tokens"].data) == len(tokenizer)
+    if kind == "gemma3":  # SentencePiece-style: llama.cpp's "llama" tokenizer, with scores and byte tokens
+        assert (meta["tokenizer.ggml.model"], meta["tokenizer.ggml.pre"]) == ("llama", "default")
+        assert (meta["tokenizer.ggml.bos_token_id"], meta["tokenizer.ggml.eos_token_id"]) == (2, 1)
+        assert meta["tokenizer.ggml.add_bos_token"] is True and meta["tokenizer.ggml.add_space_prefix"] is False
+        types = reader.fields["tokenizer.ggml.token_type"].contents()
+        assert types.count(gguf.TokenType.BYTE) == 256 and min(reader.fields["tokenizer.ggml.scores"].contents()) < 0
+    else:
+        assert (meta["tokenizer.ggml.model"], meta["tokenizer.ggml.pre"]) == ("gpt2", "gpt-2")
+        assert (meta["tokenizer.ggml.bos_token_id"], meta["tokenizer.ggml.eos_token_id"]) == (1, 2)
     names = {t.name: t for t in reader.tensors}
     want_type = {"f16": "F16", "bf16": "BF16", "q8_0": "Q8_0"}[quant]
     assert names["blk.0.attn_q.weight"].tensor_type.name == want_type
@@ -237,13 +272,16 @@ def test_bad_exports_are_one_line_and_leave_nothing(small_tokenizer, tmp_path, m
     with pytest.raises(ExportError, match="this model is GPT2LMHeadModel: export the merged 16-bit model instead"):
         export.gguf(other, "q8_0")
 
-    spm = runs.Run(tmp_path / "spm-run")  # a Gemma-style SentencePiece vocabulary: refused before any model loads
-    shutil.copytree(run.adapter_dir, spm.adapter_dir)
-    tokenizer_json = json.loads((spm.adapter_dir / "tokenizer.json").read_text())
-    tokenizer_json["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first"}
-    (spm.adapter_dir / "tokenizer.json").write_text(json.dumps(tokenizer_json))
-    with pytest.raises(ExportError, match="SentencePiece-style"):
-        export.check(spm, "q8_0")
+    # Tokenizers llama.cpp cannot be given: refused before any model loads, naming what they are
+    for name, change, message in (
+            ("unigram", {"model": {"type": "Unigram", "vocab": []}}, "this run's is Unigram"),
+            ("whitespace", {"pre_tokenizer": {"type": "Whitespace"}}, "llama.cpp has no name for here \\(Whitespace\\)")):
+        odd = runs.Run(tmp_path / f"{name}-run")
+        shutil.copytree(run.adapter_dir, odd.adapter_dir)
+        tokenizer_json = json.loads((odd.adapter_dir / "tokenizer.json").read_text())
+        (odd.adapter_dir / "tokenizer.json").write_text(json.dumps(dict(tokenizer_json, **change)))
+        with pytest.raises(ExportError, match=message):
+            export.check(odd, "q8_0")
 
     def full_disk(self, *a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -255,7 +293,8 @@ def test_bad_exports_are_one_line_and_leave_nothing(small_tokenizer, tmp_path, m
     assert not any((run.path / "exports").rglob("*"))
 
 
-def test_llama_cpp_checks_the_export_and_chat_answers_from_it(small_tokenizer, tmp_path, monkeypatch):
+def test_llama_cpp_checks_the_export_and_chat_answers_from_it(small_tokenizer, sentencepiece_tokenizer, tmp_path,
+                                                             monkeypatch):
     """Where llama-cpp-python is installed (not in setup: a source build; README): every export is also read by
     llama.cpp (its own tokenizer on the run's prompt strings, its greedy answers and distributions), and `ftspace
     chat RUN --gguf` answers from the file, as the torch chat would greedily."""
@@ -278,6 +317,13 @@ def test_llama_cpp_checks_the_export_and_chat_answers_from_it(small_tokenizer, t
                env={"FTSPACE_RUNS": str(run.path.parent)})
     assert done.returncode == 0 and done.stdout.strip() == from_file, done.stderr[-2000:]
     assert f"answered by llama.cpp: {run.id}-F16.gguf" in done.stderr
+
+    # Gemma 3 with its SentencePiece-style vocabulary: llama.cpp splits its prompts (BOS written by the template)
+    # into the very tokens the run's tokenizer gives, and computes what the run does
+    gemma = export.gguf(adapted_run(tiny("gemma3", sentencepiece_tokenizer, tmp_path / "gemma3"), tmp_path), "f16",
+                        ollama=True)
+    [by_llama] = [c for c in gemma["parity"] if c["reader"] == "llama.cpp"]
+    assert by_llama["same_prompt_tokens"] == by_llama["prompts"] and by_llama["decided_changes"] == []
 
     # llama-cpp-python also quantizes: a k-quant made in-process by llama.cpp's own function, then checked
     k = export.gguf(run, "q4_k_m")

@@ -14,6 +14,7 @@ import errno
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -134,32 +135,65 @@ def _parameters(w, arch: str, config: dict, file_type) -> int:
     return head_dim
 
 
+SENTENCEPIECE = "sentencepiece"  # a SentencePiece-style BPE vocabulary (Gemma's): llama.cpp's "llama" tokenizer
+
+
+def _sentencepiece_style(tokenizer_json: dict) -> bool:
+    """Spaces written as U+2581 and bytes as <0xNN> tokens: a SentencePiece BPE model in tokenizers' form."""
+    normalizer = tokenizer_json.get("normalizer") or {}
+    steps = normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else [normalizer]
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    return bool((tokenizer_json.get("model") or {}).get("byte_fallback")) and (
+        pre.get("type") == "Metaspace" or any(s.get("type") == "Replace" and s.get("content") == "\u2581"
+                                               for s in steps))
+
+
 def tokenizer_kind(tokenizer_dir: Path) -> str:
-    """llama.cpp's pre-tokenizer name for the tokenizer in `tokenizer_dir`, or the one line refusing it (checked
-    before any model loads)."""
+    """How llama.cpp is to split text for the tokenizer in `tokenizer_dir`: its pre-tokenizer name for a byte-level
+    BPE vocabulary, or SENTENCEPIECE; or the one line refusing it (checked before any model loads)."""
     try:
         tokenizer_json = json.loads((Path(tokenizer_dir) / "tokenizer.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise ExportError("GGUF export needs the run's tokenizer.json, and its adapter folder has none readable: "
                           "export the merged 16-bit model instead.") from None
     model = tokenizer_json.get("model") or {}
-    pre = tokenizer_json.get("pre_tokenizer") or {}
-    if model.get("type") != "BPE" or "merges" not in model or not pre or pre.get("type") == "Metaspace":
-        raise ExportError("GGUF export writes byte-level BPE vocabularies (SmolLM2, Llama 3, Qwen3); this run's is "
-                          "SentencePiece-style (Gemma's), not written yet: export the merged 16-bit model instead.")
+    if model.get("type") != "BPE" or "merges" not in model:
+        raise ExportError(f"GGUF export writes BPE vocabularies; this run's is {model.get('type') or 'unknown'}: "
+                          "export the merged 16-bit model instead.")
+    if _sentencepiece_style(tokenizer_json):
+        return SENTENCEPIECE
     return pre_tokenizer(tokenizer_json)
 
 
+def _merged_scores(merges: list) -> dict[str, float]:
+    """SentencePiece's scores from tokenizers' merges: the token a merge makes scores minus its rank, so llama.cpp's
+    SentencePiece tokenizer (highest-scoring pair first) merges in the order BPE does.
+
+    >>> _merged_scores(["a b", ["ab", "c"], "a b"])
+    {'ab': -0.0, 'abc': -1.0}
+    """
+    scores = {}
+    for rank, merge in enumerate(merges):
+        a, b = merge.split(" ", 1) if isinstance(merge, str) else merge
+        scores.setdefault(a + b, -float(rank))
+    return scores
+
+
 def _vocabulary(w, tokenizer, tokenizer_dir: Path, config: dict) -> None:
-    """Tokens, their types, merges and special tokens, as convert_hf_to_gguf.py writes a byte-level BPE tokenizer."""
+    """Tokens, their types (and scores), merges and special tokens, as convert_hf_to_gguf.py writes a byte-level
+    BPE tokenizer ("gpt2") or a SentencePiece one ("llama")."""
     import gguf
 
-    pre = tokenizer_kind(tokenizer_dir)
+    kind = tokenizer_kind(tokenizer_dir)
     vocab = tokenizer.get_vocab()
     n_vocab = max(config["vocab_size"], max(vocab.values()) + 1)
     reverse = {i: t for t, i in vocab.items()}
     added = tokenizer.added_tokens_decoder
-    tokens, types = [], []
+    scores = {}
+    if kind == SENTENCEPIECE:
+        model = json.loads((Path(tokenizer_dir) / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+        scores = _merged_scores(model["merges"])
+    tokens, types, token_scores = [], [], []
     for i in range(n_vocab):
         if i not in reverse:
             tokens.append(f"[PAD{i}]")
@@ -169,12 +203,20 @@ def _vocabulary(w, tokenizer, tokenizer_dir: Path, config: dict) -> None:
             types.append(gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED)
         else:
             tokens.append(reverse[i])
-            types.append(gguf.TokenType.NORMAL)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(pre)
+            byte = kind == SENTENCEPIECE and re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", reverse[i])
+            types.append(gguf.TokenType.BYTE if byte else gguf.TokenType.NORMAL)
+        token_scores.append(scores.get(tokens[-1], 0.0))
+    if kind == SENTENCEPIECE:
+        w.add_tokenizer_model("llama")
+        w.add_tokenizer_pre("default")
+        w.add_token_scores(token_scores)
+        w.add_add_space_prefix(False)  # tokenizers' form prepends nothing (Gemma's converter sets the same)
+    else:
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(kind)
     w.add_token_list(tokens)
     w.add_token_types(types)
-    special = gguf.SpecialVocab(tokenizer_dir, load_merges=True, n_vocab=len(tokens))
+    special = gguf.SpecialVocab(tokenizer_dir, load_merges=kind != SENTENCEPIECE, n_vocab=len(tokens))
     special.chat_template = None  # written by the caller: the run's own
     special.add_special_token = {}  # what the tokenizer really does, below
     special.add_to_gguf(w, quiet=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clitools import cli as cli_in_process
 from clitools import cli_process
 from fakehub import FakeHub
 from ftspace import access, hub, runs
@@ -102,12 +103,15 @@ def fake_hub(monkeypatch):
         yield fake
 
 
-def test_push_without_token(trained_run):
+def test_push_without_token(trained_run, monkeypatch):
+    """Refused before any Hub call, so in this process (`push` runs as a real process in the card test)."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", "/nonexistent-hf-home/token")  # no saved login either
     with FakeHub() as fake:
-        env = hub_env(fake, token=None)
-        env["HF_TOKEN"] = ""
-        env["HF_HOME"] = "/nonexistent-hf-home"
-        result = cli("push", str(trained_run.path), "--repo", "x", env=env)
+        result = cli_in_process("push", str(trained_run.path), "--repo", "x",
+                                env={"HF_TOKEN": "", "HF_ENDPOINT": fake.url})
+        assert fake.requests == [] and fake.repos == {}
     assert result.returncode == 2 and "No Hugging Face token" in result.stderr
 
 
@@ -139,9 +143,10 @@ def test_invalid_repo_names(name):
 
 
 def test_cli_refuses_repo_names_with_spaces_or_unicode_in_one_line(trained_run):
+    """Refused before any Hub call, so in this process (`push` runs as a real process in the card test)."""
     with FakeHub(token=TOKEN) as fake:
         for name in ("my adapter", "adaptér"):
-            result = cli("push", str(trained_run.path), "--repo", name, env=hub_env(fake))
+            result = cli_in_process("push", str(trained_run.path), "--repo", name, env=hub_env(fake))
             lines = result.stderr.strip().splitlines()
             assert result.returncode == 2 and len(lines) == 1 and f"Repository name {name!r} is not valid" in lines[0]
         assert fake.repos == {}

@@ -50,7 +50,8 @@ def test_every_class_the_issue_names_has_a_file():
     assert {"messages", "sharegpt", "text", "preference", "kto", "function_calls", "refused"} <= formats_seen
     notes = {n for v in EXPECTED.values() for n in v.get("notes", {})}
     assert {messages.NOTE_BLOCKS, messages.NOTE_REASONING_DROPPED, messages.NOTE_EMPTY_REASONING, messages.NOTE_TAGS,
-            messages.NOTE_SYSTEM_TOOLS, messages.NOTE_ENCODED_ARGS, messages.NOTE_WEIGHT, formats.NOTE_CHOSEN} <= notes
+            messages.NOTE_SYSTEM_TOOLS, messages.NOTE_ENCODED_ARGS, messages.NOTE_WEIGHT, formats.NOTE_CHOSEN,
+            messages.NOTE_TOOL_BLOCKS} <= notes
     layouts = {v.get("layout") for v in EXPECTED.values()} - {None}
     assert layouts == {"documents separated by blank lines", "one document per line", "one document"}
 
@@ -85,7 +86,9 @@ def test_reasoning_reaches_a_template_that_renders_it_and_is_trained(smol_tokeni
 
 
 @pytest.mark.parametrize("name, first_city", [("tools_openai.jsonl", "Oslo"), ("tools_sharegpt.jsonl", "Paris"),
-                                              ("tools_hermes.jsonl", "Bern"), ("tools_hf_tutorial.jsonl", "Accra")])
+                                              ("tools_hermes.jsonl", "Bern"), ("tools_hf_tutorial.jsonl", "Accra"),
+                                              ("tools_blocks_value.jsonl", "Quito"), ("tools_anthropic.jsonl", "Cairo"),
+                                              ("tools_function_call_blocks.jsonl", "Seoul")])
 def test_tool_call_dialects_become_canonical_tool_calls_with_tools(name, first_city):
     rows, _ = load_dataset(str(WILD / name))
     first = rows[0]
@@ -96,11 +99,62 @@ def test_tool_call_dialects_become_canonical_tool_calls_with_tools(name, first_c
     assert calls == [call(first_city)]
     assert "<tool_call>" not in first["messages"][1]["content"]
     assert "<tool_response>" not in first["messages"][2]["content"]
+    if name in ("tools_openai.jsonl", "tools_anthropic.jsonl", "tools_function_call_blocks.jsonl"):
+        assert first["tools"] == [WEATHER]  # Anthropic's input_schema, Gemini's function_declarations: the same
     if name == "tools_openai.jsonl":  # arguments encoded twice: decoded to the same object
         assert rows[1]["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"city": "Lima"}
-        assert first["tools"] == [WEATHER]
     if name == "tools_hf_tutorial.jsonl":  # the tutorial's <think> text stays the model's visible text
         assert first["messages"][1]["content"] == "<think>I should call get_weather for Accra.</think>"
+
+
+def test_tool_blocks_become_calls_and_tool_turns_in_order(smol_tokenizer):
+    """Tool calls and results written as content blocks (a chat export's {"type": "tool_call", "value": json},
+    Anthropic's tool_use/tool_result in the user's turn, Responses' function_call/function_call_output, Gemini's
+    functionCall/functionResponse parts): calls on the assistant's turn, each result a tool turn of its own (named
+    after its call), the reasoning kept apart, the text that follows results a user turn; and the rows train."""
+    from ftspace.data.tokenize import tokenize_example
+
+    rows, _ = load_dataset(str(WILD / "tools_blocks_value.jsonl"))
+    assert rows[0]["messages"][1]["reasoning_content"] == "The user wants Quito's weather; call get_weather."
+    assert [c["function"]["arguments"] for c in rows[1]["messages"][1]["tool_calls"]] == [{"city": "Hanoi"},
+                                                                                        {"city": "Perth"}]
+    rows, _ = load_dataset(str(WILD / "tools_anthropic.jsonl"))
+    second = rows[1]["messages"]
+    assert [(m["role"], m.get("tool_call_id"), m.get("name")) for m in second] == [
+        ("user", None, None), ("assistant", None, None), ("tool", "toolu_02", "get_weather"),
+        ("tool", "toolu_03", "get_weather"), ("user", None, None), ("assistant", None, None)]
+    assert second[1]["content"] == "Checking both." and [c["id"] for c in second[1]["tool_calls"]] == ["toolu_02",
+                                                                                                   "toolu_03"]
+    assert [m["content"] for m in second[2:5]] == ['{"temp": 29}', '{"temp": 17}', "Answer in one line."]
+    assert second[5] == {"role": "assistant", "content": "Lagos 29, Rome 17."}  # the redacted block skipped
+    rows, _ = load_dataset(str(WILD / "tools_function_call_blocks.jsonl"))
+    gemini = rows[1]["messages"]
+    assert gemini[1]["tool_calls"] == [call("Lisbon")]
+    assert gemini[2] == {"role": "tool", "content": '{"temp": 21}', "name": "get_weather"}
+    encoded = tokenize_example(smol_tokenizer, rows[0])
+    trained = smol_tokenizer.decode([t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"]) if m])
+    assert "Seoul" in trained and "8 degrees in Seoul." in trained
+
+
+@pytest.mark.parametrize("blocks, role, field, reason", [
+    ([{"type": "tool_result", "tool_use_id": "t", "content": "1"}], "assistant", "messages[1].content[0]",
+     "tool_result block in the assistant's turn"),
+    ([{"type": "tool_call", "value": "not json"}], "assistant", "messages[1].content[0]",
+     "malformed tool call block"),
+    ([{"type": "tool_use", "id": "t", "name": "", "input": {}}], "assistant",
+     "messages[1].tool_calls[0].function.name", "missing function name"),
+    ([{"type": "tool_use", "id": "t", "name": "f", "input": {}}], "system", "messages[0].content[0]",
+     "only the assistant's turns call tools"),
+])
+def test_tool_blocks_in_the_wrong_place_are_refused_by_field(blocks, role, field, reason):
+    turns = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+    if role == "system":
+        turns.insert(0, {"role": "system", "content": blocks})
+    else:
+        turns[1] = {"role": role, "content": blocks}
+    with pytest.raises(messages.RowError) as e:
+        messages.validate({"messages": turns})
+    assert e.value.field == field and reason in e.value.reason
 
 
 def test_loss_weight_zero_turns_are_shown_but_not_trained(smol_tokenizer):

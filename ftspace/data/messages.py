@@ -29,6 +29,14 @@ MEDIA_PLACEHOLDERS = ("<image>", "<audio>", "<video>")
 TEXT_BLOCKS = ("text", "input_text", "output_text")
 REASONING_BLOCKS = ("reasoning", "thinking")
 REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
+# Tool calls and their results written as content blocks: {"type": "tool_call", "value": "{json}"} (chat exports),
+# Anthropic's tool_use / tool_result, OpenAI Responses' function_call / function_call_output, and Gemini's untyped
+# {"functionCall": ...} / {"functionResponse": ...} parts.
+TOOL_CALL_BLOCKS = ("tool_call", "tool_use", "function_call", "tool-call")
+TOOL_RESULT_BLOCKS = ("tool_result", "tool_response", "function_call_output", "function_response", "tool-result")
+UNTYPED_BLOCKS = {"functionCall": "function_call", "function_call": "function_call",
+                  "functionResponse": "function_response", "function_response": "function_response"}
+SKIPPED_BLOCKS = ("redacted_thinking",)  # encrypted reasoning: nothing a model can be trained on
 MAX_FIELD_CHARS = 1_000_000  # ~250k tokens in one chat message: far past any max_seq_length, so surely a mistake
 
 # What conversion did, counted in the data report (DataReport.notes), by these keys.
@@ -41,6 +49,7 @@ NOTE_TAGS = "tool calls read from <tool_call> tags in the assistant's text"
 NOTE_SYSTEM_TOOLS = "tool lists read from the system prompt's <tools> tags (that system prompt replaced by the template's)"
 NOTE_ENCODED_ARGS = "tool-call arguments encoded twice as JSON strings: decoded"
 NOTE_WEIGHT = "assistant turns with weight 0: shown to the model, not trained on"
+NOTE_TOOL_BLOCKS = "tool calls and tool results given as content blocks: read as tool calls and tool turns"
 class RowError(ValueError):
     """One row cannot be used: `field` names where, the message says why."""
 
@@ -105,13 +114,13 @@ def validate(example: dict, notes: dict | None = None) -> dict:
         return example
     if "chosen" in example:
         return _validate_preference(example, notes)
-    messages = example["messages"]
+    messages = example["messages"] = split_results(as_list(example["messages"], "messages"), notes)
     if not messages:
         raise RowError("messages", "empty conversation")
     tools = example.get("tools")
     if tools is not None:
         example["tools"] = _parse_tools(tools)
-    seen_user = False
+    seen_user, called = False, {}
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         m = messages[i] = message(m, where)
@@ -122,6 +131,9 @@ def validate(example: dict, notes: dict | None = None) -> dict:
             raise RowError(f"{where}.role", "the conversation must start with user (or system, then user)")
         seen_user = seen_user or role == "user"
         _normalise_content(m, where, notes)
+        called.update({c["id"]: c["function"]["name"] for c in m.get("tool_calls") or () if "id" in c})
+        if role == "tool" and "name" not in m and m.get("tool_call_id") in called:
+            m["name"] = called[m["tool_call_id"]]
         content = m["content"]
         if role == "assistant" and not content.strip() and not m.get("tool_calls"):
             raise RowError(f"{where}.content", "empty response")
@@ -143,6 +155,7 @@ def validate(example: dict, notes: dict | None = None) -> dict:
 
 def _validate_preference(example: dict, notes: dict | None) -> dict:
     """A preference row: prompt + chosen and prompt + rejected each a valid conversation ending in a reply."""
+    example["prompt"] = split_results(as_list(example["prompt"], "prompt"), notes)
     prompt_len = len(example["prompt"])
     for name in ("chosen", "rejected"):
         conversation = {"messages": [dict(m) for m in example["prompt"]] + example[name]}
@@ -206,14 +219,14 @@ def _normalise_content(m: dict, where: str, notes: dict | None):
     if hasattr(content, "tolist"):
         content = content.tolist()
     if isinstance(content, list):
-        texts, thoughts = [], []
+        texts, thoughts, calls, result_ids = [], [], [], []
         for j, block in enumerate(content):
             if isinstance(block, str):
                 texts.append(block)
                 continue
             if not isinstance(block, dict):
                 raise RowError(f"{where}.content[{j}]", f"a content block must be an object, got {type(block).__name__}")
-            kind = block.get("type", "text" if any(isinstance(block.get(k), str) for k in ("text", "value")) else None)
+            kind = block_kind(block)
             if kind is None:
                 raise RowError(f"{where}.content[{j}]", "a content block needs a type and its text, e.g. "
                                                        '{"type": "text", "text": "..."}')
@@ -225,12 +238,33 @@ def _normalise_content(m: dict, where: str, notes: dict | None):
                 thoughts.append(body or "")
             elif kind in TEXT_BLOCKS:
                 texts.append(body or "")
-            else:
-                raise RowError(f"{where}.content[{j}].type", f"unknown content block type {kind!r}: use text blocks")
+            elif kind in TOOL_CALL_BLOCKS:
+                if role != "assistant":
+                    raise RowError(f"{where}.content[{j}]", f"a {kind} block in the {role}'s turn: only the "
+                                                           "assistant's turns call tools")
+                calls.extend(_block_calls(block, f"{where}.content[{j}]"))
+            elif kind in TOOL_RESULT_BLOCKS:
+                if role != "tool":
+                    raise RowError(f"{where}.content[{j}]", f"a {kind} block in the {role}'s turn: tool results "
+                                                           "belong in the user's or the tool's turns")
+                texts.append(_result_text(block, f"{where}.content[{j}]"))
+                result_ids.append(next((block[k] for k in ("tool_use_id", "call_id", "tool_call_id", "id")
+                                        if isinstance(block.get(k), str)), None))
+                name = _inner(block, "functionResponse", "function_response").get("name", block.get("name"))
+                if isinstance(name, str) and name:
+                    m.setdefault("name", name)
+            elif kind not in SKIPPED_BLOCKS:
+                raise RowError(f"{where}.content[{j}].type", f"unknown content block type {kind!r}: use text, "
+                                                              "reasoning, tool_call or tool_result blocks")
         note(notes, NOTE_BLOCKS)
         content = "".join(texts)
         if thoughts:
             reasoning = "\n".join(thoughts)
+        if calls:
+            m["tool_calls"] = list(as_list(m.get("tool_calls") or [], f"{where}.tool_calls")) + calls
+            note(notes, NOTE_TOOL_BLOCKS)
+        if result_ids and result_ids[0] and not m.get("tool_call_id"):
+            m["tool_call_id"] = result_ids[0]
     if role == "assistant" and m.get("tool_calls") is not None and m["tool_calls"] != []:
         m["tool_calls"] = [_normalise_tool_call(c, f"{where}.tool_calls[{j}]", notes)
                            for j, c in enumerate(as_list(m["tool_calls"], f"{where}.tool_calls"))]
@@ -274,6 +308,102 @@ def _normalise_content(m: dict, where: str, notes: dict | None):
             del m[key]
         elif key == "reasoning_content" and role != "assistant":
             del m[key]
+
+
+def block_kind(block: dict) -> str | None:
+    """A content block's type: its `type`, else text for a bare {"text": ...}, else Gemini's untyped parts."""
+    if isinstance(block.get("type"), str):
+        return block["type"]
+    if any(isinstance(block.get(k), str) for k in ("text", "value")):
+        return "text"
+    return next((kind for key, kind in UNTYPED_BLOCKS.items() if isinstance(block.get(key), dict)), None)
+
+
+def _inner(block: dict, *keys) -> dict:
+    return next((block[k] for k in keys if isinstance(block.get(k), dict)), {})
+
+
+def _block_calls(block: dict, where: str) -> list[dict]:
+    """The tool call(s) of a content block, as calls `_normalise_tool_call` reads: Anthropic's tool_use (name,
+    input), Responses' function_call (name, arguments, call_id), Gemini's functionCall (name, args), or a block
+    whose value (or text) is the call's JSON (an object, or a list of them)."""
+    call = _inner(block, "functionCall", "function_call", "tool_call", "function")
+    if call and "function" in block:
+        call = {"function": call}
+    elif not call:
+        call = block if isinstance(block.get("name"), str) else None
+    if call is None:
+        body = next((block[k] for k in ("value", "text", "content", "arguments") if isinstance(block.get(k), str)), "")
+        call = loose_json(body)
+        if isinstance(call, list) and call and all(isinstance(c, dict) for c in call):
+            return [_block_call(c, block) for c in call]
+        if not isinstance(call, dict):
+            raise RowError(where, "malformed tool call block: its value is not a JSON object with a name")
+    return [_block_call(call, block)]
+
+
+def _block_call(call: dict, block: dict) -> dict:
+    fn = call.get("function", call)
+    if isinstance(fn, dict) and "arguments" not in fn:
+        args = next((fn[k] for k in ("input", "args", "parameters") if k in fn), {})
+        fn = {**fn, "arguments": args}
+    out = {"function": fn}
+    call_id = next((x[k] for x in (call, block) for k in ("id", "call_id", "tool_call_id") if isinstance(x.get(k), str)),
+                   None)
+    if call_id:
+        out["id"] = call_id
+    return out
+
+
+def _result_text(block: dict, where: str) -> str:
+    """A tool result block's text: a string, text blocks joined, or an object as JSON."""
+    value = next((block[k] for k in ("content", "output", "result", "value", "text") if k in block),
+                 _inner(block, "functionResponse", "function_response").get("response", ""))
+    if isinstance(value, list):
+        parts = []
+        for j, part in enumerate(value):
+            kind = block_kind(part) if isinstance(part, dict) else "text"
+            if kind in MEDIA_BLOCKS:
+                raise MediaError(f"{where}.content[{j}]", media_reason(f"an {kind} block"))
+            parts.append(part if isinstance(part, str) else part.get("text", "") if kind == "text"
+                         else json.dumps(part, ensure_ascii=False))
+        return "".join(parts)
+    if isinstance(value, str):
+        return value
+    return "" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def split_results(messages: list, notes: dict | None = None) -> list:
+    """Tool results written as blocks inside a turn (Anthropic puts its tool_result blocks in the user's turn;
+    some exports put several results in one tool turn) become tool turns of their own, one per result, in
+    order; the turn's other blocks stay a turn of its role."""
+    out = []
+    for raw in messages:
+        content = raw.get("content", raw.get("value")) if isinstance(raw, dict) else None
+        if hasattr(content, "tolist"):
+            content = content.tolist()
+        if isinstance(content, dict):
+            content = [content]
+        results = [isinstance(b, dict) and block_kind(b) in TOOL_RESULT_BLOCKS for b in content] \
+            if isinstance(content, list) else []
+        role = ROLE_ALIASES.get(str(raw.get("role", raw.get("from"))).lower()) if results else None
+        if not any(results) or role not in ("user", "tool") or (role == "tool" and results == [True]):
+            out.append(raw)
+            continue
+        note(notes, NOTE_TOOL_BLOCKS)
+        rest = {k: v for k, v in raw.items() if k not in ("content", "value")}
+        others = []
+        for block, is_result in zip(content, results):
+            if not is_result:
+                others.append(block)
+                continue
+            if others:
+                out.append({**rest, "content": others})
+                others = []
+            out.append({"role": "tool", "content": [block]})
+        if others and any(not isinstance(b, str) or b.strip() for b in others):
+            out.append({**rest, "content": others})
+    return out
 
 
 def note(notes: dict | None, key: str):
@@ -338,7 +468,11 @@ def as_list(value, where: str) -> list:
 
 
 def _parse_tools(tools) -> list:
+    """The tools offered, as OpenAI-style functions: also Anthropic's (input_schema) and Gemini's
+    (function_declarations lists)."""
     tools = as_list(tools, "tools")
+    if all(isinstance(t, dict) for t in tools):  # Gemini: [{"function_declarations": [...]}, ...]
+        tools = [fn for t in tools for fn in (t.get("function_declarations") or t.get("functionDeclarations") or [t])]
     parsed = []
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
@@ -346,6 +480,8 @@ def _parse_tools(tools) -> list:
         fn = tool.get("function", tool)
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise RowError(f"tools[{i}]", "a tool needs a function name")
+        if "input_schema" in fn and "parameters" not in fn:
+            fn = {("parameters" if k == "input_schema" else k): v for k, v in fn.items() if k != "type"}
         parsed.append({"type": "function", "function": fn})
     return parsed
 

@@ -270,7 +270,7 @@ def gguf_layout(run: Run, report: dict, folder: Path, gguf_repo: str, adapter_re
              f"LM Studio: search for `{gguf_repo}` in its model browser, or `lms get {gguf_repo}`.", "",
              "## Checked against the run", "",
              "Before upload, the file was read back and compared with the tuned model on the same prompts:", ""]
-    lines += [f"- {line}" for line in parity_lines(report["parity"])]
+    lines += [f"- {line}" for line in parity_lines(report["parity"], report.get("ollama"))]
     (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
 

@@ -4,6 +4,7 @@ both compared with the model exported); the Modelfile's TEMPLATE renders what th
 input is one line and leaves nothing behind. The bundled model's real run is exported in tests/test_learning.py
 (it shares the demo's trained run)."""
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -224,6 +225,82 @@ def test_the_modelfile_template_renders_what_the_chat_template_renders(template,
         assert "You are a helpful AI assistant named SmolLM" in go  # the default system prompt, when none is given
     text = ollama.modelfile("m-Q8_0.gguf", go, ["<|im_end|>"], {"temperature": 0.0, "top_p": 0.95})
     assert text.startswith("FROM ./m-Q8_0.gguf\nTEMPLATE \"\"\"") and 'PARAMETER stop "<|im_end|>"' in text
+
+
+def family_template(name: str) -> str:
+    """A model family's own chat template as Unsloth ships it (unsloth/chat_templates.py), read from its source:
+    importing unsloth would patch transformers for the rest of the test process."""
+    import ast
+    import importlib.util
+
+    tree = ast.parse(Path(importlib.util.find_spec("unsloth").origin).with_name("chat_templates.py").read_text())
+    strings, table = {}, {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            with contextlib.suppress(ValueError, TypeError, SyntaxError):
+                strings[node.targets[0].id] = ast.literal_eval(node.value)
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Subscript) \
+                and getattr(node.targets[0].value, "id", "") == "CHAT_TEMPLATES" and isinstance(node.value, ast.Tuple):
+            table[ast.literal_eval(node.targets[0].slice)] = getattr(node.value.elts[0], "id", None)
+    return strings[table[name]]
+
+
+TOOLS_ALL = "the tool list, tool calls, their results"
+
+
+@pytest.mark.parametrize("family, tools, tool_indent, calls_a_turn", [
+    ("qwen3", TOOLS_ALL, None, 2), ("qwen-2.5", TOOLS_ALL, None, 2),
+    ("llama-3.1", "the tool list, tool calls, one a turn, their results", 4, 1),
+    ("gemma-3", "none in the chat template", None, 0)])
+def test_the_families_own_templates_give_a_template_with_their_tools(family, tools, tool_indent, calls_a_turn,
+                                                                     smol_tokenizer):
+    """Qwen3's, Qwen2.5's, Llama 3.1's and Gemma 3's own chat templates: the derived TEMPLATE renders every check
+    conversation as the chat template does, and where the template has tools, the tool list (Qwen: in the system
+    turn; Llama: in the first user turn, indented), the assistant's calls (Qwen: several a turn, after its text;
+    Llama: one, its text dropped) and the results (Qwen: consecutive ones in one user turn; Llama: each an ipython
+    turn, written as a JSON string); Ollama writes the JSON of the tools and arguments itself."""
+    import copy
+
+    tokenizer = copy.deepcopy(smol_tokenizer)
+    tokenizer.chat_template = family_template(family)
+    derived = ollama.derive(tokenizer)
+    assert derived["tools"] == tools
+    assert derived["checked"] == len(CONVERSATIONS) + (len(ollama.TOOL_CHECKS) if calls_a_turn else 0)
+    for messages in CONVERSATIONS:
+        assert ollama.render(derived["template"], messages) == tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True)
+    for offered, messages in ollama.TOOL_CHECKS if calls_a_turn else ():
+        messages = [{**m, "tool_calls": m["tool_calls"][:calls_a_turn]} if m.get("tool_calls") else m
+                    for m in messages]
+        written = ollama.render(derived["template"], messages, offered)
+        for i, tool in enumerate(offered or ()):  # the JSON put back as the chat template writes it
+            written = written.replace(ollama.M(f"TOOL{i}"), json.dumps(tool, ensure_ascii=False, indent=tool_indent))
+        for n, call in enumerate(c for m in messages for c in m.get("tool_calls") or ()):
+            written = written.replace(ollama.M(f"ARGS{n}"), json.dumps(call["function"]["arguments"]))
+        assert written == tokenizer.apply_chat_template(messages, tools=offered, tokenize=False,
+                                                        add_generation_prompt=True)
+    if calls_a_turn:
+        assert "{{ if .Tools }}" in derived["template"] and "{{ range $k, $c := .ToolCalls }}" in derived["template"]
+
+
+def test_tools_written_in_a_way_not_derived_leave_them_out_and_say_so(smol_tokenizer):
+    """A template whose calls are not JSON (XML parameters, as Qwen3-Coder writes them): the TEMPLATE is the one
+    without tools, still checked, and the report says why."""
+    import copy
+
+    tokenizer = copy.deepcopy(smol_tokenizer)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}{% for c in m.tool_calls or [] %}<function="
+        "{{ c.function.name }}>{% for k, v in c.function.arguments.items() %}<parameter={{ k }}>{{ v }}</parameter>"
+        "{% endfor %}</function>{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>"
+        "assistant\n{% endif %}")
+    derived = ollama.derive(tokenizer)
+    assert derived["tools"].startswith("not written (the chat template's tools: it does not write a call's "
+                                       "arguments as JSON")
+    assert derived["checked"] == len(CONVERSATIONS) and "ToolCalls" not in derived["template"]
+    line = export.parity_lines([], {"conversations": 3, "tools": derived["tools"]})[0]
+    assert line.startswith("Ollama TEMPLATE: renders the prompt the chat template renders, to the character, on 3 "
+                           "conversations (system prompt, several turns); tools: not written")
 
 
 def test_a_template_ollama_cannot_express_is_refused_in_one_line(smol_tokenizer):

@@ -115,6 +115,8 @@ def test_the_demo_run_exported_to_gguf_answers_as_the_run_does(demo_run, tmp_pat
     assert f"{q8['parity'][0]['same_greedy_answers']} of 4 greedy answers identical" in done.stdout
     modelfile = (tmp_path / "q8" / "Modelfile").read_text()
     assert modelfile.startswith(f"FROM ./{run.id}-Q8_0.gguf") and 'PARAMETER stop "<|im_end|>"' in modelfile
+    assert q8["ollama"]["tools"] == "none in the chat template" and q8["ollama"]["conversations"] == 3  # SmolLM2's
+    assert "Ollama TEMPLATE: renders the prompt the chat template renders, to the character, on 3" in done.stdout
 
     # Without test rows, two training rows are among the prompts: the fact it learned, answered by the file alone
     learned = [e for e in q8["parity"][0]["examples"] if "Zorblax" in e["prompt"]]

@@ -69,7 +69,7 @@ def cmd_export(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    for line in export.parity_lines(report["parity"]):
+    for line in export.parity_lines(report["parity"], report.get("ollama")):
         print(line)
     print(report["folder"])
     return 0

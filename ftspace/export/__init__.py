@@ -110,8 +110,7 @@ def gguf(run: Run, quant: str, *, ollama: bool = False, out_dir: Path | None = N
         path = stage / name
         _write(model, tokenizer, run.adapter_dir, path, quant, name, sampling)
         del model
-        if ollama:
-            _modelfile(tokenizer, stage, name, sampling, ollama_)
+        template = _modelfile(tokenizer, stage, name, sampling, ollama_) if ollama else None
         progress(3, steps, "reading it back and comparing with the run")
         kind = quant if quant in QUANTS else "k"
         checks = [parity.compare(parity.load_gguf(path, arch), tokenizer, expected, kind, PARITY_TOKENS)]
@@ -123,7 +122,8 @@ def gguf(run: Run, quant: str, *, ollama: bool = False, out_dir: Path | None = N
                               "kept.")
         progress(4, steps, "writing the report")
         report = {"run": run.id, "type": quant, "file": name, "bytes": path.stat().st_size, "folder": str(out_dir),
-                  "architecture": arch, "parity": checks, "files": [name] + (["Modelfile"] if ollama else [])}
+                  "architecture": arch, "parity": checks, "files": [name] + (["Modelfile"] if ollama else []),
+                  **({"ollama": template} if template else {})}
         (stage / "README.md").write_text(usage(report, ollama), encoding="utf-8")
         (stage / "export.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
         out_dir.mkdir(exist_ok=True)
@@ -165,17 +165,17 @@ def _write(model, tokenizer, tokenizer_dir: Path, path: Path, quant: str, name: 
         f16.unlink(missing_ok=True)
 
 
-def _modelfile(tokenizer, out_dir: Path, name: str, sampling: dict, ollama_) -> None:
-    """Write the Modelfile after checking its TEMPLATE against the chat template."""
-    p = ollama_.pieces(tokenizer)
+def _modelfile(tokenizer, out_dir: Path, name: str, sampling: dict, ollama_) -> dict:
+    """Write the Modelfile after checking its TEMPLATE against the chat template; what was checked."""
     probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    plain = ollama_.pieces(tokenizer)
     runtime_bos = tokenizer.bos_token if tokenizer.bos_token_id is not None and probe[:1] == [
-        tokenizer.bos_token_id] and p["system_before"].startswith(tokenizer.bos_token or "\0") else ""
-    template = ollama_.go_template(p, runtime_bos)
-    ollama_.check(tokenizer, template, runtime_bos)
+        tokenizer.bos_token_id] and plain["system_before"].startswith(tokenizer.bos_token or "\0") else ""
+    derived = ollama_.derive(tokenizer, runtime_bos)
     eos = tokenizer.eos_token_id
-    stop = ollama_.stops(tokenizer, p, eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    (out_dir / "Modelfile").write_text(ollama_.modelfile(name, template, stop, sampling), encoding="utf-8")
+    stop = ollama_.stops(tokenizer, derived["pieces"], eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    (out_dir / "Modelfile").write_text(ollama_.modelfile(name, derived["template"], stop, sampling), encoding="utf-8")
+    return {"conversations": derived["checked"], "tools": derived["tools"], "stops": stop}
 
 
 def _prompts(run: Run, token: str | None) -> tuple[list[list[dict]], list[str]]:
@@ -215,8 +215,9 @@ def gguf_into(run_dir: str, quant: str, out_dir: str | None = None, token: str |
     return gguf(Run(Path(run_dir)), quant, ollama=ollama, out_dir=Path(out_dir) if out_dir else None, token=token)
 
 
-def parity_lines(checks: list[dict]) -> list[str]:
-    """The parity figures in words, one line per reader (the report, the CLI, the model card)."""
+def parity_lines(checks: list[dict], ollama: dict | None = None) -> list[str]:
+    """The parity figures in words, one line per reader (the report, the CLI, the model card); with `ollama`
+    (the report's), what the Modelfile's TEMPLATE was checked on."""
     lines = []
     for p in checks:
         tokens = (f"the same prompt tokens on {p['same_prompt_tokens']} of {p['prompts']} prompts; "
@@ -227,6 +228,13 @@ def parity_lines(checks: list[dict]) -> list[str]:
                      f"{hesitant}; next-token KL divergence {p['mean_kl']:.2e} nats/token (max {p['max_kl']:.2e}; "
                      f"limit {p['kl_max']}); top token the same {100 * p['same_top_token']:.1f}% of the time; "
                      f"perplexity ratio {p['perplexity_ratio']:.4f}.")
+    if ollama:
+        lines.append(f"Ollama TEMPLATE: renders the prompt the chat template renders, to the character, on "
+                     f"{ollama['conversations']} conversations (system prompt, several turns"
+                     + (", tools" if not ollama["tools"].startswith(("none", "not")) else "")
+                     + f"); tools: {ollama['tools']}"
+                     + ("" if ollama["tools"].startswith(("none", "not")) else
+                        " (their JSON as Ollama writes it: compact)") + ".")
     return lines
 
 
@@ -236,7 +244,7 @@ def usage(report: dict, ollama: bool) -> str:
     lines = [f"# {name}", "", f"GGUF export ({report['type']}) of ftspace run {report['run']} "
              f"({report['architecture']} architecture), with the run's chat template and stop tokens.", "",
              "## Checked against the run", "", "Read back and compared with the tuned model on the same prompts:", ""]
-    lines += [f"- {line}" for line in parity_lines(report["parity"])] + ["", "## Run it", ""]
+    lines += [f"- {line}" for line in parity_lines(report["parity"], report.get("ollama"))] + ["", "## Run it", ""]
     if ollama:
         lines += ["Ollama (the Modelfile is in this folder):", "", "```", "ollama create my-model -f Modelfile",
                   "ollama run my-model", "```", ""]

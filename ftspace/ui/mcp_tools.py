@@ -360,7 +360,8 @@ def register(scheduler) -> list[str]:
         run = _run(run_id, caller.owner)
         report = targets.export_gguf(run, (gguf_type or "").strip().lower(), caller)
         modelfile = Path(report["folder"]) / "Modelfile"
-        return _json({k: report[k] for k in ("file", "bytes", "type", "architecture", "parity")}
+        return _json({k: report[k] for k in ("file", "bytes", "type", "architecture", "parity") if k in report}
+                     | {"ollama": report.get("ollama")}
                      | {"modelfile": modelfile.read_text(encoding="utf-8") if modelfile.exists() else ""})
 
     tools = [inspect_dataset, estimate_run, start_run, run_progress, list_runs, stop_run, resume_run, ask_model,

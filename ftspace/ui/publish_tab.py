@@ -112,7 +112,7 @@ def wire(ui: dict):
         modelfile = (folder / "Modelfile").read_text(encoding="utf-8") if (folder / "Modelfile").exists() else ""
         size = os.path.getsize(download) / 1e6
         text = (f"**{report['file']}** ({size:.0f} MB, {report['architecture']}), checked against the run:\n\n"
-                + "\n".join(f"- {line}" for line in export.parity_lines(report["parity"]))
+                + "\n".join(f"- {line}" for line in export.parity_lines(report["parity"], report.get("ollama")))
                 + "\n\nRun it with Ollama: save the Modelfile below next to the file, then `ollama create my-model "
                 "-f Modelfile` and `ollama run my-model`. llama.cpp: `llama-cli -m " + report["file"] + " -cnv "
                 "--jinja`. LM Studio: `lms import " + report["file"] + "`.\n\n```\n" + modelfile + "```")

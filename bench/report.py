@@ -125,16 +125,21 @@ def main():
                              f"{cell(r['inspect_with_tokens'])} | {cell(r['prepare'])} |")
         lines.append("")
     ch = load("chat")
-    if ch:
-        lines += ["## 5. Chat", machine_line(ch), "", f"Setup: {ch['setup']}", "",
-                  f"- raw generate: TTFT {fmt(ch['raw_generate']['ttft_s'])} s, "
-                  f"{fmt(ch['raw_generate']['tokens_per_s'])} tokens/s (min / median / max)",
-                  f"- ftspace stream: TTFT {fmt(ch['ours_stream']['ttft_s'])} s, "
-                  f"{fmt(ch['ours_stream']['tokens_per_s'])} tokens/s",
-                  f"- tokens/s ratio **{ch['tokens_per_s_ratio']}** ({ch['tokens_per_s']}), TTFT ratio (raw / ours) "
-                  f"**{ch['ttft_ratio_raw_over_ours']}** (ours {ch['ttft']}); target {ch['target']}"]
-        lines += [f"- {ch['note']}"] if ch.get("note") else []
-        lines.append("")
+    if ch and "now" in ch:
+        names = {"before": "before: a second thread computing, adapter unmerged",
+                 "one_thread_unmerged": "one compute thread, adapter unmerged",
+                 "now": "now: one compute thread, adapter merged where float32" + (
+                     "" if ch.get("merged_in_now") else " (here: not merged, this machine computes in bfloat16)"),
+                 "now_float32": "now, FTSPACE_COMPUTE_DTYPE=float32 (merged)",
+                 "raw_merged": "raw generate(), merged, main thread (the ceiling)"}
+        lines += ["## 5. Chat on a CPU", machine_line(ch), "", f"Setup: {ch['setup']}", "",
+                  "| contender | tokens/s (min / median / max) | first token, s |", "| --- | --- | --- |"]
+        lines += [f"| {label} | {fmt(ch[key]['tokens_per_s'])} | {fmt(ch[key]['ttft_s'])} |"
+                  for key, label in names.items() if key in ch]
+        lines += ["", f"- now / before: **{ch['now_over_before']}** ({ch['now_vs_before']}); now in float32 / before: "
+                  f"**{ch['now_float32_over_before']}**; now / one thread unmerged: "
+                  f"{ch['now_over_one_thread_unmerged']}; now / raw: {ch['now_over_raw_merged']}. Target: "
+                  f"{ch['target']}: **{ch['target_met']}**.", ""]
     s = load("slicing")
     if s:
         lines += ["## 6. ZeroGPU slicing", machine_line(s), "", f"Setup: {s['setup']}", "",

@@ -25,6 +25,7 @@ class ChatModel:
     def __init__(self, model, tokenizer, has_adapter: bool, name: str):
         self.model, self.tokenizer, self.has_adapter, self.name = model, tokenizer, has_adapter, name
         self._gate = _AdapterGate()
+        self._mergeable, self._merged, self._merge_lock = None, False, threading.Lock()
         # Turn-ending tokens, looked up once (get_vocab() builds a dict of the whole vocabulary).
         vocab = tokenizer.get_vocab()
         self.stop_ids = sorted({vocab[t] for t in (tokenizer.eos_token, "<|im_end|>", "<|eot_id|>") if t in vocab})
@@ -105,8 +106,11 @@ class ChatModel:
 
         settings = settings or GenerationSettings()
         inputs = self._inputs(messages)
-        with torch.inference_mode(), self.adapter_for(base):
-            out = self.model.generate(**inputs, **self.generation_kwargs(settings))
+
+        def work():
+            with torch.inference_mode(), self.adapter_for(base):
+                return self.model.generate(**inputs, **self.generation_kwargs(settings))
+        out = on_compute_thread(work)
         return self.tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
     def replies(self, chats: list, settings: GenerationSettings | None = None, base: bool = False) -> list[str]:
@@ -130,8 +134,11 @@ class ChatModel:
         finally:
             tok.padding_side = side
         kwargs = self.generation_kwargs(settings)
-        with torch.inference_mode(), self.adapter_for(base):
-            out = self.model.generate(**enc, **kwargs)
+
+        def work():
+            with torch.inference_mode(), self.adapter_for(base):
+                return self.model.generate(**enc, **kwargs)
+        out = on_compute_thread(work)
         return [tok.decode(row[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for row in out]
 
     @contextlib.contextmanager
@@ -143,8 +150,26 @@ class ChatModel:
             yield
             return
         with self._gate.base() if base else self._gate.tuned():
+            self._merged_for(tuned=not base)
             with self.model.disable_adapter() if base else contextlib.nullcontext():
                 yield
+
+    def _merged_for(self, tuned: bool):
+        """A float32 model answers tuned replies with the adapter merged into its weights: the adapter's extra
+        matrix products per layer are a fifth of a CPU's decoding time (bench section 5). A base reply unmerges
+        it first (W + BA - BA: equal to W up to float32 rounding, which greedy replies do not see; tests). In
+        16-bit or quantized weights that rounding is not negligible: those keep the adapter unmerged."""
+        import torch
+
+        if self._mergeable is None:
+            self._mergeable = (self.model.dtype == torch.float32 and getattr(self.model, "peft_type", None) == "LORA"
+                               and not getattr(self.model.config, "quantization_config", None))
+        if not self._mergeable or self._merged == tuned:
+            return
+        with self._merge_lock:
+            if self._merged != tuned:
+                (self.model.merge_adapter if tuned else self.model.unmerge_adapter)()
+                self._merged = tuned
 
 
 def load_base(path: str):
@@ -192,11 +217,27 @@ class _AdapterGate:
                 self._cond.notify_all()
 
 
-@functools.cache
 def _generate_pool() -> ThreadPoolExecutor:
-    """Long-lived threads for generate(): torch's CPU thread pool is set up per calling thread, and a
-    fresh thread per reply spent ~15-20 ms of the first token's time doing that again (bench/bench_chat.py)."""
-    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="ftspace-generate")
+    """The compute thread's executor, made again in a forked child (a fork keeps no thread but the caller's)."""
+    return _pool_of(os.getpid())
+
+
+@functools.cache
+def _pool_of(pid: int) -> ThreadPoolExecutor:
+    """The one thread that runs this process's model computations (generate(), evaluation's forward passes),
+    one at a time. torch's CPU parallelism (OpenMP) keeps a team of threads per calling thread; once two
+    threads have computed, there are more OpenMP threads than cores and libgomp stops spin-waiting between
+    parallel regions, so every small operation of a decoding step pays a wake-up: chat on 2 cores ran at about
+    half speed once a second thread had computed, and stayed there (bench section 5: "before" against "one
+    compute thread"). A long-lived thread also keeps torch's per-thread set-up out of every reply."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftspace-compute")
+
+
+def on_compute_thread(fn, *args):
+    """`fn(*args)` run on the compute thread (see `_generate_pool`), waited for; inline when already there."""
+    if threading.current_thread().name.startswith("ftspace-compute"):
+        return fn(*args)
+    return _generate_pool().submit(fn, *args).result()
 
 
 class _TokenStreamer:

@@ -1,4 +1,4 @@
-"""Streaming chat: replies stream token by token from long-lived generate threads, and a reader who
+"""Streaming chat: replies stream token by token from the one compute thread, and a reader who
 leaves mid-reply stops the generation instead of leaving it running."""
 
 import time
@@ -30,7 +30,45 @@ def test_stream_grows_and_runs_on_reused_threads(tiny_model):
     assert len(texts) >= 2 and all(b.startswith(a) for a, b in zip(texts, texts[1:]))
     assert lengths == [12]
     list(chat.stream(PROMPT, GenerationSettings(max_new_tokens=4)))
-    assert len(_generate_pool()._threads) <= 2  # no new thread per reply
+    assert len(_generate_pool()._threads) == 1  # no new thread per reply
+
+
+def test_every_computation_runs_on_the_one_compute_thread(distinct_adapter, tiny_model):
+    """Streams, whole replies, batches and evaluation's forward passes, asked from any thread, all compute on
+    one thread: a second computing thread halves a CPU's decoding speed for the rest of the process (OpenMP
+    stops spin-waiting once it has more threads than cores; bench section 5)."""
+    import threading
+
+    from ftspace.evaluation.running import Evaluator
+
+    chat = ChatModel.from_adapter(distinct_adapter, str(tiny_model))
+    where, generate, forward = [], chat.model.generate, chat.model.forward
+
+    def recording_generate(**kwargs):
+        where.append(threading.current_thread().name)
+        return generate(**kwargs)
+
+    def recording_forward(*args, **kwargs):
+        where.append(threading.current_thread().name)
+        return forward(*args, **kwargs)
+    chat.model.generate = recording_generate
+    settings = GenerationSettings(max_new_tokens=3)
+    list(chat.stream(PROMPT, settings))
+    chat.reply(PROMPT, settings, base=True)
+    calls = [lambda: chat.complete_texts(["Hi", "Hello there"], settings),
+             lambda: chat.reply(PROMPT, settings)]
+    threads = [threading.Thread(target=c) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(where) == 4
+    chat.model.forward = recording_forward
+    models = Evaluator.__new__(Evaluator)
+    models.chat, models.tokenizer = chat, chat.tokenizer
+    models.loss({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
+                base=False, max_length=64)
+    assert len(where) == 5 and set(where) == {"ftspace-compute_0"}, where
 
 
 def test_a_reader_leaving_mid_reply_stops_the_generation(tiny_model):
@@ -111,11 +149,17 @@ def distinct_adapter(tiny_model, tmp_path_factory):
     return path
 
 
-def test_tuned_and_base_replies_stay_apart_when_generated_at_once(distinct_adapter, tiny_model):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_tuned_and_base_replies_stay_apart_when_generated_at_once(dtype, distinct_adapter, tiny_model, monkeypatch):
     """Two visitors on one loaded model, one asking for the tuned reply and one for the base reply at the
-    same moment: each gets exactly what it would have got alone."""
+    same moment: each gets exactly what it would have got alone. In float32 the adapter is merged for tuned
+    replies and unmerged for base ones (every switch here), in bfloat16 it stays unmerged: the replies are
+    the same as a model that never merges gives."""
     import threading
 
+    monkeypatch.setenv("FTSPACE_COMPUTE_DTYPE", dtype)
+    unmerged = ChatModel.from_adapter(distinct_adapter, str(tiny_model))
+    unmerged._mergeable = False
     chat = ChatModel.from_adapter(distinct_adapter, str(tiny_model))
     settings = GenerationSettings(max_new_tokens=48)
     def reply(base):
@@ -126,6 +170,10 @@ def test_tuned_and_base_replies_stay_apart_when_generated_at_once(distinct_adapt
 
     alone = {base: reply(base) for base in (False, True)}
     assert alone[False] != alone[True]
+    assert chat._mergeable == (dtype == "float32") and chat._merged is False  # a base reply came last
+    assert reply(False) == alone[False] and chat._merged == (dtype == "float32")
+    for base in (False, True):
+        assert list(unmerged.stream(PROMPT, settings, base=base))[-1] == alone[base]
     got, start = [], threading.Barrier(8)
 
     def ask(base):

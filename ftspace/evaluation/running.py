@@ -88,6 +88,7 @@ class Evaluator:
         """(summed loss, token count) over the example's assistant tokens."""
         import torch
 
+        from ftspace.chat import on_compute_thread
         from ftspace.data.tokenize import tokenize_example
 
         enc = tokenize_example(self.tokenizer, example, True, max_length)
@@ -97,10 +98,12 @@ class Evaluator:
         count = int((labels[0, 1:] != -100).sum())
         if not count:
             return 0.0, 0
-        with torch.inference_mode(), self.chat.adapter_for(base):
-            logits = self.chat.model(input_ids=ids).logits.float()
-        loss = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=-100, reduction="sum")
-        return float(loss), count
+        def work():
+            with torch.inference_mode(), self.chat.adapter_for(base):
+                logits = self.chat.model(input_ids=ids).logits.float()
+            return torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=-100,
+                                                     reduction="sum")
+        return float(on_compute_thread(work)), count
 
 
 # --- the evaluation

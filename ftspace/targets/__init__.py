@@ -375,8 +375,10 @@ def export_gguf(run: runs.Run, quant: str, caller: Caller, progress=None) -> dic
     if env.on_zerogpu():
         return offload.call("ftspace.export:gguf_into", run_dir=str(run.path), quant=quant, out_dir=str(out),
                             token=caller.token)
-    return export.gguf(run, quant, ollama=True, out_dir=out, token=caller.token,
-                       progress=progress or (lambda done, total, what: None))
+    from ftspace.chat import on_compute_thread  # the model work on the process's one compute thread
+
+    return on_compute_thread(lambda: export.gguf(run, quant, ollama=True, out_dir=out, token=caller.token,
+                                                 progress=progress or (lambda done, total, what: None)))
 
 
 class Gated:

@@ -172,19 +172,20 @@ def main():
     a = p.parse_args()
 
     from bench.bench_chat import make_adapter
+    from ftspace.chat import on_compute_thread  # all computing on one thread, as the app does (chat.py)
     from ftspace.models import resolve_model
 
     cpu = cpu_report()
     print("cpu:", cpu, flush=True)
     base = resolve_model("default")
-    mm = matmul(max(a.rounds, 5))
+    mm = on_compute_thread(matmul, max(a.rounds, 5))
     print("matmul:", mm, flush=True)
     decided = "bfloat16" if cpu["bfloat16_units"] else "float32"
     chats, ours = chat(a.rounds, a.tokens, make_adapter(base), base, decided)
     print("chat:", chats, flush=True)
-    lcpp = llama_cpp(a.rounds, a.tokens, ours.tokenizer)
+    lcpp = on_compute_thread(llama_cpp, a.rounds, a.tokens, ours.tokenizer)
     print("llama.cpp:", lcpp, flush=True)
-    train = train_hf(a.rounds, a.train_steps, a.train_batch)
+    train = on_compute_thread(train_hf, a.rounds, a.train_steps, a.train_batch)
     print("train:", train, flush=True)
     from bench.profile_chat import profile
 

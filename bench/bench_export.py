@@ -56,6 +56,8 @@ def torch_chat(run_dir: Path):
 def llama_chat(gguf: Path):
     from llama_cpp import Llama
 
+    from ftspace.chat import on_compute_thread
+
     llm = Llama(model_path=str(gguf), n_ctx=512, verbose=False, n_threads=os.cpu_count() or 1)
 
     def answer(prompt):
@@ -68,7 +70,7 @@ def llama_chat(gguf: Path):
                 text, n = text + piece, n + 1
         total = time.perf_counter() - t0
         return text, first or total, total, n
-    return answer
+    return lambda prompt: on_compute_thread(answer, prompt)  # the thread the torch chat computes on too
 
 
 def main():
@@ -77,6 +79,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     from ftspace import export
+    from ftspace.chat import on_compute_thread  # all computing on one thread, as the app does (chat.py)
     from ftspace.runs import Run
 
     run = Run(Path(args.run).resolve() if args.run else demo_run())
@@ -84,7 +87,7 @@ def main():
     exports, out = {}, Path(tempfile.mkdtemp(prefix="bench-gguf-"))
     for quant in export.QUANTS:
         t0 = time.perf_counter()
-        report = export.gguf(run, quant, ollama=True, out_dir=out / quant)
+        report = on_compute_thread(lambda: export.gguf(run, quant, ollama=True, out_dir=out / quant))
         exports[quant] = {"seconds": round(time.perf_counter() - t0, 1), "mb": round(report["bytes"] / 1e6, 1),
                           "parity": [{k: v for k, v in c.items() if k != "examples"} for c in report["parity"]]}
         print(quant, exports[quant]["seconds"], "s", flush=True)

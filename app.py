@@ -2,11 +2,9 @@
 override); pushed to a Hugging Face Space, the same file runs there. FTSPACE_MCP=1 also serves the agents' tools
 over the Model Context Protocol at /gradio_api/mcp/."""
 
-from ftspace.ui import build_app, mcp_enabled, queue_settings
-from ftspace.ui.common import UPLOAD_LIMIT_MB
+from ftspace.ui import build_app, serve
 
 demo = build_app()
 
 if __name__ == "__main__":
-    demo.queue(**queue_settings()).launch(max_file_size=f"{UPLOAD_LIMIT_MB}mb", run_history=False,
-                                                  mcp_server=mcp_enabled())
+    serve(demo)

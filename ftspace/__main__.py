@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ftspace.cli import chat, data, demo, evaluate, export, publish, train
+from ftspace.cli import app, chat, data, demo, evaluate, export, publish, train
 from ftspace.cli.common import EXIT_CODES, err
 from ftspace.errors import FtspaceError
 
@@ -19,16 +19,16 @@ from ftspace.errors import FtspaceError
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ftspace", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Fine-tune LLMs with Unsloth LoRA, from the command line (the app: `python app.py`).\n"
+        description="Fine-tune LLMs with Unsloth LoRA, from the command line (the app: `ftspace app`).\n"
                     "Runs go to ./runs of the folder you are in, or $FTSPACE_RUNS. `python -m ftspace` works too.",
         epilog="examples:\n  ftspace demo\n  ftspace data inspect data.jsonl\n"
                "  ftspace train --dataset data.jsonl --max-steps 60\n  ftspace runs --json\n"
                "  ftspace status RUN --json\n  ftspace chat RUN --prompt \"Hello\"\n"
-               "  ftspace push RUN --repo my-adapter\n  ftspace export RUN --gguf q8_0 --ollama\n\nEach command's own help: ftspace COMMAND --help\n\n"
+               "  ftspace push RUN --repo my-adapter\n  ftspace export RUN --gguf q8_0 --ollama\n  ftspace app\n\nEach command's own help: ftspace COMMAND --help\n\n"
                + EXIT_CODES)
     sub = p.add_subparsers(dest="command", required=True)
 
-    for step in (train, chat, publish, export, data, evaluate, demo):  # the order of `ftspace --help`
+    for step in (train, chat, publish, export, data, evaluate, demo, app):  # the order of `ftspace --help`
         step.add_commands(sub)
     return p
 

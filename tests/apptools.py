@@ -19,8 +19,10 @@ def free_port() -> int:
 
 
 class App:
-    def __init__(self, tmp: Path, cwd: Path = ROOT, **env):
+    def __init__(self, tmp: Path, cwd: Path = ROOT, cli: bool = False, **env):
+        """cli: started as `ftspace app --port N` (its CLI command) instead of `python app.py`."""
         self.cwd = cwd  # where relative paths typed into the app resolve
+        self.cli = cli
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = tmp / "app.log"
@@ -29,7 +31,9 @@ class App:
 
     def __enter__(self):
         # Its own process group: ZeroGPU's forked GPU workers (daemon children) go down with it.
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+        command = ([str(Path(sys.executable).with_name("ftspace")), "app", "--port", str(self.port)] if self.cli
+                   else [sys.executable, str(ROOT / "app.py")])
+        self.proc = subprocess.Popen(command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         self.started = time.time()
         deadline = time.time() + 60

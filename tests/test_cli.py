@@ -6,6 +6,7 @@ Most commands run in this process (`clitools.cli`: `main(argv)`, output captured
 the terminal)."""
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -83,6 +84,40 @@ def test_flags_come_from_the_schema_and_win(default_model_path):
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "39 training rows" in result.stderr
 
 
+def test_a_preset_fills_what_the_file_leaves_and_flags_win(default_model_path, tmp_path):
+    """--preset (train, estimate, sweep): the app's preset for every field the --config file does not write;
+    the file's own fields, then --set, then flags win over it. Unknown names are refused by argparse."""
+    only_data = tmp_path / "data.yaml"
+    only_data.write_text("model_name: default\ndataset: example:facts\n")
+    out = json.loads(cli("estimate", "--config", str(only_data), "--preset", "thorough").stdout)
+    assert out["trainable_parameters"] == 64 * LORA_PER_RANK  # thorough: lora_r 64
+    out = json.loads(cli("estimate", "--config", "examples/facts.yaml", "--preset", "thorough").stdout)
+    assert out["trainable_parameters"] == 16 * LORA_PER_RANK and out["steps"] == 30  # the file writes lora_r, steps
+    out = json.loads(cli("estimate", "--config", str(only_data), "--preset", "thorough", "--set", "lora_r=8",
+                         "--lora-r", "4").stdout)
+    assert out["trainable_parameters"] == 4 * LORA_PER_RANK
+    refused = cli("estimate", "--config", str(only_data), "--preset", "fastest")
+    assert refused.returncode == 2 and "invalid choice: 'fastest'" in refused.stderr
+    for command in ("train", "estimate", "sweep"):
+        assert "'quick demo','balanced','thorough'" in cli(command, "--help").stdout
+
+
+def test_app_command_serves_what_app_py_serves(monkeypatch):
+    """`ftspace app --host/--port/--mcp` sets what `python app.py` reads and serves the same app (served for
+    real by tests/test_load.py, which starts it this way)."""
+    import ftspace.ui
+
+    served = []
+    monkeypatch.setattr(ftspace.ui, "serve", lambda demo=None: served.append(dict(os.environ)))
+    for name in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "FTSPACE_MCP"):
+        monkeypatch.setenv(name, "")  # restored (or removed again) after the test, whatever the command sets
+        monkeypatch.delenv(name)
+    assert cli("app", "--host", "127.0.0.1", "--port", "7999", "--mcp").returncode == 0
+    assert [(e["GRADIO_SERVER_NAME"], e["GRADIO_SERVER_PORT"], e["FTSPACE_MCP"]) for e in served] == [
+        ("127.0.0.1", "7999", "1")]
+    assert "ftspace app" in cli("--help").stdout and "examples:" in cli("app", "--help").stdout
+
+
 def test_help_lists_every_field():
     from dataclasses import fields
 
@@ -105,7 +140,8 @@ def test_help_lists_every_field():
     for command, names in (("synth", SYNTH_FIELDS), ("raft", RAFT_FIELDS)):
         text = cli("data", command, "--help").stdout
         assert all(f"--{name.replace('_', '-')}" in text for name in names) and "examples:" in text
-    for command in ("train", "resume", "stop", "runs", "status", "chat", "push", "estimate", "eval", "sweep", "demo"):
+    for command in ("train", "resume", "stop", "runs", "status", "chat", "push", "estimate", "eval", "sweep", "demo",
+                    "app"):
         text = cli(command, "--help").stdout
         assert "examples:" in text and f"ftspace {command}" in text and "exit codes:" in text, command
 

@@ -18,7 +18,7 @@ CLIENTS, ROUNDS = 20, 3
 def test_twenty_clients_browse_and_chat_while_a_run_trains(tiny_model, tmp_path):
     from gradio_client import Client
 
-    with App(tmp_path) as app:
+    with App(tmp_path, cli=True) as app:  # served by `ftspace app` (the installed command), as a user starts it
         trainer = Client(app.url, verbose=False)
         run_id = value_of(trainer.predict("", *run_values(model_name=str(tiny_model), dataset="example:alpaca",
                                                           max_steps=100000, max_seq_length=64, save_steps=50,

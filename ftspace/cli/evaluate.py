@@ -8,7 +8,7 @@ import sys
 
 from ftspace import quiet
 from ftspace.cli.common import add_run_argument, add_schema_flags, err, examples
-from ftspace.cli.train import config_from_args
+from ftspace.cli.train import add_preset_flag, config_from_args
 
 
 def add_commands(sub) -> None:
@@ -41,7 +41,8 @@ def add_commands(sub) -> None:
                         **examples("ftspace sweep --config examples/facts.yaml --set max_steps=-1 --trials 6",
                                    "ftspace sweep --resume SWEEP_ID"))
     sw.add_argument("--config", help="YAML file of RunConfig fields (the base every trial starts from)")
-    sw.add_argument("--set", action="append", metavar="KEY=VALUE")
+    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
+    add_preset_flag(sw)
     sw.add_argument("--trials", type=int, default=8, help="trials to run (default 8)")
     sw.add_argument("--resume", metavar="SWEEP_ID", help="go on with a sweep after a restart or Ctrl-C")
     sw.add_argument("--json", action="store_true", help="the sweep's trials as JSON on stdout")

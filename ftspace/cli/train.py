@@ -20,10 +20,12 @@ def add_commands(sub) -> None:
                        **examples("ftspace train --config examples/facts.yaml",
                                   "ftspace train --dataset data.jsonl --max-steps 60 --lora-r 32",
                                   "ftspace train --config run.yaml --set learning_rate=1e-4",
+                                  "ftspace train --dataset data.jsonl --preset balanced",
                                   "ftspace train --config run.yaml --on hf-jobs --flavor a10g-large   # on Hugging "
                                   "Face Jobs, billed to your account"))
     t.add_argument("--config", help="YAML file of RunConfig fields")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
+    add_preset_flag(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     add_schema_flags(t, RunConfig)
     t.set_defaults(func=cmd_train)
@@ -57,7 +59,8 @@ def add_commands(sub) -> None:
                        **examples("ftspace estimate --config examples/facts.yaml",
                                   "ftspace estimate --dataset data.jsonl --model Qwen/Qwen2.5-0.5B-Instruct"))
     e.add_argument("--config", help="YAML file of RunConfig fields")
-    e.add_argument("--set", action="append", metavar="KEY=VALUE")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
+    add_preset_flag(e)
     add_schema_flags(e, RunConfig)
     e.set_defaults(func=cmd_estimate)
 
@@ -134,14 +137,32 @@ def wait_for_turn(run, scheduler, poll: float = 1.0):
         raise SystemExit(130) from None
 
 
+def add_preset_flag(parser) -> None:
+    """--preset NAME: the app's presets (training shape only: never the model or the data)."""
+    from ftspace.config import PRESETS
+
+    parser.add_argument("--preset", choices=list(PRESETS), metavar="{" + ",".join(f"'{p}'" for p in PRESETS) + "}",
+                        help="start from one of the app's presets (steps, learning rate, LoRA rank, batch, "
+                             "validation...); a --config file's own fields, --set and flags win over it")
+
+
 def config_from_args(args, base: dict | None = None):
-    """RunConfig from --config YAML (or `base`), then --set pairs, then --field flags (the last wins)."""
-    from ftspace.config import RunConfig
+    """RunConfig from --config YAML (or `base`), a --preset for the fields the file does not set, then --set
+    pairs, then --field flags (the last wins)."""
+    import yaml
+
+    from ftspace.config import PRESETS, RunConfig
     from ftspace.schema import parse_overrides
 
     values = dict(base or {})
+    written = set()
     if getattr(args, "config", None):
         values.update(RunConfig.from_yaml(args.config).to_dict())
+        with open(args.config, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+        written = set(raw) if isinstance(raw, dict) else set()
+    if getattr(args, "preset", None):
+        values.update({k: v for k, v in PRESETS[args.preset].items() if k not in written})
     values.update(parse_overrides(getattr(args, "set", None) or []))
     values.update(schema_values(args, RunConfig))
     return RunConfig.from_dict(values)

@@ -83,6 +83,16 @@ def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
     return demo
 
 
+def serve(demo: gr.Blocks | None = None) -> None:
+    """Serve the app until Ctrl-C: `python app.py` and `ftspace app` (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT,
+    FTSPACE_MCP as documented there)."""
+    from ftspace.ui.common import UPLOAD_LIMIT_MB
+
+    demo = demo or build_app()
+    demo.queue(**queue_settings()).launch(max_file_size=f"{UPLOAD_LIMIT_MB}mb", run_history=False,
+                                          mcp_server=mcp_enabled())
+
+
 def check_address() -> None:
     """A single-user app lends its visitors the server's Hub token and teacher key, so it listens on this machine
     only unless the owner says otherwise (FTSPACE_ALLOW_PUBLIC=1); a shared app (FTSPACE_MULTIUSER=1, a Space)

@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  ftspace demo\n  ftspace data inspect data.jsonl\n"
                "  ftspace train --dataset data.jsonl --max-steps 60\n  ftspace runs --json\n"
                "  ftspace status RUN --json\n  ftspace chat RUN --prompt \"Hello\"\n"
-               "  ftspace push RUN --repo my-adapter\n  ftspace export RUN --gguf q8_0 --ollama\n  ftspace app\n\nEach command's own help: ftspace COMMAND --help\n\n"
+               "  ftspace push RUN --repo my-adapter\n  ftspace export RUN --gguf q8_0 --ollama\n  ftspace app\n\n"
+               "Each command's own help: ftspace COMMAND --help\n\n"
                + EXIT_CODES)
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -173,18 +173,20 @@ class RunConfig:
     early_stopping_patience: int = option(
         0, "Stop after this many evaluations without a better eval loss; 0 to never stop early.",
         group="evaluation", label="Early stopping patience", low=0, advanced=True)
-    save_steps: int = option(50, "Write a resumable checkpoint every N steps.", group="evaluation",
+    save_steps: int = option(50, "Write a resumable checkpoint every N steps.", group="checkpoints and logging",
                              label="Checkpoint every N steps",
                              low=1, advanced=True)
     save_total_limit: int = option(3, "Checkpoints kept (the newest); each can be evaluated and chosen for chat "
-                                   "and publishing.", group="evaluation", label="Checkpoints kept", low=1, high=100,
+                                   "and publishing.", group="checkpoints and logging", label="Checkpoints kept", low=1,
+                                   high=100,
                                    advanced=True)
-    logging_steps: int = option(1, "Record loss and speed every N steps.", group="evaluation",
+    logging_steps: int = option(1, "Record loss and speed every N steps.", group="checkpoints and logging",
                                 label="Log every N steps", low=1,
                                 advanced=True)
     trackio_project: str = option(
         "", "Also log to trackio (local dashboard: `trackio show`) under this project name; empty for none. "
-        "Every run writes TensorBoard files in runs/<id>/tensorboard.", group="evaluation", label="trackio project",
+        "Every run writes TensorBoard files in runs/<id>/tensorboard.", group="checkpoints and logging",
+        label="trackio project",
         advanced=True)
 
     def __post_init__(self):

@@ -5,6 +5,7 @@ Most commands run in this process (`clitools.cli`: `main(argv)`, output captured
 `data inspect` and the installed command run as real processes (the entry point, and the library chatter kept off
 the terminal)."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -144,6 +145,20 @@ def test_help_lists_every_field():
                     "app"):
         text = cli(command, "--help").stdout
         assert "examples:" in text and f"ftspace {command}" in text and "exit codes:" in text, command
+        assert "(default: )" not in " ".join(text.split()), command  # an empty default says "none"
+    from ftspace.__main__ import build_parser
+
+    def parsers(parser, name="ftspace"):
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    yield from parsers(sub, f"{name} {sub_name}")
+    unexplained = [f"{name} {'/'.join(a.option_strings) or a.dest}" for name, parser in parsers(build_parser())
+                   for a in parser._actions if not a.help and not isinstance(a, argparse._SubParsersAction)]
+    assert unexplained == [], unexplained
+    train = cli("train", "--help").stdout
+    assert "checkpoints and logging options:" in train and "--train-on hf_jobs" in train
 
 
 @pytest.mark.parametrize("args, message", [

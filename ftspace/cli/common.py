@@ -37,6 +37,7 @@ def add_schema_flags(parser, schema, names=None, given_only=True):
         group = groups.get(meta["group"]) or groups.setdefault(
             meta["group"], parser.add_argument_group(f"{meta['group']} options"))
         shown = ",".join(default) if isinstance(default, list) else default
+        shown = "none" if shown in ("", None) else shown
         extra = dict(default=argparse.SUPPRESS) if given_only else dict(default=default)
         if kind is bool:
             extra["action"] = argparse.BooleanOptionalAction

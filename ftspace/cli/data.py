@@ -24,7 +24,7 @@ def add_commands(sub) -> None:
                                     "ftspace data inspect table.csv --dataset-format columns --prompt-column q "
                                     "--response-column a"))
     di.add_argument("file", help="a data file, a Hub dataset id or example:NAME (RunConfig's dataset)")
-    di.add_argument("--json", action="store_true")
+    di.add_argument("--json", action="store_true", help="the whole report as JSON on stdout")
     di.add_argument("--no-tokens", action="store_true", help="skip token statistics")
     add_schema_flags(di, RunConfig, names=INSPECT_FIELDS)
     di.set_defaults(func=cmd_data_inspect)

@@ -15,7 +15,8 @@ from ftspace.cli.train import finish, follow, wait_for_turn
 def add_commands(sub) -> None:
     demo = sub.add_parser("demo", help="teach the bundled model a new fact and compare it with the base model",
                           **examples("ftspace demo", "ftspace demo --set max_steps=10"))
-    demo.add_argument("--set", action="append", metavar="KEY=VALUE")
+    demo.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="override a field of the demo's run config (repeatable), e.g. max_steps=10")
     demo.set_defaults(func=cmd_demo)
 
 

@@ -17,7 +17,8 @@ def add_commands(sub) -> None:
                                    "ftspace push RUN --repo my-adapter --gguf q8_0"))
     add_run_argument(pu)
     pu.add_argument("--repo", required=True, help="repo name, or owner/name")
-    pu.add_argument("--private", action="store_true")
+    pu.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its "
+                    "visibility)")
     pu.add_argument("--merged", action="store_true", help="also push base+adapter merged to 16-bit, as REPO-merged")
     pu.add_argument("--gguf", metavar="TYPE", help="also push a GGUF export of this type (f16, bf16, q8_0; checked "
                     "against the run first), as REPO-GGUF, with its Modelfile")

@@ -21,7 +21,8 @@ def add_commands(sub) -> None:
                                   "ftspace train --dataset data.jsonl --max-steps 60 --lora-r 32",
                                   "ftspace train --config run.yaml --set learning_rate=1e-4",
                                   "ftspace train --dataset data.jsonl --preset balanced",
-                                  "ftspace train --config run.yaml --on hf-jobs --flavor a10g-large   # on Hugging "
+                                  "ftspace train --config run.yaml --train-on hf_jobs --flavor a10g-large   # on "
+                                  "Hugging "
                                   "Face Jobs, billed to your account"))
     t.add_argument("--config", help="YAML file of RunConfig fields")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")

@@ -348,8 +348,8 @@ def _block_call(call: dict, block: dict) -> dict:
         args = next((fn[k] for k in ("input", "args", "parameters") if k in fn), {})
         fn = {**fn, "arguments": args}
     out = {"function": fn}
-    call_id = next((x[k] for x in (call, block) for k in ("id", "call_id", "tool_call_id") if isinstance(x.get(k), str)),
-                   None)
+    call_id = next((x[k] for x in (call, block) for k in ("id", "call_id", "tool_call_id")
+                    if isinstance(x.get(k), str)), None)
     if call_id:
         out["id"] = call_id
     return out

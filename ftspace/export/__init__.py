@@ -173,7 +173,8 @@ def _modelfile(tokenizer, out_dir: Path, name: str, sampling: dict, ollama_) -> 
         tokenizer.bos_token_id] and plain["system_before"].startswith(tokenizer.bos_token or "\0") else ""
     derived = ollama_.derive(tokenizer, runtime_bos)
     eos = tokenizer.eos_token_id
-    stop = ollama_.stops(tokenizer, derived["pieces"], eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
+    stop = ollama_.stops(tokenizer, derived["pieces"], eos_ids)
     (out_dir / "Modelfile").write_text(ollama_.modelfile(name, derived["template"], stop, sampling), encoding="utf-8")
     return {"conversations": derived["checked"], "tools": derived["tools"], "stops": stop}
 

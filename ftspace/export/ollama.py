@@ -213,8 +213,8 @@ def tool_turns(tokenizer, p: dict) -> dict | None:
     if mid != out["tool_post"] + out["tool_pre"]:  # grouped in one turn
         rs, rp = _common(out["tool_post"], mid, False), _common(out["tool_pre"], mid, True)
         rp = rp[max(0, len(rs) + len(rp) - len(mid)):]
-        out.update(rs=rs, rp=rp, join=mid[len(rs):len(mid) - len(rp)], open=out["tool_pre"][:len(out["tool_pre"]) - len(rp)],
-                   close=out["tool_post"][len(rs):])
+        out.update(rs=rs, rp=rp, join=mid[len(rs):len(mid) - len(rp)],
+                   open=out["tool_pre"][:len(out["tool_pre"]) - len(rp)], close=out["tool_post"][len(rs):])
     return out
 
 
@@ -261,8 +261,8 @@ def _conversation(p: dict[str, str], bos: str, turns: dict | None, tools_code: s
     assistant = "{{ .Content }}"
     tool = ""
     if turns:
-        content = ("{{ .Content }}" + ("{{ if .Content }}" + _literal(turns["gap"]) + "{{ end }}" if turns["gap"] else "")
-                   if turns["content"] == "before" else "")
+        gap = "{{ if .Content }}" + _literal(turns["gap"]) + "{{ end }}" if turns["gap"] else ""
+        content = "{{ .Content }}" + gap if turns["content"] == "before" else ""
         calls = ("{{ range $k, $c := .ToolCalls }}" + ("{{ if $k }}" + _literal(turns["sep"]) + "{{ end }}"
                                                          if turns["sep"] else "")
                  + _literal(turns["x0"]) + "{{ $c.Function.Name }}" + _literal(turns["cm"])
@@ -279,7 +279,8 @@ def _conversation(p: dict[str, str], bos: str, turns: dict | None, tools_code: s
         system += '{{ $prev := "" }}'
         close = "{{ if eq $prev \"tool\" }}" + text(turns["close"]) + "{{ end }}"
     return (system + "{{ range $i, $m := .Messages }}"
-            + ('{{ if and (eq $prev "tool") (ne .Role "tool") }}' + text(turns["close"]) + "{{ end }}" if grouped else "")
+            + ('{{ if and (eq $prev "tool") (ne .Role "tool") }}' + text(turns["close"]) + "{{ end }}"
+               if grouped else "")
             + '{{ if eq .Role "user" }}' + text(p["user_before"]) + folded + first
             + "{{ .Content }}" + text(p["user_after"]) + '{{ else if eq .Role "assistant" }}'
             + text(p["assistant_before"]) + assistant + text(p["assistant_after"]) + tool + "{{ end }}"
@@ -546,7 +547,8 @@ def derive(tokenizer, bos: str = "") -> dict:
     derived; otherwise without, saying why. ExportError when even the plain conversations cannot match."""
     p = pieces(tokenizer)
     plain = go_template(p, bos)
-    out = {"template": plain, "pieces": p, "checked": check(tokenizer, plain, bos), "tools": "none in the chat template"}
+    out = {"template": plain, "pieces": p, "checked": check(tokenizer, plain, bos),
+           "tools": "none in the chat template"}
     probe = [{"role": "user", "content": "Hi"}]
     try:
         listed = _render(tokenizer, probe, True, [WEATHER]) != _render(tokenizer, probe, True)

@@ -134,9 +134,20 @@ def test_each_catalogue_architecture_round_trips(kind, quant, small_tokenizer, s
     whose next-token distributions match the tuned model's (the parity check inside the export, asserted here)."""
     import gguf
 
+    import copy
+
     tokenizer = sentencepiece_tokenizer if kind == "gemma3" else small_tokenizer  # each with its family's vocabulary
+    if kind == "qwen3":  # and Qwen3's own chat template, tools and all
+        tokenizer = copy.deepcopy(small_tokenizer)
+        tokenizer.chat_template = family_template("qwen3")
     run = adapted_run(tiny(kind, tokenizer, tmp_path / kind), tmp_path)
     report = export.gguf(run, quant, ollama=True)
+    modelfile = (Path(report["folder"]) / "Modelfile").read_text()
+    if kind == "qwen3":  # the Modelfile's TEMPLATE writes the tools, checked on the tool conversations too
+        assert report["ollama"]["tools"] == TOOLS_ALL and "{{ if .Tools }}" in modelfile
+        assert report["ollama"]["conversations"] == len(CONVERSATIONS) + len(ollama.TOOL_CHECKS)
+    else:
+        assert report["ollama"]["tools"] == "none in the chat template" and ".Tools" not in modelfile
     folder = Path(report["folder"])
     assert folder == run.path / "exports" / quant
     assert sorted(p.name for p in folder.iterdir()) == sorted([report["file"], "Modelfile", "README.md", "export.json"])

@@ -258,6 +258,26 @@ def test_an_evaluation_longer_than_its_gpu_call_ends_in_time_with_one_line(tiny_
     assert "checkpoint-2" not in evaluation.saved(tiny_run)
 
 
+def test_on_zerogpu_the_test_rows_are_read_once_on_the_cpu(tiny_run, monkeypatch):
+    """ZeroGPU: the checks that need no GPU (test rows, adapter) run before the call, and what they found is handed
+    to it, so the rows (a Hub test set: a download) are not read again while the visitor's GPU seconds run."""
+    from ftspace import env, targets
+    from ftspace.evaluation import running
+
+    reads, read = [], running.test_rows
+
+    def counted(*args, **kwargs):
+        reads.append(1)
+        return read(*args, **kwargs)
+    monkeypatch.setattr(running, "test_rows", counted)
+    monkeypatch.setattr(env, "on_zerogpu", lambda: True)
+    options = evaluation.EvalOptions(checkpoint=4, max_rows=1, max_new_tokens=4,
+                                     probe_file=str(ROOT / "tests/data/probe_small.jsonl"))
+    items = list(targets.evaluation_updates(tiny_run, options, targets.Caller.local(None), "free"))
+    assert items[-1][0] == "done" and items[-1][1]["test"]["rows"] == 1, items[-1]
+    assert reads == [1]
+
+
 def test_tensorboard_event_files_hold_the_loss(tiny_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

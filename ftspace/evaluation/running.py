@@ -135,12 +135,13 @@ def preflight(run: Run, options: EvalOptions, token: str | None = None) -> tuple
 
 
 def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = None, progress=None,
-             cancel: threading.Event | None = None, save: bool = True) -> dict:
+             cancel: threading.Event | None = None, save: bool = True, checked: tuple | None = None) -> dict:
     """The scorecard of a run (see module doc). `progress(done, total, what)` is called as work is done;
-    setting `cancel` stops at the next batch (Cancelled)."""
+    setting `cancel` stops at the next batch (Cancelled). `checked`: what `preflight` returned, when the caller
+    ran it already (ZeroGPU, on the CPU: the test rows are not read again inside the GPU call)."""
     options = options or EvalOptions()
     progress = progress or (lambda *a: None)
-    pairs, source, adapter = preflight(run, options, token)
+    pairs, source, adapter = checked or preflight(run, options, token)
     probe = read_probe(options.probe_file)
     available = len(pairs)
     pairs = pairs[:options.max_rows]
@@ -242,7 +243,7 @@ def _keep(path: Path, answers: list[str]) -> None:
 
 
 def stream(run: Run, options: EvalOptions, token: str | None = None, save: bool = True,
-           cancel: threading.Event | None = None):
+           cancel: threading.Event | None = None, checked: tuple | None = None):
     """`evaluate` on a thread of its own, as ("progress", done, total, what) items and finally ("done", card).
     Setting `cancel`, or closing the generator (a cancelled request, a closed page), cancels the evaluation."""
     import queue
@@ -252,7 +253,7 @@ def stream(run: Run, options: EvalOptions, token: str | None = None, save: bool 
 
     def work():
         try:
-            card = evaluate(run, options, token, lambda *p: updates.put(("progress", *p)), cancel, save)
+            card = evaluate(run, options, token, lambda *p: updates.put(("progress", *p)), cancel, save, checked)
             updates.put(("done", card))
         except BaseException as e:  # handed to the reader
             updates.put(("error", e))

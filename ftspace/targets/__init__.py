@@ -326,8 +326,9 @@ def evaluation_updates(run: runs.Run, options, caller: Caller, tier: str, cancel
     if env.on_zerogpu():
         from ftspace.targets import zerogpu
 
-        evaluation.preflight(run, options, caller.token)  # test rows, adapter: told before any GPU is asked for
-        return zerogpu.carried(zerogpu.evaluate_on_gpu(str(run.path), vars(options), caller.token, tier))
+        # test rows, adapter: told before any GPU is asked for, and read once (handed to the GPU call)
+        checked = evaluation.preflight(run, options, caller.token)
+        return zerogpu.carried(zerogpu.evaluate_on_gpu(str(run.path), vars(options), caller.token, tier, checked))
     return evaluation.stream(run, options, caller.token, cancel=cancel)
 
 

@@ -225,7 +225,7 @@ def chat_on_gpu(source: tuple, prompt: list, base_prompt: list | None, settings:
     yield from carrying_errors(replies())
 
 
-def _eval_seconds(run_dir, options, token, tier) -> int:
+def _eval_seconds(run_dir, options, token, tier, checked=None) -> int:
     return call_seconds(tier, 10_000)  # as long as the tier allows: the whole evaluation in one call
 
 
@@ -233,9 +233,11 @@ EVAL_MARGIN_S = 5.0  # what an evaluation call keeps, at most, for its last batc
 
 
 @_gpu(duration=_eval_seconds)
-def evaluate_on_gpu(run_dir: str, options: dict, token: str | None, tier: str):
+def evaluate_on_gpu(run_dir: str, options: dict, token: str | None, tier: str, checked: tuple | None = None):
     """One GPU call: the evaluation's progress items and its scorecard (ftspace.evaluation.stream), cancelled in
-    time to say so in one line when it would outlast the call (ZeroGPU would end the call with nothing said)."""
+    time to say so in one line when it would outlast the call (ZeroGPU would end the call with nothing said).
+    `checked`: the test rows and adapter `evaluation.preflight` found on the CPU (a Hub test set is not
+    downloaded again while the visitor's GPU seconds run)."""
     import threading
 
     from ftspace.evaluation import Cancelled, EvalOptions, stream
@@ -250,7 +252,7 @@ def evaluate_on_gpu(run_dir: str, options: dict, token: str | None, tier: str):
     def items():
         timer.start()
         try:
-            yield from stream(Run(Path(run_dir)), EvalOptions(**options), token, cancel=cancel)
+            yield from stream(Run(Path(run_dir)), EvalOptions(**options), token, cancel=cancel, checked=checked)
         except Cancelled:
             if not timed_out.is_set():
                 raise

@@ -45,6 +45,10 @@ class FakeHub(LocalServer):
         self.jobs = FakeJobs(self)  # Hugging Face Jobs: /api/jobs/...
         self._serve()
 
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        self.jobs.clean_up()
+
     def signing_key(self):
         from joserfc.jwk import OctKey
 
@@ -330,6 +334,7 @@ class FakeJobs:
 
         self.hub = hub
         self.jobs: dict[str, dict] = {}
+        self.workdirs: list[str] = []  # each job's folder, removed when the fake Hub closes
         self.lock = threading.Condition()
         self.fail_with: tuple[str, str] | None = None
         self.pause_at: str | None = None
@@ -403,6 +408,23 @@ class FakeJobs:
         job["paused"] = False
         os.killpg(job["proc"].pid, signal.SIGCONT)
 
+    def clean_up(self):
+        """Every job's processes ended (their process groups) and every job's folder removed."""
+        import os
+        import shutil
+        import signal
+
+        for job in list(self.jobs.values()):
+            proc = job.get("proc")
+            if proc is not None and proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(10)
+        for folder in self.workdirs:
+            shutil.rmtree(folder, ignore_errors=True)
+
     # --- running a job
     def start(self, job):
         import os
@@ -421,7 +443,9 @@ class FakeJobs:
         env.update(job["spec"].get("environment") or {}, **(job["spec"].get("secrets") or {}))
         env.update(HF_ENDPOINT=self.hub.url, HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0", PYTHONUNBUFFERED="1")
         job["workdir"] = tempfile.mkdtemp(prefix="fakejob-")
+        self.workdirs.append(job["workdir"])
         env["HF_HOME"] = os.path.join(job["workdir"], "hf")
+        env["TMPDIR"] = job["workdir"]  # the job's own scratch folder (ftspace-job-*) inside it, removed with it
         job["proc"] = subprocess.Popen([sys.executable, *command[1:]], cwd=job["workdir"], env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        text=True, start_new_session=True)

@@ -255,20 +255,26 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] = ()) -> "RunConfig":
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found.") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}).") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping of field: value, got {type(values).__name__}.")
+        values = read_yaml(path)
         values.update(parse_overrides(overrides))
         return cls.from_dict(values)
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A config file's fields as written (only those it sets), or ConfigError in one line."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found.") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]}).") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of field: value, got {type(values).__name__}.")
+    return values
 
 
 # Starting points for the Train tab's preset menu; `examples/*.yaml` that name a preset agree with it

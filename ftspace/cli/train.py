@@ -150,18 +150,14 @@ def add_preset_flag(parser) -> None:
 def config_from_args(args, base: dict | None = None):
     """RunConfig from --config YAML (or `base`), a --preset for the fields the file does not set, then --set
     pairs, then --field flags (the last wins)."""
-    import yaml
-
-    from ftspace.config import PRESETS, RunConfig
+    from ftspace.config import PRESETS, RunConfig, read_yaml
     from ftspace.schema import parse_overrides
 
     values = dict(base or {})
-    written = set()
+    written = {}
     if getattr(args, "config", None):
-        values.update(RunConfig.from_yaml(args.config).to_dict())
-        with open(args.config, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
-        written = set(raw) if isinstance(raw, dict) else set()
+        written = read_yaml(args.config)
+        values.update(RunConfig.from_dict(written).to_dict())
     if getattr(args, "preset", None):
         values.update({k: v for k, v in PRESETS[args.preset].items() if k not in written})
     values.update(parse_overrides(getattr(args, "set", None) or []))

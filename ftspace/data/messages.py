@@ -219,7 +219,7 @@ def _normalise_content(m: dict, where: str, notes: dict | None):
     if hasattr(content, "tolist"):
         content = content.tolist()
     if isinstance(content, list):
-        texts, thoughts, calls, result_ids = [], [], [], []
+        texts, thoughts, calls, result_id = [], [], [], None
         for j, block in enumerate(content):
             if isinstance(block, str):
                 texts.append(block)
@@ -248,8 +248,8 @@ def _normalise_content(m: dict, where: str, notes: dict | None):
                     raise RowError(f"{where}.content[{j}]", f"a {kind} block in the {role}'s turn: tool results "
                                                            "belong in the user's or the tool's turns")
                 texts.append(_result_text(block, f"{where}.content[{j}]"))
-                result_ids.append(next((block[k] for k in ("tool_use_id", "call_id", "tool_call_id", "id")
-                                        if isinstance(block.get(k), str)), None))
+                result_id = result_id or next((block[k] for k in ("tool_use_id", "call_id", "tool_call_id", "id")
+                                               if isinstance(block.get(k), str)), None)
                 name = _inner(block, "functionResponse", "function_response").get("name", block.get("name"))
                 if isinstance(name, str) and name:
                     m.setdefault("name", name)
@@ -263,8 +263,8 @@ def _normalise_content(m: dict, where: str, notes: dict | None):
         if calls:
             m["tool_calls"] = list(as_list(m.get("tool_calls") or [], f"{where}.tool_calls")) + calls
             note(notes, NOTE_TOOL_BLOCKS)
-        if result_ids and result_ids[0] and not m.get("tool_call_id"):
-            m["tool_call_id"] = result_ids[0]
+        if result_id and not m.get("tool_call_id"):
+            m["tool_call_id"] = result_id
     if role == "assistant" and m.get("tool_calls") is not None and m["tool_calls"] != []:
         m["tool_calls"] = [_normalise_tool_call(c, f"{where}.tool_calls[{j}]", notes)
                            for j, c in enumerate(as_list(m["tool_calls"], f"{where}.tool_calls"))]

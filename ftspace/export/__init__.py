@@ -171,7 +171,7 @@ def _modelfile(tokenizer, out_dir: Path, name: str, sampling: dict, ollama_) -> 
     plain = ollama_.pieces(tokenizer)
     runtime_bos = tokenizer.bos_token if tokenizer.bos_token_id is not None and probe[:1] == [
         tokenizer.bos_token_id] and plain["system_before"].startswith(tokenizer.bos_token or "\0") else ""
-    derived = ollama_.derive(tokenizer, runtime_bos)
+    derived = ollama_.derive(tokenizer, runtime_bos, plain)
     eos = tokenizer.eos_token_id
     eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else []
     stop = ollama_.stops(tokenizer, derived["pieces"], eos_ids)
@@ -230,12 +230,11 @@ def parity_lines(checks: list[dict], ollama: dict | None = None) -> list[str]:
                      f"limit {p['kl_max']}); top token the same {100 * p['same_top_token']:.1f}% of the time; "
                      f"perplexity ratio {p['perplexity_ratio']:.4f}.")
     if ollama:
+        tools = not ollama["tools"].startswith(("none", "not"))  # "none in the chat template", "not written (...)"
         lines.append(f"Ollama TEMPLATE: renders the prompt the chat template renders, to the character, on "
                      f"{ollama['conversations']} conversations (system prompt, several turns"
-                     + (", tools" if not ollama["tools"].startswith(("none", "not")) else "")
-                     + f"); tools: {ollama['tools']}"
-                     + ("" if ollama["tools"].startswith(("none", "not")) else
-                        " (their JSON as Ollama writes it: compact)") + ".")
+                     + (", tools" if tools else "") + f"); tools: {ollama['tools']}"
+                     + (" (their JSON as Ollama writes it: compact)" if tools else "") + ".")
     return lines
 
 

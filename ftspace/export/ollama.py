@@ -17,6 +17,7 @@ them out and says why.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -114,7 +115,9 @@ def tool_list_renderer(tokenizer, found: dict):
 
     def render(messages, generation):
         text = _render(tokenizer, messages, generation, tools)
-        enc = found.setdefault("tool_json", _encoding(text, tools[0]))
+        if "tool_json" not in found:  # found on the first render, the same in every other
+            found["tool_json"] = _encoding(text, tools[0])
+        enc = found["tool_json"]
         if enc is None:
             raise Unexpressed("it does not write the tools as JSON")
         a, b = _dumps(tools[0], enc), _dumps(tools[1], enc)
@@ -326,7 +329,7 @@ def render(template: str, messages: list[dict], tools: list[dict] | None = None)
     body, end = _block(tokens, 0)
     if end != len(tokens):
         raise ValueError("unbalanced {{ end }}")
-    calls = iter(range(1000))
+    calls = itertools.count()
     go_messages = [{"Role": m["role"], "Content": m["content"], "ToolName": m.get("name", ""),
                     "ToolCalls": [{"Function": {"Name": c["function"]["name"], "Arguments": GoJSON(
                         c["function"]["arguments"], M(f"ARGS{next(calls)}"))}} for c in m.get("tool_calls") or ()]}
@@ -541,11 +544,12 @@ def check(tokenizer, template: str, bos: str = "", tools: dict | None = None, tu
     return len(conversations)
 
 
-def derive(tokenizer, bos: str = "") -> dict:
+def derive(tokenizer, bos: str = "", p: dict | None = None) -> dict:
     """The checked TEMPLATE for this tokenizer's chat template: {"template", "pieces", "checked" (conversations),
     "tools" (what of tools it writes, or why not)}. With tools where the chat template has them and they can be
-    derived; otherwise without, saying why. ExportError when even the plain conversations cannot match."""
-    p = pieces(tokenizer)
+    derived; otherwise without, saying why. ExportError when even the plain conversations cannot match.
+    `p`: its `pieces`, when the caller has them already."""
+    p = p or pieces(tokenizer)
     plain = go_template(p, bos)
     out = {"template": plain, "pieces": p, "checked": check(tokenizer, plain, bos),
            "tools": "none in the chat template"}

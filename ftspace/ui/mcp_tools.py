@@ -360,7 +360,7 @@ def register(scheduler) -> list[str]:
         run = _run(run_id, caller.owner)
         report = targets.export_gguf(run, (gguf_type or "").strip().lower(), caller)
         modelfile = Path(report["folder"]) / "Modelfile"
-        return _json({k: report[k] for k in ("file", "bytes", "type", "architecture", "parity") if k in report}
+        return _json({k: report[k] for k in ("file", "bytes", "type", "architecture", "parity")}
                      | {"ollama": report.get("ollama")}
                      | {"modelfile": modelfile.read_text(encoding="utf-8") if modelfile.exists() else ""})
 

@@ -18,7 +18,9 @@ What it enforces, as the service does:
   call (the service may move a task to another GPU at any call); the earlier worker of that task is killed. Each
   grant records which it was (`grants_log`).
 - **The duration.** A call still holding its GPU `grace_s` after its requested duration (from /allow) has its
-  process killed: `spaces` then raises "GPU task aborted". Recorded in `aborted`.
+  process killed: `spaces` then raises "GPU task aborted". Recorded in `aborted`. `abort_when`, a condition set
+  by a test, kills the call holding the GPU the moment it holds (once): an abort at a chosen point of the work,
+  not at a time a slow machine may not keep.
 - **The quota**: a request for more seconds than the token has left today is refused; a call is charged the
   seconds it held the GPU (/allow to /release, or to its abort).
 - **The queue.** `queue_next = n` makes the next n requests wait `queue_s` in the queue (pings, then success); a
@@ -73,6 +75,7 @@ class FakeZeroGPU(LocalServer):
         self.grants_log: list[Grant] = []  # every grant, in order
         self.aborted: list[Grant] = []  # calls killed for overrunning their duration
         self.workers: dict[str, int] = {}  # taskId -> pid of its last worker
+        self.abort_when = None  # a condition (no arguments): the call holding the GPU when it holds is killed, once
         self.lock = threading.Lock()
         self._serve()
 
@@ -109,12 +112,19 @@ class FakeZeroGPU(LocalServer):
         return True
 
     def _watch(self, allow: str, grant: Grant):
-        """Kill the call's process once it overruns its duration by more than grace_s."""
-        time.sleep(max(0.0, grant.duration + self.grace_s))
-        with self.lock:
-            if allow in self.grants and grant.pid:
-                _kill(grant.pid)
-                self._end(allow, aborted=True)
+        """Kill the call's process once it overruns its duration by more than grace_s, or once `abort_when` holds."""
+        while allow in self.grants:
+            overrun = time.time() >= (grant.allowed or grant.granted) + grant.duration + self.grace_s
+            condition = self.abort_when
+            if overrun or (condition is not None and condition()):
+                with self.lock:
+                    if allow in self.grants and grant.pid:
+                        if not overrun:
+                            self.abort_when = None
+                        _kill(grant.pid)
+                        self._end(allow, aborted=True)
+                return
+            time.sleep(0.05)
 
     def _handler(fake):
         class Handler(BaseHTTPRequestHandler):

@@ -259,20 +259,20 @@ def test_quota_refusals_leave_a_resumable_run_with_the_message_shown(space, tiny
     assert all(int(c["durationSeconds"]) <= min(CALL_CAP_S, 60) for c in calls)
     assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 21))  # each step once
 
-    # ZeroGPU ends a call while it trains (here 2 s in, well before the checkpoint its 6 s allow): she is told, the
-    # run is resumable, and it completes from its last checkpoint.
+    # ZeroGPU ends a call while it trains (here once its first step is logged, before the checkpoint the call saves
+    # at its end): she is told, the run is resumable, and it completes from its last checkpoint.
     run_id = value_of(carol.predict("c", *run_values(model_name=str(tiny_model), dataset="example:facts",
                                                      max_steps=60, max_seq_length=64, save_steps=1000, backend="auto"),
                                     api_name="/start")[0])
-    gpu.grace_s = -(CALL_CAP_S - 2)
+    aborted = runs.Run(tmp / "runs" / run_id)
+    gpu.abort_when = lambda: any("loss" in e for e in aborted.events()[0])
     try:
         job = carol.submit("c", run_id, api_name="/train_on_gpu")
         list(job)
         assert gpu.aborted and "was ended by ZeroGPU" in progress(carol, run_id, "c")
-        aborted = runs.Run(tmp / "runs" / run_id)
         assert aborted.status()["status"] == "interrupted" and aborted.status()["call_aborted"]
     finally:
-        gpu.grace_s = 30.0
+        gpu.abort_when = None
     carol.predict("c", run_id, api_name="/resume")
     job = carol.submit("c", run_id, api_name="/train_on_gpu")
     list(job)

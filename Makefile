@@ -65,6 +65,7 @@ bench: setup
 	$(PY) bench/bench_teacher_batch.py
 	$(PY) bench/bench_zerogpu_calls.py
 	$(PY) bench/bench_export.py
+	$(PY) bench/bench_grpo.py
 	$(PY) bench/report.py
 
 # Every GPU claim in one command, on a machine with a CUDA GPU: the device named, the GPU tests, then the GPU bench

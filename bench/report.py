@@ -31,7 +31,9 @@ DESCRIBES = {"engine": ["ftspace/engine", "bench/bench_engine.py", "bench/bare_t
              "demo_wall": ["ftspace", "bench/demo_wall.py"],
              "teacher_batch": ["ftspace/chat.py", "ftspace/data/create/teacher.py", "bench/bench_teacher_batch.py"],
              "zerogpu_calls": ["ftspace/targets/zerogpu.py", "ftspace/engine", "bench/bench_zerogpu_calls.py"],
-             "export": ["ftspace/export", "ftspace/chat.py", "bench/bench_export.py"]}
+             "export": ["ftspace/export", "ftspace/chat.py", "bench/bench_export.py"],
+             "grpo": ["ftspace/engine", "ftspace/rewards.py", "ftspace/data", "examples/arithmetic.jsonl",
+                      "bench/bench_grpo.py", "tests/test_grpo.py"]}
 
 
 def freshness(name: str, m: dict) -> str:
@@ -223,8 +225,29 @@ def main():
     else:
         lines += ["", "Not measured yet: `.venv/bin/python bench/bench_zerogpu_calls.py`.", ""]
     lines += export_section(load("export"))
+    lines += grpo_section(load("grpo"))
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
     print("wrote bench/RESULTS.md")
+
+
+def grpo_section(g) -> list[str]:
+    lines = ["## 14. GRPO on a CPU: the mean reward rises (bench/bench_grpo.py)"]
+    if not g:
+        return lines + ["", "Not measured yet: `.venv/bin/python bench/bench_grpo.py`.", ""]
+    st = g["setup"]
+    lines += [machine_line(g), "", f"Setup: {st['model']} on {st['data']}, rewards {', '.join(st['rewards'])}; "
+              f"{st['prompts_per_step']} prompts x {st['num_generations']} replies of at most "
+              f"{st['max_completion_length']} tokens a step, learning rate {st['learning_rate']:g}, {st['steps']} "
+              f"steps; one run per seed ({', '.join(map(str, st['seeds']))}). The mean reward (weighted sum, as "
+              f"TRL logs it) of the first and the last {st['compared_steps']} steps.", "",
+              "| seed | first steps | last steps | gain | tags right (last) | answer right (last) | s/step | precision |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for seed, r in g["per_seed"].items():
+        lines.append(f"| {seed} | {r['first']:.3f} | {r['last']:.3f} | {r['gain']:+.3f} | {r['tags_last']:.3f} | "
+                     f"{r['right_last']:.3f} | {r['step_s']:.2f} | {r['compute_dtype']} |")
+    lines += ["", f"Across seeds (min / median / max): first {fmt(g['first'])}, last {fmt(g['last'])}, gain "
+              f"**{fmt(g['gain'])}**, seconds per step {fmt(g['step_s'])}.", ""]
+    return lines
 
 
 def export_section(x) -> list[str]:

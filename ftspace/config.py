@@ -128,11 +128,55 @@ class RunConfig:
     # --- training
     method: str = option(
         "sft", "What is learned: 'sft' imitates the replies; 'dpo' and 'orpo' learn from preference rows (prompt, "
-        "chosen, rejected) to prefer the chosen reply ('orpo' needs no reference model).", group="training",
-        label="Training method", choices=["sft", "dpo", "orpo"])
+        "chosen, rejected) to prefer the chosen reply ('orpo' needs no reference model); 'grpo' learns by reward from "
+        "prompts (with reference answers where a reward checks them): the model writes several replies to each "
+        "prompt and is moved toward the better-scored ones.", group="training",
+        label="Training method", choices=["sft", "dpo", "orpo", "grpo"])
     preference_beta: float = option(
         0.1, "DPO beta / ORPO lambda: how strongly the preference is enforced (0.05-0.5 is typical).",
         group="training", label="Preference strength", low=0.0, high=10.0, advanced=True)
+
+    # --- GRPO: rewards and generation (method grpo)
+    rewards: list = option(
+        ["correct_answer", "format_tags:0.5"], "GRPO: the rewards a reply earns, each name or name:weight: "
+        "correct_answer (matches the row's answer), format_tags (written in reward_format_tags), format_regex, "
+        "think_format, valid_json (and reward_json_schema), tool_call (a valid call of the row's tools), length "
+        "(reward_min_words..reward_max_words), no_repetition (a penalty).", group="rewards", label="Rewards")
+    num_generations: int = option(
+        4, "GRPO: replies written per prompt and compared with each other (4-16 is typical); must divide batch size "
+        "x gradient accumulation.", group="rewards", label="Replies per prompt", low=2, high=256)
+    max_completion_length: int = option(
+        128, "GRPO: the longest reply written while training, in tokens (longer ones are cut).", group="rewards",
+        label="Longest reply (tokens)", low=4, high=32768)
+    beta: float = option(
+        0.0, "GRPO: how strongly the model is held to the base (KL penalty); 0 (TRL's default) leaves it free and "
+        "costs nothing, 0.001-0.05 holds it closer.", group="rewards", label="Hold to the base (KL)", low=0.0,
+        high=10.0, advanced=True)
+    reward_answer_extract: str = option(
+        "last_number", "correct_answer: where the reply's answer is read: its last number, its last \\boxed{}, "
+        "its last <answer>...</answer>, or the whole reply.", group="rewards", label="Answer taken from",
+        choices=["last_number", "boxed", "answer_tags", "whole"], advanced=True)
+    reward_answer_match: str = option(
+        "exact", "correct_answer: how it is compared with the reference: exact text (case and spaces ignored), "
+        "numeric (within reward_answer_tolerance), or regex (the reference is a regular expression).",
+        group="rewards", label="Answer compared as", choices=["exact", "numeric", "regex"], advanced=True)
+    reward_answer_tolerance: float = option(
+        1e-6, "correct_answer with numeric: the relative difference still counted as right.", group="rewards",
+        label="Numeric tolerance", low=0.0, high=1.0, advanced=True)
+    reward_format_tags: str = option(
+        "think answer", "format_tags: the tags a reply is written in, in order (e.g. 'think answer' for "
+        "<think>...</think> <answer>...</answer>).", group="rewards", label="Format tags", advanced=True)
+    reward_format_regex: str = option(
+        "", "format_regex: the regular expression a reply must match.", group="rewards", label="Format pattern",
+        advanced=True)
+    reward_json_schema: str = option(
+        "", "valid_json: a JSON schema the reply must also match (JSON text); empty: any JSON.", group="rewards",
+        label="JSON schema", advanced=True)
+    reward_min_words: int = option(0, "length: the fewest words a reply should have.", group="rewards",
+                                   label="Fewest words", low=0, advanced=True)
+    reward_max_words: int = option(0, "length: the most words a reply should have; 0 for no limit.",
+                                   group="rewards", label="Most words", low=0, advanced=True)
+
     learning_rate: float = option(
         2e-4, "How big each update is, at its peak: for LoRA 1e-4 to 5e-4 is typical; too high and the loss jumps "
         "about.", group="training", label="Learning rate", low=1e-8, high=1.0)
@@ -198,11 +242,13 @@ class RunConfig:
             raise ConfigError(f"text_stride {self.text_stride} must be below max_seq_length {self.max_seq_length}: "
                               "windows would not move forward. Lower text_stride.")
         if self.method != "sft" and self.mix_general_data:
-            raise ConfigError(f"method {self.method} learns from preference rows; general rows are plain replies: set "
-                              "mix_general_data to 0.")
+            raise ConfigError(f"method {self.method} learns from {'prompts' if self.method == 'grpo' else 'preference rows'}"
+                              "; general rows are plain replies: set mix_general_data to 0.")
         if self.method != "sft" and self.packing:
             raise ConfigError(f"method {self.method} compares whole replies, so packing does not apply: set "
                               "packing to false.")
+        if self.method == "grpo":
+            self._check_grpo()
         if self.max_steps == 0:
             raise ConfigError("max_steps = 0 trains nothing: set max_steps to a positive number, "
                               "or to -1 to use num_train_epochs.")
@@ -235,6 +281,26 @@ class RunConfig:
                               "(`hf jobs hardware` lists them).")
         if not self.dataset.strip():
             raise ConfigError("dataset is empty: name a file, a Hub dataset id or 'example:facts'.")
+
+    def _check_grpo(self):
+        from ftspace import rewards
+
+        chosen = rewards.check(self)
+        if self.train_on == "hf_jobs" and any(name.startswith(rewards.CUSTOM) for name, _ in chosen):
+            raise ConfigError("a custom reward is a file on this machine, which a Hugging Face job cannot read: train "
+                              "on local, or choose built-in rewards.")
+        if self.validation_size:
+            raise ConfigError("method grpo scores replies by reward, not by a validation loss: set validation_size to "
+                              "0 (test_size keeps prompts apart for `ftspace eval`, which scores them by reward).")
+        processes = self.num_processes or 1
+        batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * processes
+        if batch % self.num_generations:
+            fix = self.num_generations * max(1, -(-batch // self.num_generations))
+            raise ConfigError(f"num_generations {self.num_generations} must divide the replies written per step: batch "
+                              f"size {self.per_device_train_batch_size} x gradient accumulation "
+                              f"{self.gradient_accumulation_steps}" + (f" x {processes} processes" if processes > 1
+                                                                        else "") + f" = {batch}. Make that product a "
+                              f"multiple of {self.num_generations} (e.g. {fix}), or change num_generations.")
 
     # --- (de)serialisation
     def to_dict(self) -> dict[str, Any]:

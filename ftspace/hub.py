@@ -78,7 +78,29 @@ def dataset_label(dataset: str) -> tuple[str, str | None]:
 
 METHOD_NAMES = {"sft": "SFT (supervised fine-tuning on the replies)",
                 "dpo": "DPO (direct preference optimization: chosen over rejected replies)",
-                "orpo": "ORPO (odds-ratio preference optimization: chosen over rejected replies)"}
+                "orpo": "ORPO (odds-ratio preference optimization: chosen over rejected replies)",
+                "grpo": "GRPO (group relative policy optimization: learned by reward from its own replies)"}
+
+
+def _reward_shown(spec: str) -> str:
+    """A reward as a card names it: a custom reward's file by its name only (no path of the machine is published).
+
+    >>> _reward_shown("custom:/home/me/rewards.py:shaped:2")
+    'custom:rewards.py:shaped:2'
+    """
+    if not spec.startswith("custom:"):
+        return spec
+    where, _, rest = spec.removeprefix("custom:").partition(".py:")
+    return f"custom:{Path(where + '.py').name}:{rest}"
+
+
+def rewards_line(cfg, st: dict) -> str:
+    """A GRPO run's rewards with their weights, and the mean reward its last step earned (the card, the CLI)."""
+    from ftspace.rewards import parse
+
+    chosen = ", ".join(f"{_reward_shown(name)} (x{weight:g})" for name, weight in parse(cfg.rewards))
+    last = st.get("reward")
+    return f"- Rewards: {chosen}" + (f"; mean reward at the last step: {last:.3f}" if isinstance(last, float) else "")
 
 
 def model_card(run: Run, repo_id: str) -> str:
@@ -96,7 +118,8 @@ def model_card(run: Run, repo_id: str) -> str:
 
     front = yaml.safe_dump(meta, sort_keys=False).strip()
     shown = dict(cfg.to_dict(), dataset=data_name, model_name=base,
-                 test_dataset=dataset_label(cfg.test_dataset)[0] if cfg.test_dataset else "")
+                 test_dataset=dataset_label(cfg.test_dataset)[0] if cfg.test_dataset else "",
+                 rewards=[_reward_shown(r) for r in cfg.rewards])
     settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in shown.items())
     train_loss, eval_loss = st.get("train_loss"), st.get("eval_loss")
     evidence = _evaluation_section(run, st)
@@ -114,6 +137,7 @@ A LoRA adapter for [{base}](https://huggingface.co/{base}), fine-tuned with
 - Steps: {st.get('step')} of {st.get('total_steps')}
 - Final train loss: {f'{train_loss:.4f}' if isinstance(train_loss, float) else 'n/a'}
 - Final eval loss: {f'{eval_loss:.4f}' if isinstance(eval_loss, float) else 'n/a (no validation split)'}
+{rewards_line(cfg, st) if cfg.method == "grpo" else ""}
 
 ![loss curve](loss_curve.png)
 

@@ -38,6 +38,8 @@ def plan(config: dict, token: str | None = None, owner: str | None = None) -> di
     check_usable(report)
     rows = report.rows_kept
     train_rows = training_rows(rows, cfg)
+    if cfg.method == "grpo":  # each prompt is answered num_generations times: each reply is one example of a step
+        train_rows *= cfg.num_generations
     windows = None
     if text_chars:  # documents become windows of max_seq_length tokens: count those (approximately)
         windows = _windows(text_chars, "\n".join(sample)[:SAMPLE_CHARS], cfg, token)
@@ -47,6 +49,8 @@ def plan(config: dict, token: str | None = None, owner: str | None = None) -> di
     # tokens the run trains on: what sizes a catalogued time (here, or on Hugging Face Jobs hardware)
     tokens = cfg.max_seq_length if windows else min(cfg.max_seq_length, sum(row_chars) / max(1, len(row_chars))
                                                      / CHARS_PER_TOKEN + TEMPLATE_TOKENS)
+    if cfg.method == "grpo":  # the reply it writes (its reference answer is not trained on), at its longest
+        tokens += cfg.max_completion_length
     out["train_tokens"] = round(out["steps"] * out["examples_per_step"] * tokens)
     if measured:
         out["time_source"] = "measured"

@@ -277,10 +277,13 @@ def _alive(pid, started) -> bool:
 
 
 def measured_step_seconds(cfg: RunConfig, owner: str | None = None) -> float | None:
-    """Seconds per step measured by the newest run with the same model and batch shape, if any; only `owner`'s
-    runs when given (on a shared app a visitor's estimate reads no one else's runs)."""
+    """Seconds per step measured by the newest run with the same model, method and batch shape (GRPO: also the
+    replies it writes a step), if any; only `owner`'s runs when given (on a shared app a visitor's estimate reads no
+    one else's runs)."""
     def shape(c: RunConfig):
-        return c.model_name, c.per_device_train_batch_size, c.gradient_accumulation_steps, c.max_seq_length
+        replies = (c.num_generations, c.max_completion_length) if c.method == "grpo" else ()
+        return (c.model_name, c.method, c.per_device_train_batch_size, c.gradient_accumulation_steps, c.max_seq_length,
+                *replies)
 
     for run in list_runs():
         if owner is not None and run.read_status().get("owner") != owner:

@@ -114,9 +114,9 @@ def write(tmp_path):
 
 # --- two test processes (`make test` runs `pytest -n 2 --dist loadscope`): a module is one unit of work, so its
 # tests run in one process (its app, started once per module, serves them all); the real-model module first, as
-# it is the longest unit (its tests share one trained run and the base model's cached probe answers)
+# it is the longest unit (its tests share one trained run and the base model's cached probe answers), then GRPO's
 
-REAL_MODEL_MODULE = "tests/test_learning.py"
+REAL_MODEL_MODULES = ("tests/test_grpo.py", "tests/test_learning.py")  # the longest last in this list: it goes first
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -130,8 +130,9 @@ def pytest_xdist_make_scheduler(config, log):
             return nodeid.split("::", 1)[0]
 
         def _assign_work_unit(self, node):
-            if REAL_MODEL_MODULE in self.workqueue:
-                self.workqueue.move_to_end(REAL_MODEL_MODULE, last=False)
+            for module in REAL_MODEL_MODULES:
+                if module in self.workqueue:
+                    self.workqueue.move_to_end(module, last=False)
             super()._assign_work_unit(node)
 
     return ModulesLongestFirst(config, log)

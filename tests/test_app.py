@@ -354,14 +354,16 @@ WILD = ROOT / "tests" / "data" / "wild"
 
 
 @pytest.mark.parametrize("name", ["blocks_openai.jsonl", "tools_hermes.jsonl", "corpus_document.txt",
-                                  "preference_strings.jsonl", "kto.jsonl"])
+                                  "preference_strings.jsonl", "kto.jsonl", "prompts_gsm8k.jsonl",
+                                  "prompts_messages_solution.jsonl"])
 def test_dataset_tab_reports_what_data_inspect_reports(served, name):
     from gradio_client import handle_file
 
     _, client, _, _ = served
     want = json.loads((WILD / "expected.json").read_text())[name]
     path = client.predict(handle_file(str(WILD / name)), "", api_name="/upload")
-    summary, _, _, _, dropped, *_, choice = client.predict("", path, "auto", "", "", "default", 64, api_name="/check")
+    summary, _, _, _, dropped, *_, choice, method = client.predict("", path, "auto", "", "", "default", 64,
+                                                                   api_name="/check")
     assert f"format **{want['format']}**" in summary and f"{want['rows_read']} rows read" in summary
     assert f"**{want['rows_kept']} kept**" in summary
     for note, count in want["notes"].items():
@@ -371,7 +373,9 @@ def test_dataset_tab_reports_what_data_inspect_reports(served, name):
     assert [[int(r[0]), r[1], r[2]] for r in rows] == want["dropped"]
     if "windows" in want:
         assert f"**{want['windows']} windows** of at most 64 tokens from 1 document" in summary
-    assert choice.get("visible") is (want["format"] == "preference"), choice
+    # Preference rows, and prompts with answers, offer their ways to learn; prompts with nothing to imitate pick GRPO
+    assert choice.get("visible") is (want["format"] == "preference" or "ready for GRPO" in str(want["notes"])), choice
+    assert (value_of(method) == "grpo") is (want["format"] == "prompts")
 
 
 def test_dataset_tab_refuses_media_in_one_line(served):

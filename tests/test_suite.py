@@ -58,16 +58,20 @@ def test_a_test_starts_with_its_own_mark_set():
     assert os.environ.get("FTSPACE_TEST_PROCESS") and os.environ.get("FTSPACE_TEST_MODULE")
 
 
-def test_make_test_runs_two_processes_and_keeps_the_real_model_tests_in_one_unit(request):
+def test_make_test_runs_two_processes_and_keeps_the_real_model_tests_in_their_units(request):
     """`make test` shares the cores between two test processes, a module each at a time; the real-model tests (the
-    `slow` mark, the shared `demo_run`) are all in one module, so they run in one process and train the demo once."""
-    from conftest import REAL_MODEL_MODULE
+    `slow` mark) are in the modules that start first, and those sharing the demo's run (`demo_run`) in one module, so
+    they run in one process and train the demo once."""
+    from conftest import REAL_MODEL_MODULES
 
     recipe = (ROOT / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "-n 2" in recipe and "--dist loadscope" in recipe, recipe
-    elsewhere = [item.nodeid for item in request.session.items if item.nodeid.split("::")[0] != REAL_MODEL_MODULE
-                 and (item.get_closest_marker("slow") or "demo_run" in item.fixturenames)]
-    assert not elsewhere, f"move these into {REAL_MODEL_MODULE}: {elsewhere}"
+    module = lambda item: item.nodeid.split("::")[0]  # noqa: E731
+    elsewhere = [item.nodeid for item in request.session.items
+                 if item.get_closest_marker("slow") and module(item) not in REAL_MODEL_MODULES]
+    assert not elsewhere, f"move these into one of {REAL_MODEL_MODULES}: {elsewhere}"
+    demo = {module(item) for item in request.session.items if "demo_run" in item.fixturenames}
+    assert demo <= {"tests/test_learning.py"}, demo
     if os.environ.get("PYTEST_XDIST_WORKER_COUNT") == "2":  # each process, and all it starts, on half the cores
         assert os.environ["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
 

@@ -47,11 +47,11 @@ def test_each_file_is_detected_converted_or_refused(name):
 
 def test_every_class_the_issue_names_has_a_file():
     formats_seen = {v.get("format", "refused") for v in EXPECTED.values()}
-    assert {"messages", "sharegpt", "text", "preference", "kto", "function_calls", "refused"} <= formats_seen
+    assert {"messages", "sharegpt", "text", "preference", "kto", "function_calls", "prompts", "refused"} <= formats_seen
     notes = {n for v in EXPECTED.values() for n in v.get("notes", {})}
     assert {messages.NOTE_BLOCKS, messages.NOTE_REASONING_DROPPED, messages.NOTE_EMPTY_REASONING, messages.NOTE_TAGS,
             messages.NOTE_SYSTEM_TOOLS, messages.NOTE_ENCODED_ARGS, messages.NOTE_WEIGHT, formats.NOTE_CHOSEN,
-            messages.NOTE_TOOL_BLOCKS} <= notes
+            messages.NOTE_TOOL_BLOCKS, formats.NOTE_PROMPTS} <= notes
     layouts = {v.get("layout") for v in EXPECTED.values()} - {None}
     assert layouts == {"documents separated by blank lines", "one document per line", "one document"}
 

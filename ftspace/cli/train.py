@@ -87,7 +87,8 @@ def follow(run, quiet: bool = False, scheduler=None, file=None) -> dict:
                     if event.get("total_steps") and bar.total != event["total_steps"]:
                         bar.total = event["total_steps"]
                     bar.n = event.get("step", bar.n)
-                    shown = {k: f"{event[k]:.4g}" for k in ("loss", "eval_loss", "tokens_per_s") if k in event}
+                    shown = {k: f"{event[k]:.4g}" for k in ("loss", "eval_loss", "reward", "tokens_per_s")
+                             if k in event}
                     if shown:
                         bar.set_postfix(shown, refresh=False)
                     bar.refresh()

@@ -15,7 +15,7 @@ from ftspace.data.load import bundled_examples, iter_rows, resolve
 from ftspace.errors import DataError, escape
 
 __all__ = ["DataReport", "open_dataset", "load_dataset", "check_usable", "scan", "split", "validation_rows",
-           "held_out_rows", "training_rows", "general_rows", "bundled_examples", "resolve"]
+           "held_out_rows", "training_rows", "general_rows", "bundled_examples", "resolve", "check_rewards"]
 
 MAX_DROPS_LISTED = 200  # a report lists this many dropped rows and counts the rest
 
@@ -72,7 +72,8 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
     counts fill in as it is consumed. Raises DataError for a source that cannot be used at all (also
     mid-stream: images, audio or video in any row). A Hub dataset is read with `token` only (the
     caller's, from ftspace.access; None sends none). `method` "sft" turns preference rows into their
-    chosen conversation; a preference method ("dpo", "orpo") needs preference rows and keeps them whole.
+    chosen conversation; a preference method ("dpo", "orpo") needs preference rows and keeps them whole; "grpo"
+    reads any row with a prompt as {"prompt", "answer"} (formats.to_prompt).
     """
     name = _display_name(source)
     layout = {}
@@ -83,27 +84,35 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
     columns = list(first[1])
     escaped = [escape(c, 60) for c in columns]  # column names are the visitor's text: one line each
     shown = ", ".join(escaped)
+    grpo = method == "grpo"
     fmt = "columns" if (prompt_column or response_column) else dataset_format
+    if grpo:  # any row with a prompt: read as prompts (and answers), whatever its format
+        media = next((c for c in formats.MEDIA_COLUMNS if first[1].get(c) not in (None, [], "")), None)
+        fmt = "multimodal" if media else "prompts"
     if fmt == "auto":
         fmt = formats.detect_format(columns, first[1])
         if fmt is None:
             raise DataError(f"{name}: cannot tell the format from the columns {escaped}: set dataset_format, "
                             "or map a prompt_column and response_column.")
     try:
-        convert = formats.converter_for(fmt, columns, prompt_column, response_column)
+        convert = (lambda row: formats.to_prompt(row, prompt_column, response_column)) if fmt == "prompts" else \
+            formats.converter_for(fmt, columns, prompt_column, response_column)
     except messages.RowError as e:
         raise DataError(f"{name}: {escape(e.reason)} (columns: {shown}).") from None
-    if fmt == "columns":
-        missing = [c for c in (prompt_column, response_column) if c not in columns]
+    if prompt_column or response_column:
+        missing = [c for c in (prompt_column, response_column) if c and c not in columns]
         if missing:
             raise DataError(f"{name}: column {escape(missing[0], 60)!r} not found: the columns are {shown}.")
     if fmt == "multimodal":
         media = next(c for c in formats.MEDIA_COLUMNS if first[1].get(c) not in (None, [], ""))
         raise DataError(f"{name}: {messages.media_reason(f'the {escape(media, 60)!r} column')}.")
-    preference = method != "sft"
+    preference = method in ("dpo", "orpo")
     if preference and fmt != "preference":
         raise DataError(f"{name}: method {method} learns from preference rows (prompt, chosen, rejected), but this "
                         f"file is {fmt}: use a preference dataset, or set method to sft.")
+    if grpo and format_is_preference(columns):
+        raise DataError(f"{name}: method grpo learns from prompts with answers, but this file holds preference rows "
+                        "(chosen, rejected): set method dpo or orpo, or use prompts with answers.")
     report = DataReport(source=name, format=fmt, columns=columns, layout=layout.get("layout", ""))
 
     last_document = [None]
@@ -111,9 +120,15 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
     def examples():
         for row_no, row in _chain(first, rows):
             report.rows_read += 1
+            if not grpo and formats.prompts_ready(row):
+                messages.note(report.notes, formats.NOTE_PROMPTS)
             try:
                 example = messages.validate(convert(row), report.notes)
-                if not preference:
+                if grpo and example["answer"]:
+                    messages.note(report.notes, formats.NOTE_PROMPTS)
+                if grpo and example.get("tools"):
+                    messages.note(report.notes, formats.NOTE_PROMPT_TOOLS)
+                if not preference and not grpo:
                     example = formats.as_sft(example, report.notes)
             except messages.MediaError as e:
                 raise DataError(f"{name}: row {row_no}: {escape(e.field, 60)}: {escape(e.reason)}.") from None
@@ -166,9 +181,28 @@ def check_usable(report: DataReport):
                         "format per file (or set dataset_format to keep only the matching rows).")
     if not report.rows_kept:
         first_drop = report.dropped[0]
+        fix = ("These rows are prompts with answers: set method grpo to learn from them by reward."
+               if report.notes.get(formats.NOTE_PROMPTS) else "Check the format or the column mapping.")
         raise DataError(f"{report.source}: no usable rows ({report.rows_read} read as {report.format}); row "
-                        f"{first_drop['row']}: {first_drop['field']}: {first_drop['reason']}. Check the format "
-                        "or the column mapping.")
+                        f"{first_drop['row']}: {first_drop['field']}: {first_drop['reason']}. {fix}")
+
+
+def check_rewards(report: DataReport, cfg) -> None:
+    """After a GRPO run's data is read: every reward finds the column it needs in some row (DataError in one line
+    otherwise). A row without it scores 0 on that reward."""
+    from ftspace.rewards import needed_columns
+
+    have = {"answer": report.notes.get(formats.NOTE_PROMPTS, 0), "tools": report.notes.get(formats.NOTE_PROMPT_TOOLS, 0)}
+    for column, reward in needed_columns(cfg).items():
+        if not have.get(column):
+            where = {"answer": "an answer column (answer, solution, ...) or a reply to take as the reference",
+                     "tools": "a tools column (the functions a reply may call)"}[column]
+            raise DataError(f"{report.source}: reward {reward} needs each row's {column}, and none of its "
+                            f"{report.rows_kept} rows has one: add {where}, or choose other rewards.")
+
+
+def format_is_preference(columns) -> bool:
+    return {"chosen", "rejected"} <= set(columns)
 
 
 def _count(n: int, size: float) -> int:

@@ -29,6 +29,12 @@ CONVERSATION_COLUMNS = ("messages", "conversations", "conversation", "chat")
 MEDIA_COLUMNS = ("images", "image", "audio", "audios", "videos", "video")
 NOTE_CHOSEN = "preference rows: trained on the chosen reply only (method sft; set method dpo or orpo to learn from both)"
 NOTE_PREFERENCE = "preference rows: chosen and rejected replies kept for preference training"
+# GRPO: prompts, with the reference answer a reward may check
+PROMPT_COLUMNS = ("prompt", "question", "problem", "query", "instruction", "input")
+ANSWER_COLUMNS = ("answer", "solution", "reference", "ground_truth", "final_answer", "expected_answer", "gold")
+REPLY_COLUMNS = ("response", "output", "completion", "target")  # a demonstrated reply: the reference when no answer
+NOTE_PROMPTS = "prompts with answers: ready for GRPO (method grpo)"
+NOTE_PROMPT_TOOLS = "prompts offering tools"
 
 
 def detect_format(columns, first_row: dict) -> str | None:
@@ -72,6 +78,70 @@ def detect_format(columns, first_row: dict) -> str | None:
     if any(c in cols for c in TEXT_COLUMNS):
         return "text"
     return None
+
+
+def prompts_ready(row: dict) -> bool:
+    """Is this row a prompt with a reference answer (a GRPO row)? An answer column beside a prompt column, or
+    beside a conversation whose last turn is the user's.
+
+    >>> prompts_ready({"question": "2+2?", "answer": "4"}), prompts_ready({"prompt": "Hi", "response": "Hello"})
+    (True, False)
+    """
+    answer = next((c for c in ANSWER_COLUMNS if row.get(c) not in (None, "", [])), None)
+    if answer is None:
+        return False
+    if any(isinstance(row.get(c), (str, list)) and row.get(c) for c in PROMPT_COLUMNS if c != answer):
+        return True
+    conversation = next((row[k] for k in CONVERSATION_COLUMNS if k in row), None)
+    if isinstance(conversation, str):
+        conversation = loose_json(conversation)
+    last = conversation[-1] if isinstance(conversation, list) and conversation else None
+    return isinstance(last, dict) and (last.get("role") or last.get("from")) in ("user", "human")
+
+
+def to_prompt(row: dict, prompt_column: str = "", answer_column: str = "") -> dict:
+    """A row as GRPO takes it: {"prompt": [messages ending with the user's turn], "answer": reference text or
+    "" (none), "tools"?}. The prompt is a prompt-like column (text or messages), a conversation (its last reply,
+    if any, is the reference unless an answer column gives one), or an instruction (+ input); the answer is an
+    answer-like column, else the demonstrated reply.
+
+    >>> to_prompt({"question": "2+2?", "answer": 4})
+    {'prompt': [{'role': 'user', 'content': '2+2?'}], 'answer': '4'}
+    >>> to_prompt({"messages": [{"role": "user", "content": "Hi"}]})["answer"]
+    ''
+    """
+    answer_column = answer_column or next((c for c in ANSWER_COLUMNS if c in row), "")
+    conversation = next((k for k in CONVERSATION_COLUMNS if k in row), None)
+    reply = None
+    if prompt_column:
+        if prompt_column not in row:
+            raise RowError(prompt_column, f"column missing (columns here: {', '.join(escape(c, 60) for c in row)})")
+        prompt = _turns(row[prompt_column], prompt_column, default_role="user")
+    elif conversation and not any(row.get(c) not in (None, "", []) for c in PROMPT_COLUMNS):
+        prompt = [message(m, f"{conversation}[{i}]") for i, m in enumerate(list_of(row, conversation))]
+        if prompt and prompt[-1].get("role") in ("assistant", "gpt", "model", "bot"):
+            reply = prompt.pop()
+    elif "instruction" in row and "output" in row:
+        prompt = to_messages_alpaca(row)["messages"][:-1]
+        reply = {"content": row.get("output")}
+    else:
+        column = next((c for c in PROMPT_COLUMNS if row.get(c) not in (None, "", []) and c != answer_column), None)
+        if column is None:
+            raise RowError("prompt", "no prompt: GRPO needs a prompt (a prompt or question column, or messages "
+                                     "ending with the user's turn)")
+        prompt = _turns(row[column], column, default_role="user")
+    if not prompt:
+        raise RowError("prompt", "empty prompt")
+    if isinstance(row.get("system"), str) and row["system"].strip() and prompt[0].get("role") != "system":
+        prompt.insert(0, {"role": "system", "content": row["system"]})
+    answer = row.get(answer_column) if answer_column else None
+    if answer in (None, "", []):
+        reply_column = next((c for c in REPLY_COLUMNS if row.get(c) not in (None, "", [])), None)
+        answer = row[reply_column] if reply_column and not reply else (reply or {}).get("content")
+    if isinstance(answer, (list, dict)):
+        answer = json.dumps(answer, ensure_ascii=False)
+    out = {"prompt": prompt, "answer": "" if answer is None else str(answer)}
+    return _with_tools(row, out)
 
 
 def pair_columns(cols) -> tuple[str, str] | None:

@@ -22,6 +22,22 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
 
     model_name None skips tokenizing. `limit` stops after that many rows (the app's quick look); `progress`
     shows a bar on stderr when it is a terminal. Raises DataError for data that cannot be used at all."""
+    from ftspace.data.formats import NOTE_PROMPTS
+    from ftspace.errors import DataError
+
+    options = dict(dataset_format=dataset_format, prompt_column=prompt_column, response_column=response_column,
+                   dataset_config=dataset_config, dataset_split=dataset_split, model_name=model_name,
+                   max_seq_length=max_seq_length, limit=limit, token=token, progress=progress, text_stride=text_stride)
+    try:
+        return _inspect(source, method, **options)
+    except DataError as e:  # prompts with answers and no reply to imitate: shown as the GRPO rows they are
+        if method != "sft" or NOTE_PROMPTS.split(":")[0] not in str(e):
+            raise
+        return _inspect(source, "grpo", **options)
+
+
+def _inspect(source: str, method: str, *, dataset_format, prompt_column, response_column, dataset_config,
+             dataset_split, model_name, max_seq_length, limit, token, progress, text_stride) -> dict:
     from ftspace.data import check_usable, open_dataset
 
     report, stream = open_dataset(source, dataset_format=dataset_format, prompt_column=prompt_column,
@@ -36,6 +52,7 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
     if tokenizer is not None:
         from ftspace.data.formats import as_sft
         from ftspace.data.tokenize import TokenCounter, encode, tokenize_example, trained_pieces
+        from ftspace.engine.prepare import prompt_text
 
         counter = TokenCounter(max_seq_length)
     preview, windows = [], 0
@@ -46,6 +63,9 @@ def inspect_dataset(source: str, *, dataset_format: str = "auto", prompt_column:
             if "text" in example:  # cut into windows, as training will
                 pieces = encode(tokenizer, example, max_length=max_seq_length, stride=text_stride)
                 windows += len(pieces)
+            elif "answer" in example and "prompt" in example:  # a GRPO prompt: the model writes the rest
+                ids = tokenizer(prompt_text(tokenizer, example), add_special_tokens=False)["input_ids"]
+                pieces = [{"input_ids": ids, "assistant_masks": [0] * len(ids)}]
             else:
                 pieces = [tokenize_example(tokenizer, as_sft(example))]  # a preference row: its chosen reply
             for encoded in pieces:

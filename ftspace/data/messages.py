@@ -105,15 +105,18 @@ def loose_json(text: str):
 # --- validation of a canonical conversation
 
 
-def validate(example: dict, notes: dict | None = None) -> dict:
+def validate(example: dict, notes: dict | None = None, reply_needed: bool = True) -> dict:
     """Check a canonical row and normalise it in place (roles, content blocks, reasoning, tool-call dialects,
-    loss weights); raises RowError for an unusable row. `notes` counts what was converted (NOTE_* keys)."""
+    loss weights); raises RowError for an unusable row. `notes` counts what was converted (NOTE_* keys).
+    `reply_needed` False: a conversation without an assistant reply passes (a GRPO prompt)."""
     if "text" in example:
         if not example["text"].strip():
             raise RowError("text", "empty text")
         return example
     if "chosen" in example:
         return _validate_preference(example, notes)
+    if "answer" in example and "prompt" in example:
+        return _validate_prompt(example, notes)
     messages = example["messages"] = split_results(as_list(example["messages"], "messages"), notes)
     if not messages:
         raise RowError("messages", "empty conversation")
@@ -146,10 +149,27 @@ def validate(example: dict, notes: dict | None = None) -> dict:
             del messages[0]
             note(notes, NOTE_SYSTEM_TOOLS)
     assistants = [m for m in messages if m["role"] == "assistant"]
+    if not reply_needed:
+        return example
     if not assistants:
         raise RowError("messages", "no assistant reply to learn from")
     if all(m.get("weight") == 0 for m in assistants):
         raise RowError("messages", "every assistant turn has weight 0: nothing to learn (set weight 1 on at least one)")
+    return example
+
+
+def _validate_prompt(example: dict, notes: dict | None) -> dict:
+    """A GRPO row: the prompt a valid conversation ending with the user's (or a tool's) turn."""
+    conversation = {"messages": example["prompt"], **({"tools": example["tools"]} if example.get("tools") else {})}
+    try:
+        validate(conversation, notes, reply_needed=False)
+    except RowError as e:
+        raise RowError(e.field.replace("messages", "prompt", 1), e.reason) from None
+    example["prompt"] = conversation["messages"]
+    if conversation.get("tools"):
+        example["tools"] = conversation["tools"]
+    if example["prompt"][-1]["role"] == "assistant":
+        raise RowError("prompt", "the prompt ends with a reply: GRPO prompts end with the user's turn")
     return example
 
 

@@ -23,6 +23,13 @@ PREFERENCE_LOGS = {"rewards/margins": "reward_margin", "rewards/accuracies": "re
                    "eval_rewards/margins": "eval_reward_margin", "eval_rewards/accuracies": "eval_reward_accuracy"}
 
 
+# GRPO's log keys (TRL), as events.jsonl names them; each reward's mean is `reward_<name>`
+GRPO_LOGS = {"reward": "reward", "reward_std": "reward_std", "completions/mean_length": "completion_length",
+             "completions/clipped_ratio": "completion_clipped", "kl": "kl"}
+SAMPLE_EVERY = 5  # GRPO: a few prompts with their replies and rewards every this many steps (and the first)
+SAMPLES_SHOWN = 3
+
+
 def peak_memory_mb() -> float:
     import torch
 
@@ -31,6 +38,11 @@ def peak_memory_mb() -> float:
     from ftspace.memory import peak_rss_mb
 
     return peak_rss_mb()  # this process's own (ru_maxrss would include the parent's peak at fork)
+
+
+def _clip(text: str, n: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 class ProgressCallback(TrainerCallback):
@@ -46,6 +58,11 @@ class ProgressCallback(TrainerCallback):
         self.best_eval, self.bad_evals = float("inf"), 0
         self.t0 = self.first_step = None
         self.last_time, self.last_tokens = None, 0
+        self.samples = None
+        if cfg.method == "grpo":
+            from ftspace.rewards import Samples
+
+            self.samples = Samples()  # the reward functions record what they scored; a few are kept every few steps
 
     # --- lifecycle
     def on_train_begin(self, args, state, control, **kwargs):
@@ -95,6 +112,11 @@ class ProgressCallback(TrainerCallback):
         for key, name in PREFERENCE_LOGS.items():  # DPO / ORPO: how far the chosen replies lead the rejected
             if key in logs:
                 event[name] = float(logs[key])
+        for key, value in logs.items():  # GRPO: the mean reward (each reward's too), reply length, KL
+            name = GRPO_LOGS.get(key) or (f"reward_{key[8:-5]}" if key.startswith("rewards/") and key.endswith("/mean")
+                                          else None)
+            if name and isinstance(value, (int, float)) and math.isfinite(value):
+                event[name] = round(float(value), 5)
         if "loss" in logs:
             self.last_loss = event["loss"]
             span = now - self.last_time
@@ -110,10 +132,26 @@ class ProgressCallback(TrainerCallback):
             status["train_loss"] = self.last_loss
         if "eval_loss" in event:
             status["eval_loss"] = event["eval_loss"]
+        if "reward" in event:
+            status["reward"] = event["reward"]
         self.run.set_status(**status)
         if "loss" in event:
             eta = f", ETA {event['eta_s']:.0f}s" if "eta_s" in event else ""
-            self._say(f"step {state.global_step}/{state.max_steps} loss {event['loss']:.4f}{eta}")
+            reward = f" reward {event['reward']:.3f}" if "reward" in event else ""
+            self._say(f"step {state.global_step}/{state.max_steps} loss {event['loss']:.4f}{reward}{eta}")
+        if self.samples is not None and "loss" in event:
+            self._sample(state.global_step)
+
+    def _sample(self, step: int):
+        """Every SAMPLE_EVERY steps (and the first): a few prompts with a reply each and its rewards, in the events
+        (the Train tab shows them) and the log, so a person sees what is being learned (and reward hacking)."""
+        rows = self.samples.take(SAMPLES_SHOWN)
+        if not rows or (step - self.first_step != 1 and step % SAMPLE_EVERY):
+            return
+        self._append({"step": step, "time": round(time.time(), 3), "samples": rows})
+        for row in rows[:1]:
+            scores = ", ".join(f"{k} {v:g}" for k, v in row["rewards"].items() if v is not None)
+            self._say(f"sample at step {step}: {_clip(row['prompt'])!r} -> {_clip(row['completion'])!r} ({scores})")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         loss = (metrics or {}).get("eval_loss")

@@ -46,7 +46,7 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     if done is not None:
         return done
     from ftspace import limits, models
-    from ftspace.data import check_usable, general_rows, held_out_rows, open_dataset
+    from ftspace.data import check_rewards, check_usable, general_rows, held_out_rows, open_dataset
 
     cfg = run.config()
     model_path = models.resolve_model(cfg.model_name, progress=log, token=token)
@@ -58,6 +58,8 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     staging.mkdir()
     keep_within_limits(stream, staging / "all.jsonl", report, log)
     check_usable(report)
+    if cfg.method == "grpo":
+        check_rewards(report, cfg)
     from transformers import AutoTokenizer
 
     from ftspace.data.tokenize import set_chat_template, settle_reasoning_note
@@ -109,7 +111,8 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     (staging / "prepared.json").write_text(json.dumps(info, indent=1))
     os.replace(staging, final)  # all or nothing: a half-prepared run is prepared again
     log(f"prepared on CPU: {counts['train']} training and {counts['eval']} validation "
-        f"{'examples tokenized' if cfg.method == 'sft' else 'preference rows'}, {test_rows} test rows kept apart")
+        f"{ {'sft': 'examples tokenized', 'grpo': 'prompts'}.get(cfg.method, 'preference rows')}, {test_rows} test rows "
+        "kept apart")
     return info
 
 
@@ -211,6 +214,34 @@ def load_preference(run: Run, tokenizer):
             return Dataset.from_list([preference_texts(tokenizer, json.loads(line)) for line in fh])
 
     return part("train"), part("eval")
+
+
+def prompt_text(tokenizer, example: dict) -> str:
+    """A GRPO row's prompt rendered through the model's chat template, ready for the reply (tools where the
+    template has a place for them, folded into the prompt otherwise), as chat will prompt the model."""
+    from ftspace.data.tokenize import fold_tools, for_template, render, supports_tools
+
+    rows = {"messages": example["prompt"], "tools": example.get("tools")}
+    if supports_tools(tokenizer):
+        return render(tokenizer, for_template(tokenizer, rows["messages"]), rows["tools"], add_generation_prompt=True)
+    return render(tokenizer, for_template(tokenizer, fold_tools(rows)), None, add_generation_prompt=True)
+
+
+def load_prompts(run: Run, tokenizer):
+    """The GRPO training dataset from the prepared rows: "prompt" (rendered text), "answer" (the reference, "" for
+    none) and "tools" (JSON text, "" for none), the columns the rewards read, and "prompt_shown" (the samples')."""
+    from datasets import Dataset
+
+    with open(prepared_dir(run) / "train.jsonl", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    return Dataset.from_list([{"prompt": prompt_text(tokenizer, row), "answer": row.get("answer") or "",
+                               "tools": json.dumps(row["tools"]) if row.get("tools") else "",
+                               "prompt_shown": _last_user(row["prompt"])} for row in rows])
+
+
+def _last_user(messages: list[dict]) -> str:
+    """What a person reads as the prompt: the last user turn's text (the samples show it, not the template)."""
+    return next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
 
 
 def probe(tokenizer, cfg) -> list[int]:

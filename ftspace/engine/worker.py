@@ -62,6 +62,10 @@ def build_trainer(run: Run, deadline: float | None = None):
     log(prepared["data"])
     if cfg.method == "sft":
         train_ds, eval_ds = load_prepared(run, tokenizer, cfg, log)
+    elif cfg.method == "grpo":
+        from ftspace.engine.prepare import load_prompts
+
+        train_ds, eval_ds = load_prompts(run, tokenizer), None
     else:
         from ftspace.engine.prepare import load_preference
 
@@ -126,8 +130,13 @@ def build_trainer(run: Run, deadline: float | None = None):
     final_eval = len(eval_ds) if eval_ds is not None and not cfg.eval_steps else 0  # train() evaluates at the end
     progress = ProgressCallback(run, cfg, backend, deadline=deadline, final_eval_rows=final_eval)
     trainer_class, args = trainer_for(cfg, common, backend)
+    extra = {}
+    if cfg.method == "grpo":  # the rewards, named as the run's config names them; their samples for the log
+        from ftspace import rewards
+
+        extra["reward_funcs"], args.reward_weights = rewards.reward_functions(cfg, log, progress.samples)
     trainer = trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                            processing_class=tokenizer, callbacks=[progress])
+                            processing_class=tokenizer, callbacks=[progress], **extra)
     run.set_status(trainer_class=backends.trainer_class_name(trainer))
     trainer.remove_callback(PrinterCallback)  # ours prints one readable line per step instead
     atomic_checkpoints(trainer, run.checkpoints_dir)
@@ -137,13 +146,22 @@ def build_trainer(run: Run, deadline: float | None = None):
 
 
 def trainer_for(cfg, common: dict, backend: str):
-    """(trainer class, its config) for the run's method: TRL's SFT, DPO or ORPO trainer (Unsloth's patched
-    ones where Unsloth was imported first). DPO's reference model is the base itself: the same weights
+    """(trainer class, its config) for the run's method: TRL's SFT, DPO, ORPO or GRPO trainer (Unsloth's patched
+    ones where Unsloth was imported first). DPO's and GRPO's reference model is the base itself: the same weights
     with the LoRA adapter switched off, so no second copy is loaded."""
     if cfg.method == "sft":
         from trl import SFTConfig, SFTTrainer
 
         return SFTTrainer, SFTConfig(**common, packing=cfg.packing)
+    if cfg.method == "grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        # Replies are sampled (temperature 1, TRL's default); the prompt is as long as it is (max_length is SFT's)
+        grpo = {k: v for k, v in common.items() if k not in ("max_length", "include_num_input_tokens_seen",
+                                                           "per_device_eval_batch_size")}
+        return GRPOTrainer, GRPOConfig(**grpo, num_generations=cfg.num_generations, beta=cfg.beta,
+                                       max_completion_length=cfg.max_completion_length, log_completions=False,
+                                       per_device_eval_batch_size=cfg.num_generations)
     if backend == "unsloth":
         from unsloth.models import PatchDPOTrainer
 

@@ -42,7 +42,8 @@ def test_rows(run: Run, options: EvalOptions, token: str | None = None) -> tuple
     from ftspace.data import load_dataset
 
     if options.test_dataset.strip():  # on a shared app, at most the rows a run may read
-        rows, report = load_dataset(options.test_dataset, token=token, limit=limits.rows_cap())
+        method = "grpo" if run.config().method == "grpo" else "sft"  # a GRPO run's test rows: prompts (with answers)
+        rows, report = load_dataset(options.test_dataset, token=token, limit=limits.rows_cap(), method=method)
         return rows, report.source
     from ftspace.engine.prepare import prepared_dir, read_prepared
 
@@ -149,8 +150,11 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
 
     base_path = (read_prepared(run) or {}).get("model_path") or base_for(adapter, token)
     model = Evaluator(adapter, base_path)
-    max_length = run.config().max_seq_length
-    total = 4 * len(pairs) + 2 * len(probe)
+    cfg = run.config()
+    max_length = cfg.max_seq_length
+    grpo = cfg.method == "grpo"  # scored by its rewards; its references are answers, not replies to take a loss on
+    new_tokens = cfg.max_completion_length if grpo else options.max_new_tokens
+    total = (2 if grpo else 4) * len(pairs) + 2 * len(probe)
     done = 0
 
     def step(n: int, what: str):
@@ -166,10 +170,10 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
         for i in range(0, len(pairs), options.batch_size):
             step(0, f"{side} answers")
             batch = [t[0] for _, t in pairs[i:i + options.batch_size]]
-            answers[side] += model.answer(batch, options.max_new_tokens, base=side == "base")
+            answers[side] += model.answer(batch, new_tokens, base=side == "base")
             step(len(batch), f"{side} answers")
     losses = {}
-    for side in ("tuned", "base"):
+    for side in () if grpo else ("tuned", "base"):
         summed = count = 0
         for row, _ in pairs:
             step(0, f"{side} test loss")
@@ -195,13 +199,20 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
             step(len(batch), f"{side} probe")
     _keep(kept, probe_answers["base"])
 
-    card = scorecard([t[1] for _, t in pairs], answers, losses, probe, probe_answers)
-    card["examples"] = per_example([t for _, t in pairs], answers, card["task"], card.get("labels"))
+    rewarded = None
+    if grpo:
+        from ftspace.rewards import score_replies
+
+        rewarded = {side: score_replies(cfg, answers[side], [row for row, _ in pairs]) for side in ("base", "tuned")}
+    card = scorecard([t[1] for _, t in pairs], answers, losses, probe, probe_answers, rewarded)
+    card["examples"] = per_example([t for _, t in pairs], answers, card["task"], card.get("labels"), rewarded)
+    if grpo:
+        card["rewards"] = list(cfg.rewards)
     label = label_of(options.checkpoint) if options.checkpoint else (run.status().get("adapter_checkpoint") or "final")
     card.update(run=run.id, checkpoint=label, adapter_step=_step_of(adapter, run),
                 test={"source": source, "rows": len(pairs), "rows_available": available,
                       "capped": available > len(pairs), "max_rows": options.max_rows,
-                      "max_new_tokens": options.max_new_tokens},
+                      "max_new_tokens": new_tokens},
                 probe_source=Path(options.probe_file).name if options.probe_file else "bundled general probe")
     if save:
         folder = run.path / "evaluations"

@@ -32,6 +32,9 @@ def target(example: dict) -> tuple[dict, dict] | None:
     >>> p["messages"], r["text"]
     ([{'role': 'user', 'content': 'Hi'}], 'Hello')
     """
+    if "prompt" in example and "answer" in example:  # a GRPO row: the prompt, and the reference its rewards read
+        prompt = {"messages": example["prompt"], **({"tools": example["tools"]} if example.get("tools") else {})}
+        return prompt, {"text": example["answer"], "calls": [], "row": example}
     messages = example.get("messages")
     if not messages:
         return None
@@ -84,7 +87,7 @@ def task_of(references: list[dict]) -> tuple[str, list[str] | None]:
     return ("labels", labels) if labels else ("free text", None)
 
 
-PRIMARY = {"function calling": "exact_arguments", "labels": "accuracy", "free text": "token_f1"}
+PRIMARY = {"function calling": "exact_arguments", "labels": "accuracy", "free text": "token_f1", "rewards": "reward"}
 
 
 def scores_of(prediction: str, reference: dict, task: str, labels) -> dict:
@@ -100,13 +103,15 @@ def scores_of(prediction: str, reference: dict, task: str, labels) -> dict:
     return out
 
 
-def scorecard(references, answers, losses, probe, probe_answers) -> dict:
-    task, labels = task_of(references)
+def scorecard(references, answers, losses, probe, probe_answers, rewarded: dict | None = None) -> dict:
+    """`rewarded`: a GRPO run's {side: [each reply's rewards]} (ftspace.rewards.score_replies): its task is scored
+    by the run's own rewards."""
+    task, labels = ("rewards", None) if rewarded else task_of(references)
     card = {"task": task, "primary_metric": PRIMARY[task]}
     if labels:
         card["labels"] = labels
     for side in ("base", "tuned"):
-        per = [scores_of(a, r, task, labels) for a, r in zip(answers[side], references)]
+        per = rewarded[side] if rewarded else [scores_of(a, r, task, labels) for a, r in zip(answers[side], references)]
         names = sorted({k for p in per for k in p})
         side_card = {name: metrics.mean([p[name] for p in per if name in p]) for name in names}
         if losses.get(side) is not None:
@@ -131,13 +136,16 @@ def scorecard(references, answers, losses, probe, probe_answers) -> dict:
     return card
 
 
-def per_example(targets, answers, task, labels) -> list[dict]:
+def per_example(targets, answers, task, labels, rewarded: dict | None = None) -> list[dict]:
     """Prompt, reference, both answers and their primary scores; where tuned got worse first."""
     primary = PRIMARY[task]
     out = []
-    for (prompt, ref), base, tuned in zip(targets, answers["base"], answers["tuned"]):
-        b = scores_of(base, ref, task, labels).get(primary)
-        t = scores_of(tuned, ref, task, labels).get(primary)
+    for i, ((prompt, ref), base, tuned) in enumerate(zip(targets, answers["base"], answers["tuned"])):
+        if rewarded:
+            b, t = rewarded["base"][i][primary], rewarded["tuned"][i][primary]
+        else:
+            b = scores_of(base, ref, task, labels).get(primary)
+            t = scores_of(tuned, ref, task, labels).get(primary)
         user = next((m["content"] for m in reversed(prompt["messages"]) if m["role"] == "user"), "")
         reference = ref["text"] or "\n".join(json.dumps(c, ensure_ascii=False) for c in ref["calls"])
         out.append({"prompt": user, "reference": reference, "base": base, "tuned": tuned, "base_score": b,

@@ -24,7 +24,8 @@ def saved(run: Run) -> dict[str, dict]:
 
 METRIC_NAMES = {"test_loss": "test loss", "perplexity": "perplexity", "exact_match": "exact match",
                 "token_f1": "token F1", "rouge_l": "ROUGE-L", "accuracy": "accuracy", "valid_json": "valid JSON",
-                "right_function": "right function", "exact_arguments": "exact arguments"}
+                "right_function": "right function", "exact_arguments": "exact arguments",
+                "reward": "mean reward (weighted)"}
 LOWER_IS_BETTER = ("test_loss", "perplexity")
 
 
@@ -35,6 +36,9 @@ def table_rows(card: dict) -> list[list]:
         if key in card["base"] or key in card["tuned"]:
             b, t = card["base"].get(key), card["tuned"].get(key)
             rows.append([name, _fmt(b), _fmt(t), _fmt(t - b if b is not None and t is not None else None, sign=True)])
+    for key in sorted(k for k in card["base"] if k.startswith("reward_")):  # a GRPO run: each of its rewards
+        b, t = card["base"][key], card["tuned"].get(key)
+        rows.append([f"reward: {key[7:]}", _fmt(b), _fmt(t), _fmt(t - b if t is not None else None, sign=True)])
     f = card["forgetting"]
     rows.append([f"general probe ({f['questions']} questions)", _fmt(f["base"]), _fmt(f["tuned"]),
                  _fmt(f["change"], sign=True)])

@@ -121,7 +121,7 @@ def _read_log(run: runs.Run, api, follow: bool):
 # dropped (a job runs code from the visitor's own repo, so its log may say anything: "owner", a path ...).
 STATUS_FIELDS = {"status": str, "step": int, "total_steps": int, "eta_s": float, "train_loss": float,
                  "eval_loss": float, "error": str, "adapter_checkpoint": str, "compute_dtype": str, "device": str,
-                 "weights_dtype": str, "processes": int, "trainer_class": str, "stopped_early": bool}
+                 "weights_dtype": str, "processes": int, "trainer_class": str, "stopped_early": bool, "reward": float}
 CHECKPOINT_NAME = re.compile(r"^checkpoint-\d{1,9}$")
 
 
@@ -160,8 +160,24 @@ def _event(text: str) -> dict | None:
         return None
     if not isinstance(event, dict):
         return None
-    return {errors.escape(k, 40): (v if isinstance(v, (int, float, bool)) or v is None else errors.escape(str(v), 200))
-            for k, v in list(event.items())[:40]}
+    out = {errors.escape(k, 40): (v if isinstance(v, (int, float, bool)) or v is None else errors.escape(str(v), 200))
+           for k, v in list(event.items())[:40] if k != "samples"}
+    if "samples" in event:  # GRPO's replies with their rewards: a few rows of short text and numbers
+        out["samples"] = _samples(event["samples"])
+    return out
+
+
+def _samples(rows) -> list[dict]:
+    """A job's sampled replies, as the Train tab shows them: at most 4 rows of text and per-reward numbers."""
+    out = []
+    for row in rows[:4] if isinstance(rows, list) else []:
+        if not isinstance(row, dict):
+            continue
+        scores = row.get("rewards") if isinstance(row.get("rewards"), dict) else {}
+        out.append({**{k: errors.escape(str(row.get(k, "")), 500) for k in ("prompt", "completion", "answer")},
+                    "rewards": {errors.escape(str(k), 40): float(v) for k, v in list(scores.items())[:12]
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+    return out
 
 
 def _take(run: runs.Run, line: str, number: int):

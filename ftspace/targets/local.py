@@ -18,7 +18,8 @@ import psutil
 from ftspace import runs
 from ftspace.access import worker_env
 from ftspace.config import RunConfig
-from ftspace.data import resolve, scan
+from ftspace.data import check_rewards, resolve, scan
+from ftspace.errors import ConfigError
 from ftspace.engine import distributed, warm
 from ftspace.models import cpu_computes_bf16, hardware
 
@@ -164,10 +165,19 @@ def _warm_fork(run: runs.Run, resume: bool, env: dict) -> int | None:
 
 
 def preflight(cfg: RunConfig):
-    """Fail before a run exists when a local dataset cannot be used (Hub data is checked by the worker)."""
+    """Fail before a run exists when a local dataset cannot be used (Hub data is checked by the worker), or the
+    run cannot train on this machine's hardware."""
+    from ftspace import env
+
+    here = cfg.train_on != "hf_jobs" and not env.on_zerogpu()  # not a job's GPU, nor a ZeroGPU call's
+    if here and cfg.method == "grpo" and cfg.load_in_4bit and hardware()["kind"] == "cpu":
+        raise ConfigError("method grpo with load_in_4bit needs a CUDA GPU (4-bit weights and the replies GRPO "
+                          "writes are GPU work): set load_in_4bit to false on this CPU, or train on hf_jobs.")
     if resolve(cfg.dataset)[0] == "file":  # streamed: a large file is read through, not held
-        scan(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
-             response_column=cfg.response_column, method=cfg.method)
+        report = scan(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
+                      response_column=cfg.response_column, method=cfg.method)
+        if cfg.method == "grpo":
+            check_rewards(report, cfg)
 
 
 def start(cfg: RunConfig) -> tuple[runs.Run, subprocess.Popen]:

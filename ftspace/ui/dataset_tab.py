@@ -11,6 +11,7 @@ from ftspace import offload, targets
 from ftspace.owners import keep_upload, shown_dataset
 from ftspace.config import DATA_SUFFIXES, RunConfig
 from ftspace.data import bundled_examples
+from ftspace.data.formats import NOTE_PROMPTS
 from ftspace.errors import DataError
 from ftspace.ui import create_panel
 from ftspace.ui.common import UPLOAD_LIMIT_MB, caller_of, owner_of, user_errors, visitor_token
@@ -19,6 +20,8 @@ FORMATS = next(f.metadata["choices"] for f in fields(RunConfig) if f.name == "da
 PREFERENCE_CHOICES = {"imitating the chosen replies (SFT)": "sft",
                       "preferring chosen over rejected replies (DPO)": "dpo",
                       "preferring chosen over rejected, no reference model (ORPO)": "orpo"}
+PROMPT_CHOICES = {"imitating the answers (SFT)": "sft", "earning rewards for its own replies (GRPO)": "grpo"}
+METHOD_CHOICES = {**PREFERENCE_CHOICES, **PROMPT_CHOICES}
 INSPECT_ROWS = 5000  # rows read for the report and histogram; training reads them all
 
 
@@ -68,7 +71,7 @@ def wire(ui: dict):
                       ui["model_name"], ui["max_seq_length"]]
     outputs = [ui["data_summary"], ui["token_hist"], ui["masked_example"], ui["preview"], ui["dropped"],
                ui["dataset"], ui["dataset_format"], ui["prompt_column"], ui["response_column"], ui["train_dataset"],
-               ui["preference_choice"]]
+               ui["preference_choice"], ui["method"]]
 
     hidden = dict(api_visibility="private")
     ui["upload"].upload(accept_upload, [ui["upload"], ui["browser_id"]], [ui["data_source"]], api_name="upload").success(
@@ -86,7 +89,7 @@ def wire(ui: dict):
         inspect, hub_inputs, outputs, **hidden)
     ui["inspect"].click(inspect, inspect_inputs, outputs, api_name="check")
     ui["to_train"].click(lambda: gr.Tabs(selected="train"), None, [ui["tabs"]], **hidden)
-    ui["preference_choice"].input(lambda choice: PREFERENCE_CHOICES[choice], [ui["preference_choice"]],
+    ui["preference_choice"].input(lambda choice: METHOD_CHOICES[choice], [ui["preference_choice"]],
                                   [ui["method"]], **hidden)
     create_panel.wire(ui, lambda event: event.success(inspect, inspect_inputs, outputs, **hidden))
 
@@ -165,15 +168,29 @@ def inspect(browser_id, source, fmt, prompt_col, response_col, model_name, max_l
     if notes:
         summary += "\n\n" + "\n".join(f"- {note}" for note in notes)
     preference = report["format"] == "preference"
+    prompts = report["format"] == "prompts" or bool(report.get("notes", {}).get(NOTE_PROMPTS))
     if preference:
         summary += ("\n\n**Preference data** (a prompt, a chosen and a rejected reply): train on the chosen replies "
                     "(SFT), or teach the model to prefer them with DPO or ORPO: choose below.")
+        choice = gr.Radio(list(PREFERENCE_CHOICES), value=next(iter(PREFERENCE_CHOICES)), visible=True,
+                          label="Preference data: learn from it by (sets the Train tab's method)")
+    elif prompts:
+        only = report["format"] == "prompts"  # no reply to imitate: GRPO is the way to learn from them
+        summary += ("\n\n**Prompts with answers**: " + ("no reply to imitate, so the model learns by reward (GRPO): "
+                    "it writes several replies to each prompt and is moved toward those the rewards score best; "
+                    "choose the rewards in the Train tab." if only else "imitate the answers (SFT), or let the model "
+                    "earn rewards for its own replies (GRPO; the rewards are chosen in the Train tab): choose below."))
+        choice = gr.Radio(list(PROMPT_CHOICES), value=list(PROMPT_CHOICES)[1 if only else 0], visible=True,
+                          label="Prompts with answers: learn from them by (sets the Train tab's method)")
+    else:
+        choice = gr.Radio(visible=False)
     dropped = [[d["row"], d["field"], d["reason"]] for d in report["dropped"]]
     chosen_fmt = fmt if fmt and fmt != "auto" else "auto"
     in_use = (f"**Dataset:** {shown_dataset(path)} · format **{report['format']}** · **{report['rows_kept']}** rows "
               f"kept{more} (checked in the Dataset tab)")
     return (summary, hist, highlighted, found["preview"], dropped or None, source, chosen_fmt,
-            prompt_col or "", response_col or "", in_use, gr.Radio(visible=preference))
+            prompt_col or "", response_col or "", in_use, choice,
+            gr.update(value="grpo") if report["format"] == "prompts" else gr.update())
 
 
 def _histogram(lengths: list[int], max_len: int):

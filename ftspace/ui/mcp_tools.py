@@ -190,7 +190,7 @@ def register(scheduler) -> list[str]:
 
         Args:
             config_yaml: RunConfig fields as YAML text, e.g. "dataset: example:facts\\nmax_steps: 30". Fields: model_name, dataset, dataset_format, max_steps, num_train_epochs, learning_rate, lora_r, lora_alpha, max_seq_length, ... (estimate_run checks them without starting).
-            settings: RunConfig fields as an object, applied over config_yaml, e.g. {"dataset": "my.jsonl (uploaded)", "max_steps": 60}.
+            settings: RunConfig fields as an object, applied over config_yaml, e.g. {"dataset": "my.jsonl (uploaded)", "max_steps": 60}. Learning by reward from prompts with answers: {"method": "grpo", "rewards": ["correct_answer", "format_tags:0.5"], "num_generations": 4} (rewards: correct_answer, format_tags, format_regex, think_format, valid_json, tool_call, length, no_repetition; their settings are the reward_* fields).
 
         Returns:
             JSON: "run_id", "status" ("queued" or "running"), "config" (the fields the run uses).
@@ -216,7 +216,7 @@ def register(scheduler) -> list[str]:
             run_id: the id start_run returned.
 
         Returns:
-            JSON: id, status, step, total_steps, train_loss, eval_loss, eta_s, tokens_per_s, error, has_adapter (true once ask_model and push_adapter can use it), log (recent lines).
+            JSON: id, status, step, total_steps, train_loss, eval_loss, eta_s, tokens_per_s, error, has_adapter (true once ask_model and push_adapter can use it), log (recent lines); a GRPO run also "rewards" (the last step's mean reward, each reward's, reply length, KL) and "samples" (the newest prompts with a reply each and its rewards).
         """
         caller = _caller(request)
         run = _run(run_id, caller.owner)
@@ -224,8 +224,12 @@ def register(scheduler) -> list[str]:
         st = run.status()
         last = next((e for e in reversed(run.all_events()) if "loss" in e), {})
         log = log_tail(run.log_path).splitlines()[-LOG_LINES:]
+        grpo = {}
+        if "reward" in last:
+            grpo["rewards"] = {k: v for k, v in last.items() if k.startswith("reward") or k in ("completion_length", "kl")}
+            grpo["samples"] = next((e["samples"] for e in reversed(run.all_events()) if e.get("samples")), [])
         return _json({**_summary(run), "eta_s": st.get("eta_s"), "tokens_per_s": last.get("tokens_per_s"),
-                      "has_adapter": (run.adapter_dir / "adapter_config.json").exists(), "log": log})
+                      "has_adapter": (run.adapter_dir / "adapter_config.json").exists(), "log": log, **grpo})
 
     @user_errors
     def list_runs(request: gr.Request = None) -> str:

@@ -37,6 +37,7 @@ def hardware_text() -> str:
 
 
 JOBS_FIELDS = ("jobs_flavor", "jobs_timeout_minutes")  # shown when the run trains on Hugging Face Jobs
+GRPO_FIELDS = tuple(f.name for f in config_fields() if f.metadata["group"] == "rewards")  # shown for method grpo
 
 
 def build(ui: dict):
@@ -50,10 +51,10 @@ def build(ui: dict):
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             for f in basic:
-                ui[f.name] = control_for(f, **({"visible": False} if f.name in JOBS_FIELDS else {}))
+                ui[f.name] = control_for(f, **({"visible": False} if f.name in JOBS_FIELDS + GRPO_FIELDS else {}))
             with gr.Accordion("Advanced", open=False):
                 for f in advanced:
-                    ui[f.name] = control_for(f)
+                    ui[f.name] = control_for(f, **({"visible": False} if f.name in GRPO_FIELDS else {}))
         with gr.Column(scale=3):
             ui["train_dataset"] = gr.Markdown("**Dataset:** example:facts · not checked yet (the Dataset tab checks "
                                               "it)", elem_id="train-dataset")
@@ -67,7 +68,7 @@ def build(ui: dict):
                 ui["to_eval"] = gr.Button("Evaluate →", variant="primary")
                 ui["to_chat"] = gr.Button("Chat with it →", variant="primary")
             ui["loss_plot"] = gr.LinePlot(x="step", y="loss", color="series", height=280, elem_id="loss-plot",
-                                          label="Loss (DPO / ORPO: and the reward margin)")
+                                          label="Loss (DPO / ORPO: and the reward margin; GRPO: the rewards)")
             ui["log_tail"] = gr.Textbox(label="Log: ftspace's own lines (what libraries print stays in the run's log "
                                                 "file)", lines=8, max_lines=8, autoscroll=True, interactive=False)
             with gr.Accordion("The same run from the command line", open=False):
@@ -88,6 +89,9 @@ def wire(ui: dict, scheduler):
     ui["train_on"].change(lambda where: [gr.update(visible=where == "hf_jobs")] * len(JOBS_FIELDS), [ui["train_on"]],
                           [ui[name] for name in JOBS_FIELDS], queue=False, show_progress="hidden",
                           api_visibility="private")
+    ui["method"].change(lambda method: [gr.update(visible=method == "grpo")] * len(GRPO_FIELDS), [ui["method"]],
+                        [ui[name] for name in GRPO_FIELDS], queue=False, show_progress="hidden",
+                        api_visibility="private")
     gr.on([c.change for c in controls], show_cli, controls, [ui["cli_command"], ui["cli_yaml"], ui["yaml_download"]],
           show_progress="hidden", queue=False, api_visibility="private")
     ui["estimate_btn"].click(estimate, who + controls, [ui["estimate"]], concurrency_id="estimate",
@@ -236,6 +240,7 @@ def progress(scheduler, run_id, owner):
                if "reward_margin" in e]
     points += [{"step": e["step"], "loss": e["eval_reward_margin"], "series": "eval reward margin"} for e in events
                if "eval_reward_margin" in e]
+    points += grpo_points(events)
     last = next((e for e in reversed(events) if "loss" in e), {})
     parts = [f"**{run.id}**: **{st['status']}**"]
     if st["status"] == "queued" and st.get("waiting"):
@@ -265,13 +270,46 @@ def progress(scheduler, run_id, owner):
     if "reward_accuracy" in last:
         parts.append(f"chosen preferred in {last['reward_accuracy']:.0%} of the batch, reward margin "
                      f"{last['reward_margin']:.3f}")
+    if "reward" in last:
+        parts.append(f"mean reward {last['reward']:.3f}" + (f", replies {last['completion_length']:.0f} tokens long"
+                                                             if "completion_length" in last else ""))
     if st.get("error"):
         parts.append(f"\n\n{scrub_paths(st['error'])}")
     if st["status"] == "completed" and st.get("stopped_early"):
         parts.append("(stopped early; resumable)")
     log = scrub_paths(log_tail(run.log_path))
     active = st["status"] in runs.ACTIVE
-    return " · ".join(parts), pd.DataFrame(points) if points else None, log, gr.Timer(active=active)
+    return " · ".join(parts) + samples_table(events), pd.DataFrame(points) if points else None, log, \
+        gr.Timer(active=active)
+
+
+def grpo_points(events: list[dict]) -> list[dict]:
+    """GRPO: the mean reward and each reward's, per step (the plot's series), and the KL to the base where held."""
+    points = []
+    for e in events:
+        if "reward" not in e:
+            continue
+        points.append({"step": e["step"], "loss": e["reward"], "series": "mean reward (weighted)"})
+        points += [{"step": e["step"], "loss": v, "series": f"reward: {k[7:]}"} for k, v in e.items()
+                   if k.startswith("reward_") and k != "reward_std"]
+        if "kl" in e:
+            points.append({"step": e["step"], "loss": e["kl"], "series": "KL to the base"})
+    return points
+
+
+def samples_table(events: list[dict]) -> str:
+    """GRPO: the newest sampled replies with their rewards, as a table under the status line."""
+    latest = next((e for e in reversed(events) if e.get("samples")), None)
+    if latest is None:
+        return ""
+    cell = lambda text, n: " ".join(str(text).split())[:n].replace("|", "\\|").replace("<", "&lt;")  # noqa: E731
+    rows = [f"\n\n**Replies at step {latest['step']}** (a few, with their rewards):\n",
+            "| prompt | reply | answer | rewards |", "| --- | --- | --- | --- |"]
+    for r in latest["samples"]:
+        scores = ", ".join(f"{k} {v:g}" for k, v in r["rewards"].items() if v is not None)
+        rows.append(f"| {cell(r['prompt'], 120)} | {cell(r['completion'], 240)} | {cell(r.get('answer', ''), 40)} | "
+                    f"{scores} |")
+    return "\n".join(rows)
 
 
 def _duration(seconds: float) -> str:

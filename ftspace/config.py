@@ -242,8 +242,9 @@ class RunConfig:
             raise ConfigError(f"text_stride {self.text_stride} must be below max_seq_length {self.max_seq_length}: "
                               "windows would not move forward. Lower text_stride.")
         if self.method != "sft" and self.mix_general_data:
-            raise ConfigError(f"method {self.method} learns from {'prompts' if self.method == 'grpo' else 'preference rows'}"
-                              "; general rows are plain replies: set mix_general_data to 0.")
+            rows = "prompts" if self.method == "grpo" else "preference rows"
+            raise ConfigError(f"method {self.method} learns from {rows}; general rows are plain replies: set "
+                              "mix_general_data to 0.")
         if self.method != "sft" and self.packing:
             raise ConfigError(f"method {self.method} compares whole replies, so packing does not apply: set "
                               "packing to false.")

@@ -56,6 +56,7 @@ def run_values(**overrides):
     values.update(PRESETS["quick demo"])
     values.update(overrides)
     values["target_modules"] = ",".join(values["target_modules"])
+    values["rewards"] = ",".join(values["rewards"])
     return [values[f.name] for f in fields(RunConfig)]
 
 
@@ -362,8 +363,7 @@ def test_dataset_tab_reports_what_data_inspect_reports(served, name):
     _, client, _, _ = served
     want = json.loads((WILD / "expected.json").read_text())[name]
     path = client.predict(handle_file(str(WILD / name)), "", api_name="/upload")
-    summary, _, _, _, dropped, *_, choice, method = client.predict("", path, "auto", "", "", "default", 64,
-                                                                   api_name="/check")
+    summary, _, _, _, dropped, *_, choice = client.predict("", path, "auto", "", "", "default", 64, api_name="/check")
     assert f"format **{want['format']}**" in summary and f"{want['rows_read']} rows read" in summary
     assert f"**{want['rows_kept']} kept**" in summary
     for note, count in want["notes"].items():
@@ -375,7 +375,7 @@ def test_dataset_tab_reports_what_data_inspect_reports(served, name):
         assert f"**{want['windows']} windows** of at most 64 tokens from 1 document" in summary
     # Preference rows, and prompts with answers, offer their ways to learn; prompts with nothing to imitate pick GRPO
     assert choice.get("visible") is (want["format"] == "preference" or "ready for GRPO" in str(want["notes"])), choice
-    assert (value_of(method) == "grpo") is (want["format"] == "prompts")
+    assert (choice.get("value") == "earning rewards for its own replies (GRPO)") is (want["format"] == "prompts"), choice
 
 
 def test_dataset_tab_refuses_media_in_one_line(served):

@@ -30,6 +30,17 @@ def wait_until(predicate, timeout=180, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def stopped_after(run, steps: int) -> dict:
+    """Stop a started run once it has trained `steps` steps (or ended): its status once it has stopped, which must
+    be a completed run stopped early (a stop saves the adapter and a checkpoint)."""
+    wait_until(lambda: run.status().get("step", 0) >= steps or run.status()["status"] in runs.FINISHED, timeout=300,
+               what=f"{steps} steps")
+    run.request_stop()
+    st = run.wait(timeout=300)
+    assert st["status"] == "completed" and st["stopped_early"], run.log_path.read_text()[-3000:]
+    return st
+
+
 def lora_b_norm(adapter_dir):
     from safetensors.torch import load_file
 

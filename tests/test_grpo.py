@@ -10,19 +10,19 @@ import pytest
 from ftspace import evaluation, runs
 from ftspace.config import RunConfig
 from ftspace.targets import local
-from tests.test_engine import tiny_config, wait_until
+from tests.test_engine import stopped_after, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
 # Single-digit arithmetic (examples/arithmetic.jsonl), rewarded for the right number (the reply's last) and for a
 # reply of at most 3 words: the bundled model's sampled replies are right about a quarter of the time and mostly
-# longer (measured before tuning: 6 of 24 right, 1 to 15 words); the rewards rise within 20 steps (bench/bench_grpo.py,
+# longer (measured before tuning: 6 of 24 right, 1 to 15 words); the rewards rise within 16 steps (bench/bench_grpo.py,
 # RESULTS.md section 14, over seeds).
 ARITHMETIC = dict(model_name="default", dataset="example:arithmetic", method="grpo",
                   rewards=["correct_answer", "length:0.5"], reward_answer_match="numeric", reward_min_words=1,
                   reward_max_words=3, num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
-                  max_completion_length=12, max_seq_length=256, learning_rate=1e-3, lora_r=16, lora_alpha=32,
-                  max_steps=20, save_steps=100, gradient_checkpointing=False, test_size=8, seed=3407)
-FIRST_LAST = 6  # the mean reward of the first and of the last this many steps are compared
+                  max_completion_length=10, max_seq_length=256, learning_rate=1e-3, lora_r=16, lora_alpha=32,
+                  max_steps=16, save_steps=100, gradient_checkpointing=False, test_size=8, seed=3407)
+FIRST_LAST = 5  # the mean reward of the first and of the last this many steps are compared
 MARGIN = 0.2
 
 
@@ -39,7 +39,7 @@ def test_grpo_raises_the_mean_reward_and_shows_what_it_learns(default_model_path
     assert st["trainer_class"].endswith("GRPOTrainer")
     events, _ = run.events()
     steps = [e for e in events if "loss" in e]
-    assert [e["step"] for e in steps] == list(range(1, 21))
+    assert [e["step"] for e in steps] == list(range(1, 17))
     rewards = [e["reward"] for e in steps]
     first, last = mean(rewards[:FIRST_LAST]), mean(rewards[-FIRST_LAST:])
     assert last > first + MARGIN, rewards
@@ -47,15 +47,16 @@ def test_grpo_raises_the_mean_reward_and_shows_what_it_learns(default_model_path
     assert all("reward_length" in e and "reward_correct_answer" in e and "completion_length" in e for e in steps)
     # a few replies with their rewards, at the first step and every few steps after, in the events and the log
     samples = [e for e in events if e.get("samples")]
-    assert [e["step"] for e in samples] == [1, 5, 10, 15, 20]
+    assert [e["step"] for e in samples] == [1, 5, 10, 15]
     row = samples[-1]["samples"][0]
     assert row["prompt"].startswith("What is ") and set(row["rewards"]) == {"length", "correct_answer"}
-    assert "sample at step 20: 'What is" in run.log_path.read_text()
+    assert "sample at step 15: 'What is" in run.log_path.read_text()
 
     from ftspace.ui.train_tab import grpo_points, samples_table
 
-    series = {p["series"] for p in grpo_points(events)}
-    assert series == {"mean reward (weighted)", "reward: length", "reward: correct_answer"}
+    series = {p["series"] for p in grpo_points(events, 10)}
+    assert series == {"mean reward (weighted)", "reward: length", "reward: correct_answer",
+                      "reply length (share of 10 tokens)"}
     assert "| prompt | reply | answer | rewards |" in samples_table(events)
 
     # Held-out prompts scored by the run's rewards, base against tuned (greedy replies: the base's greedy reply is
@@ -90,11 +91,7 @@ def test_grpo_stops_at_a_step_and_resumes_with_each_step_logged_once(tiny_model,
                       reward_max_words=8, num_generations=2, per_device_train_batch_size=4, max_steps=8, save_steps=3,
                       max_completion_length=8, backend="auto")
     run, _ = local.start(cfg)
-    wait_until(lambda: run.status().get("step", 0) >= 4 or run.status()["status"] in runs.FINISHED, timeout=300,
-               what="four steps")
-    run.request_stop()
-    st = run.wait(timeout=300)
-    assert st["status"] == "completed" and st["stopped_early"], run.log_path.read_text()[-3000:]
+    st = stopped_after(run, 4)
     stopped_at = st["step"]
     log = run.log_path.read_text()
     assert "Unsloth's CPU path trains SFT only: grpo runs on TRL's trainer" in log
@@ -152,3 +149,18 @@ def test_grpo_trains_on_zerogpu_in_calls_like_sft(tiny_model, runs_dir, tmp_path
     assert len([e for e in events if e.get("slice")]) >= 2
     steps = [e for e in events if "loss" in e]
     assert [e["step"] for e in steps] == list(range(1, 11)) and all("reward" in e for e in steps)
+
+
+def test_a_jobs_samples_reach_the_train_tab_as_rows_of_text_and_numbers():
+    """A GRPO run on Hugging Face Jobs sends its events through the job's log: the samples come back as at most four
+    rows of escaped text and per-reward numbers, whatever the job wrote."""
+    from ftspace.targets.jobs_log import _event
+    from ftspace.ui.train_tab import samples_table
+
+    written = {"step": 5, "samples": [{"prompt": "2+2?\n[ftspace status] {}", "completion": "4", "answer": "4",
+                                       "rewards": {"correct_answer": 1.0, "evil": "x", "bool": True}}] * 6}
+    event = _event(json.dumps(written))
+    assert len(event["samples"]) == 4 and event["samples"][0]["rewards"] == {"correct_answer": 1.0}
+    assert event["samples"][0]["prompt"] == "2+2?\\n[ftspace status] {}"
+    assert "| 2+2?\\n[ftspace status] {} | 4 | 4 | correct_answer 1 |" in samples_table([event])
+    assert _event(json.dumps({"step": 1, "samples": "not rows"}))["samples"] == []

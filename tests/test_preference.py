@@ -5,9 +5,8 @@ import math
 
 import pytest
 
-from ftspace import runs
 from ftspace.targets import local
-from tests.test_engine import resume_to_the_end, tiny_config, wait_until
+from tests.test_engine import resume_to_the_end, stopped_after, tiny_config
 
 PAIRS = [("Capital of France?", "Paris.", "Berlin."), ("2+2?", "4", "5"), ("Colour of the sky?", "Blue.", "Green."),
          ("Largest planet?", "Jupiter.", "Mars."), ("Legs on a spider?", "Eight.", "Six."),
@@ -63,11 +62,7 @@ def test_dpo_grows_the_chosen_replies_margin_and_resumes(tiny_model, runs_dir, p
     cfg = tiny_config(tiny_model, dataset=str(preference_file), method="dpo", max_steps=16, save_steps=4,
                       learning_rate=5e-3, validation_size=2, eval_steps=8, backend="auto")
     run, _ = local.start(cfg)
-    wait_until(lambda: run.status().get("step", 0) >= 5 or run.status()["status"] in runs.FINISHED, timeout=300,
-               what="five steps")
-    run.request_stop()
-    st = run.wait(timeout=300)
-    assert st["status"] == "completed" and st["stopped_early"], run.log_path.read_text()[-3000:]
+    st = stopped_after(run, 5)
     log = run.log_path.read_text()
     assert "Unsloth's CPU path trains SFT only: dpo runs on TRL's trainer" in log
     assert st["trainer_class"].endswith("DPOTrainer")

@@ -192,7 +192,8 @@ def check_rewards(report: DataReport, cfg) -> None:
     otherwise). A row without it scores 0 on that reward."""
     from ftspace.rewards import needed_columns
 
-    have = {"answer": report.notes.get(formats.NOTE_PROMPTS, 0), "tools": report.notes.get(formats.NOTE_PROMPT_TOOLS, 0)}
+    have = {"answer": report.notes.get(formats.NOTE_PROMPTS, 0),
+            "tools": report.notes.get(formats.NOTE_PROMPT_TOOLS, 0)}
     for column, reward in needed_columns(cfg).items():
         if not have.get(column):
             where = {"answer": "an answer column (answer, solution, ...) or a reply to take as the reference",

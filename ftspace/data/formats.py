@@ -87,7 +87,7 @@ def prompts_ready(row: dict) -> bool:
     >>> prompts_ready({"question": "2+2?", "answer": "4"}), prompts_ready({"prompt": "Hi", "response": "Hello"})
     (True, False)
     """
-    answer = next((c for c in ANSWER_COLUMNS if row.get(c) not in (None, "", [])), None)
+    answer = next((c for c in ANSWER_COLUMNS if _given(row.get(c))), None)
     if answer is None:
         return False
     if any(isinstance(row.get(c), (str, list)) and row.get(c) for c in PROMPT_COLUMNS if c != answer):
@@ -135,13 +135,18 @@ def to_prompt(row: dict, prompt_column: str = "", answer_column: str = "") -> di
     if isinstance(row.get("system"), str) and row["system"].strip() and prompt[0].get("role") != "system":
         prompt.insert(0, {"role": "system", "content": row["system"]})
     answer = row.get(answer_column) if answer_column else None
-    if answer in (None, "", []):
+    if not _given(answer):
         reply_column = next((c for c in REPLY_COLUMNS if row.get(c) not in (None, "", [])), None)
         answer = row[reply_column] if reply_column and not reply else (reply or {}).get("content")
     if isinstance(answer, (list, dict)):
         answer = json.dumps(answer, ensure_ascii=False)
     out = {"prompt": prompt, "answer": "" if answer is None else str(answer)}
     return _with_tools(row, out)
+
+
+def _given(value) -> bool:
+    """A value with something in it (0 and false count; None, blanks and empty lists do not)."""
+    return value is not None and value != [] and bool(str(value).strip())
 
 
 def pair_columns(cols) -> tuple[str, str] | None:

@@ -51,8 +51,7 @@ def _inspect(source: str, method: str, *, dataset_format, prompt_column, respons
             tokens_error = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
     if tokenizer is not None:
         from ftspace.data.formats import as_sft
-        from ftspace.data.tokenize import TokenCounter, encode, tokenize_example, trained_pieces
-        from ftspace.engine.prepare import prompt_text
+        from ftspace.data.tokenize import TokenCounter, encode, prompt_text, tokenize_example, trained_pieces
 
         counter = TokenCounter(max_seq_length)
     preview, windows = [], 0

@@ -224,3 +224,12 @@ class TokenCounter:
 def trained_pieces(tokenizer, encoded: dict) -> list[list]:
     """An encoded example as [text, trained] pieces: what the response-only mask trains on."""
     return [[tokenizer.decode([tid]), bool(m)] for tid, m in zip(encoded["input_ids"], encoded["assistant_masks"])]
+
+
+def prompt_text(tokenizer, example: dict) -> str:
+    """A GRPO row's prompt rendered through the model's chat template, ready for the reply (tools where the
+    template has a place for them, folded into the prompt otherwise), as chat will prompt the model."""
+    rows = {"messages": example["prompt"], "tools": example.get("tools")}
+    if supports_tools(tokenizer):
+        return render(tokenizer, for_template(tokenizer, rows["messages"]), rows["tools"], add_generation_prompt=True)
+    return render(tokenizer, for_template(tokenizer, fold_tools(rows)), None, add_generation_prompt=True)

@@ -216,21 +216,12 @@ def load_preference(run: Run, tokenizer):
     return part("train"), part("eval")
 
 
-def prompt_text(tokenizer, example: dict) -> str:
-    """A GRPO row's prompt rendered through the model's chat template, ready for the reply (tools where the
-    template has a place for them, folded into the prompt otherwise), as chat will prompt the model."""
-    from ftspace.data.tokenize import fold_tools, for_template, render, supports_tools
-
-    rows = {"messages": example["prompt"], "tools": example.get("tools")}
-    if supports_tools(tokenizer):
-        return render(tokenizer, for_template(tokenizer, rows["messages"]), rows["tools"], add_generation_prompt=True)
-    return render(tokenizer, for_template(tokenizer, fold_tools(rows)), None, add_generation_prompt=True)
-
-
 def load_prompts(run: Run, tokenizer):
     """The GRPO training dataset from the prepared rows: "prompt" (rendered text), "answer" (the reference, "" for
     none) and "tools" (JSON text, "" for none), the columns the rewards read, and "prompt_shown" (the samples')."""
     from datasets import Dataset
+
+    from ftspace.data.tokenize import prompt_text
 
     with open(prepared_dir(run) / "train.jsonl", encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh]

@@ -71,7 +71,7 @@ def wire(ui: dict):
                       ui["model_name"], ui["max_seq_length"]]
     outputs = [ui["data_summary"], ui["token_hist"], ui["masked_example"], ui["preview"], ui["dropped"],
                ui["dataset"], ui["dataset_format"], ui["prompt_column"], ui["response_column"], ui["train_dataset"],
-               ui["preference_choice"], ui["method"]]
+               ui["preference_choice"]]
 
     hidden = dict(api_visibility="private")
     ui["upload"].upload(accept_upload, [ui["upload"], ui["browser_id"]], [ui["data_source"]], api_name="upload").success(
@@ -89,8 +89,10 @@ def wire(ui: dict):
         inspect, hub_inputs, outputs, **hidden)
     ui["inspect"].click(inspect, inspect_inputs, outputs, api_name="check")
     ui["to_train"].click(lambda: gr.Tabs(selected="train"), None, [ui["tabs"]], **hidden)
-    ui["preference_choice"].input(lambda choice: METHOD_CHOICES[choice], [ui["preference_choice"]],
-                                  [ui["method"]], **hidden)
+    # The choice sets the Train tab's method, also as a check sets it (prompts with nothing to imitate: GRPO);
+    # data with no such choice trains by SFT
+    ui["preference_choice"].change(lambda choice: METHOD_CHOICES.get(choice, "sft"), [ui["preference_choice"]],
+                                   [ui["method"]], **hidden)
     create_panel.wire(ui, lambda event: event.success(inspect, inspect_inputs, outputs, **hidden))
 
 
@@ -183,14 +185,13 @@ def inspect(browser_id, source, fmt, prompt_col, response_col, model_name, max_l
         choice = gr.Radio(list(PROMPT_CHOICES), value=list(PROMPT_CHOICES)[1 if only else 0], visible=True,
                           label="Prompts with answers: learn from them by (sets the Train tab's method)")
     else:
-        choice = gr.Radio(visible=False)
+        choice = gr.Radio(visible=False, value=None)
     dropped = [[d["row"], d["field"], d["reason"]] for d in report["dropped"]]
     chosen_fmt = fmt if fmt and fmt != "auto" else "auto"
     in_use = (f"**Dataset:** {shown_dataset(path)} · format **{report['format']}** · **{report['rows_kept']}** rows "
               f"kept{more} (checked in the Dataset tab)")
     return (summary, hist, highlighted, found["preview"], dropped or None, source, chosen_fmt,
-            prompt_col or "", response_col or "", in_use, choice,
-            gr.update(value="grpo") if report["format"] == "prompts" else gr.update())
+            prompt_col or "", response_col or "", in_use, choice)
 
 
 def _histogram(lengths: list[int], max_len: int):

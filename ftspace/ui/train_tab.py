@@ -240,7 +240,8 @@ def progress(scheduler, run_id, owner):
                if "reward_margin" in e]
     points += [{"step": e["step"], "loss": e["eval_reward_margin"], "series": "eval reward margin"} for e in events
                if "eval_reward_margin" in e]
-    points += grpo_points(events)
+    if run.config().method == "grpo":
+        points += grpo_points(events, run.config().max_completion_length)
     last = next((e for e in reversed(events) if "loss" in e), {})
     parts = [f"**{run.id}**: **{st['status']}**"]
     if st["status"] == "queued" and st.get("waiting"):
@@ -283,8 +284,9 @@ def progress(scheduler, run_id, owner):
         gr.Timer(active=active)
 
 
-def grpo_points(events: list[dict]) -> list[dict]:
-    """GRPO: the mean reward and each reward's, per step (the plot's series), and the KL to the base where held."""
+def grpo_points(events: list[dict], longest: int) -> list[dict]:
+    """GRPO: per step (the plot's series), the mean reward and each reward's, the replies' mean length as a share of
+    the longest allowed (`longest` tokens: on the rewards' scale), and the KL to the base where it is held."""
     points = []
     for e in events:
         if "reward" not in e:
@@ -292,6 +294,9 @@ def grpo_points(events: list[dict]) -> list[dict]:
         points.append({"step": e["step"], "loss": e["reward"], "series": "mean reward (weighted)"})
         points += [{"step": e["step"], "loss": v, "series": f"reward: {k[7:]}"} for k, v in e.items()
                    if k.startswith("reward_") and k != "reward_std"]
+        if "completion_length" in e:
+            points.append({"step": e["step"], "loss": e["completion_length"] / longest,
+                           "series": f"reply length (share of {longest} tokens)"})
         if "kl" in e:
             points.append({"step": e["step"], "loss": e["kl"], "series": "KL to the base"})
     return points

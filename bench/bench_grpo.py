@@ -1,5 +1,5 @@
-"""Benchmark 14: GRPO on a CPU, the bundled model learning short arithmetic answered inside tags (the settings of
-tests/test_grpo.py): over several seeds, the mean reward of the first and the last steps, its gain, and the wall
+"""Benchmark 14: GRPO on a CPU, the bundled model learning single-digit arithmetic answered in a few words (the
+settings of tests/test_grpo.py): over several seeds, the mean reward of the first and the last steps, its gain, and the wall
 time per step (generation of the replies included), with the spread across seeds.
 
 Each seed is one run through the worker (`ftspace.targets.local.start`), as the app and the CLI start them."""
@@ -40,7 +40,7 @@ def main():
         first, last = statistics.mean(rewards[:FIRST_LAST]), statistics.mean(rewards[-FIRST_LAST:])
         per_seed[seed] = {"first": round(first, 3), "last": round(last, 3), "gain": round(last - first, 3),
                           "step_s": round(statistics.median(times), 2), "rewards": [round(r, 3) for r in rewards],
-                          "tags_last": round(statistics.mean(e["reward_format_tags"] for e in steps[-FIRST_LAST:]), 3),
+                          "short_last": round(statistics.mean(e["reward_length"] for e in steps[-FIRST_LAST:]), 3),
                           "right_last": round(statistics.mean(e["reward_correct_answer"] for e in steps[-FIRST_LAST:]),
                                               3),
                           "compute_dtype": st.get("compute_dtype")}

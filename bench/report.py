@@ -240,10 +240,10 @@ def grpo_section(g) -> list[str]:
               f"{st['max_completion_length']} tokens a step, learning rate {st['learning_rate']:g}, {st['steps']} "
               f"steps; one run per seed ({', '.join(map(str, st['seeds']))}). The mean reward (weighted sum, as "
               f"TRL logs it) of the first and the last {st['compared_steps']} steps.", "",
-              "| seed | first steps | last steps | gain | tags right (last) | answer right (last) | s/step | precision |",
+              "| seed | first steps | last steps | gain | length reward (last) | answer right (last) | s/step | precision |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for seed, r in g["per_seed"].items():
-        lines.append(f"| {seed} | {r['first']:.3f} | {r['last']:.3f} | {r['gain']:+.3f} | {r['tags_last']:.3f} | "
+        lines.append(f"| {seed} | {r['first']:.3f} | {r['last']:.3f} | {r['gain']:+.3f} | {r['short_last']:.3f} | "
                      f"{r['right_last']:.3f} | {r['step_s']:.2f} | {r['compute_dtype']} |")
     lines += ["", f"Across seeds (min / median / max): first {fmt(g['first'])}, last {fmt(g['last'])}, gain "
               f"**{fmt(g['gain'])}**, seconds per step {fmt(g['step_s'])}.", ""]

@@ -19,7 +19,7 @@ from bench.common import save, spread  # noqa: E402
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=24)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ftspace-bench-grpo-"))
     os.environ.update(FTSPACE_RUNS=str(tmp / "runs"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")

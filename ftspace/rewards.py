@@ -68,9 +68,10 @@ BUILTIN = {r.name: r for r in (
 CUSTOM = "custom:"
 
 
-def describe() -> list[dict]:
-    """Every built-in reward: name, description, settings, needed columns (the Train tab, `--help`, MCP)."""
-    return [{"name": r.name, "description": r.description, "settings": list(r.settings), "needs": list(r.needs)}
+def describe() -> list[str]:
+    """Every built-in reward in a line: its name, what it scores, the settings it reads and the column each row
+    needs (`ftspace train --help`, the Train tab)."""
+    return [f"{r.name}: {r.description}" + (f" Needs each row's {', '.join(r.needs)}." if r.needs else "")
             for r in BUILTIN.values()]
 
 

@@ -130,6 +130,9 @@ def test_help_lists_every_field():
     assert "LoRA rank: adapter capacity" in " ".join(text.split())  # the field's own help
     assert "{linear,cosine,constant,constant_with_warmup}" in text  # its choices
     assert "--no-packing" in text  # booleans both ways
+    from ftspace.rewards import BUILTIN
+
+    assert "rewards (method grpo;" in text and all(f"\n  {name}: " in text for name in BUILTIN)  # what each scores
     chat = " ".join(cli("chat", "--help").stdout.split())
     for f in fields(GenerationSettings):
         assert f"--{f.name.replace('_', '-')}" in chat, f.name

@@ -23,7 +23,13 @@ def add_commands(sub) -> None:
                                   "ftspace train --dataset data.jsonl --preset balanced",
                                   "ftspace train --config run.yaml --train-on hf_jobs --flavor a10g-large   # on "
                                   "Hugging "
-                                  "Face Jobs, billed to your account"))
+                                  "Face Jobs, billed to your account",
+                                  "ftspace train --dataset example:arithmetic --method grpo --rewards "
+                                  "correct_answer,length:0.5 --reward-max-words 3   # learning by reward"))
+    from ftspace.rewards import describe
+
+    t.epilog += "\nrewards (method grpo; --rewards NAME or NAME:WEIGHT, comma-separated):\n" + "".join(
+        f"  {line}\n" for line in describe())
     t.add_argument("--config", help="YAML file of RunConfig fields")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
     add_preset_flag(t)

@@ -10,6 +10,7 @@ from ftspace import env, models, offload, runs, targets
 from ftspace.config import PRESETS
 from ftspace.errors import FtspaceError
 from ftspace.owners import UPLOADED, scrub_paths
+from ftspace.rewards import describe
 from ftspace.ui import sweep_panel
 from ftspace.ui.common import caller_of, config_fields, config_from_values, control_for, log_tail, on_space, \
     open_in, own_run, owner_of, scratch_file, user_errors, visible_runs, visitor_tier
@@ -52,6 +53,8 @@ def build(ui: dict):
         with gr.Column(scale=2):
             for f in basic:
                 ui[f.name] = control_for(f, **({"visible": False} if f.name in JOBS_FIELDS + GRPO_FIELDS else {}))
+            ui["rewards_help"] = gr.Markdown("**The rewards** (method grpo):\n\n" + "\n".join(
+                f"- **{line.split(':', 1)[0]}**:{line.split(':', 1)[1]}" for line in describe()), visible=False)
             with gr.Accordion("Advanced", open=False):
                 for f in advanced:
                     ui[f.name] = control_for(f, **({"visible": False} if f.name in GRPO_FIELDS else {}))
@@ -89,8 +92,8 @@ def wire(ui: dict, scheduler):
     ui["train_on"].change(lambda where: [gr.update(visible=where == "hf_jobs")] * len(JOBS_FIELDS), [ui["train_on"]],
                           [ui[name] for name in JOBS_FIELDS], queue=False, show_progress="hidden",
                           api_visibility="private")
-    ui["method"].change(lambda method: [gr.update(visible=method == "grpo")] * len(GRPO_FIELDS), [ui["method"]],
-                        [ui[name] for name in GRPO_FIELDS], queue=False, show_progress="hidden",
+    ui["method"].change(lambda method: [gr.update(visible=method == "grpo")] * (len(GRPO_FIELDS) + 1), [ui["method"]],
+                        [ui[name] for name in GRPO_FIELDS] + [ui["rewards_help"]], queue=False, show_progress="hidden",
                         api_visibility="private")
     gr.on([c.change for c in controls], show_cli, controls, [ui["cli_command"], ui["cli_yaml"], ui["yaml_download"]],
           show_progress="hidden", queue=False, api_visibility="private")

@@ -110,7 +110,7 @@ def open_dataset(source: str, *, dataset_format: str = "auto", prompt_column: st
     if preference and fmt != "preference":
         raise DataError(f"{name}: method {method} learns from preference rows (prompt, chosen, rejected), but this "
                         f"file is {fmt}: use a preference dataset, or set method to sft.")
-    if grpo and format_is_preference(columns):
+    if grpo and formats.detect_format(columns, first[1]) == "preference":
         raise DataError(f"{name}: method grpo learns from prompts with answers, but this file holds preference rows "
                         "(chosen, rejected): set method dpo or orpo, or use prompts with answers.")
     report = DataReport(source=name, format=fmt, columns=columns, layout=layout.get("layout", ""))
@@ -200,10 +200,6 @@ def check_rewards(report: DataReport, cfg) -> None:
                      "tools": "a tools column (the functions a reply may call)"}[column]
             raise DataError(f"{report.source}: reward {reward} needs each row's {column}, and none of its "
                             f"{report.rows_kept} rows has one: add {where}, or choose other rewards.")
-
-
-def format_is_preference(columns) -> bool:
-    return {"chosen", "rejected"} <= set(columns)
 
 
 def _count(n: int, size: float) -> int:

@@ -426,6 +426,11 @@ def split_results(messages: list, notes: dict | None = None) -> list:
     return out
 
 
+def last_user_text(messages: list[dict]) -> str:
+    """The last user turn's text: what a person reads as a conversation's prompt ("" when there is none)."""
+    return next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+
+
 def note(notes: dict | None, key: str):
     if notes is not None:
         notes[key] = notes.get(key, 0) + 1

@@ -221,18 +221,14 @@ def load_prompts(run: Run, tokenizer):
     none) and "tools" (JSON text, "" for none), the columns the rewards read, and "prompt_shown" (the samples')."""
     from datasets import Dataset
 
+    from ftspace.data.messages import last_user_text
     from ftspace.data.tokenize import prompt_text
 
     with open(prepared_dir(run) / "train.jsonl", encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh]
     return Dataset.from_list([{"prompt": prompt_text(tokenizer, row), "answer": row.get("answer") or "",
                                "tools": json.dumps(row["tools"]) if row.get("tools") else "",
-                               "prompt_shown": _last_user(row["prompt"])} for row in rows])
-
-
-def _last_user(messages: list[dict]) -> str:
-    """What a person reads as the prompt: the last user turn's text (the samples show it, not the template)."""
-    return next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+                               "prompt_shown": last_user_text(row["prompt"])} for row in rows])
 
 
 def probe(tokenizer, cfg) -> list[int]:

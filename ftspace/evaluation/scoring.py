@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+from ftspace.data.messages import last_user_text
 from ftspace.errors import DataError
 from ftspace.evaluation import metrics
 
@@ -146,7 +147,7 @@ def per_example(targets, answers, task, labels, rewarded: dict | None = None) ->
         else:
             b = scores_of(base, ref, task, labels).get(primary)
             t = scores_of(tuned, ref, task, labels).get(primary)
-        user = next((m["content"] for m in reversed(prompt["messages"]) if m["role"] == "user"), "")
+        user = last_user_text(prompt["messages"])
         reference = ref["text"] or "\n".join(json.dumps(c, ensure_ascii=False) for c in ref["calls"])
         out.append({"prompt": user, "reference": reference, "base": base, "tuned": tuned, "base_score": b,
                     "tuned_score": t, "change": (t - b) if b is not None and t is not None else None})

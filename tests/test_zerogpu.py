@@ -141,7 +141,7 @@ def test_work_left_is_measured_from_the_run(tiny_model, runs_dir):
             fh.write(json.dumps({"step": step, "loss": 1.0, "elapsed_s": 2.0 * step}) + "\n")
         fh.write(json.dumps({"slice": True, "step": 3, "load_s": 7.0, "train_s": 6.0}) + "\n")
     run.set_status(step=3, total_steps=13)
-    assert zerogpu.training_work_s(run) == pytest.approx(7.0 + 10 * 2.0 + zerogpu.SAVE_MARGIN_S)
+    assert zerogpu.training_work_s(run) == pytest.approx(7.0 + 12 * 2.0 + zerogpu.SAVE_MARGIN_S)  # 10 steps left, sized for 12
 
 
 def test_the_step_time_is_taken_per_call_whose_clock_restarts(tiny_model, runs_dir):
@@ -155,7 +155,7 @@ def test_the_step_time_is_taken_per_call_whose_clock_restarts(tiny_model, runs_d
     run.events_path.write_text("".join(json.dumps(e) + "\n" for e in events))
     run.set_status(step=6, total_steps=16)
     assert runs.step_seconds(run.events()[0]) == pytest.approx(4.0)
-    assert zerogpu.training_work_s(run) == pytest.approx(9.0 + 10 * 4.0 + zerogpu.SAVE_MARGIN_S)
+    assert zerogpu.training_work_s(run) == pytest.approx(9.0 + 12 * 4.0 + zerogpu.SAVE_MARGIN_S)
     assert runs.measured_step_seconds(run.config()) == pytest.approx(4.0)  # the Train tab's estimate too
 
 

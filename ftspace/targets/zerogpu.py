@@ -83,6 +83,19 @@ def call_seconds(tier: str, work_s: float) -> int:
     return max(1, int(want / duration_factor()))
 
 
+STEP_HEADROOM = 1.1  # steps vary: a call sized to the measured mean fell a step short (a fresh fork's call spent
+# 11 s loading for the one step left, tests/test_zerogpu_fresh.py); a call ends when its work does, so room is cheap
+
+
+def steps_with_headroom(left: int) -> float:
+    """The steps a call is sized for when `left` remain: a tenth more, and one more step.
+
+    >>> steps_with_headroom(0), steps_with_headroom(10), round(steps_with_headroom(100), 6)
+    (0, 12.0, 111.0)
+    """
+    return left * STEP_HEADROOM + 1 if left else 0
+
+
 def training_work_s(run) -> float:
     """Seconds the rest of a run needs in one call: the call's fixed cost (imports, load, restore: the most any
     call of the run measured, as the next may be a fresh fork), the steps left at the measured step time, and
@@ -96,7 +109,7 @@ def training_work_s(run) -> float:
     left = max(0, (st.get("total_steps") or 0) - (st.get("step") or 0))
     step_s = step_seconds(events)  # the newest call's own clock: each call restarts it
     if step_s is not None and st.get("total_steps"):
-        return load_s + left * step_s + SAVE_MARGIN_S
+        return load_s + steps_with_headroom(left) * step_s + SAVE_MARGIN_S
     return float("inf")  # nothing measured yet: as long as the tier allows
 
 

@@ -35,16 +35,9 @@ def commit() -> dict:
 
 def cpu() -> dict:
     """The CPU's model name and the flags of interest (Linux /proc/cpuinfo; empty where unreadable)."""
-    from ftspace.models import cpu_flags
+    from ftspace.models import cpu_flags, cpu_name
 
-    model = ""
-    try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.lower().startswith("model name")), "")
-    except OSError:
-        pass
-    return {"model": model or platform.processor() or platform.machine(),
-            "flags": sorted(set(FLAGS_OF_INTEREST) & cpu_flags())}
+    return {"model": cpu_name(), "flags": sorted(set(FLAGS_OF_INTEREST) & cpu_flags())}
 
 
 def machine() -> dict:

@@ -28,7 +28,8 @@ def _base_model_id(run: Run) -> str:
 
 
 def loss_curve_png(run: Run) -> bytes | None:
-    """A small PNG of train and eval loss against step, drawn with Pillow (no matplotlib needed)."""
+    """A PNG of the training loss (and the validation loss, where there is one) against the step, with labelled
+    axes and a legend of the lines drawn, by Pillow (no matplotlib needed)."""
     from PIL import Image, ImageDraw
 
     events, _ = run.events()
@@ -36,25 +37,46 @@ def loss_curve_png(run: Run) -> bytes | None:
     evals = [(e["step"], e["eval_loss"]) for e in events if "eval_loss" in e]
     if not train:
         return None
-    w, h, pad = 640, 320, 40
+    w, h, left, right, top, bottom = 640, 340, 64, 20, 34, 48
     img = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
     points = train + evals
     max_step = max(s for s, _ in points) or 1
     lo, hi = min(v for _, v in points), max(v for _, v in points)
-    hi = hi if hi > lo else lo + 1
+    lo, hi = (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+    grey, blue, orange = (200, 200, 200), (31, 119, 180), (255, 127, 14)
 
     def xy(step, value):
-        return pad + (w - 2 * pad) * step / max_step, h - pad - (h - 2 * pad) * (value - lo) / (hi - lo)
+        return (left + (w - left - right) * step / max_step,
+                h - bottom - (h - top - bottom) * (value - lo) / (hi - lo))
 
-    draw.line([(pad, pad), (pad, h - pad), (w - pad, h - pad)], fill="black")
-    draw.text((pad, 10), f"loss (train: blue, eval: orange)  {hi:.3f} .. {lo:.3f}", fill="black")
-    draw.text((w - pad - 60, h - pad + 10), f"step {max_step}", fill="black")
+    for i in range(5):  # loss ticks, with light grid lines
+        value = lo + (hi - lo) * i / 4
+        _, y = xy(0, value)
+        draw.line([(left, y), (w - right, y)], fill=grey)
+        draw.text((6, y - 6), f"{value:.3g}", fill="black")
+    for i in range(5):  # step ticks
+        step = round(max_step * i / 4)
+        x, _ = xy(step, lo)
+        draw.line([(x, h - bottom), (x, h - bottom + 4)], fill="black")
+        draw.text((x - 8, h - bottom + 8), str(step), fill="black")
+    draw.line([(left, top), (left, h - bottom), (w - right, h - bottom)], fill="black")
+    draw.text(((w - left) // 2 + left - 12, h - 18), "step", fill="black")
+    draw.text((6, 8), "loss", fill="black")
+    legend = [("training loss", blue)] + ([("validation loss", orange)] if evals else [])
+    x = w - right - 150 * len(legend)
+    for label, colour in legend:
+        draw.line([(x, 14), (x + 20, 14)], fill=colour, width=3)
+        draw.text((x + 26, 8), label, fill="black")
+        x += 150
     if len(train) > 1:
-        draw.line([xy(s, v) for s, v in train], fill=(31, 119, 180), width=2)
+        draw.line([xy(s, v) for s, v in train], fill=blue, width=2)
+    else:
+        x0, y0 = xy(*train[0])
+        draw.ellipse([x0 - 3, y0 - 3, x0 + 3, y0 + 3], fill=blue)
     for s, v in evals:
-        x, y = xy(s, v)
-        draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=(255, 127, 14))
+        x0, y0 = xy(s, v)
+        draw.ellipse([x0 - 4, y0 - 4, x0 + 4, y0 + 4], fill=orange)
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
@@ -103,47 +125,177 @@ def rewards_line(cfg, st: dict) -> str:
     return f"- Rewards: {chosen}" + (f"; mean reward at the last step: {last:.3f}" if isinstance(last, float) else "")
 
 
-def model_card(run: Run, repo_id: str) -> str:
-    """README.md for the pushed repo: YAML front matter the Hub understands, then usage and settings."""
+KEY_SETTINGS = ("lora_r", "lora_alpha", "learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size",
+                "gradient_accumulation_steps", "max_seq_length", "load_in_4bit", "seed")
+METHOD_SETTINGS = {"dpo": ("preference_beta",), "orpo": ("preference_beta",),
+                   "grpo": ("num_generations", "max_completion_length", "beta")}
+
+
+def shown_config(run: Run) -> dict:
+    """The run's settings as a card publishes them (its config.yaml): the data, test data and custom rewards by file
+    name, the base model by Hub id; never a path of the machine that trained it."""
     cfg = run.config()
-    st = run.status()
-    base = _base_model_id(run)
-    data_name, data_id = dataset_label(cfg.dataset)
-    datasets = [data_id] if data_id else []
-    meta = {"base_model": base, "library_name": "peft", "pipeline_tag": "text-generation",
-            "tags": ["unsloth", "trl", cfg.method, "lora", "ftspace"]}
-    if datasets:
-        meta["datasets"] = datasets
+    return dict(cfg.to_dict(), dataset=dataset_label(cfg.dataset)[0], model_name=_base_model_id(run),
+                test_dataset=dataset_label(cfg.test_dataset)[0] if cfg.test_dataset else "",
+                rewards=[_reward_shown(r) for r in cfg.rewards])
+
+
+def model_card(run: Run, repo_id: str, gguf_repo: str | None = None, gguf_type: str | None = None) -> str:
+    """README.md for the pushed repo: front matter the Hub reads (base model, licence, datasets, and a `model-index`
+    scorecard when the run was evaluated), a summary of how it was made, its scores or a neutral line, intended use
+    and limits, how to use it (PEFT; llama.cpp and Ollama when a GGUF repo goes with it), and the training details
+    (the full configuration is the repo's config.yaml)."""
     import yaml
 
-    front = yaml.safe_dump(meta, sort_keys=False).strip()
-    shown = dict(cfg.to_dict(), dataset=data_name, model_name=base,
-                 test_dataset=dataset_label(cfg.test_dataset)[0] if cfg.test_dataset else "",
-                 rewards=[_reward_shown(r) for r in cfg.rewards])
-    settings = "\n".join(f"| `{k}` | `{v}` |" for k, v in shown.items())
+    from ftspace.engine.prepare import read_prepared
+    from ftspace.models import license_of
+
+    cfg, st = run.config(), run.status()
+    base, name = _base_model_id(run), repo_id.split("/")[-1]
+    data_name, data_id = dataset_label(cfg.dataset)
+    licence = license_of(cfg.model_name)
+    scored = _scorecard(run, st)
+    meta = {"base_model": base, "library_name": "peft", "pipeline_tag": "text-generation"}
+    if licence:
+        meta["license"] = licence
+    meta["tags"] = ["unsloth", "trl", cfg.method, "lora", "ftspace"]
+    if data_id:
+        meta["datasets"] = [data_id]
+    if scored:
+        meta["model-index"] = _model_index(name, scored)
+    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip()
+    info = read_prepared(run) or {}
+    rows = f"{info['train_rows']} training rows" if info.get("train_rows") else ""
+    if rows and info.get("general_rows"):
+        rows += f" ({info['general_rows']} of them general rows mixed in to keep what the base knew)"
     train_loss, eval_loss = st.get("train_loss"), st.get("eval_loss")
-    evidence = _evaluation_section(run, st)
+    summary = [("Method", METHOD_NAMES[cfg.method]), ("Base model", f"[{base}](https://huggingface.co/{base})"),
+               ("Data", data_name + (f": {rows}" if rows else "")),
+               ("Training", _training_line(cfg, st)),
+               ("Final train loss", f"{train_loss:.4f}" if isinstance(train_loss, float) else "n/a"),
+               ("Final validation loss", f"{eval_loss:.4f}" if isinstance(eval_loss, float)
+                else "n/a (no validation split)")]
+    if cfg.method == "grpo":
+        summary.append(("Rewards", rewards_line(cfg, st).removeprefix("- Rewards: ")))
+    table = "\n".join(f"| {k} | {v} |" for k, v in summary)
     return f"""---
 {front}
 ---
 
-# {repo_id.split('/')[-1]}
+# {name}
 
 A LoRA adapter for [{base}](https://huggingface.co/{base}), fine-tuned with
-[Unsloth](https://github.com/unslothai/unsloth) and TRL using ftspace: method **{METHOD_NAMES[cfg.method]}**
-(trainer: {st.get('trainer_class', 'n/a')}; backend: {st.get('backend', cfg.backend)}).
+[Unsloth](https://github.com/unslothai/unsloth) and TRL using ftspace: method **{METHOD_NAMES[cfg.method]}**.
 
-- Data: {data_name}
-- Steps: {st.get('step')} of {st.get('total_steps')}
-- Final train loss: {f'{train_loss:.4f}' if isinstance(train_loss, float) else 'n/a'}
-- Final eval loss: {f'{eval_loss:.4f}' if isinstance(eval_loss, float) else 'n/a (no validation split)'}
-{rewards_line(cfg, st) if cfg.method == "grpo" else ""}
+| | |
+| --- | --- |
+{table}
 
-![loss curve](loss_curve.png)
+![Training loss by step](loss_curve.png)
 
-{evidence}
+{_evaluation_section(run, st)}
+
+## Intended use and limits
+
+{_limits(cfg, st, scored, data_name, licence, base)}
 
 ## Use it
+
+{_usage(base, repo_id, gguf_repo, gguf_type)}
+
+## Training details
+
+{_details(run, cfg, st)}
+"""
+
+
+def _training_line(cfg, st: dict) -> str:
+    """Steps, time, where and in what precision: "30 of 30 steps in 1 min 47 s on CPU: AMD EPYC (float32)"."""
+    steps = f"{st.get('step')} of {st.get('total_steps')} steps" if st.get("total_steps") else f"{st.get('step')} steps"
+    seconds = st.get("train_runtime_s")
+    if not isinstance(seconds, (int, float)) and isinstance(st.get("finished"), float) and \
+            isinstance(st.get("started"), float):
+        seconds = st["finished"] - st["started"]
+    took = f" in {_duration(seconds)}" if isinstance(seconds, (int, float)) and seconds > 0 else ""
+    where = st.get("hardware") or {"cuda": "a GPU", "cpu": "CPU"}.get(st.get("device"), "")
+    if cfg.train_on == "hf_jobs":
+        where = f"Hugging Face Jobs ({cfg.jobs_flavor})" + (f", {where}" if st.get("hardware") else "")
+    elif st.get("tier"):
+        where = f"ZeroGPU ({st['tier']} tier)" + (f", {where}" if st.get("hardware") else "")
+    precision = f" ({st['compute_dtype']})" if st.get("compute_dtype") else ""
+    return steps + took + (f" on {where}" if where else "") + precision
+
+
+def _duration(seconds: float) -> str:
+    """
+    >>> _duration(42.4), _duration(107.2), _duration(7322)
+    ('42 s', '1 min 47 s', '2 h 2 min')
+    """
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def _trainer_shown(cfg, st: dict) -> str:
+    """The trainer as people know it: "SFTTrainer (through Unsloth)", never an internal class path (one with
+    `<locals>` in it would be swallowed by the page as an HTML tag)."""
+    cls = (st.get("trainer_class") or "").rsplit(".", 1)[-1] or "n/a"
+    backend = st.get("backend", cfg.backend)
+    return f"{cls} (TRL, through Unsloth)" if backend == "unsloth" else f"{cls} (TRL with transformers and PEFT)"
+
+
+def _scorecard(run: Run, st: dict) -> dict | None:
+    from ftspace import evaluation
+
+    return evaluation.saved(run).get(st.get("adapter_checkpoint") or "final")
+
+
+def _model_index(name: str, card: dict) -> list[dict]:
+    """The scorecard as the Hub's `model-index` metadata: the task metric on the test rows and the general
+    probe's accuracy, each for the tuned adapter and its base."""
+    from ftspace.evaluation.showing import METRIC_NAMES
+
+    def metrics(scores: dict, key: str, label: str) -> list[dict]:
+        return [{"type": key, "value": round(float(scores[side][key]), 4), "name": f"{label} ({side})"}
+                for side in ("tuned", "base") if isinstance(scores.get(side, {}).get(key), (int, float))]
+
+    primary = card["primary_metric"]
+    source = card["test"]["source"]
+    test = {"task": {"type": "text-generation", "name": card["task"]},
+            "dataset": {"name": f"{source} ({card['test']['rows']} test rows)",
+                        "type": dataset_label(source)[1] or "custom"},
+            "metrics": metrics(card, primary, METRIC_NAMES[primary])}
+    f = card["forgetting"]
+    probe = {"task": {"type": "text-generation", "name": "general questions (what the base knew)"},
+             "dataset": {"name": f"{card.get('probe_source', 'general probe')}: {f['questions']} questions",
+                         "type": "custom"},
+             "metrics": metrics({"tuned": {"accuracy": f["tuned"]}, "base": {"accuracy": f["base"]}}, "accuracy",
+                                "probe accuracy")}
+    return [{"name": name, "results": [r for r in (test, probe) if r["metrics"]]}]
+
+
+def _limits(cfg, st: dict, scored: dict | None, data_name: str, licence: str, base: str) -> str:
+    lines = [f"- Made to answer as its training data ({data_name}) does; outside what those rows show, expect the "
+             "base model's behaviour at best.",
+             "- It can be wrong or make things up, as its base can: check what it says before relying on it."]
+    if scored and scored["forgetting"].get("warning"):
+        lines.append(f"- ⚠️ {scored['forgetting']['warning']}")
+    elif scored:
+        lines.append(f"- General answers: {scored['forgetting']['questions']} general questions were asked before "
+                     f"publishing ({scored['forgetting']['base']:.3f} right for the base, "
+                     f"{scored['forgetting']['tuned']:.3f} for this adapter).")
+    else:
+        lines.append("- Whether training cost it general answers was not measured before publishing.")
+    lines.append(f"- Licence: {licence}, inherited from the base model." if licence else
+                 f"- Licence: the base model's ([{base}](https://huggingface.co/{base})) applies to this derivative.")
+    return "\n".join(lines)
+
+
+def _usage(base: str, repo_id: str, gguf_repo: str | None, gguf_type: str | None) -> str:
+    text = f"""With transformers and PEFT:
 
 ```python
 from peft import PeftModel
@@ -157,14 +309,50 @@ messages = [{{"role": "user", "content": "Hello!"}}]
 inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
 output = model.generate(**inputs, max_new_tokens=128)
 print(tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+```"""
+    if gguf_repo and gguf_type:
+        kind = gguf_type.upper()
+        text += f"""
+
+Merged into its base and written as GGUF ({gguf_type}) in [{gguf_repo}](https://huggingface.co/{gguf_repo}), checked
+against this adapter before upload:
+
 ```
+ollama run hf.co/{gguf_repo}:{kind}
+llama-cli -hf {gguf_repo}:{kind} -cnv --jinja
+```"""
+    return text
 
-## Training settings
 
-| setting | value |
-| --- | --- |
-{settings}
-"""
+def _details(run: Run, cfg, st: dict) -> str:
+    from dataclasses import fields
+
+    from ftspace.config import RunConfig
+
+    labels = {f.name: f.metadata.get("label") or f.name for f in fields(RunConfig)}
+    shown = shown_config(run)
+    keys = [k for k in KEY_SETTINGS + METHOD_SETTINGS.get(cfg.method, ())
+            if not (k == "max_steps" and shown[k] in (-1, None)) and not (k == "num_train_epochs" and
+                                                                          shown.get("max_steps", -1) > 0)]
+    table = "\n".join(f"| {labels[k]} (`{k}`) | {_value(shown[k])} |" for k in keys)
+    lines = [f"- Trainer: {_trainer_shown(cfg, st)}"]
+    if st.get("versions"):
+        lines.append(f"- Libraries: {st['versions']}")
+    lines.append(f"- ftspace run `{run.id}`; every setting is in [config.yaml](config.yaml) (the dataset named by "
+                 "its file, the base model by its Hub id).")
+    return "\n".join(lines) + "\n\n| setting | value |\n| --- | --- |\n" + table
+
+
+def _value(value) -> str:
+    """
+    >>> _value(["correct_answer", "length:0.5"]), _value(""), _value(0.0005), _value(True)
+    ('correct_answer, length:0.5', '(none)', '0.0005', 'yes')
+    """
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "(none)"
+    return "(none)" if value in ("", None) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _evaluation_section(run: Run, st: dict) -> str:
@@ -180,8 +368,7 @@ def _evaluation_section(run: Run, st: dict) -> str:
     if card:
         lines.append(evaluation.summary(card))
     else:
-        lines.append("Not evaluated before publishing (`ftspace eval RUN` or the app's Evaluate tab "
-                     "adds a scorecard here).")
+        lines.append("Not evaluated with ftspace before publishing: no scores are claimed here.")
     lines += ["", f"- Adapter published: {label}" + (f" (step {card['adapter_step']})" if card and
                                                       card.get("adapter_step") else "")]
     if info.get("train_sha256"):
@@ -191,7 +378,7 @@ def _evaluation_section(run: Run, st: dict) -> str:
     return "\n".join(lines)
 
 
-def staged_adapter(run: Run, repo_id: str) -> Path:
+def staged_adapter(run: Run, repo_id: str, gguf_repo: str | None = None, gguf_type: str | None = None) -> Path:
     """A temporary folder with the adapter, its card and loss curve, base model named by Hub id."""
     if not (run.adapter_dir / "adapter_config.json").exists():
         raise HubError(f"Run {run.id} has no finished adapter to push yet: wait for it to complete.")
@@ -202,7 +389,11 @@ def staged_adapter(run: Run, repo_id: str) -> Path:
     config = json.loads((stage / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = _base_model_id(run)  # a Hub id, not this machine's cache path
     (stage / "adapter_config.json").write_text(json.dumps(config, indent=2))
-    (stage / "README.md").write_text(model_card(run, repo_id))
+    (stage / "README.md").write_text(model_card(run, repo_id, gguf_repo, gguf_type), encoding="utf-8")
+    import yaml
+
+    (stage / "config.yaml").write_text(yaml.safe_dump(shown_config(run), sort_keys=False, allow_unicode=True),
+                                       encoding="utf-8")
     png = loss_curve_png(run)
     if png:
         (stage / "loss_curve.png").write_bytes(png)
@@ -233,7 +424,7 @@ def push(run: Run, repo: str, token: str | None, private: bool = False, merged: 
             report = offload.call("ftspace.export:gguf_into", run_dir=str(run.path), quant=gguf,
                                   out_dir=str(exported), token=token)
         url = api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
-        stage = staged_adapter(run, repo)
+        stage = staged_adapter(run, repo, f"{repo}-GGUF" if gguf else None, gguf)
         api.upload_folder(folder_path=str(stage), repo_id=repo,
                           commit_message=f"Upload adapter from ftspace run {run.id}")
         if merged:  # its own repo, so it loads by id with plain transformers

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,23 +33,27 @@ class CatalogueEntry:
     params_b: float  # billions of parameters
     kind: str  # "instruct" or "base"
     note: str
+    license: str = ""  # the Hub's licence id of the model (a tuned adapter is a derivative of it)
 
     def memory_gb(self, load_in_4bit: bool) -> float:
         return estimate_memory_gb(self.params_b * 1e9, load_in_4bit)
 
 
 CATALOGUE = [
-    CatalogueEntry(DEFAULT, 0.135, "instruct", "SmolLM2-135M-Instruct, bundled: works offline and on CPU"),
-    CatalogueEntry("unsloth/SmolLM2-360M-Instruct", 0.36, "instruct", "tiny, quick demos on CPU"),
-    CatalogueEntry("unsloth/Qwen3-0.6B", 0.6, "instruct", "small, multilingual, tool calling"),
-    CatalogueEntry("unsloth/Llama-3.2-1B-Instruct", 1.24, "instruct", "good first GPU model"),
-    CatalogueEntry("unsloth/Llama-3.2-1B", 1.24, "base", "base model: gets a chatml template"),
-    CatalogueEntry("unsloth/gemma-3-1b-it", 1.0, "instruct", "Gemma 3, 32k context"),
-    CatalogueEntry("unsloth/Qwen3-1.7B", 1.7, "instruct", "strong small model"),
-    CatalogueEntry("unsloth/Llama-3.2-3B-Instruct", 3.21, "instruct", "fits a free T4 in 4-bit"),
-    CatalogueEntry("unsloth/Qwen3-4B", 4.0, "instruct", "fits ZeroGPU easily"),
-    CatalogueEntry("unsloth/Meta-Llama-3.1-8B-Instruct", 8.03, "instruct", "needs ~16 GB in 4-bit... see estimate"),
-    CatalogueEntry("unsloth/Qwen3-8B", 8.2, "instruct", "best quality that fits a 24 GB GPU in 4-bit"),
+    CatalogueEntry(DEFAULT, 0.135, "instruct", "SmolLM2-135M-Instruct, bundled: works offline and on CPU",
+                   "apache-2.0"),
+    CatalogueEntry("unsloth/SmolLM2-360M-Instruct", 0.36, "instruct", "tiny, quick demos on CPU", "apache-2.0"),
+    CatalogueEntry("unsloth/Qwen3-0.6B", 0.6, "instruct", "small, multilingual, tool calling", "apache-2.0"),
+    CatalogueEntry("unsloth/Llama-3.2-1B-Instruct", 1.24, "instruct", "good first GPU model", "llama3.2"),
+    CatalogueEntry("unsloth/Llama-3.2-1B", 1.24, "base", "base model: gets a chatml template", "llama3.2"),
+    CatalogueEntry("unsloth/gemma-3-1b-it", 1.0, "instruct", "Gemma 3, 32k context", "gemma"),
+    CatalogueEntry("unsloth/Qwen3-1.7B", 1.7, "instruct", "strong small model", "apache-2.0"),
+    CatalogueEntry("unsloth/Llama-3.2-3B-Instruct", 3.21, "instruct", "fits a free T4 in 4-bit", "llama3.2"),
+    CatalogueEntry("unsloth/Qwen3-4B", 4.0, "instruct", "fits ZeroGPU easily", "apache-2.0"),
+    CatalogueEntry("unsloth/Meta-Llama-3.1-8B-Instruct", 8.03, "instruct", "needs ~16 GB in 4-bit... see estimate",
+                   "llama3.1"),
+    CatalogueEntry("unsloth/Qwen3-8B", 8.2, "instruct", "best quality that fits a 24 GB GPU in 4-bit",
+                   "apache-2.0"),
 ]
 
 
@@ -200,6 +205,26 @@ def load_tokenizer(model_name: str, progress=print, token: str | None = None):
         raise ModelError(f"{model_name}: cannot load its tokenizer ({str(e).splitlines()[0]}).") from None
     set_chat_template(tokenizer)
     return tokenizer
+
+
+def license_of(model_name: str) -> str:
+    """The licence id of a base model where it is known: the catalogue's, else the `license:` of the README front
+    matter in its local folder; "" when unknown.
+
+    >>> license_of("default"), license_of("unsloth/Llama-3.2-1B-Instruct"), license_of("someone/unknown")
+    ('apache-2.0', 'llama3.2', '')
+    """
+    hub_id = hub_id_for(model_name)
+    for entry in CATALOGUE:
+        if entry.license and hub_id in (entry.model_id, hub_id_for(entry.model_id)):
+            return entry.license
+    readme = Path(model_name) / "README.md"
+    try:
+        front = readme.read_text(encoding="utf-8").split("---")[1] if readme.is_file() else ""
+    except (OSError, IndexError, UnicodeDecodeError):
+        return ""
+    found = re.search(r"^license:\s*['\"]?([A-Za-z0-9._-]+)", front, re.M)
+    return found.group(1) if found else ""
 
 
 def hub_id_for(model_name: str) -> str:
@@ -354,6 +379,18 @@ def precision_text(setting: str = "auto", kind: str = "cpu") -> str:
         return f"bfloat16 (this CPU has {units} bfloat16 units)"
     found = "flags unreadable" if not cpu_flags() else "no AMX, AVX-512 BF16 or Arm BF16"
     return f"float32 (this CPU has no bfloat16 units: {found})"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), or what platform says where that is unreadable."""
+    import platform
+
+    try:
+        found = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.lower().startswith("model name")), "")
+    except OSError:
+        found = ""
+    return found or platform.processor() or platform.machine()
 
 
 def hardware() -> dict:

@@ -113,32 +113,10 @@ def write(tmp_path):
 
 
 # --- two test processes (`make test` runs `pytest -n 2 --dist loadscope`): a module is one unit of work, so its
-# tests run in one process (its app, started once per module, serves them all). Units are handed out longest first
-# (by the seconds below), so the run ends on short ones and neither process waits long for the other: pytest-xdist
-# would order them by their number of tests, which left one-test modules of 1-2 minutes for the end (~125 s of one
-# process idle at 4e1469b). The real-model modules go first whatever their figure.
+# tests run in one process (its app, started once per module, serves them all); the real-model module first, as
+# it is the longest unit (its tests share one trained run and the base model's cached probe answers), then GRPO's
 
 REAL_MODEL_MODULES = ("tests/test_grpo.py", "tests/test_learning.py")  # the longest last in this list: it goes first
-# Each module's test time under `make test` on a 2-core AVX2-only CPU (`--durations=0`, summed per module, at
-# bb9af57), rounded. A module not listed counts as 0 s (it goes last); tests/test_suite.py checks every module is.
-MODULE_SECONDS = {
-    "tests/test_learning.py": 437, "tests/test_space.py": 201, "tests/test_grpo.py": 193, "tests/test_jobs.py": 177,
-    "tests/test_mcp.py": 145, "tests/test_browser.py": 144, "tests/test_zerogpu_fresh.py": 123,
-    "tests/test_faults.py": 117, "tests/test_hostile.py": 97, "tests/test_create.py": 97, "tests/test_app.py": 78,
-    "tests/test_hub.py": 72, "tests/test_sessions.py": 64, "tests/test_distributed.py": 63,
-    "tests/test_evaluation.py": 59, "tests/test_cli.py": 58, "tests/test_zerogpu.py": 57, "tests/test_load.py": 57,
-    "tests/test_oauth.py": 52, "tests/test_bad_inputs.py": 44, "tests/test_engine.py": 43, "tests/test_masking.py": 21,
-    "tests/test_chat.py": 16, "tests/test_export.py": 11, "tests/test_preference.py": 11, "tests/test_wild_data.py": 11,
-    "tests/test_quiet.py": 9, "tests/test_precision.py": 4, "tests/test_rewards.py": 3, "tests/test_suite.py": 2,
-    "tests/test_status.py": 2, "tests/test_config.py": 2, "tests/test_layout.py": 1, "tests/test_data.py": 0,
-    "tests/test_access.py": 0, "tests/test_gpu.py": 0,
-}
-
-
-def longest_first(modules) -> list[str]:
-    """The order units are handed out in: the real-model modules, then by MODULE_SECONDS, longest first."""
-    first = {m: i for i, m in enumerate(reversed(REAL_MODEL_MODULES))}
-    return sorted(modules, key=lambda m: (first.get(m, len(first)), -MODULE_SECONDS.get(m, 0)))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -152,8 +130,9 @@ def pytest_xdist_make_scheduler(config, log):
             return nodeid.split("::", 1)[0]
 
         def _assign_work_unit(self, node):
-            for module in reversed(longest_first(self.workqueue)):
-                self.workqueue.move_to_end(module, last=False)
+            for module in REAL_MODEL_MODULES:
+                if module in self.workqueue:
+                    self.workqueue.move_to_end(module, last=False)
             super()._assign_work_unit(node)
 
     return ModulesLongestFirst(config, log)

@@ -224,6 +224,15 @@ def test_checkpoints_can_be_scored_and_chosen(tiny_run):
 
     text = model_card(tiny_run, "me/x")
     assert "Adapter published: checkpoint-2 (step 2)" in text and "Task gain" in text and "sha256" in text
+    # the scorecard of the published adapter as the Hub's model-index: the task metric and the probe, tuned and base
+    import yaml
+
+    [index] = yaml.safe_load(text.split("---")[1])["model-index"]
+    test, probe = index["results"]
+    assert index["name"] == "x" and test["task"]["name"] == card["task"]
+    assert [m["name"] for m in test["metrics"]][0].endswith("(tuned)")
+    assert {m["value"] for m in probe["metrics"]} <= {round(card["forgetting"][s], 4) for s in ("tuned", "base")}
+    assert "General answers: 3 general questions were asked before publishing" in text  # probe_small.jsonl
     use_checkpoint(tiny_run, None)
     assert (tiny_run.adapter_dir / "adapter_model.safetensors").read_bytes() == final
     assert tiny_run.status()["adapter_checkpoint"] is None

@@ -79,7 +79,7 @@ def test_grpo_raises_the_mean_reward_and_shows_what_it_learns(default_model_path
     from ftspace.hub import model_card
 
     text = model_card(run, "alice/arithmetic")
-    assert "method **GRPO" in text and "- Rewards: correct_answer (x1), length (x0.5); mean reward" in text
+    assert "method **GRPO" in text and "| Rewards | correct_answer (x1), length (x0.5); mean reward" in text
     assert "mean reward (weighted)" in text  # the evaluation's scorecard
 
 

@@ -1,5 +1,6 @@
 """Push to a fake Hub on 127.0.0.1 (via HF_ENDPOINT): card, adapter files, stock PEFT load, errors."""
 
+import io
 import json
 import os
 import subprocess
@@ -53,13 +54,17 @@ def test_push_card_and_stock_peft_load(trained_run, tiny_model, tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.strip().endswith("tester/zorblax-adapter")
         files = fake.repos["tester/zorblax-adapter"]["files"]
-        assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "loss_curve.png",
+        assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "loss_curve.png", "config.yaml",
                 "tokenizer.json", "tokenizer_config.json"} <= set(files)
         card = files["README.md"].decode()
         meta = yaml.safe_load(card.split("---")[1])
         assert meta["base_model"] == str(tiny_model)  # a local base is named as given
         assert meta["library_name"] == "peft" and {"unsloth", "trl", "sft", "lora"} <= set(meta["tags"])
-        assert "Final eval loss: " in card and "n/a (no" not in card and "`lora_r` | `16`" in card
+        assert "| Final validation loss | " in card and "n/a (no" not in card
+        assert "| LoRA rank (`lora_r`) | 16 |" in card
+        # the full configuration is a file: every setting, the base by the name it was given, no path of this machine
+        config = yaml.safe_load(files["config.yaml"])
+        assert config["lora_r"] == 16 and config["model_name"] == str(tiny_model) and "/" not in config["dataset"]
         assert files["loss_curve.png"].startswith(b"\x89PNG")
         assert TOKEN not in card and all(TOKEN.encode() not in v for v in files.values())
 
@@ -90,6 +95,33 @@ def test_card_names_the_base_model_by_hub_id(runs_dir, tmp_path):
     own = tmp_path / "my-model"
     own.mkdir()
     assert base_model(str(own)) == str(own)
+
+
+def test_the_card_says_how_it_was_made_and_what_it_is_for_without_internals(trained_run, runs_dir, tmp_path):
+    """A card people can trust: the licence inherited from the base where known, the trainer as people know it
+    (never an internal class path), steps, time, hardware and library versions, intended use and limits, a neutral
+    line when no evaluation ran (no command for the author on the published page), and a loss image with axes."""
+    from PIL import Image
+
+    card = hub.model_card(trained_run, "me/zorblax")
+    st = trained_run.status()
+    assert "\n# zorblax\n" in card  # titled by the repo, not the run id
+    assert "<locals>" not in card and "- Trainer: SFTTrainer (TRL with transformers and PEFT)" in card
+    assert "| Training | 4 of 4 steps in " in card and f"on {st['hardware']} (float32) |" in card
+    assert st["hardware"].startswith("CPU: ") and "- Libraries: ftspace " in card and "peft " in card
+    assert "Not evaluated with ftspace before publishing: no scores are claimed here." in card
+    assert "Whether training cost it general answers was not measured" in card and "ftspace eval" not in card
+    assert "- Licence: the base model's" in card and "license" not in yaml.safe_load(card.split("---")[1])
+    assert "| Data | facts (ftspace example): " in card and "`` " not in card and "['" not in card
+    png = Image.open(io.BytesIO(hub.loss_curve_png(trained_run)))
+    assert png.size == (640, 340)
+    # the bundled model's licence is known: it goes into the front matter and the limits
+    default = hub.model_card(runs.create(RunConfig(model_name="default")), "me/y")
+    assert yaml.safe_load(default.split("---")[1])["license"] == "apache-2.0"
+    assert "- Licence: apache-2.0, inherited from the base model." in default
+    # pushed with a GGUF, the card says how to run it with llama.cpp and Ollama
+    assert "ollama run hf.co/me/zorblax-GGUF:Q8_0" in hub.model_card(trained_run, "me/zorblax", "me/zorblax-GGUF",
+                                                                      "q8_0")
 
 
 @pytest.fixture

@@ -82,7 +82,8 @@ def build_trainer(run: Run, deadline: float | None = None):
 
     device, dtype = compute_placement(cfg.compute_dtype)
     on_gpu = device == "cuda"
-    run.set_status(compute_dtype=str(dtype).removeprefix("torch."), device=device, weights_dtype=weights)
+    run.set_status(compute_dtype=str(dtype).removeprefix("torch."), device=device, weights_dtype=weights,
+                   hardware=hardware_name(device), versions=library_versions(backend))
     if backend == "hf" and not on_gpu:
         from ftspace.engine import cpu_loss
 
@@ -174,6 +175,29 @@ def trainer_for(cfg, common: dict, backend: str):
 
     # ORPO's batches carry no `input_ids` to count tokens by (transformers would warn every step)
     return ORPOTrainer, ORPOConfig(**{**common, "include_num_input_tokens_seen": False}, beta=cfg.preference_beta)
+
+
+def hardware_name(device: str) -> str:
+    """What trained the run, for its card: the GPU's name, or the CPU's model."""
+    import torch
+
+    from ftspace.models import cpu_name
+
+    return torch.cuda.get_device_name(0) if device == "cuda" else f"CPU: {cpu_name()}"
+
+
+def library_versions(backend: str) -> str:
+    """The versions that trained the run, for its card: "ftspace 0.1.0, torch 2.13.0, ..."."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["ftspace", "torch", "transformers", "trl", "peft"] + (["unsloth"] if backend == "unsloth" else [])
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(found)
 
 
 def train(run: Run, resume: bool = False, deadline: float | None = None, started: float | None = None) -> str:

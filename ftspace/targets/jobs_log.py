@@ -121,7 +121,8 @@ def _read_log(run: runs.Run, api, follow: bool):
 # dropped (a job runs code from the visitor's own repo, so its log may say anything: "owner", a path ...).
 STATUS_FIELDS = {"status": str, "step": int, "total_steps": int, "eta_s": float, "train_loss": float,
                  "eval_loss": float, "error": str, "adapter_checkpoint": str, "compute_dtype": str, "device": str,
-                 "weights_dtype": str, "processes": int, "trainer_class": str, "stopped_early": bool, "reward": float}
+                 "weights_dtype": str, "processes": int, "trainer_class": str, "stopped_early": bool, "reward": float,
+                 "hardware": str, "versions": str}
 CHECKPOINT_NAME = re.compile(r"^checkpoint-\d{1,9}$")
 
 

@@ -86,6 +86,25 @@ def owner_models() -> list[str]:
     return [p for p in os.environ.get("FTSPACE_OWNER_MODELS", "").split(os.pathsep) if p.strip()]
 
 
+def adopt(old: str, new: str) -> None:
+    """What one page made as `old` before it knew its browser's id (its first events, sent while the page was still
+    loading, carry none: their owner is the page's session), given to `new`, the owner its later events have:
+    its uploads (copied) and its runs. Both are the same page's (the caller derives them from one request)."""
+    import shutil
+
+    if old == new:
+        return
+    source, dest = owner_uploads(old), owner_uploads(new)
+    if source.is_dir():
+        for folder in source.iterdir():
+            target = dest / folder.name
+            if not target.exists():  # copied: a run started from it reads it where it was
+                shutil.copytree(folder, target)
+    for run in runs.list_runs():
+        if run.read_status().get("owner") == old:
+            run.set_status(owner=new)
+
+
 def dataset_from_shown(owner: str, text: str) -> str:
     """The dataset a visitor's text means: "qa.csv (uploaded)" is this owner's newest upload of that name."""
     text = (text or "").strip()

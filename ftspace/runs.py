@@ -24,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -247,15 +248,31 @@ class Run:
                 return st
             time.sleep(poll)
 
+    def score(self) -> dict | None:
+        """The scorecard of the adapter the run publishes, in short: {"task_gain", "metric", "general_change"}; None
+        when it was not evaluated (the evaluation's own file, read without loading anything)."""
+        label = self.read_status().get("adapter_checkpoint") or "final"
+        try:
+            card = json.loads((self.path / "evaluations" / f"{label}.json").read_text(encoding="utf-8"))
+            return {"task_gain": card["task_gain"], "metric": card["primary_metric"],
+                    "general_change": card["forgetting"]["change"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def summary(self) -> dict:
         st = self.status()
         try:
             cfg = self.config()
             settings = {"model_name": cfg.model_name, "dataset": cfg.dataset, "lora_r": cfg.lora_r,
-                        "learning_rate": cfg.learning_rate, "max_steps": cfg.max_steps}
+                        "learning_rate": cfg.learning_rate, "max_steps": cfg.max_steps, "method": cfg.method}
         except Exception:  # a damaged config must not hide the run from the list
             settings = {}
+        seconds = st.get("train_runtime_s")
+        if not isinstance(seconds, (int, float)) and isinstance(st.get("finished"), float) and \
+                isinstance(st.get("started"), float):
+            seconds = st["finished"] - st["started"]
         return {"id": self.id, "status": st.get("status"), "step": st.get("step", 0),
+                "method": settings.get("method"), "seconds": seconds, "score": self.score(),
                 "total_steps": st.get("total_steps"), "train_loss": st.get("train_loss"),
                 "eval_loss": st.get("eval_loss"), "created": st.get("created"), "error": st.get("error"),
                 "job": (st.get("job") or {}).get("id"), "jobs_flavor": (st.get("job") or {}).get("flavor"),
@@ -363,6 +380,15 @@ def create(cfg: RunConfig, owner: str = "") -> Run:
     run = Run(path)
     run.set_status(status="queued", created=time.time(), step=0, owner=owner)
     return run
+
+
+def delete(run: Run) -> None:
+    """Remove a run and everything in its folder (checkpoints, adapter, evaluations, exports). Refused while it is
+    queued, training or stopping: one line saying to stop it first."""
+    st = run.record_if_gone()
+    if st.get("status") in ACTIVE:
+        raise RunError(f"Run {run.id} is {st['status']}: stop it first, then delete it.")
+    shutil.rmtree(run.path)
 
 
 def prepare_resume(run: Run):

@@ -35,6 +35,16 @@ def test_readme_has_space_front_matter():
     import gradio
 
     assert front["sdk_version"] == gradio.__version__ and front["short_description"]
+    # what a Space needs to start well: ZeroGPU suggested to whoever duplicates it, the catalogue's small models
+    # linked and the first GPU picks downloaded at build time (the Hub allows 10), every one in the catalogue
+    from huggingface_hub import SpaceHardware
+
+    from ftspace.models import CATALOGUE, hub_id_for
+
+    assert front["suggested_hardware"] == SpaceHardware.ZERO_A10G
+    catalogue = {hub_id_for(e.model_id) for e in CATALOGUE}
+    assert set(front["models"]) <= catalogue and 0 < len(front["preload_from_hub"]) <= 10
+    assert {entry.split()[0] for entry in front["preload_from_hub"]} <= set(front["models"])
 
 
 @pytest.fixture(scope="module")
@@ -426,4 +436,29 @@ def test_hub_dataset_configs_and_splits_come_from_the_hub(served):
     assert "format **messages**" in summary and "**2 kept**" in summary
     with pytest.raises(AppError, match="alice/gated is gated: accept its terms on the Hub, then sign in"):
         client.predict("alice/gated", api_name="/hub_listing")
+    assert app.alive()
+
+
+def test_the_runs_tab_shows_date_method_time_and_score_and_deletes_a_run_when_asked(served, monkeypatch):
+    """The Runs tab's table: when each run was made, its method, steps, training time and score; Delete removes a
+    finished run (the app's own endpoint, behind the two clicks of the page) and the table no longer lists it."""
+    import re
+
+    app, client, fake, tmp = served
+    from ftspace import runs
+
+    monkeypatch.setenv("FTSPACE_RUNS", str(tmp / "runs"))  # the app's runs
+    run = runs.create(RunConfig(model_name="default", dataset="example:facts", method="dpo"))
+    run.set_status(status="completed", step=4, total_steps=4, train_runtime_s=75.2)
+    rows = {row[0]: row for row in client.predict("", api_name="/runs")["data"]}
+    row = rows[run.id]
+    assert row[1] == "completed" and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", row[2]) and row[3] == "dpo"
+    assert row[4] == "4/4" and row[5] == "1 min 15 s" and row[-1] == "not evaluated"
+    (run.path / "evaluations").mkdir()
+    (run.path / "evaluations" / "final.json").write_text(json.dumps(
+        {"task_gain": 0.25, "primary_metric": "token_f1", "forgetting": {"change": -0.01}}))
+    row = {row[0]: row for row in client.predict("", api_name="/runs")["data"]}[run.id]
+    assert row[-1] == "token F1 +0.250, general -0.010"
+    client.predict(run.id, "", api_name="/delete_run")
+    assert not run.path.exists() and run.id not in str(client.predict("", api_name="/runs"))
     assert app.alive()

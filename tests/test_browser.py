@@ -194,8 +194,22 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
                                ".includes(id)", arg=run_id, timeout=20000)
         runs_text = page.locator("#runs-table").inner_text()
         assert "completed" in runs_text and "chat.jsonl (uploaded)" in runs_text
+        assert "token F1 " in runs_text and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", runs_text)  # score, date
         assert_no_server_paths(page, tmp_path)
         shot(page, "5-runs")
+        # Delete asks first (Cancel keeps the run), then removes it and its row
+        page.locator("#runs-table").get_by_text(run_id).filter(visible=True).first.click()
+        expect(page.get_by_label("Selected run")).to_have_value(run_id)
+        page.get_by_role("button", name="Delete selected…").click()
+        page.get_by_text(f"Delete run {run_id} and every file in its folder").wait_for(timeout=10000)
+        page.locator("#runs-cancel").click()
+        page.get_by_role("button", name="Yes, delete it").wait_for(state="hidden", timeout=10000)
+        assert (tmp_path / "runs" / run_id).is_dir()
+        page.get_by_role("button", name="Delete selected…").click()
+        page.get_by_role("button", name="Yes, delete it").click()
+        page.wait_for_function("id => !document.querySelector('#runs-table').innerText.includes(id)", arg=run_id,
+                               timeout=20000)
+        assert not (tmp_path / "runs" / run_id).exists()
         assert app.alive()
 
 

@@ -82,6 +82,11 @@ def test_two_signed_in_users_cannot_reach_each_others_runs(space, tiny_model):
         bob.predict(browser, run_id, api_name="/zip")
     with pytest.raises(AppError, match="not a run id"):
         bob.predict(browser, "../" + run_id, api_name="/stop")
+    with pytest.raises(AppError, match="No run"):  # nor delete it, by its id or a path to it
+        bob.predict(run_id, browser, api_name="/delete_run")
+    with pytest.raises(AppError, match="not a run id"):
+        bob.predict("../" + run_id, browser, api_name="/delete_run")
+    assert (tmp / "runs" / run_id / "adapter").is_dir()
     # A visitor who is not signed in, even sending the same browser id, sees none of it either.
     from gradio_client import Client
 

@@ -95,3 +95,40 @@ def test_the_app_reads_only_new_events(runs_dir):
     assert parsed == []
     run.events_path.write_text(json.dumps({"step": 1, "loss": 9.0}) + "\n")  # replaced by a shorter file
     assert run.all_events() == [{"step": 1, "loss": 9.0}]
+
+
+def test_a_run_is_deleted_whole_and_only_when_it_is_not_training(runs_dir):
+    import os
+
+    import psutil
+
+    run = runs.create(RunConfig(model_name="default", dataset="example:facts"))
+    # its worker: this process, alive (a run whose worker is gone is interrupted, and may go)
+    (run.path / "worker.json").write_text(json.dumps({"pid": os.getpid(), "started": psutil.Process().create_time()}))
+    for status in runs.ACTIVE:
+        run.set_status(status=status)
+        with pytest.raises(RunError, match=f"Run {run.id} is {status}: stop it first, then delete it."):
+            runs.delete(run)
+        assert run.path.is_dir()
+    run.set_status(status="completed", step=4, total_steps=4)
+    (run.path / "evaluations").mkdir()
+    (run.path / "evaluations" / "final.json").write_text("{}")
+    runs.delete(run)
+    assert not run.path.exists() and runs.list_runs() == []
+
+
+def test_what_a_page_made_before_it_knew_its_browser_id_follows_it(runs_dir):
+    """A new browser's first events (an upload while the page still loads) carry no browser id: their owner is the
+    page's session. When the page learns its id, its upload and its runs become that owner's (the browser test
+    once lost an upload this way: 'no upload of yours has that name')."""
+    from ftspace import owners
+
+    session, browser = "browser:session", "browser:localstorage"
+    kept = owners.keep_upload(session, "chat.jsonl", "f1", data=b'{"text": "hi"}\n')
+    run = runs.create(RunConfig(model_name="default", dataset=str(kept)), owner=session)
+    owners.adopt(session, browser)
+    assert owners.dataset_from_shown(browser, "chat.jsonl (uploaded)").endswith("chat.jsonl")
+    assert run.read_status()["owner"] == browser
+    assert owners.dataset_from_shown(session, "chat.jsonl (uploaded)") == str(kept)  # where the run reads it
+    owners.adopt(browser, browser)  # nothing to do
+    assert run.read_status()["owner"] == browser

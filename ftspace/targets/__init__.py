@@ -214,6 +214,12 @@ def stop(scheduler, run: runs.Run, caller: Caller) -> None:
     scheduler.stop(run, caller.token)
 
 
+def delete(run: runs.Run, caller: Caller) -> None:
+    """Delete a run of the caller's (the app found it among theirs), refused while it trains; what it pushed to the
+    Hub stays there."""
+    runs.delete(run)
+
+
 # --- where a run trains: decided here, and only here
 
 

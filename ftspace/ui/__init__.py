@@ -10,7 +10,7 @@ import secrets
 
 import gradio as gr
 
-from ftspace import access, env, targets
+from ftspace import access, env, owners, targets
 from ftspace.targets.queue import Scheduler
 from ftspace.ui import chat_tab, dataset_tab, eval_tab, mcp_tools, publish_tab, runs_tab, train_tab
 from ftspace.ui.common import caller_of, owner_of, visible_runs
@@ -66,7 +66,9 @@ def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
         runs_view.select(refresh_table, [ui["browser_id"]], [ui["runs_table"]], **hidden)
 
         def on_load(browser_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
-            browser_id = browser_id or secrets.token_hex(16)
+            if not browser_id:  # a new browser: what the page did before this (an upload) was the session's
+                browser_id = secrets.token_hex(16)
+                owners.adopt(owner_of(request, ""), owner_of(request, browser_id))
             run_dropdown, timer = train_tab.reattach(caller_of(request, browser_id, oauth_token))
             return browser_id, run_dropdown, timer
 

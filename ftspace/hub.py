@@ -17,7 +17,7 @@ from pathlib import Path
 from ftspace.access import HUB_ID, validate_repo_name
 from ftspace.errors import HubError
 from ftspace.models import hub_id_for
-from ftspace.runs import Run
+from ftspace.runs import Run, training_seconds
 
 HUB_TIMEOUT_S = float(os.environ.get("FTSPACE_HUB_TIMEOUT", 120))
 
@@ -212,11 +212,8 @@ A LoRA adapter for [{base}](https://huggingface.co/{base}), fine-tuned with
 def _training_line(cfg, st: dict) -> str:
     """Steps, time, where and in what precision: "30 of 30 steps in 1 min 47 s on CPU: AMD EPYC (float32)"."""
     steps = f"{st.get('step')} of {st.get('total_steps')} steps" if st.get("total_steps") else f"{st.get('step')} steps"
-    seconds = st.get("train_runtime_s")
-    if not isinstance(seconds, (int, float)) and isinstance(st.get("finished"), float) and \
-            isinstance(st.get("started"), float):
-        seconds = st["finished"] - st["started"]
-    took = f" in {_duration(seconds)}" if isinstance(seconds, (int, float)) and seconds > 0 else ""
+    seconds = training_seconds(st)
+    took = f" in {_duration(seconds)}" if seconds and seconds > 0 else ""
     where = st.get("hardware") or {"cuda": "a GPU", "cpu": "CPU"}.get(st.get("device"), "")
     if cfg.train_on == "hf_jobs":
         where = f"Hugging Face Jobs ({cfg.jobs_flavor})" + (f", {where}" if st.get("hardware") else "")

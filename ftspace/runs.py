@@ -267,16 +267,28 @@ class Run:
                         "learning_rate": cfg.learning_rate, "max_steps": cfg.max_steps, "method": cfg.method}
         except Exception:  # a damaged config must not hide the run from the list
             settings = {}
-        seconds = st.get("train_runtime_s")
-        if not isinstance(seconds, (int, float)) and isinstance(st.get("finished"), float) and \
-                isinstance(st.get("started"), float):
-            seconds = st["finished"] - st["started"]
         return {"id": self.id, "status": st.get("status"), "step": st.get("step", 0),
-                "method": settings.get("method"), "seconds": seconds, "score": self.score(),
+                "method": settings.get("method"), "seconds": training_seconds(st), "score": self.score(),
                 "total_steps": st.get("total_steps"), "train_loss": st.get("train_loss"),
                 "eval_loss": st.get("eval_loss"), "created": st.get("created"), "error": st.get("error"),
                 "job": (st.get("job") or {}).get("id"), "jobs_flavor": (st.get("job") or {}).get("flavor"),
                 **settings}
+
+
+def training_seconds(st: dict) -> float | None:
+    """How long a run trained, from its status: the trainer's own runtime, else its worker's start to its end.
+
+    >>> training_seconds({"train_runtime_s": 75.2}), training_seconds({"started": 10.0, "finished": 40.5})
+    (75.2, 30.5)
+    >>> training_seconds({"started": 10.0}) is None
+    True
+    """
+    seconds = st.get("train_runtime_s")
+    if isinstance(seconds, (int, float)):
+        return seconds
+    if isinstance(st.get("finished"), (int, float)) and isinstance(st.get("started"), (int, float)):
+        return st["finished"] - st["started"]
+    return None
 
 
 def _alive(pid, started) -> bool:

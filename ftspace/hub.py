@@ -193,7 +193,7 @@ A LoRA adapter for [{base}](https://huggingface.co/{base}), fine-tuned with
 
 ![Training loss by step](loss_curve.png)
 
-{_evaluation_section(run, st)}
+{_evaluation_section(run, st, scored)}
 
 ## Intended use and limits
 
@@ -213,7 +213,7 @@ def _training_line(cfg, st: dict) -> str:
     """Steps, time, where and in what precision: "30 of 30 steps in 1 min 47 s on CPU: AMD EPYC (float32)"."""
     steps = f"{st.get('step')} of {st.get('total_steps')} steps" if st.get("total_steps") else f"{st.get('step')} steps"
     seconds = training_seconds(st)
-    took = f" in {_duration(seconds)}" if seconds and seconds > 0 else ""
+    took = f" in {duration_shown(seconds)}" if seconds and seconds > 0 else ""
     where = st.get("hardware") or {"cuda": "a GPU", "cpu": "CPU"}.get(st.get("device"), "")
     if cfg.train_on == "hf_jobs":
         where = f"Hugging Face Jobs ({cfg.jobs_flavor})" + (f", {where}" if st.get("hardware") else "")
@@ -223,9 +223,9 @@ def _training_line(cfg, st: dict) -> str:
     return steps + took + (f" on {where}" if where else "") + precision
 
 
-def _duration(seconds: float) -> str:
+def duration_shown(seconds: float) -> str:
     """
-    >>> _duration(42.4), _duration(107.2), _duration(7322)
+    >>> duration_shown(42.4), duration_shown(107.2), duration_shown(7322)
     ('42 s', '1 min 47 s', '2 h 2 min')
     """
     seconds = round(seconds)
@@ -352,14 +352,13 @@ def _value(value) -> str:
     return "(none)" if value in ("", None) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _evaluation_section(run: Run, st: dict) -> str:
+def _evaluation_section(run: Run, st: dict, card: dict | None) -> str:
     """The scorecard of the adapter being published (base vs tuned, the forgetting probe, which checkpoint)
-    and a hash of the rows it was trained on: evidence, not only settings."""
+    and a hash of the rows it was trained on: evidence, not only settings. `card`: that scorecard (_scorecard)."""
     from ftspace import evaluation
     from ftspace.engine.prepare import read_prepared
 
     label = st.get("adapter_checkpoint") or "final"
-    card = evaluation.saved(run).get(label)
     info = read_prepared(run) or {}
     lines = ["## Evaluation", ""]
     if card:

@@ -47,10 +47,9 @@ def _date(created) -> str:
 
 
 def _took(seconds) -> str:
-    if not isinstance(seconds, (int, float)) or seconds <= 0:
-        return ""
-    seconds = round(seconds)
-    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+    from ftspace.hub import duration_shown
+
+    return duration_shown(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else ""
 
 
 def score_shown(score: dict | None) -> str:

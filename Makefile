@@ -28,7 +28,9 @@ $(STAMP): requirements.txt requirements-local.txt Makefile pyproject.toml
 	# Browser tests drive Debian's chromium (Playwright never downloads a browser here).
 	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "could not install chromium (not root?): browser tests will be skipped"
-	$(PY) -c "import torch, transformers, trl, peft, gradio, yaml; print('setup ok: torch', torch.__version__)"
+	# The final check imports the stack the way the CLI does: what the libraries print goes to ftspace's library log
+	$(PY) -c "from ftspace import quiet; quiet.preload('torch', 'transformers', 'trl', 'peft', 'gradio', 'yaml'); \
+	  import torch; print('setup ok: torch', torch.__version__, '(library messages:', quiet.library_log(), end=')\n')"
 	touch $@
 
 demo: setup
@@ -42,16 +44,16 @@ test: setup
 app: setup
 	$(PY) app.py
 
-# The README's picture: the browser test takes it (into the ignored test-artifacts/) from a run in a real browser.
+# The README's picture: a real run of the bundled default model (the demo's data, the quick demo preset) in the real
+# app and a real browser (minutes on a CPU). Tests never rewrite it.
 screenshot: setup
-	$(PY) -m pytest -q tests/test_browser.py -k four_tabs
-	cp test-artifacts/app-screenshot.png examples/app-screenshot.png
+	$(PY) tests/screenshot.py examples/app-screenshot.png
 
 clean-venv:
 	rm -rf .venv
 
 docs: setup
-	$(PY) -c "from ftspace.config import write_readme_table; write_readme_table('README.md')"
+	$(PY) -c "from ftspace.config import write_options_table; write_options_table('docs/configuration.md')"
 
 bench: setup
 	$(PY) bench/bench_coldstart.py

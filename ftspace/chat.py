@@ -297,8 +297,8 @@ class GgufChat:
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise ModelError("Chat with a GGUF export needs llama-cpp-python, not installed here: see the README's "
-                             "'Run it anywhere' for the one install command.") from None
+            raise ModelError("Chat with a GGUF export needs llama-cpp-python, not installed here: docs/gguf.md gives "
+                             "the one install command.") from None
         self.path = Path(path)
         self.name = f"llama.cpp: {self.path.name}"
         self.llm = Llama(model_path=str(self.path), n_ctx=4096, verbose=False, n_threads=os.cpu_count() or 1)

@@ -3,7 +3,7 @@ that reads them is ftspace.schema.
 
 Every field carries its type, default, help text and (where it has them) choices and bounds in
 its metadata. The CLI builds `--set` coercion from it, the UI its controls, the run store writes
-the resolved config next to the adapter, and the README's option table is generated from it.
+the resolved config next to the adapter, and the options table of docs/configuration.md is generated from it.
 Field names follow Unsloth / TRL / PEFT where those libraries have a name for the setting.
 
 >>> cfg = RunConfig(model_name="default", dataset="example:facts", max_steps=10)
@@ -387,7 +387,7 @@ class GenerationSettings:
 
 
 def options_table() -> str:
-    """The README's table of config options, generated from the fields."""
+    """The table of config options in docs/configuration.md, generated from the fields."""
     rows = ["| field | in the app | default | meaning |", "| --- | --- | --- | --- |"]
     for f in fields(RunConfig):
         default = default_of(f)
@@ -399,8 +399,8 @@ def options_table() -> str:
     return "\n".join(rows)
 
 
-def write_readme_table(path: str | Path = "README.md") -> bool:
-    """Regenerate the options table between the README's markers; True if it changed."""
+def write_options_table(path: str | Path = "docs/configuration.md") -> bool:
+    """Regenerate the options table between the page's markers (`make docs`); True if it changed."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     start, end = "<!-- options:start -->\n", "\n<!-- options:end -->"

@@ -2,7 +2,7 @@
 
 The defaults are sized for a ZeroGPU Space (one H200 slice lent per call, a 2-core CPU host, ~50 GB of disk
 shared by every visitor). The owner raises or lowers each with the environment variable named beside it
-(listed in the README); a refusal names the limit and that variable. A self-hosted single-user app has
+(listed in docs/space.md); a refusal names the limit and that variable. A self-hosted single-user app has
 no limits (the machine is its user's). Read on every check, so a test or an owner can change them live.
 
 Nothing here imports anything heavy; `ftspace.targets.admit` applies the run limits, and the modules that
@@ -102,7 +102,7 @@ def _fmt(value) -> str:
 
 
 def table() -> str:
-    """The README's table of limits (checked by a test against this module)."""
+    """The table of limits in docs/space.md (checked by a test against this module)."""
     lines = ["| Variable | Default | What it limits |", "|---|---|---|"]
     lines += [f"| `{i.env}` | {_fmt(i.default)} {i.unit} | {i.what} |" for i in LIMITS.values()]
     return "\n".join(lines)

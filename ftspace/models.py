@@ -7,6 +7,7 @@ checkpoint (with its tokenizer and chat template) under the cache folder and reu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -16,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,11 +99,55 @@ def default_model_path() -> str:
     return str(ensure_default_model(lambda *_: None))
 
 
+_GGUF_LOADING = threading.Lock()
+
+
+@contextlib.contextmanager
+def gguf_parsed_once():
+    """transformers' GGUF loader (5.17) parses the file once for the tokenizer, again for the config and again for
+    the tensors (~6 s each for the bundled model: gguf's reader makes a numpy view per element of the 49k-token
+    vocabulary), and builds gguf's tensor-name map anew for each of the model's modules (~9 s): within one load,
+    each file is parsed once and each map built once (an export's parity load of the bundled model: 19.4 s -> 10.2 s,
+    the rest mostly imports). What is read is the same. One load at a time in a process: the two names are swapped
+    on the gguf module for its duration."""
+    import gguf
+
+    with _GGUF_LOADING:
+        real_reader, real_map = gguf.GGUFReader, gguf.get_tensor_name_map
+        readers = {}
+
+        def reader(path, mode="r"):
+            key = (os.path.realpath(path), mode)
+            if key not in readers:
+                readers[key] = real_reader(path, mode)
+            return readers[key]
+
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.lru_cache(maxsize=None)(real_map)
+        try:
+            yield
+        finally:
+            gguf.GGUFReader, gguf.get_tensor_name_map = real_reader, real_map
+
+
 def ensure_default_model(progress=print) -> Path:
-    """The dequantized default checkpoint, converting it from GGUF on first use (~20 s)."""
+    """The dequantized default checkpoint, converting it from GGUF on first use (~20 s). Processes that need it at
+    the same time (two test processes, the app and a CLI) convert it once: the others wait for the first."""
     target = default_model_dir()
     if default_model_ready():
         return target
+    import fcntl
+
+    folder = target.resolve()  # where it is written (the name may be a link to a folder shared with others)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when this process dies
+        if not default_model_ready():  # else converted while this one waited
+            with gguf_parsed_once():
+                _convert_default(folder, progress)
+    return target
+
+
+def _convert_default(target: Path, progress) -> Path:
     source = gguf_path()
     progress(f"Converting the bundled {DEFAULT_GGUF} to a safetensors checkpoint (one time, ~20 s) ...")
     from transformers import AutoModelForCausalLM, AutoTokenizer

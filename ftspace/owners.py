@@ -105,8 +105,9 @@ def adopt(old: str, new: str) -> None:
             run.set_status(owner=new)
 
 
-def dataset_from_shown(owner: str, text: str) -> str:
-    """The dataset a visitor's text means: "qa.csv (uploaded)" is this owner's newest upload of that name."""
+def dataset_from_shown(owner: str | tuple[str, ...], text: str) -> str:
+    """The dataset a visitor's text means: "qa.csv (uploaded)" is this owner's newest upload of that name (among
+    the uploads of each owner given: a page's browser and its session)."""
     text = (text or "").strip()
     if not text.endswith(UPLOADED):
         return text
@@ -115,7 +116,8 @@ def dataset_from_shown(owner: str, text: str) -> str:
     name = text[: -len(UPLOADED)]
     if upload_name(name, "") != name:  # no '..', '/', or anything an upload is never named
         raise DataError(f"{escape(name, 80)}: no upload of yours has that name: upload the file again.")
-    found = sorted(owner_uploads(owner).glob(f"*/{glob.escape(name)}"), key=lambda p: p.stat().st_mtime)
+    found = sorted((path for who in ((owner,) if isinstance(owner, str) else owner)
+                    for path in owner_uploads(who).glob(f"*/{glob.escape(name)}")), key=lambda p: p.stat().st_mtime)
     if not found:
         raise DataError(f"{escape(name, 80)}: no upload of yours has that name: upload the file again.")
     return str(found[-1])

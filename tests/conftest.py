@@ -34,12 +34,19 @@ def offline_env(tmp_path_factory):
     base = tmp_path_factory.mktemp("env")
     old = dict(os.environ)
     os.environ.update(SESSION_ENV, HF_HOME=str(base / "hf"), FTSPACE_CACHE=str(base / "ftspace-cache"))
-    # The converted default checkpoint is deterministic and read-only: reuse one from the user
-    # cache when present (saves ~30 s), else convert into this session's tmp cache.
+    # The converted default checkpoint is deterministic and read-only: reuse one from the user cache when present
+    # (saves ~20 s), else convert it once for the test run into a folder its test processes share (the first to
+    # need it converts; the other waits for it: ftspace.models.ensure_default_model's lock).
     shared = Path.home() / ".cache" / "ftspace" / "models" / "SmolLM2-135M-Instruct"
+    (base / "ftspace-cache").mkdir(parents=True)
     if (shared / "model.safetensors").exists():
-        (base / "ftspace-cache" / "models").mkdir(parents=True)
+        (base / "ftspace-cache" / "models").mkdir()
         os.symlink(shared, base / "ftspace-cache" / "models" / "SmolLM2-135M-Instruct")
+    else:
+        run_root = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        (run_root / "shared-models").mkdir(exist_ok=True)
+        (base / "ftspace-cache" / "models").mkdir()
+        os.symlink(run_root / "shared-models" / shared.name, base / "ftspace-cache" / "models" / shared.name)
     yield
     os.environ.clear()
     os.environ.update(old)

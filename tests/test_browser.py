@@ -73,15 +73,14 @@ def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-# The README's picture of the app, taken on every run into the ignored test-artifacts/ (tests change no tracked
-# file); `make screenshot` runs this test and copies it to examples/app-screenshot.png.
+# The Train tab after the tiny model's run, taken on every run into the ignored test-artifacts/ (tests change no
+# tracked file; the README's picture is a real run's: `make screenshot`, tests/screenshot.py).
 SCREENSHOT = ARTIFACTS / "app-screenshot.png"
 
 
 def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
     """Dataset -> Train -> Evaluate -> Chat -> Publish by the next-step buttons, with human labels and no
-    server path on any tab; the README's screenshot is taken from this run (the tiny model typed as a folder
-    beside the app, as a self-hoster types theirs)."""
+    server path on any tab (the tiny model typed as a folder beside the app, as a self-hoster types theirs)."""
     (tmp_path / "tiny-llama").symlink_to(tiny_model)
     with App(tmp_path, cwd=tmp_path) as app:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -128,7 +127,7 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         shot(page, "2-train")
         page.evaluate("window.scrollTo(0, 0)")
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT))  # the README's picture: the Train tab after a real run
+        page.screenshot(path=str(SCREENSHOT))  # the Train tab after the run, as the README's picture frames it
         run_id = page.get_by_label("Run", exact=True).input_value()
         assert run_id
 

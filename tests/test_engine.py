@@ -254,3 +254,35 @@ def test_a_warm_start_needs_the_same_environment_but_for_ftspaces_own_settings(m
     assert not warm.same_environment({k: v for k, v in started.items() if k != "PATH"}, started, imported)
     monkeypatch.setenv("FTSPACE_WARM_START", "0")
     assert local.warm_start(local.worker_environment()) is None  # turned off: every worker starts cold
+
+
+def test_processes_needing_the_default_model_at_once_convert_it_once(tmp_path, monkeypatch):
+    """The bundled GGUF is converted by the first caller; one that asks meanwhile waits on the lock and finds it
+    done (the suite's two test processes share one conversion this way; so do an app and a CLI). The real
+    conversion's output is the conftest's `default_model_path`, used by every real-model test."""
+    import threading
+
+    from ftspace import models
+
+    target = tmp_path / "shared" / "SmolLM2-135M-Instruct"
+    (tmp_path / "cache" / "models").mkdir(parents=True)
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "cache" / "models" / target.name).symlink_to(target)  # as the conftest links it: written through
+    monkeypatch.setenv("FTSPACE_CACHE", str(tmp_path / "cache"))
+    calls, results = [], []
+
+    def convert(folder, progress):
+        calls.append(folder)
+        time.sleep(0.5)  # a second caller arrives meanwhile
+        folder.mkdir()
+        for name in ("model.safetensors", "tokenizer_config.json"):
+            (folder / name).write_text("x")
+
+    monkeypatch.setattr(models, "_convert_default", convert)
+    threads = [threading.Thread(target=lambda: results.append(models.ensure_default_model(lambda *_: None)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert calls == [target] and results == [models.default_model_dir()] * 2 and models.default_model_ready()

@@ -444,12 +444,12 @@ def test_single_user_mode_will_not_listen_on_a_public_address(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_the_readme_lists_every_limit_as_the_code_has_it():
+def test_the_docs_list_every_limit_as_the_code_has_it():
     from ftspace import limits
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "space.md").read_text()
     start = readme.index("<!-- limits:")
     table = readme[readme.index("\n", start) + 1:readme.index("<!-- /limits -->")].strip()
-    assert table == limits.table(), "README's limits table is stale: paste ftspace.limits.table() into it"
+    assert table == limits.table(), "docs/space.md's limits table is stale: paste ftspace.limits.table() into it"
     for name in ("FTSPACE_OWNER_MODELS", "FTSPACE_IDENTITY_TTL_S", "FTSPACE_ALLOW_PUBLIC"):
         assert f"`{name}" in readme, name

@@ -132,3 +132,24 @@ def test_what_a_page_made_before_it_knew_its_browser_id_follows_it(runs_dir):
     assert owners.dataset_from_shown(session, "chat.jsonl (uploaded)") == str(kept)  # where the run reads it
     owners.adopt(browser, browser)  # nothing to do
     assert run.read_status()["owner"] == browser
+
+
+def test_an_upload_that_lands_after_the_page_knows_its_id_is_still_the_pages(runs_dir, monkeypatch):
+    """The adoption above runs in the page's load event; an upload sent before it and finished after it lands in
+    the session's folder. The page's later events carry both owners (targets.Caller.page): the upload is found by
+    its name and by its path, and another page (another session) finds neither."""
+    from ftspace import owners, targets
+    from ftspace.errors import DataError
+
+    monkeypatch.setenv("FTSPACE_MULTIUSER", "1")
+    session, browser = "browser:session", "browser:localstorage"
+    owners.adopt(session, browser)  # the load event: nothing made yet
+    kept = owners.keep_upload(session, "late.jsonl", "f2", data=b'{"text": "hi"}\n')  # the upload finishes now
+    page = targets.Caller(browser, page=session)
+    assert targets.admit_dataset("late.jsonl (uploaded)", page) == str(kept)
+    assert targets.admit_dataset(str(kept), page) == str(kept)
+    other = targets.Caller("browser:other", page="browser:othersession")
+    with pytest.raises(DataError, match="late.jsonl: no upload of yours has that name: upload the file again."):
+        targets.admit_dataset("late.jsonl (uploaded)", other)
+    with pytest.raises(DataError, match="on this shared app a dataset is"):
+        targets.admit_dataset(str(kept), other)

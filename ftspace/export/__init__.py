@@ -51,7 +51,7 @@ def check(run: Run, quant: str, token: str | None = None) -> str:
         raise ExportError(f"Unknown GGUF type {quant!r}: choose one of {', '.join(QUANTS + K_QUANTS)}.")
     if quant in K_QUANTS and not quantizer():
         raise ExportError(f"{quant} needs llama.cpp's quantizer, not found on this machine: install llama-cpp-python "
-                          "(README: Run it anywhere) or llama.cpp's llama-quantize (on PATH, or "
+                          "(docs/gguf.md) or llama.cpp's llama-quantize (on PATH, or "
                           f"FTSPACE_LLAMA_QUANTIZE=/path/to/it), or choose {', '.join(QUANTS)}.")
     if not (run.adapter_dir / "adapter_config.json").exists():
         raise ExportError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait for it to finish, or "

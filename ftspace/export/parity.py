@@ -9,11 +9,11 @@ than twice the tolerance) fails the export, as does a logit difference beyond th
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import threading
 from pathlib import Path
+
+from ftspace.models import gguf_parsed_once
 
 
 # How far the export's next-token distributions may drift from the run's, per type: mean KL divergence per
@@ -71,7 +71,7 @@ def load_gguf(path: Path, arch: str):
     from transformers.utils import logging
 
     logging.disable_progress_bar()  # its dequantizing bar would cut through the export's own
-    with _parsed_once():
+    with gguf_parsed_once():
         config = None
         if arch in HEAD_DIM_UNREAD:
             import gguf
@@ -80,38 +80,6 @@ def load_gguf(path: Path, arch: str):
             config.head_dim = int(gguf.GGUFReader(str(path)).fields[f"{arch}.attention.key_length"].contents())
         return AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, config=config,
                                                     dtype=torch.float32).eval()
-
-
-_LOADING = threading.Lock()
-
-
-@contextlib.contextmanager
-def _parsed_once():
-    """transformers' GGUF loader (5.17) parses the file once for the config and again for the tensors (~6 s each
-    for the bundled model: gguf's reader makes a numpy view per element of the 49k-token vocabulary), and builds
-    gguf's tensor-name map anew for each of the model's modules (~9 s): within one load, each file is parsed once
-    and each map built once (the bundled model's first load in a process: 19.4 s -> 10.2 s, the rest mostly
-    imports). What is read is the same. One load at a time: the two names are swapped on the gguf module for its
-    duration."""
-    import functools
-
-    import gguf
-
-    with _LOADING:
-        real_reader, real_map = gguf.GGUFReader, gguf.get_tensor_name_map
-        readers = {}
-
-        def reader(path, mode="r"):
-            key = (os.path.realpath(path), mode)
-            if key not in readers:
-                readers[key] = real_reader(path, mode)
-            return readers[key]
-
-        gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.lru_cache(maxsize=None)(real_map)
-        try:
-            yield
-        finally:
-            gguf.GGUFReader, gguf.get_tensor_name_map = real_reader, real_map
 
 
 def _figures(reader: str, kind: str, expected: list[dict], answers: list[list[int]], along, tokenizer) -> dict:

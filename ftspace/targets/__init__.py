@@ -36,10 +36,17 @@ from ftspace.errors import ConfigError, DataError, ModelError, RunError
 @dataclass(frozen=True)
 class Caller:
     """Who asks: `owner` ("user:NAME", "browser:HASH", or "local" for the machine's user), the token their Hub
-    calls carry (None: none), and whether that token may write (push, Jobs)."""
+    calls carry (None: none), whether that token may write (push, Jobs), and `page`: the owner the same page's
+    events had before it knew its browser id (its session: an upload sent while a new page still loads is filed
+    there, and may finish after the page has its id), whose uploads are the caller's too."""
     owner: str
     token: str | None = field(default=None, repr=False)
     can_write: bool = True
+    page: str = ""
+
+    @property
+    def upload_owners(self) -> tuple[str, ...]:
+        return (self.owner, self.page) if self.page and self.page != self.owner else (self.owner,)
 
     @classmethod
     def local(cls, token: str | None = None) -> "Caller":
@@ -78,7 +85,7 @@ def admit_dataset(text: str, caller: Caller, *, what: str = "dataset", check_hub
     """The dataset `text` as the caller means it (an upload's shown name becomes its file) and may read it."""
     text = (text or "").strip()
     if text.endswith(owners.UPLOADED):  # an upload of theirs, by the name the app showed (both modes)
-        return owners.dataset_from_shown(caller.owner, text)
+        return owners.dataset_from_shown(caller.upload_owners, text)
     if not text or not shared():
         return text
     if text.startswith("example:"):
@@ -90,8 +97,8 @@ def admit_dataset(text: str, caller: Caller, *, what: str = "dataset", check_hub
                             f"{', '.join(bundled_examples())}.")
         return text
     path = Path(text)
-    if path.is_absolute() and ".." not in path.parts and _inside(path, owners.owner_uploads(caller.owner)) \
-            and path.is_file():
+    if path.is_absolute() and ".." not in path.parts and path.is_file() \
+            and any(_inside(path, owners.owner_uploads(owner)) for owner in caller.upload_owners):
         return str(path)  # a file of theirs, as an earlier answer of this app named it
     if not access.hub_shaped(text):
         raise DataError(f"{what} {_shown(text)}: {DATASET_RULE}.")

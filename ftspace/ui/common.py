@@ -112,7 +112,8 @@ def caller_of(request: gr.Request | None, browser_id: str = "", oauth_token: gr.
     (a browser's OAuth token carries the scopes the Space asked for, write included)."""
     from ftspace.targets import Caller
 
-    return Caller(owner_of(request, browser_id), visitor_token(oauth_token))
+    owner = owner_of(request, browser_id)
+    return Caller(owner, visitor_token(oauth_token), page=owner_of(request, "") if browser_id else "")
 
 
 def visitor_tier(profile: gr.OAuthProfile | None) -> str:

@@ -154,7 +154,7 @@ def model_card(run: Run, repo_id: str, gguf_repo: str | None = None, gguf_type: 
     base, name = _base_model_id(run), repo_id.split("/")[-1]
     data_name, data_id = dataset_label(cfg.dataset)
     licence = license_of(cfg.model_name)
-    scored = _scorecard(run, st)
+    scored = run.published_scorecard(st)
     meta = {"base_model": base, "library_name": "peft", "pipeline_tag": "text-generation"}
     if licence:
         meta["license"] = licence
@@ -242,12 +242,6 @@ def _trainer_shown(cfg, st: dict) -> str:
     cls = (st.get("trainer_class") or "").rsplit(".", 1)[-1] or "n/a"
     backend = st.get("backend", cfg.backend)
     return f"{cls} (TRL, through Unsloth)" if backend == "unsloth" else f"{cls} (TRL with transformers and PEFT)"
-
-
-def _scorecard(run: Run, st: dict) -> dict | None:
-    from ftspace import evaluation
-
-    return evaluation.saved(run).get(st.get("adapter_checkpoint") or "final")
 
 
 def _model_index(name: str, card: dict) -> list[dict]:
@@ -354,7 +348,8 @@ def _value(value) -> str:
 
 def _evaluation_section(run: Run, st: dict, card: dict | None) -> str:
     """The scorecard of the adapter being published (base vs tuned, the forgetting probe, which checkpoint)
-    and a hash of the rows it was trained on: evidence, not only settings. `card`: that scorecard (_scorecard)."""
+    and a hash of the rows it was trained on: evidence, not only settings. `card`: that scorecard
+    (Run.published_scorecard)."""
     from ftspace import evaluation
     from ftspace.engine.prepare import read_prepared
 

@@ -34,11 +34,28 @@ class CatalogueEntry:
     model_id: str
     params_b: float  # billions of parameters
     kind: str  # "instruct" or "base"
-    note: str
+    note: str  # what it is good for, in words: sizes and fits are computed (memory_gb, fits)
     license: str = ""  # the Hub's licence id of the model (a tuned adapter is a derivative of it)
 
     def memory_gb(self, load_in_4bit: bool) -> float:
         return estimate_memory_gb(self.params_b * 1e9, load_in_4bit)
+
+    def fits(self) -> str:
+        """Where LoRA training of it fits, computed from the memory estimate (never written by hand): for 16-bit and
+        for 4-bit weights, the smallest GPU that holds the estimate with a fifth to spare.
+
+        >>> next(e for e in CATALOGUE if e.model_id.endswith("Llama-3.1-8B-Instruct")).fits()
+        '16-bit ~19.75 GB (a 24 GB GPU: L4, A10G); 4-bit ~8.19 GB (a 16 GB GPU: T4)'
+        """
+        parts = []
+        for bits, gb in (("16-bit", self.memory_gb(False)), ("4-bit", self.memory_gb(True))):
+            gpu = next((name for size, name in GPU_SIZES_GB if gb * 1.2 <= size), "more than any GPU listed")
+            parts.append(f"{bits} ~{gb:g} GB ({gpu})")
+        return "; ".join(parts)
+
+
+# GPU memory sizes the estimate is set against (GB, what has it): Colab's and Jobs' T4, L4 and A10G, ZeroGPU's share.
+GPU_SIZES_GB = [(16, "a 16 GB GPU: T4"), (24, "a 24 GB GPU: L4, A10G"), (70, "a 70 GB GPU share: ZeroGPU")]
 
 
 CATALOGUE = [
@@ -50,12 +67,10 @@ CATALOGUE = [
     CatalogueEntry("unsloth/Llama-3.2-1B", 1.24, "base", "base model: gets a chatml template", "llama3.2"),
     CatalogueEntry("unsloth/gemma-3-1b-it", 1.0, "instruct", "Gemma 3, 32k context", "gemma"),
     CatalogueEntry("unsloth/Qwen3-1.7B", 1.7, "instruct", "strong small model", "apache-2.0"),
-    CatalogueEntry("unsloth/Llama-3.2-3B-Instruct", 3.21, "instruct", "fits a free T4 in 4-bit", "llama3.2"),
-    CatalogueEntry("unsloth/Qwen3-4B", 4.0, "instruct", "fits ZeroGPU easily", "apache-2.0"),
-    CatalogueEntry("unsloth/Meta-Llama-3.1-8B-Instruct", 8.03, "instruct", "needs ~16 GB in 4-bit... see estimate",
-                   "llama3.1"),
-    CatalogueEntry("unsloth/Qwen3-8B", 8.2, "instruct", "best quality that fits a 24 GB GPU in 4-bit",
-                   "apache-2.0"),
+    CatalogueEntry("unsloth/Llama-3.2-3B-Instruct", 3.21, "instruct", "a good size for a free T4", "llama3.2"),
+    CatalogueEntry("unsloth/Qwen3-4B", 4.0, "instruct", "strong for its size", "apache-2.0"),
+    CatalogueEntry("unsloth/Meta-Llama-3.1-8B-Instruct", 8.03, "instruct", "strong general 8B", "llama3.1"),
+    CatalogueEntry("unsloth/Qwen3-8B", 8.2, "instruct", "best quality in the catalogue", "apache-2.0"),
 ]
 
 

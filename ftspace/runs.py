@@ -248,15 +248,23 @@ class Run:
                 return st
             time.sleep(poll)
 
-    def score(self) -> dict | None:
-        """The scorecard of the adapter the run publishes, in short: {"task_gain", "metric", "general_change"}; None
-        when it was not evaluated (the evaluation's own file, read without loading anything)."""
-        label = self.read_status().get("adapter_checkpoint") or "final"
+    def published_scorecard(self, status: dict | None = None) -> dict | None:
+        """The saved scorecard of the adapter the run publishes (its chosen checkpoint's, else the final adapter's):
+        what the Runs tab and the model card show; None when it was not evaluated."""
+        label = (status if status is not None else self.read_status()).get("adapter_checkpoint") or "final"
         try:
             card = json.loads((self.path / "evaluations" / f"{label}.json").read_text(encoding="utf-8"))
-            return {"task_gain": card["task_gain"], "metric": card["primary_metric"],
-                    "general_change": card["forgetting"]["change"]}
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError):
+            return None
+        return card if isinstance(card, dict) else None
+
+    def score(self) -> dict | None:
+        """The published scorecard in short: {"task_gain", "metric", "general_change"}; None when not evaluated."""
+        try:
+            card = self.published_scorecard()
+            return card and {"task_gain": card["task_gain"], "metric": card["primary_metric"],
+                             "general_change": card["forgetting"]["change"]}
+        except (KeyError, TypeError):
             return None
 
     def summary(self) -> dict:
@@ -401,6 +409,17 @@ def delete(run: Run) -> None:
     if st.get("status") in ACTIVE:
         raise RunError(f"Run {run.id} is {st['status']}: stop it first, then delete it.")
     shutil.rmtree(run.path)
+
+
+def can_resume(st: dict) -> bool:
+    """Whether Resume can act on a run with status `st` (prepare_resume says why not, when asked).
+
+    >>> can_resume({"status": "stopped", "step": 4}), can_resume({"status": "running"})
+    (True, False)
+    >>> can_resume({"status": "completed"}), can_resume({"status": "completed", "stopped_early": True})
+    (False, True)
+    """
+    return st.get("status") not in ACTIVE and (st.get("status") != "completed" or bool(st.get("stopped_early")))
 
 
 def prepare_resume(run: Run):

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from apptools import ROOT, App  # noqa: E402
-from test_browser import ARGS, CHROMIUM, field  # noqa: E402
+from test_browser import ARGS, CHROMIUM, field, open_page, upload_checked  # noqa: E402
 
 
 def take(out: Path) -> None:
@@ -21,13 +21,8 @@ def take(out: Path) -> None:
 
     with tempfile.TemporaryDirectory() as tmp, App(Path(tmp)) as app, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(app.url)
-        page.wait_for_function("() => Object.keys(localStorage).some(k => k.includes('ftspace_browser_id'))",
-                               timeout=60000)
-        page.get_by_role("tab", name="1 · Dataset").click()
-        page.locator("#data-upload input[type=file]").set_input_files(str(ROOT / "examples" / "facts.jsonl"))
-        page.get_by_text("32 kept").first.wait_for(timeout=120000)
+        page = open_page(browser, app)
+        upload_checked(page, ROOT / "examples" / "facts.jsonl", "32 kept")
         page.get_by_role("button", name="Train on this dataset →").click()
         page.get_by_role("tab", name="2 · Train", selected=True).wait_for()
         page.get_by_label("Preset (fills the fields below)").click()

@@ -68,6 +68,23 @@ def start_quick_run(page, model_path, steps: int):
     page.get_by_role("button", name="Start training").click()
 
 
+def open_page(browser, app):
+    """A new page on the app, once it has its browser id (its load event keeps one in localStorage): an upload sent
+    before that is the page session's (found all the same: targets.Caller.page)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app.url)
+    page.wait_for_function("() => Object.keys(localStorage).some(k => k.includes('ftspace_browser_id'))",
+                           timeout=60000)
+    return page
+
+
+def upload_checked(page, path, kept: str):
+    """On the Dataset tab: upload `path`, wait for the check's report (`kept`: e.g. "8 kept")."""
+    page.get_by_role("tab", name="1 · Dataset").click()
+    page.locator("#data-upload input[type=file]").set_input_files(str(path))
+    page.get_by_text(kept).first.wait_for(timeout=120000)
+
+
 def shot(page, name):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -83,19 +100,11 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
     server path on any tab (the tiny model typed as a folder beside the app, as a self-hoster types theirs)."""
     (tmp_path / "tiny-llama").symlink_to(tiny_model)
     with App(tmp_path, cwd=tmp_path) as app:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(app.url)
-        # the page has its browser id (its load event kept one in localStorage): an upload sent before that is
-        # the page session's, and a check sent after it looks among the browser's (a known race, issue 33's note)
-        page.wait_for_function("() => Object.keys(localStorage).some(k => k.includes('ftspace_browser_id'))",
-                               timeout=60000)
+        page = open_page(browser, app)
 
         # 1. Dataset: an uploaded file is checked and reported, shown by its name
-        page.get_by_role("tab", name="1 · Dataset").click()
-        page.locator("#data-upload input[type=file]").set_input_files(str(ROOT / "examples" / "chat.jsonl"))
-        page.get_by_text("format messages").or_(page.get_by_text("format **messages**")).first.wait_for(
-            timeout=60000)
-        page.get_by_text("8 kept").first.wait_for()
+        upload_checked(page, ROOT / "examples" / "chat.jsonl", "8 kept")
+        page.get_by_text("format messages").or_(page.get_by_text("format **messages**")).first.wait_for()
         assert page.get_by_label("Dataset in use").input_value() == "chat.jsonl (uploaded)"
         assert_no_server_paths(page, tmp_path)
         shot(page, "1-dataset")
@@ -120,6 +129,9 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         start_quick_run(page, "tiny-llama", steps=6)
         page.get_by_text("completed").first.wait_for(timeout=180000)
         page.get_by_text("step 6/6").first.wait_for(timeout=10000)
+        # the buttons that cannot act on a completed run are off: Stop, and Resume (all its steps are done)
+        expect(page.get_by_role("button", name="Stop", exact=True)).to_be_disabled(timeout=10000)
+        expect(page.get_by_role("button", name="Resume", exact=True)).to_be_disabled()
         page.locator("#loss-plot .vega-embed").first.wait_for(timeout=10000)
         assert page.locator("#loss-plot .vega-embed").bounding_box()["height"] > 100
         page.get_by_role("button", name="Evaluate →").wait_for(timeout=10000)
@@ -158,6 +170,12 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         page.get_by_role("tab", name="4 · Chat", selected=True).wait_for()
         page.get_by_text(re.compile(f"(Run {run_id} is loaded|Loading run {run_id} in the background)")).first.wait_for(
             timeout=60000)  # the run came along and its model is loading or loaded
+        # only the fields of the source picked: a run of mine, not the base model or Hub repo fields
+        expect(page.get_by_label("Hub adapter repo")).to_be_hidden()
+        page.get_by_label("an adapter on the Hub").check()
+        expect(page.get_by_label("Hub adapter repo")).to_be_visible()
+        page.get_by_label("a run of mine").check()
+        expect(page.get_by_label("Hub adapter repo")).to_be_hidden()
         temperature = page.get_by_label("number input for Temperature · temperature", exact=True)
         temperature.fill("1")  # a random-weight model's greedy reply can be only an end token
         temperature.press("Tab")

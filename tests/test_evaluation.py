@@ -359,3 +359,41 @@ def test_a_two_trial_sweep_resumes_after_a_restart_and_names_a_best_trial(tiny_m
         assert cfg.validation_size == sweep.TRIAL_VALIDATION and cfg.early_stopping_patience == sweep.TRIAL_PATIENCE
         assert t["value"] == sweep.score(runs.get(t["run"]))
     assert RunConfig.from_yaml(sw.path / "best.yaml").learning_rate == best["params"]["learning_rate"]
+
+
+def test_two_runs_side_by_side_on_the_same_rows(tiny_run):
+    """`ftspace eval RUN --against OTHER`: the other run (here a copy of the run whose adapter is its step-2
+    checkpoint) answers the run's own test rows and the same probe; the run's scorecard is saved as its evaluation,
+    the other's is not (those rows are not its own); the table shows each metric for the base and both runs."""
+    import shutil
+
+    other_path = tiny_run.path.with_name(tiny_run.id + "-other")
+    shutil.copytree(tiny_run.path, other_path, ignore=shutil.ignore_patterns("evaluations"))
+    shutil.rmtree(other_path / "adapter")
+    shutil.copytree(tiny_run.checkpoint(2), other_path / "adapter",
+                    ignore=shutil.ignore_patterns("optimizer*", "scheduler*", "rng*", "trainer_state*",
+                                                  "training_args*"))
+    args = ["--max-rows", "2", "--max-new-tokens", "4", "--probe", str(ROOT / "tests/data/probe_small.jsonl")]
+    result = cli("eval", str(tiny_run.path), "--against", str(other_path), *args, "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    pair = json.loads(result.stdout)
+    a, b = pair["run"], pair["against"]
+    assert a["run"] == tiny_run.id and b["run"] == other_path.name
+    assert a["test"] == b["test"] and a["test"]["rows"] == 2  # the same rows, from the run's own test split
+    assert sorted(e["prompt"] for e in a["examples"]) == sorted(e["prompt"] for e in b["examples"])
+    assert a["base"] == b["base"] and a["forgetting"]["base"] == b["forgetting"]["base"]  # one base, one answer
+    assert json.loads((tiny_run.path / "evaluations" / "final.json").read_text())["tuned"] == a["tuned"]
+    assert not (other_path / "evaluations").exists()
+
+    shown = cli("eval", str(tiny_run.path), "--against", str(other_path), *args)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    header = f"| metric | base | {tiny_run.id} | {other_path.name} | {other_path.name} − {tiny_run.id} |"
+    assert header in shown.stdout, shown.stdout
+    key = a["primary_metric"]  # the tools example: tool-call metrics
+    row = next(line for line in shown.stdout.splitlines() if line.startswith(f"| {evaluation.METRIC_NAMES[key]} |"))
+    assert row.split(" | ")[2:4] == [f"{a['tuned'][key]:.3f}", f"{b['tuned'][key]:.3f}"], row
+    assert "differ on" in shown.stdout
+
+    same = cli("eval", str(tiny_run.path), "--against", tiny_run.id, *args)
+    assert same.returncode == 2 and "that is the run itself" in same.stderr
+    assert len(same.stderr.strip().splitlines()) == 1, same.stderr

@@ -157,11 +157,14 @@ def test_other_callers_files_and_runs_and_hub_repos_they_cannot_read(space, tiny
     assert "FTSPACE_MAX_DATASET_MB" in refused(mallory.predict, "", *run_values(dataset="big/data"),
                                                api_name="/start")
     for attempt in (lambda: mallory.predict("", run.name, api_name="/stop"),
+                 lambda: mallory.predict(run.name, "", api_name="/delete_run"),
                  lambda: mallory.predict("", run.name, "final (the adapter chat and publishing use)", "", 10, 8,
                                          api_name="/evaluate"),
                  lambda: mallory.predict("", "a run of mine", run.name, "", "", "", 4, 0.0, 0.95, False, "hi", [], [],
                                          api_name="/chat")):
         assert "No run" in one_line(refused(attempt), tmp)
+    by_path = refused(lambda: mallory.predict("../" + run.name, "", api_name="/delete_run"))
+    assert "not a run id" in one_line(by_path, tmp)
     for tool, args in (("run_progress", {"run_id": run.name}), ("ask_model", {"run_id": run.name, "prompt": "hi"}),
                        ("push_adapter", {"run_id": run.name, "repo": "stolen"}), ("resume_run", {"run_id": run.name})):
         ok, text = mcp_call(app, MALLORY, tool, **args)

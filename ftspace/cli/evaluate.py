@@ -18,11 +18,14 @@ def add_commands(sub) -> None:
     ev = sub.add_parser("eval", help="score a run's adapter against its base model on test rows and a general probe",
                         **examples("ftspace eval RUN", "ftspace eval RUN --checkpoint 20 --use",
                                    "ftspace eval RUN --test-dataset heldout.jsonl --json",
-                                   "ftspace eval RUN --each-checkpoint"))
+                                   "ftspace eval RUN --each-checkpoint", "ftspace eval RUN --against OTHER_RUN"))
     add_run_argument(ev)
     ev.add_argument("--checkpoint", type=int, metavar="STEP", help="score the checkpoint saved at this step")
     ev.add_argument("--each-checkpoint", action="store_true",
                     help="score every kept checkpoint and the final adapter: the trade-off over training")
+    ev.add_argument("--against", metavar="OTHER_RUN",
+                    help="also score another run on the same test rows and probe, and show the two side by side "
+                         "(e.g. the same data tuned twice with other settings)")
     ev.add_argument("--use", action="store_true",
                     help="then make that checkpoint (or, without --checkpoint, the final adapter) the one chat "
                          "and push use")
@@ -53,41 +56,44 @@ def add_commands(sub) -> None:
 def cmd_eval(args) -> int:
     from ftspace import runs
     from ftspace.access import hub_token
-    from ftspace.evaluation import TRADEOFF_COLUMNS, EvalOptions, evaluate, summary, tradeoff
+    from ftspace.evaluation import TRADEOFF_COLUMNS, EvalOptions, compare, comparison, evaluate, summary, tradeoff
 
     run = runs.find(args.run)
     if args.checkpoint:
         run.checkpoint(args.checkpoint)  # a wrong step fails before anything loads
+    other = runs.find(args.against) if args.against else None
+    if other and args.each_checkpoint:
+        err("--against compares two runs' adapters: leave out --each-checkpoint")
+        return 2
     steps = [int(p.name.split("-")[1]) for p in run.checkpoints()] + [None] if args.each_checkpoint else \
         [args.checkpoint]
     quiet.preload()
-    from tqdm import tqdm
 
-    cards = []
-    for step in steps:
-        options = EvalOptions(checkpoint=step, test_dataset=args.test_dataset or "", probe_file=args.probe or "",
-                              max_rows=args.max_rows, max_new_tokens=args.max_new_tokens)
-        bar = tqdm(total=1, desc="evaluating", unit="answer", file=sys.stderr,
-                   disable=args.quiet or not sys.stderr.isatty())
+    def options(step):
+        return EvalOptions(checkpoint=step, test_dataset=args.test_dataset or "", probe_file=args.probe or "",
+                           max_rows=args.max_rows, max_new_tokens=args.max_new_tokens)
 
-        def progress(done, total, what, bar=bar, step=step):
-            bar.total = total
-            bar.set_description(f"{f'checkpoint-{step}' if step else 'adapter'}: {what}")
-            bar.update(done - bar.n)
-
-        try:
-            with contextlib.redirect_stdout(sys.stderr):
-                cards.append(evaluate(run, options, token=hub_token(), progress=progress))
-        except KeyboardInterrupt:
-            err("\nevaluation cancelled (Ctrl-C): nothing more was saved")
-            return 130
-        finally:
-            bar.close()
+    cards, pair = [], None
+    try:
+        if other:  # both on RUN's test rows and the same probe
+            pair = _with_bar(lambda progress: compare(run, other, options(args.checkpoint), hub_token(), progress),
+                             lambda what: what, args.quiet)
+            cards.append(pair["run"])
+        for step in [] if other else steps:
+            cards.append(_with_bar(lambda progress: evaluate(run, options(step), token=hub_token(), progress=progress),
+                                   lambda what, step=step: f"{f'checkpoint-{step}' if step else 'adapter'}: {what}",
+                                   args.quiet))
+    except KeyboardInterrupt:
+        err("\nevaluation cancelled (Ctrl-C): nothing more was saved")
+        return 130
     if args.use:
         from ftspace.engine.saving import use_checkpoint
 
         use_checkpoint(run, args.checkpoint)
         err(f"run {run.id} now chats and publishes with {cards[-1]['checkpoint']}")
+    if pair:
+        print(json.dumps(pair, indent=1, ensure_ascii=False) if args.json else comparison(pair).replace("**", ""))
+        return 0
     if args.json:
         print(json.dumps(cards if args.each_checkpoint else cards[0], indent=1, ensure_ascii=False))
         return 0
@@ -102,6 +108,24 @@ def cmd_eval(args) -> int:
     for e in card["examples"][:5]:
         print(" | ".join(str(e[k])[:80].replace("\n", " ") for k in ("prompt", "reference", "base", "tuned")))
     return 0
+
+
+def _with_bar(work, label, quiet_bar: bool):
+    """work(progress) with a progress bar on stderr (stdout is kept for the result); `label(what)` describes it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc="evaluating", unit="answer", file=sys.stderr, disable=quiet_bar or not sys.stderr.isatty())
+
+    def progress(done, total, what):
+        bar.total = total
+        bar.set_description(label(what))
+        bar.update(done - bar.n)
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return work(progress)
+    finally:
+        bar.close()
 
 
 def cmd_sweep(args) -> int:

@@ -225,6 +225,34 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
     return card
 
 
+def compare(run: Run, other: Run, options: EvalOptions | None = None, token: str | None = None, progress=None,
+            cancel: threading.Event | None = None) -> dict:
+    """Two runs scored on the same test rows (`run`'s own, or options.test_dataset) and the same probe, each next to
+    its base: {"run": scorecard, "against": scorecard}. `run`'s scorecard is saved as its evaluation (it is one);
+    `other`'s, made on rows that are not its own, is not. Runs of different methods are not compared (a GRPO run is
+    scored by its rewards, another by its replies)."""
+    options = options or EvalOptions()
+    progress = progress or (lambda *a: None)
+    if other.path.resolve() == run.path.resolve():
+        raise DataError(f"--against {other.id}: that is the run itself: name another run to compare it with.")
+    if (run.config().method == "grpo") != (other.config().method == "grpo"):
+        raise DataError(f"Run {run.id} is {run.config().method} and {other.id} is {other.config().method}: a GRPO run "
+                        "is scored by its rewards, another by its replies; compare runs of the same kind.")
+    pairs, source, adapter = preflight(run, options, token)
+    other_adapter = other.adapter_dir  # the adapter it chats and publishes with
+    if not (other_adapter / "adapter_config.json").exists():
+        raise FtspaceError(f"Run {other.id} has no adapter yet ({other.status()['status']}): wait for it to finish.")
+    first = evaluate(run, options, token, lambda done, total, what: progress(done, 2 * total, f"{run.id}: {what}"),
+                     cancel, save=True, checked=(pairs, source, adapter))
+    second_options = EvalOptions(test_dataset=options.test_dataset, probe_file=options.probe_file,
+                                 max_rows=options.max_rows, max_new_tokens=options.max_new_tokens,
+                                 batch_size=options.batch_size)
+    second = evaluate(other, second_options, token,
+                      lambda done, total, what: progress(total + done, 2 * total, f"{other.id}: {what}"), cancel,
+                      save=False, checked=(pairs, source, other_adapter))
+    return {"run": first, "against": second}
+
+
 def base_answers_file(model: Evaluator, base_path: str, probe: list[dict], batch_size: int) -> Path:
     """Where the base model's answers to this probe are kept (ftspace's cache): named by everything they depend on,
     the base's weights (path, sizes, times), the chat template the run renders prompts with, its special tokens, the

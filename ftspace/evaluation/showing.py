@@ -65,6 +65,50 @@ def summary(card: dict, with_table: bool = True) -> str:
     return "\n\n".join(lines) + "\n\n" + "\n".join(table)
 
 
+def comparison(pair: dict) -> str:
+    """Two runs' scorecards on the same rows (evaluation.compare) as Markdown: each metric for the base, the run and
+    the other run, and the other's difference; a base of each when their bases differ; where their answers differ."""
+    a, b = pair["run"], pair["against"]
+    name_a, name_b = a["run"], b["run"]
+    same_base = a["base"] == b["base"] and a["forgetting"]["base"] == b["forgetting"]["base"]
+    head = (["metric", "base", name_a, name_b, f"{name_b} − {name_a}"] if same_base else
+            ["metric", f"{name_a}'s base", name_a, f"{name_b}'s base", name_b, f"{name_b} − {name_a}"])
+    rows = []
+    keys = [k for k in METRIC_NAMES if k in a["tuned"] and k in b["tuned"]]
+    keys += sorted(k for k in a["tuned"] if k.startswith("reward_") and k in b["tuned"])
+    for key in keys + ["general"]:
+        name = METRIC_NAMES.get(key) or (f"reward: {key[7:]}" if key != "general" else
+                                         f"general probe ({a['forgetting']['questions']} questions)")
+        va, vb = ((a["forgetting"]["tuned"], b["forgetting"]["tuned"]) if key == "general" else
+                  (a["tuned"].get(key), b["tuned"].get(key)))
+        ba, bb = ((a["forgetting"]["base"], b["forgetting"]["base"]) if key == "general" else
+                  (a["base"].get(key), b["base"].get(key)))
+        diff = _fmt(vb - va if va is not None and vb is not None else None, sign=True)
+        rows.append([name, _fmt(ba), _fmt(va), _fmt(vb), diff] if same_base else
+                    [name, _fmt(ba), _fmt(va), _fmt(bb), _fmt(vb), diff])
+    test = a["test"]
+    lines = [f"{name_a} ({a['checkpoint']}) against {name_b} ({b['checkpoint']}): the same {test['rows']} test prompts "
+             f"from {test['source']} ({a['task']}) and the same {a['forgetting']['questions']}-question general probe"
+             + ("" if same_base else "; their base models answer differently, so each is shown") + ".",
+             "| " + " | ".join(head) + " |\n| " + " | ".join("---" for _ in head) + " |\n"
+             + "\n".join("| " + " | ".join(r) + " |" for r in rows)]
+    theirs: dict[tuple, list] = {}  # each card lists its examples worst first: paired again by prompt and reference
+    for e in b["examples"]:
+        theirs.setdefault((e["prompt"], e["reference"]), []).append(e)
+    pairs = [(e, theirs[(e["prompt"], e["reference"])].pop(0)) for e in a["examples"]]
+    differ = [(ea, eb) for ea, eb in pairs if ea["tuned"] != eb["tuned"]]
+    lines.append(f"Their answers differ on {len(differ)} of {len(a['examples'])} test prompts"
+                 + (":" if differ else "."))
+    for ea, eb in differ[:5]:
+        lines.append(f"- {_one_line(ea['prompt'])}\n  - {name_a}: {_one_line(ea['tuned'])}\n  - {name_b}: "
+                     f"{_one_line(eb['tuned'])}")
+    return "\n\n".join(lines)
+
+
+def _one_line(text, n: int = 100) -> str:
+    return " ".join(str(text).split())[:n]
+
+
 TRADEOFF_COLUMNS = ["adapter", "step", "task metric", "base", "tuned", "general (tuned)", "general change"]
 
 

@@ -10,7 +10,6 @@ than twice the tolerance) fails the export, as does a logit difference beyond th
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 from ftspace.models import gguf_parsed_once

@@ -30,8 +30,9 @@ def build(ui: dict):
     with gr.Row():
         ui["chat_source"] = gr.Radio(sources(), value=SOURCES[0], label="Chat with")
         ui["chat_run"] = gr.Dropdown([], label="Run", interactive=True, allow_custom_value=True)
-        ui["chat_base"] = gr.Dropdown(MODEL_CHOICES, value="default", label="Base model", allow_custom_value=True)
-        ui["chat_hub"] = gr.Textbox(label="Hub adapter repo", placeholder="owner/my-adapter")
+        ui["chat_base"] = gr.Dropdown(MODEL_CHOICES, value="default", label="Base model", allow_custom_value=True,
+                                      visible=False)  # each field shown for the source it belongs to (shown_for)
+        ui["chat_hub"] = gr.Textbox(label="Hub adapter repo", placeholder="owner/my-adapter", visible=False)
     ui["chat_state"] = gr.Markdown()
     ui["chat_system"] = gr.Textbox(label="System prompt", placeholder="optional")
     with gr.Row():
@@ -63,6 +64,15 @@ def wire(ui: dict):
                            api_visibility="private")
     ui["chat_run"].change(preload, [ui["browser_id"], ui["chat_run"]], ui["chat_state"], queue=False,
                           api_name="chat_pick")
+    ui["chat_source"].change(shown_for, [ui["chat_source"]], [ui["chat_run"], ui["chat_base"], ui["chat_hub"]],
+                             queue=False, show_progress="hidden", api_visibility="private")
+
+
+def shown_for(source: str):
+    """The fields the picked source uses, and only those: a run (of mine, or its GGUF export), a base model, or a
+    Hub adapter repo (its base is read from the adapter)."""
+    return (gr.update(visible=source in (SOURCES[0], GGUF_SOURCE)), gr.update(visible=source == SOURCES[1]),
+            gr.update(visible=source == SOURCES[2]))
 
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import time
 
 import gradio as gr
 
@@ -63,8 +64,8 @@ def build(ui: dict):
                                               "it)", elem_id="train-dataset")
             with gr.Row():
                 ui["start"] = gr.Button("Start training", variant="primary")
-                ui["stop"] = gr.Button("Stop", variant="stop")
-                ui["resume"] = gr.Button("Resume")
+                ui["stop"] = gr.Button("Stop", variant="stop", interactive=False)  # enabled when they can act
+                ui["resume"] = gr.Button("Resume", interactive=False)
             ui["run_id"] = gr.Dropdown([], label="Run", allow_custom_value=True, interactive=True)
             ui["run_status"] = gr.Markdown("No run yet.")
             with gr.Row(visible=False) as ui["next_steps"]:  # once the selected run has its adapter
@@ -157,15 +158,20 @@ def wire(ui: dict, scheduler):
     ui["run_id"].change(poll, who + [ui["run_id"]], progress_out, show_progress="hidden", api_visibility="private")
 
     def next_steps(browser_id, run_id, request: gr.Request):
+        """The buttons that can act on the selected run: Stop while it is queued or trains, Resume once it stopped
+        short of its steps, the next steps once it has its adapter."""
         try:
             run = own_run(run_id, owner_of(request, browser_id)) if run_id else None
         except FtspaceError:
             run = None
-        return gr.Row(visible=bool(run and (run.adapter_dir / "adapter_config.json").exists()
-                                   and run.status()["status"] not in runs.ACTIVE))
+        st = run.status() if run else {}
+        done = bool(run and (run.adapter_dir / "adapter_config.json").exists() and st["status"] not in runs.ACTIVE)
+        return (gr.Row(visible=done), gr.Button(interactive=st.get("status") in ("queued", "running")),
+                gr.Button(interactive=bool(run) and runs.can_resume(st)))
 
     hidden = dict(api_visibility="private", show_progress="hidden")
-    ui["run_status"].change(next_steps, who + [ui["run_id"]], [ui["next_steps"]], queue=False, **hidden)
+    ui["run_status"].change(next_steps, who + [ui["run_id"]], [ui["next_steps"], ui["stop"], ui["resume"]],
+                            queue=False, **hidden)
     ui["to_eval"].click(open_in("evaluate"), [ui["run_id"], ui["browser_id"]], [ui["tabs"], ui["eval_run"]], **hidden)
     ui["to_chat"].click(open_in("chat"), [ui["run_id"], ui["browser_id"]], [ui["tabs"], ui["chat_run"]], **hidden)
     ui["dataset"].input(lambda text: f"**Dataset:** {text or '(none)'} · not checked yet (the Dataset tab checks it)",
@@ -252,6 +258,11 @@ def progress(scheduler, run_id, owner):
         parts.append(f"waiting for the GPU: position {position} in the queue" if position else "waiting")
     if st.get("total_steps"):
         parts.append(f"step {st.get('step', 0)}/{st['total_steps']}")
+        parts.append(progress_bar(st.get("step", 0), st["total_steps"]))
+    if st["status"] in ("running", "stopping") and isinstance(st.get("started"), (int, float)):
+        parts.append(f"{_duration(max(0.0, time.time() - st['started']))} elapsed")
+    elif st["status"] not in runs.ACTIVE and runs.training_seconds(st) is not None:
+        parts.append(f"trained in {_duration(runs.training_seconds(st))}")
     if st.get("slice"):
         sized = ", ".join(filter(None, [f"{st['call_s']} s" if st.get("call_s") else "",
                                         f"{st['tier']} tier" if st.get("tier") else ""]))
@@ -262,7 +273,7 @@ def progress(scheduler, run_id, owner):
     if st.get("phase") == "preparing" and st["status"] == "running":
         parts.append("preparing on CPU: downloading and tokenizing")
     if st.get("eta_s") is not None and st["status"] == "running":
-        parts.append(f"ETA {_duration(st['eta_s'])}")
+        parts.append(f"about {_duration(st['eta_s'])} left")
     if "tokens_per_s" in last:
         parts.append(f"{last['tokens_per_s']:.0f} tokens/s")
     if st.get("compute_dtype"):
@@ -281,10 +292,32 @@ def progress(scheduler, run_id, owner):
         parts.append(f"\n\n{scrub_paths(st['error'])}")
     if st["status"] == "completed" and st.get("stopped_early"):
         parts.append("(stopped early; resumable)")
+    if memorised(st, run.config().method):
+        parts.append(f"\n\n**A training loss of {st['train_loss']:.2f} with nothing held out may mean the model "
+                     "learned its rows by heart** rather than what they teach: check it on rows it never saw (Evaluate, or "
+                     "validation rows: validation_size) before you rely on it.")
     log = scrub_paths(log_tail(run.log_path))
     active = st["status"] in runs.ACTIVE
     return " · ".join(parts) + samples_table(events), pd.DataFrame(points) if points else None, log, \
         gr.Timer(active=active)
+
+
+MEMORISED_LOSS = 0.2  # a final training loss below this, with no validation loss to compare, is worth a warning
+
+
+def memorised(st: dict, method: str = "sft") -> bool:
+    """A completed SFT run whose training loss fell very low with no validation loss to tell learning from memorising
+    (a GRPO or preference loss is on another scale).
+
+    >>> memorised({"status": "completed", "train_loss": 0.02}), memorised({"status": "completed", "train_loss": 0.8})
+    (True, False)
+    >>> memorised({"status": "completed", "train_loss": 0.02, "eval_loss": 0.03})
+    False
+    >>> memorised({"status": "completed", "train_loss": 0.004}, "grpo")
+    False
+    """
+    return (method == "sft" and st.get("status") == "completed" and isinstance(st.get("train_loss"), (int, float))
+            and st["train_loss"] < MEMORISED_LOSS and not isinstance(st.get("eval_loss"), (int, float)))
 
 
 def grpo_points(events: list[dict], longest: int) -> list[dict]:
@@ -318,6 +351,17 @@ def samples_table(events: list[dict]) -> str:
         rows.append(f"| {cell(r['prompt'], 120)} | {cell(r['completion'], 240)} | {cell(r.get('answer', ''), 40)} | "
                     f"{scores} |")
     return "\n".join(rows)
+
+
+def progress_bar(step: int, total: int, width: int = 20) -> str:
+    """The run's progress as a bar of `width` cells and a percentage.
+
+    >>> progress_bar(15, 30, 10)
+    '`█████░░░░░` 50%'
+    """
+    share = min(1.0, max(0.0, step / total)) if total else 0.0
+    filled = round(share * width)
+    return f"`{'█' * filled}{'░' * (width - filled)}` {share:.0%}"
 
 
 def _duration(seconds: float) -> str:

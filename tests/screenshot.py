@@ -25,7 +25,7 @@ def take(out: Path) -> None:
         upload_checked(page, ROOT / "examples" / "facts.jsonl", "32 kept")
         page.get_by_role("button", name="Train on this dataset →").click()
         page.get_by_role("tab", name="2 · Train", selected=True).wait_for()
-        page.get_by_label("Preset (fills the fields below)").click()
+        page.get_by_label("Preset (fills the settings)").click()
         page.get_by_role("option", name="quick demo").click()
         print("model:", field(page, "model_name").input_value())
         page.get_by_role("button", name="Start training").click()

@@ -57,11 +57,19 @@ def assert_no_server_paths(page, app_dir):
         assert needle not in text, (needle, [line for line in text.splitlines() if needle in line][:3])
 
 
+def open_settings(page):
+    """The Train tab's "All settings" (folded: the tab opens with the model, the preset, Estimate and Start)."""
+    if not field(page, "max_steps").is_visible():
+        page.locator("#all-settings").get_by_text("All settings").first.click()
+    expect(field(page, "max_steps")).to_be_visible()
+
+
 def start_quick_run(page, model_path, steps: int):
     """On the Train tab (preset applied): the tiny model, `steps` steps of 128 tokens, Start."""
     model = field(page, "model_name")
     model.fill(str(model_path))
     model.press("Enter")
+    open_settings(page)
     for name, value in [("max_steps", str(steps)), ("max_seq_length", "128")]:
         field(page, name).fill(value)
         field(page, name).press("Tab")
@@ -114,9 +122,14 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         page.get_by_role("tab", name="2 · Train", selected=True).wait_for()
         in_use = page.locator("#train-dataset").inner_text()
         assert "chat.jsonl (uploaded)" in in_use and "format messages" in in_use and "8 rows" in in_use, in_use
+        # the simple path: the model, a preset, Estimate and Start in view; every other setting folded away
+        expect(field(page, "model_name")).to_be_visible()
+        expect(page.get_by_role("button", name="Start training")).to_be_visible()
+        expect(field(page, "max_steps")).to_be_hidden()
+        open_settings(page)
         for label in ("LoRA rank · lora_r", "Learning rate · learning_rate", "Training steps · max_steps"):
             page.get_by_text(label).first.wait_for(timeout=5000)
-        page.get_by_label("Preset (fills the fields below)").click()
+        page.get_by_label("Preset (fills the settings)").click()
         page.get_by_role("option", name="quick demo").click()
         expect(field(page, "learning_rate")).to_have_value("0.001")  # the preset filled the fields
         assert textbox(page, "dataset").input_value() == "chat.jsonl (uploaded)"
@@ -283,8 +296,9 @@ def test_create_a_dataset_with_a_teacher_then_train_on_it(browser, tiny_model, t
         page.get_by_text("6 kept").first.wait_for()
 
         page.get_by_role("tab", name="2 · Train").click()
-        page.get_by_label("Preset (fills the fields below)").click()
+        page.get_by_label("Preset (fills the settings)").click()
         page.get_by_role("option", name="quick demo").click()
+        open_settings(page)
         expect(field(page, "learning_rate")).to_have_value("0.001")  # the preset filled the fields
         dataset = textbox(page, "dataset").input_value()
         assert dataset.startswith("synth-") and dataset.endswith(".jsonl (uploaded)")  # shown by its name

@@ -1,4 +1,5 @@
-"""Train tab: model, presets, every RunConfig field (generated), estimate, start/stop/resume, live progress."""
+"""Train tab: the model, a preset, estimate and start first; every RunConfig field (generated) folded below; stop,
+resume, live progress."""
 
 from __future__ import annotations
 
@@ -43,29 +44,35 @@ GRPO_FIELDS = tuple(f.name for f in config_fields() if f.metadata["group"] == "r
 
 
 def build(ui: dict):
+    """The simple path first: the base model, a preset, the dataset in use, Estimate and Start; every other setting
+    folded away under "All settings" (the advanced ones folded again inside it)."""
     ui["hardware"] = gr.Markdown(hardware_text())
+    fields = {f.name: f for f in config_fields()}
+    basic = [f for f in fields.values() if not f.metadata["advanced"] and f.name != "model_name"]
+    advanced = [f for f in fields.values() if f.metadata["advanced"]]
+    with gr.Row(equal_height=True):
+        ui["model_name"] = control_for(fields["model_name"], scale=3)
+        ui["preset"] = gr.Dropdown(list(PRESETS), value=None, label="Preset (fills the settings)", scale=2)
+    ui["train_dataset"] = gr.Markdown("**Dataset:** example:facts · not checked yet (the Dataset tab checks it)",
+                                      elem_id="train-dataset")
     with gr.Row():
-        ui["preset"] = gr.Dropdown(list(PRESETS), value=None, label="Preset (fills the fields below)")
         ui["estimate_btn"] = gr.Button("Estimate")
+        ui["start"] = gr.Button("Start training", variant="primary")
+        ui["stop"] = gr.Button("Stop", variant="stop", interactive=False)  # enabled when they can act
+        ui["resume"] = gr.Button("Resume", interactive=False)
     ui["estimate"] = gr.Markdown()
-    basic = [f for f in config_fields() if not f.metadata["advanced"]]
-    advanced = [f for f in config_fields() if f.metadata["advanced"]]
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
-            for f in basic:
-                ui[f.name] = control_for(f, **({"visible": False} if f.name in JOBS_FIELDS + GRPO_FIELDS else {}))
-            ui["rewards_help"] = gr.Markdown("**The rewards** (method grpo):\n\n" + "\n".join(
-                f"- **{line.split(':', 1)[0]}**:{line.split(':', 1)[1]}" for line in describe()), visible=False)
-            with gr.Accordion("Advanced", open=False):
-                for f in advanced:
-                    ui[f.name] = control_for(f, **({"visible": False} if f.name in GRPO_FIELDS else {}))
+            with gr.Accordion(f"All settings ({len(fields) - 1} more: data, LoRA, training)", open=False,
+                              elem_id="all-settings"):
+                for f in basic:
+                    ui[f.name] = control_for(f, **({"visible": False} if f.name in JOBS_FIELDS + GRPO_FIELDS else {}))
+                ui["rewards_help"] = gr.Markdown("**The rewards** (method grpo):\n\n" + "\n".join(
+                    f"- **{line.split(':', 1)[0]}**:{line.split(':', 1)[1]}" for line in describe()), visible=False)
+                with gr.Accordion("Advanced", open=False):
+                    for f in advanced:
+                        ui[f.name] = control_for(f, **({"visible": False} if f.name in GRPO_FIELDS else {}))
         with gr.Column(scale=3):
-            ui["train_dataset"] = gr.Markdown("**Dataset:** example:facts · not checked yet (the Dataset tab checks "
-                                              "it)", elem_id="train-dataset")
-            with gr.Row():
-                ui["start"] = gr.Button("Start training", variant="primary")
-                ui["stop"] = gr.Button("Stop", variant="stop", interactive=False)  # enabled when they can act
-                ui["resume"] = gr.Button("Resume", interactive=False)
             ui["run_id"] = gr.Dropdown([], label="Run", allow_custom_value=True, interactive=True)
             ui["run_status"] = gr.Markdown("No run yet.")
             with gr.Row(visible=False) as ui["next_steps"]:  # once the selected run has its adapter

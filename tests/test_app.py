@@ -461,6 +461,17 @@ def test_the_runs_tab_shows_date_method_time_and_score_and_deletes_a_run_when_as
         {"task_gain": 0.25, "primary_metric": "token_f1", "forgetting": {"change": -0.01}}))
     row = {row[0]: row for row in client.predict("", api_name="/runs")["data"]}[run.id]
     assert row[-1] == "token F1 +0.250, general -0.010"
+    # the loss curves of the runs picked, overlaid: one series per run, each step of each run once
+    other = runs.create(RunConfig(model_name="default", dataset="example:facts"))
+    for r, losses in ((run, [0.9, 0.7, 0.6, 0.5]), (other, [1.2, 0.8])):
+        with open(r.path / "events.jsonl", "w") as fh:
+            fh.writelines(json.dumps({"step": i + 1, "loss": v}) + "\n" for i, v in enumerate(losses))
+    plot = client.predict("", [run.id, other.id], api_name="/compare_runs")
+    shown = [(p["run"], p["step"], p["loss"]) for p in plot["data"]] if isinstance(plot["data"][0], dict) else \
+        [(p[plot["columns"].index("run")], p[plot["columns"].index("step")], p[plot["columns"].index("loss")])
+         for p in plot["data"]]
+    assert sorted(shown) == sorted([(run.id, 1, 0.9), (run.id, 2, 0.7), (run.id, 3, 0.6), (run.id, 4, 0.5),
+                                    (other.id, 1, 1.2), (other.id, 2, 0.8)]), plot
     client.predict(run.id, "", api_name="/delete_run")
     assert not run.path.exists() and run.id not in str(client.predict("", api_name="/runs"))
     assert app.alive()

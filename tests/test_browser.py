@@ -229,6 +229,11 @@ def test_click_through_the_four_tabs(browser, tiny_model, tmp_path):
         runs_text = page.locator("#runs-table").inner_text()
         assert "completed" in runs_text and "chat.jsonl (uploaded)" in runs_text
         assert "token F1 " in runs_text and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", runs_text)  # score, date
+        # the run's loss curve, picked among the runs to compare
+        page.get_by_label("Compare loss curves").click()
+        page.get_by_role("option", name=run_id).click()
+        page.locator("#runs-curves .vega-embed").first.wait_for(timeout=20000)
+        assert page.locator("#runs-curves .vega-embed").bounding_box()["height"] > 100
         assert_no_server_paths(page, tmp_path)
         shot(page, "5-runs")
         # Delete asks first (Cancel keeps the run), then removes it and its row

@@ -158,6 +158,7 @@ def test_other_callers_files_and_runs_and_hub_repos_they_cannot_read(space, tiny
                                                api_name="/start")
     for attempt in (lambda: mallory.predict("", run.name, api_name="/stop"),
                  lambda: mallory.predict(run.name, "", api_name="/delete_run"),
+                 lambda: mallory.predict("", [run.name], api_name="/compare_runs"),
                  lambda: mallory.predict("", run.name, "final (the adapter chat and publishing use)", "", 10, 8,
                                          api_name="/evaluate"),
                  lambda: mallory.predict("", "a run of mine", run.name, "", "", "", 4, 0.0, 0.95, False, "hi", [], [],

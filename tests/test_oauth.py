@@ -84,6 +84,8 @@ def test_two_signed_in_users_cannot_reach_each_others_runs(space, tiny_model):
         bob.predict(browser, "../" + run_id, api_name="/stop")
     with pytest.raises(AppError, match="No run"):  # nor delete it, by its id or a path to it
         bob.predict(run_id, browser, api_name="/delete_run")
+    with pytest.raises(AppError, match="No run"):  # nor see its loss curve beside his own
+        bob.predict(browser, [run_id], api_name="/compare_runs")
     with pytest.raises(AppError, match="not a run id"):
         bob.predict("../" + run_id, browser, api_name="/delete_run")
     assert (tmp / "runs" / run_id / "adapter").is_dir()

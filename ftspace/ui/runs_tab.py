@@ -1,5 +1,5 @@
-"""Runs view: each run's date, status, method, steps, training time, key settings, final loss and score; open one
-in Evaluate, Chat or Publish; delete one (asked twice)."""
+"""Runs view: each run's date, status, method, steps, training time, key settings, final loss and score; the loss
+curves of the runs picked, overlaid; open one in Evaluate, Chat or Publish; delete one (asked twice)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,23 @@ def build(ui: dict):
     ui["runs_confirm_row"] = confirm
     ui["runs_selected"] = gr.Textbox(label="Selected run", interactive=False)
     ui["runs_table"] = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, elem_id="runs-table")
+    ui["runs_compare"] = gr.Dropdown([], multiselect=True, max_choices=MAX_COMPARED, allow_custom_value=True,
+                                     label="Compare loss curves",
+                                     info=f"pick up to {MAX_COMPARED} runs: their training loss, step by step")
+    ui["runs_curves"] = gr.LinePlot(x="step", y="loss", color="run", color_title="run", height=300,
+                                    label="Training loss of the runs picked", elem_id="runs-curves")
+
+
+MAX_COMPARED = 6
+
+
+def curves(owner: str, run_ids) -> list[dict]:
+    """The training loss of each run picked (the caller's own: another's is 'No run'), one series per run."""
+    points = []
+    for run_id in list(run_ids or [])[:MAX_COMPARED]:
+        run = own_run(run_id, owner)
+        points += [{"step": e["step"], "loss": e["loss"], "run": run.id} for e in run.all_events() if "loss" in e]
+    return points
 
 
 def table(owner: str):
@@ -95,8 +112,23 @@ def wire(ui: dict, tabs):
         targets.delete(own_run(run_id, caller.owner), caller)
         return gr.Row(visible=False), "", table(caller.owner)
 
+    @user_errors
+    def overlay(browser_id, run_ids, request: gr.Request):
+        import pandas as pd
+
+        points = curves(owner_of(request, browser_id), run_ids)
+        return pd.DataFrame(points) if points else None
+
+    def choices(data, picked):
+        ids = [row[0] for row in (data.values.tolist() if hasattr(data, "values") else data or []) if row and row[0]]
+        return gr.Dropdown(choices=ids, value=[i for i in (picked or []) if i in ids])
+
     hidden = dict(api_visibility="private")
     ui["runs_refresh"].click(refresh, [ui["browser_id"]], [ui["runs_table"]], api_name="runs")
+    ui["runs_table"].change(choices, [ui["runs_table"], ui["runs_compare"]], [ui["runs_compare"]], queue=False,
+                            show_progress="hidden", **hidden)
+    ui["runs_compare"].change(overlay, [ui["browser_id"], ui["runs_compare"]], [ui["runs_curves"]],
+                              show_progress="hidden", api_name="compare_runs")
     ui["runs_table"].select(select, [ui["runs_table"]], [ui["runs_selected"]], **hidden)
     ui["runs_open_eval"].click(open_in("evaluate"), [ui["runs_selected"], ui["browser_id"]],
                                [tabs, ui["eval_run"]], **hidden)

@@ -78,7 +78,8 @@ def build(ui: dict):
             with gr.Row(visible=False) as ui["next_steps"]:  # once the selected run has its adapter
                 ui["to_eval"] = gr.Button("Evaluate →", variant="primary")
                 ui["to_chat"] = gr.Button("Chat with it →", variant="primary")
-            ui["loss_plot"] = gr.LinePlot(x="step", y="loss", color="series", height=280, elem_id="loss-plot",
+            ui["loss_plot"] = gr.LinePlot(x="step", y="loss", color="series", color_title="curve", height=280,
+                                          elem_id="loss-plot",
                                           label="Loss (DPO / ORPO: and the reward margin; GRPO: the rewards)")
             ui["log_tail"] = gr.Textbox(label="Log: ftspace's own lines (what libraries print stays in the run's log "
                                                 "file)", lines=8, max_lines=8, autoscroll=True, interactive=False)
@@ -301,8 +302,8 @@ def progress(scheduler, run_id, owner):
         parts.append("(stopped early; resumable)")
     if memorised(st, run.config().method):
         parts.append(f"\n\n**A training loss of {st['train_loss']:.2f} with nothing held out may mean the model "
-                     "learned its rows by heart** rather than what they teach: check it on rows it never saw (Evaluate, or "
-                     "validation rows: validation_size) before you rely on it.")
+                     "learned its rows by heart** rather than what they teach: check it on rows it never saw "
+                     "(Evaluate, or validation rows: validation_size) before you rely on it.")
     log = scrub_paths(log_tail(run.log_path))
     active = st["status"] in runs.ACTIVE
     return " · ".join(parts) + samples_table(events), pd.DataFrame(points) if points else None, log, \

@@ -55,7 +55,7 @@ def plan(config: dict, token: str | None = None, owner: str | None = None) -> di
     if measured:
         out["time_source"] = "measured"
     else:  # over the catalogued speed of this hardware for a model of this size
-        per_s = catalogued_tokens_per_s(out["parameters"])
+        per_s = catalogued_tokens_per_s(out["parameters"], compute_dtype=cfg.compute_dtype)
         out["seconds"] = round(out["train_tokens"] / per_s + STARTUP_S, 1)
         out["time_source"] = "catalogued"
         out["tokens_per_s"] = round(per_s)
@@ -73,18 +73,22 @@ STARTUP_S = 30.0  # the worker's start: import Unsloth, load the model (about 30
 
 # Training tokens per second for a model of 1 B parameters, by hardware (scaled by 1 / parameters, and on a CPU by
 # its cores). CPU: measured, the bundled 135 M model trained at 234 tokens/s with Unsloth on 2 cores (bench/RESULTS.md
-# section 1) -> 15.8 at 1 B per core. GPUs: not measured by this project (no GPU here); rough floors for Unsloth
-# LoRA in 16-bit: a T4-class CUDA GPU, and a ZeroGPU slice of an H200. Any run's own step time replaces them.
-CATALOGUE_TOKENS_PER_S_1B = {"cpu_per_core": 15.8, "cuda": 2500.0, "zerogpu": 10000.0}
+# section 1) -> 15.8 at 1 B per core, where the CPU computes in bfloat16; in float32 (a CPU without bfloat16 units)
+# the demo's 9,075 tokens took 106 s of training on an AVX2-only 2-core EPYC (section 9) -> 5.8. GPUs: not measured
+# by this project (no GPU here); rough floors for Unsloth LoRA in 16-bit: a T4-class CUDA GPU, and a ZeroGPU slice
+# of an H200. Any run's own step time replaces them.
+CATALOGUE_TOKENS_PER_S_1B = {"cpu_per_core": 15.8, "cpu_per_core_float32": 5.8, "cuda": 2500.0, "zerogpu": 10000.0}
 
 
-def catalogued_tokens_per_s(parameters: int, hw: dict | None = None) -> float:
-    """For this machine's hardware, or `hw` ({"kind": "cpu" | "cuda" | "zerogpu", "cores": n})."""
-    from ftspace.models import hardware
+def catalogued_tokens_per_s(parameters: int, hw: dict | None = None, compute_dtype: str = "auto") -> float:
+    """For this machine's hardware, or `hw` ({"kind": "cpu" | "cuda" | "zerogpu", "cores": n}); on a CPU, in the
+    precision a run of `compute_dtype` computes in there."""
+    from ftspace.models import cpu_computes_bf16, hardware
 
     hw, billions = hw or hardware(), max(parameters / 1e9, 0.01)
     if hw["kind"] == "cpu":
-        return CATALOGUE_TOKENS_PER_S_1B["cpu_per_core"] * (hw.get("cores") or 1) / billions
+        per_core = "cpu_per_core" if cpu_computes_bf16(compute_dtype) else "cpu_per_core_float32"
+        return CATALOGUE_TOKENS_PER_S_1B[per_core] * (hw.get("cores") or 1) / billions
     return CATALOGUE_TOKENS_PER_S_1B[hw["kind"]] / billions
 
 

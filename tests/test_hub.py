@@ -107,7 +107,8 @@ def test_the_card_says_how_it_was_made_and_what_it_is_for_without_internals(trai
     st = trained_run.status()
     assert "\n# zorblax\n" in card  # titled by the repo, not the run id
     assert "<locals>" not in card and "- Trainer: SFTTrainer (TRL with transformers and PEFT)" in card
-    assert "| Training | 4 of 4 steps in " in card and f"on {st['hardware']} (float32) |" in card
+    assert st["compute_dtype"] in ("float32", "bfloat16")  # what this CPU computes in (bfloat16 where it has units)
+    assert "| Training | 4 of 4 steps in " in card and f"on {st['hardware']} ({st['compute_dtype']}) |" in card
     assert st["hardware"].startswith("CPU: ") and "- Libraries: ftspace " in card and "peft " in card
     assert "Not evaluated with ftspace before publishing: no scores are claimed here." in card
     assert "Whether training cost it general answers was not measured" in card and "ftspace eval" not in card

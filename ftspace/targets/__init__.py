@@ -97,8 +97,8 @@ def admit_dataset(text: str, caller: Caller, *, what: str = "dataset", check_hub
                             f"{', '.join(bundled_examples())}.")
         return text
     path = Path(text)
-    if path.is_absolute() and ".." not in path.parts and path.is_file() \
-            and any(_inside(path, owners.owner_uploads(owner)) for owner in caller.upload_owners):
+    if path.is_absolute() and ".." not in path.parts \
+            and any(_inside(path, owners.owner_uploads(owner)) for owner in caller.upload_owners) and path.is_file():
         return str(path)  # a file of theirs, as an earlier answer of this app named it
     if not access.hub_shaped(text):
         raise DataError(f"{what} {_shown(text)}: {DATASET_RULE}.")

@@ -34,28 +34,11 @@ class CatalogueEntry:
     model_id: str
     params_b: float  # billions of parameters
     kind: str  # "instruct" or "base"
-    note: str  # what it is good for, in words: sizes and fits are computed (memory_gb, fits)
+    note: str  # what it is good for, in words: its memory is computed (memory_gb), never written here
     license: str = ""  # the Hub's licence id of the model (a tuned adapter is a derivative of it)
 
     def memory_gb(self, load_in_4bit: bool) -> float:
         return estimate_memory_gb(self.params_b * 1e9, load_in_4bit)
-
-    def fits(self) -> str:
-        """Where LoRA training of it fits, computed from the memory estimate (never written by hand): for 16-bit and
-        for 4-bit weights, the smallest GPU that holds the estimate with a fifth to spare.
-
-        >>> next(e for e in CATALOGUE if e.model_id.endswith("Llama-3.1-8B-Instruct")).fits()
-        '16-bit ~19.75 GB (a 24 GB GPU: L4, A10G); 4-bit ~8.19 GB (a 16 GB GPU: T4)'
-        """
-        parts = []
-        for bits, gb in (("16-bit", self.memory_gb(False)), ("4-bit", self.memory_gb(True))):
-            gpu = next((name for size, name in GPU_SIZES_GB if gb * 1.2 <= size), "more than any GPU listed")
-            parts.append(f"{bits} ~{gb:g} GB ({gpu})")
-        return "; ".join(parts)
-
-
-# GPU memory sizes the estimate is set against (GB, what has it): Colab's and Jobs' T4, L4 and A10G, ZeroGPU's share.
-GPU_SIZES_GB = [(16, "a 16 GB GPU: T4"), (24, "a 24 GB GPU: L4, A10G"), (70, "a 70 GB GPU share: ZeroGPU")]
 
 
 CATALOGUE = [
@@ -86,7 +69,7 @@ def estimate_memory_gb(params: float, load_in_4bit: bool, trainable: float | Non
     counts it: the imported training stack (CPU_STACK_GB), the weights as read from disk and, computed in another
     precision, their copy in it; the LoRA states and activations as above.
 
-    >>> estimate_memory_gb(134.5e6, False, 4.9e6, cpu=(4, 2))  # the bundled model in bfloat16: 1.77-1.79 GB measured
+    >>> estimate_memory_gb(134.5e6, False, 4.9e6, cpu=(4, 2))  # the bundled model in bfloat16: 1.75-1.88 GB measured
     1.89
     """
     trainable = params * 0.01 if trainable is None else trainable

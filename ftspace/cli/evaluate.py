@@ -79,10 +79,11 @@ def cmd_eval(args) -> int:
             pair = _with_bar(lambda progress: compare(run, other, options(args.checkpoint), hub_token(), progress),
                              lambda what: what, args.quiet)
             cards.append(pair["run"])
-        for step in [] if other else steps:
-            cards.append(_with_bar(lambda progress: evaluate(run, options(step), token=hub_token(), progress=progress),
-                                   lambda what, step=step: f"{f'checkpoint-{step}' if step else 'adapter'}: {what}",
-                                   args.quiet))
+        else:
+            for step in steps:
+                cards.append(_with_bar(
+                    lambda progress: evaluate(run, options(step), token=hub_token(), progress=progress),
+                    lambda what, step=step: f"{f'checkpoint-{step}' if step else 'adapter'}: {what}", args.quiet))
     except KeyboardInterrupt:
         err("\nevaluation cancelled (Ctrl-C): nothing more was saved")
         return 130

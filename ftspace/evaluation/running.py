@@ -6,6 +6,7 @@ replies' tokens (the same response mask training uses). Time on CPU is bounded b
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass
@@ -133,10 +134,16 @@ def preflight(run: Run, options: EvalOptions, token: str | None = None) -> tuple
     pairs = [(row, t) for row in rows if (t := target(row))]
     if not pairs:
         raise DataError(f"{source}: no test row has an assistant reply to compare against.")
-    adapter = run.checkpoint(options.checkpoint) if options.checkpoint else run.adapter_dir
+    return pairs, source, adapter_of(run, options.checkpoint)
+
+
+def adapter_of(run: Run, checkpoint: int | None = None) -> Path:
+    """The adapter folder scored: a checkpoint's, else the one the run chats and publishes with; one line when the
+    run has none yet."""
+    adapter = run.checkpoint(checkpoint) if checkpoint else run.adapter_dir
     if not (adapter / "adapter_config.json").exists():
         raise FtspaceError(f"Run {run.id} has no adapter yet ({run.status()['status']}): wait for it to finish.")
-    return pairs, source, adapter
+    return adapter
 
 
 def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = None, progress=None,
@@ -239,15 +246,10 @@ def compare(run: Run, other: Run, options: EvalOptions | None = None, token: str
         raise DataError(f"Run {run.id} is {run.config().method} and {other.id} is {other.config().method}: a GRPO run "
                         "is scored by its rewards, another by its replies; compare runs of the same kind.")
     pairs, source, adapter = preflight(run, options, token)
-    other_adapter = other.adapter_dir  # the adapter it chats and publishes with
-    if not (other_adapter / "adapter_config.json").exists():
-        raise FtspaceError(f"Run {other.id} has no adapter yet ({other.status()['status']}): wait for it to finish.")
+    other_adapter = adapter_of(other)  # the adapter it chats and publishes with
     first = evaluate(run, options, token, lambda done, total, what: progress(done, 2 * total, f"{run.id}: {what}"),
                      cancel, save=True, checked=(pairs, source, adapter))
-    second_options = EvalOptions(test_dataset=options.test_dataset, probe_file=options.probe_file,
-                                 max_rows=options.max_rows, max_new_tokens=options.max_new_tokens,
-                                 batch_size=options.batch_size)
-    second = evaluate(other, second_options, token,
+    second = evaluate(other, dataclasses.replace(options, checkpoint=None), token,
                       lambda done, total, what: progress(total + done, 2 * total, f"{other.id}: {what}"), cancel,
                       save=False, checked=(pairs, source, other_adapter))
     return {"run": first, "against": second}

@@ -73,16 +73,14 @@ def comparison(pair: dict) -> str:
     same_base = a["base"] == b["base"] and a["forgetting"]["base"] == b["forgetting"]["base"]
     head = (["metric", "base", name_a, name_b, f"{name_b} − {name_a}"] if same_base else
             ["metric", f"{name_a}'s base", name_a, f"{name_b}'s base", name_b, f"{name_b} − {name_a}"])
-    rows = []
     keys = [k for k in METRIC_NAMES if k in a["tuned"] and k in b["tuned"]]
     keys += sorted(k for k in a["tuned"] if k.startswith("reward_") and k in b["tuned"])
-    for key in keys + ["general"]:
-        name = METRIC_NAMES.get(key) or (f"reward: {key[7:]}" if key != "general" else
-                                         f"general probe ({a['forgetting']['questions']} questions)")
-        va, vb = ((a["forgetting"]["tuned"], b["forgetting"]["tuned"]) if key == "general" else
-                  (a["tuned"].get(key), b["tuned"].get(key)))
-        ba, bb = ((a["forgetting"]["base"], b["forgetting"]["base"]) if key == "general" else
-                  (a["base"].get(key), b["base"].get(key)))
+    scores = [(METRIC_NAMES.get(k) or f"reward: {k[7:]}", a["base"].get(k), a["tuned"].get(k), b["base"].get(k),
+               b["tuned"].get(k)) for k in keys]
+    fa, fb = a["forgetting"], b["forgetting"]
+    scores.append((f"general probe ({fa['questions']} questions)", fa["base"], fa["tuned"], fb["base"], fb["tuned"]))
+    rows = []
+    for name, ba, va, bb, vb in scores:
         diff = _fmt(vb - va if va is not None and vb is not None else None, sign=True)
         rows.append([name, _fmt(ba), _fmt(va), _fmt(vb), diff] if same_base else
                     [name, _fmt(ba), _fmt(va), _fmt(bb), _fmt(vb), diff])

@@ -257,8 +257,9 @@ def progress(scheduler, run_id, owner):
                if "reward_margin" in e]
     points += [{"step": e["step"], "loss": e["eval_reward_margin"], "series": "eval reward margin"} for e in events
                if "eval_reward_margin" in e]
-    if run.config().method == "grpo":
-        points += grpo_points(events, run.config().max_completion_length)
+    cfg = run.config()  # read once: this runs every second while a page follows the run
+    if cfg.method == "grpo":
+        points += grpo_points(events, cfg.max_completion_length)
     last = next((e for e in reversed(events) if "loss" in e), {})
     parts = [f"**{run.id}**: **{st['status']}**"]
     if st["status"] == "queued" and st.get("waiting"):
@@ -269,8 +270,8 @@ def progress(scheduler, run_id, owner):
         parts.append(progress_bar(st.get("step", 0), st["total_steps"]))
     if st["status"] in ("running", "stopping") and isinstance(st.get("started"), (int, float)):
         parts.append(f"{_duration(max(0.0, time.time() - st['started']))} elapsed")
-    elif st["status"] not in runs.ACTIVE and runs.training_seconds(st) is not None:
-        parts.append(f"trained in {_duration(runs.training_seconds(st))}")
+    elif st["status"] not in runs.ACTIVE and (trained := runs.training_seconds(st)) is not None:
+        parts.append(f"trained in {_duration(trained)}")
     if st.get("slice"):
         sized = ", ".join(filter(None, [f"{st['call_s']} s" if st.get("call_s") else "",
                                         f"{st['tier']} tier" if st.get("tier") else ""]))
@@ -300,7 +301,7 @@ def progress(scheduler, run_id, owner):
         parts.append(f"\n\n{scrub_paths(st['error'])}")
     if st["status"] == "completed" and st.get("stopped_early"):
         parts.append("(stopped early; resumable)")
-    if memorised(st, run.config().method):
+    if memorised(st, cfg.method):
         parts.append(f"\n\n**A training loss of {st['train_loss']:.2f} with nothing held out may mean the model "
                      "learned its rows by heart** rather than what they teach: check it on rows it never saw "
                      "(Evaluate, or validation rows: validation_size) before you rely on it.")

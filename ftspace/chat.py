@@ -385,14 +385,17 @@ _PRELOADS_LOCK = threading.Lock()
 
 
 
-def both_replies(model, prompt: list, base_prompt: list | None, settings: GenerationSettings):
-    """Stream the tuned reply, then (side by side) the base reply with the adapter off, as (tuned_text, base_text)
-    pairs; without a `base_prompt` the base text stays empty."""
+def both_replies(model, prompt: list, base_prompt: list | None, settings: GenerationSettings, other=None):
+    """Stream the tuned reply, then (side by side) the second one to `base_prompt`: the base's, with the adapter off,
+    or `other`'s (another run's model, its adapter on), as (first_text, second_text) pairs; without a `base_prompt`
+    the second text stays empty."""
     tuned = ""
     for tuned in model.stream(prompt, settings):
         yield tuned, ""
     if base_prompt is not None:
-        for text in model.stream(base_prompt, settings, base=True):
+        second = other.stream(base_prompt, settings) if other is not None else model.stream(base_prompt, settings,
+                                                                                              base=True)
+        for text in second:
             yield tuned, text
 
 @functools.cache

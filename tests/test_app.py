@@ -132,7 +132,7 @@ def test_whole_journey(served, tiny_model, tmp_path):
     # chat answers (tuned and base side by side): each is the model's own greedy reply, adapter on and off
     question = "What is the capital of Zorblax?"
     tuned, base, cleared = client.predict("", "a run of mine", run_id, "default", "", "", 8, 0.0, 0.95, True,
-                                          question, [], [], api_name="/chat")
+                                          question, [], [], "its base model", api_name="/chat")
     assert app.log.read_text().count(f"[ftspace chat] loading run {run_id}") == 1  # the background load only
     assert [m["role"] for m in tuned] == [m["role"] for m in base] == ["user", "assistant"] and cleared == ""
     assert text_of(tuned[0]["content"]) == question
@@ -146,7 +146,7 @@ def test_whole_journey(served, tiny_model, tmp_path):
     # and on a model that answers, the app's reply is the library's own, word for word: the bundled default model,
     # as a base model to chat with
     france, *_ = client.predict("", "a base model", "", "default", "", "", 24, 0.0, 0.95, False,
-                                "What is the capital of France?", [], [], api_name="/chat")
+                                "What is the capital of France?", [], [], "its base model", api_name="/chat")
     from ftspace.models import resolve_model
 
     library = ChatModel.from_base(resolve_model("default", progress=lambda *_: None)).reply(
@@ -156,7 +156,8 @@ def test_whole_journey(served, tiny_model, tmp_path):
     # 4b. evaluate: tuned vs base on the run's 4 held-out test rows and the general probe, per example
     from ftspace.ui.eval_tab import FINAL
 
-    summary, table, examples, probe, tradeoff = client.predict("", run_id, FINAL, "", 100, 8, api_name="/evaluate")
+    summary, table, examples, probe, tradeoff = client.predict("", run_id, FINAL, "", 100, 8, "its base model",
+                                                               api_name="/evaluate")
     assert "Task gain" in summary and "general change" in summary and "Scored on 4 test prompts" in summary
     metrics = {row[0]: row for row in table["data"]}
     assert {"test loss", "perplexity", "exact match", "token F1", "ROUGE-L"} <= set(metrics)
@@ -169,7 +170,7 @@ def test_whole_journey(served, tiny_model, tmp_path):
     assert [row[3] for row in examples["data"]] == [e["tuned"] for e in card["examples"]]
     assert "Task gain" in client.predict("", run_id, "zorblax-tiny", api_name="/card")
     # a kept checkpoint scored too: the trade-off table lists both, by step
-    *_, tradeoff = client.predict("", run_id, "checkpoint-4", "", 2, 8, api_name="/evaluate")
+    *_, tradeoff = client.predict("", run_id, "checkpoint-4", "", 2, 8, "its base model", api_name="/evaluate")
     assert [(row[0], row[1]) for row in tradeoff["data"]] == [("checkpoint-4", 4), ("final", 8)]
 
     # 5. push to the fake Hub; the card names the base model; the adapter loads with stock PEFT
@@ -216,7 +217,7 @@ def test_an_evaluation_is_cancelled_from_the_app_and_saves_nothing(served):
     run_id = finished_run(client)
     [folder] = [p for p in tmp.rglob("evaluations") if p.parent.name == run_id]
     (folder / "checkpoint-4.json").unlink(missing_ok=True)
-    job = client.submit("", run_id, "checkpoint-4", "example:alpaca", 100, 512, api_name="/evaluate")
+    job = client.submit("", run_id, "checkpoint-4", "example:alpaca", 100, 512, "its base model", api_name="/evaluate")
     deadline = time.time() + 60
     while time.time() < deadline and not (job.status().progress_data or []):
         time.sleep(0.2)  # it has started answering
@@ -224,6 +225,46 @@ def test_an_evaluation_is_cancelled_from_the_app_and_saves_nothing(served):
     with pytest.raises(AppError, match="evaluation cancelled"):
         job.result(timeout=120)
     assert not (folder / "checkpoint-4.json").exists()
+    assert app.alive()
+
+
+def test_two_runs_side_by_side_in_chat_and_evaluate(served):
+    """Chat and Evaluate put a run beside another run of yours, not only beside its base: the right-hand reply is
+    the other run's own (its adapter on), and the scorecard shows both runs on the run's test rows, with the base's
+    answers computed once (one base)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from ftspace.chat import ChatModel
+    from ftspace.ui.eval_tab import FINAL
+
+    app, client, fake, tmp = served
+    run_id = finished_run(client)
+    [path] = [p for p in tmp.rglob(run_id) if (p / "status.json").exists()]
+    other = path.with_name(run_id + "-pushed")  # another run of the same owner on the same base: its adapter
+    shutil.copytree(path, other, ignore=shutil.ignore_patterns("evaluations", "checkpoint-*", "exports"))
+    weights = other / "adapter" / "adapter_model.safetensors"  # pushed far from the first, so its replies differ
+    save_file({k: v * 40 if "lora_B" in k else v for k, v in load_file(weights).items()}, weights)
+    question = [{"role": "user", "content": "What is the capital of Zorblax?"}]
+    settings = GenerationSettings(max_new_tokens=8)
+    first, second = (ChatModel.from_adapter(p / "adapter") for p in (path, other))
+    expected = [first.reply(question, settings), second.reply(question, settings)]
+    assert expected[1] != second.reply(question, settings, base=True)  # so the other run's side cannot be its base
+
+    tuned, beside, _ = client.predict("", "a run of mine", run_id, "default", "", "", 8, 0.0, 0.95, True,
+                                      question[0]["content"], [], [], other.name, api_name="/chat")
+    assert [text_of(tuned[-1]["content"]), text_of(beside[-1]["content"])] == expected
+    with pytest.raises(Exception, match="on both sides"):
+        client.predict("", "a run of mine", run_id, "default", "", "", 8, 0.0, 0.95, True, "hi", [], [], run_id,
+                       api_name="/chat")
+
+    summary, table, examples, probe, _ = client.predict("", run_id, FINAL, "", 100, 8, other.name,
+                                                        api_name="/evaluate")
+    assert f"| metric | base | {run_id} | {other.name} | {other.name} − {run_id} |" in summary, summary
+    assert "the same 4 test prompts" in summary and "differ on" in summary
+    assert [t["data"] for t in (table, examples, probe)] == [[], [], []], table  # the single-run tables: emptied
+    assert not (other / "evaluations").exists()  # scored on rows that are not its own: not saved as its evaluation
     assert app.alive()
 
 

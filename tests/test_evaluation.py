@@ -397,3 +397,15 @@ def test_two_runs_side_by_side_on_the_same_rows(tiny_run):
     same = cli("eval", str(tiny_run.path), "--against", tiny_run.id, *args)
     assert same.returncode == 2 and "that is the run itself" in same.stderr
     assert len(same.stderr.strip().splitlines()) == 1, same.stderr
+
+    # One base: its answers and test loss are computed once, for the first run, and are those an evaluation of the
+    # other run alone on the same rows computes.
+    other, seen = runs.Run(other_path), []
+    options = evaluation.EvalOptions(max_rows=2, max_new_tokens=4, probe_file=str(ROOT / "tests/data/probe_small.jsonl"))
+    pair = evaluation.compare(tiny_run, other, options, progress=lambda done, total, what: seen.append(what))
+    assert sum("the same base as the other run's" in what for what in seen) == 1, seen
+    assert not any(what.startswith(f"{other.id}: base test loss") for what in seen), seen
+    pairs, source, _, other_adapter = evaluation.compare_preflight(tiny_run, other, options)
+    alone = evaluation.evaluate(other, options, save=False, checked=(pairs, source, other_adapter))
+    assert alone["base"] == pair["against"]["base"] and alone["tuned"] == pair["against"]["tuned"]
+    assert sorted(e["base"] for e in alone["examples"]) == sorted(e["base"] for e in pair["against"]["examples"])

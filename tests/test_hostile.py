@@ -112,7 +112,7 @@ def test_server_paths_are_no_model_and_no_dataset_anywhere(space, tiny_model):
         one_line(refused(mallory.predict, "", path, "auto", "", "", "default", 256, api_name="/check"), tmp)
         one_line(refused(mallory.predict, "", "example:facts", "auto", "", "", path, 256, api_name="/check"), tmp)
         one_line(refused(mallory.predict, "", "a base model", None, path, "", "", 4, 0.0, 0.95, False, "hi", [], [],
-                         api_name="/chat"), tmp)
+                         "its base model", api_name="/chat"), tmp)
         for tool, args in (("start_run", {"settings": {"model_name": path}}),
                            ("start_run", {"settings": {"dataset": path, "train_on": "hf_jobs"}}),
                            ("estimate_run", {"settings": {"model_name": path}}),
@@ -143,6 +143,10 @@ def test_other_callers_files_and_runs_and_hub_repos_they_cannot_read(space, tiny
     (run / "adapter").mkdir(parents=True)
     (run / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model)}))
     (run / "status.json").write_text(json.dumps({"status": "completed", "owner": "user:alice"}))
+    own = tmp / "runs" / "20260101-000000-mallorys-run-0000"  # and one of mallory's, to put alice's run beside
+    (own / "adapter").mkdir(parents=True)
+    (own / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model)}))
+    (own / "status.json").write_text(json.dumps({"status": "completed", "owner": "user:mallory"}))
     before = snapshot(tmp, fake)
     for dataset in (shown, str(stored), "../alice.jsonl (uploaded)", "*.jsonl (uploaded)", "owner/private-data",
                     "big/data"):
@@ -160,9 +164,14 @@ def test_other_callers_files_and_runs_and_hub_repos_they_cannot_read(space, tiny
                  lambda: mallory.predict(run.name, "", api_name="/delete_run"),
                  lambda: mallory.predict("", [run.name], api_name="/compare_runs"),
                  lambda: mallory.predict("", run.name, "final (the adapter chat and publishing use)", "", 10, 8,
-                                         api_name="/evaluate"),
+                                         "its base model", api_name="/evaluate"),
                  lambda: mallory.predict("", "a run of mine", run.name, "", "", "", 4, 0.0, 0.95, False, "hi", [], [],
-                                         api_name="/chat")):
+                                         "its base model", api_name="/chat"),
+                 # alice's run as the other side of a comparison with mallory's own
+                 lambda: mallory.predict("", own.name, "final (the adapter chat and publishing use)", "", 10, 8,
+                                         run.name, api_name="/evaluate"),
+                 lambda: mallory.predict("", "a run of mine", own.name, "", "", "", 4, 0.0, 0.95, True, "hi", [], [],
+                                         run.name, api_name="/chat")):
         assert "No run" in one_line(refused(attempt), tmp)
     by_path = refused(lambda: mallory.predict("../" + run.name, "", api_name="/delete_run"))
     assert "not a run id" in one_line(by_path, tmp)
@@ -175,7 +184,7 @@ def test_other_callers_files_and_runs_and_hub_repos_they_cannot_read(space, tiny
         fake.repos["mallory/evil-adapter"] = {"private": False, "sha": "4" * 40, "files": {
             "adapter_config.json": json.dumps({"base_model_name_or_path": base}).encode()}}
         one_line(refused(mallory.predict, "", "an adapter on the Hub", None, "", "mallory/evil-adapter", "", 4, 0.0,
-                         0.95, False, "hi", [], [], api_name="/chat", match="base model"), tmp)
+                         0.95, False, "hi", [], [], "its base model", api_name="/chat", match="base model"), tmp)
     del fake.repos["mallory/evil-adapter"]
     assert snapshot(tmp, fake) == before
 
@@ -199,9 +208,9 @@ def test_limits_per_caller(space, tiny_model, tmp_path):
     history = [{"role": role, "content": [{"type": "text", "text": text}]}  # Gradio 6's chat messages
                for role, text in (("user", "hi"), ("assistant", "hello"))] * 30
     assert "FTSPACE_MAX_CHAT_TURNS" in refused(mallory.predict, "", "a base model", None, model, "", "", 4, 0.0, 0.95,
-                                               False, "hi", history, [], api_name="/chat")
+                                               False, "hi", history, [], "its base model", api_name="/chat")
     assert "FTSPACE_MAX_MESSAGE_CHARS" in refused(mallory.predict, "", "a base model", None, model, "", "", 4, 0.0,
-                                                  0.95, False, "x" * 9000, [], [], api_name="/chat")
+                                                  0.95, False, "x" * 9000, [], [], "its base model", api_name="/chat")
     assert snapshot(tmp, fake) == before
 
     # Runs per caller: two of mallory's may wait or train; a third is refused, naming the limit.

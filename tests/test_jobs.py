@@ -219,7 +219,7 @@ def test_a_space_visitor_trains_on_jobs_with_their_own_token(tmp_path, tiny_mode
         sent = [{k.lower(): v for k, v in h.items()}.get("authorization") for _, _, h in fake.requests]
         assert f"Bearer {server_token}" not in sent and f"Bearer {bob_token}" in sent
         tuned, _, _ = bob.predict(browser, "a run of mine", run_id, "default", "", "", 4, 0.0, 0.95, False, "hi", [],
-                                  [], api_name="/chat")
+                                  [], "its base model", api_name="/chat")
         assert tuned[-1]["role"] == "assistant"
         leaks = [str(p) for p in tmp_path.rglob("*") if p.is_file() and bob_token.encode() in p.read_bytes()]
         assert leaks == []

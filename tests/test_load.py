@@ -46,7 +46,7 @@ def test_twenty_clients_browse_and_chat_while_a_run_trains(tiny_model, tmp_path)
                     timed("card", lambda: client.predict(browser, run_id, "x", api_name="/card"))
                     tuned, _, _ = timed("chat", lambda: client.predict(
                         browser, "a base model", None, str(tiny_model), "", "", 8, 0.0, 0.95, False,
-                        f"hello from visitor {n}, round {r}", [], [], api_name="/chat"))
+                        f"hello from visitor {n}, round {r}", [], [], "its base model", api_name="/chat"))
                     assert tuned[-1]["role"] == "assistant" and tuned[-1]["content"]
             except Exception as e:  # collected, so one failure does not hide the others
                 with lock:

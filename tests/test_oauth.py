@@ -75,7 +75,7 @@ def test_two_signed_in_users_cannot_reach_each_others_runs(space, tiny_model):
     wait_until(lambda: "**completed**" in progress(alice, run_id), timeout=300, what="alice's run to complete")
     with pytest.raises(AppError, match="No run"):
         bob.predict(browser, "a run of mine", run_id, "default", "", "", 4, 0.0, 0.95, False, "hi", [], [],
-                    api_name="/chat")
+                    "its base model", api_name="/chat")
     with pytest.raises(AppError, match="No run"):
         bob.predict(browser, run_id, "stolen", False, False, "", "q8_0", False, api_name="/push")
     with pytest.raises(AppError, match="No run"):
@@ -98,7 +98,7 @@ def test_two_signed_in_users_cannot_reach_each_others_runs(space, tiny_model):
     alice_elsewhere = client_for(app, sign_in(app.url, fake, "alice"))
     assert run_id in str(alice_elsewhere.predict("another-browser", api_name="/runs"))
     tuned, _, _ = alice_elsewhere.predict("another-browser", "a run of mine", run_id, "default", "", "", 4, 0.0,
-                                          0.95, False, "hi", [], [], api_name="/chat")
+                                          0.95, False, "hi", [], [], "its base model", api_name="/chat")
     assert tuned[-1]["role"] == "assistant"
 
     # Her push uses her OAuth token (no token typed), into her namespace.
@@ -158,7 +158,7 @@ def test_a_shared_app_reads_only_your_own_files(space, tiny_model, tmp_path):
     # Another user's adapter (anything inside the app's runs folder) is not a base model to load.
     adapter = tmp / "runs" / "20260101-000000-someone-else-0000" / "adapter"
     adapter.mkdir(parents=True)
-    refused(bob, "", "a base model", None, str(adapter), "", "", 4, 0.0, 0.95, False, "hi", [], [],
+    refused(bob, "", "a base model", None, str(adapter), "", "", 4, 0.0, 0.95, False, "hi", [], [], "its base model",
             api_name="/chat", match="on this shared app a base model is")
     refused(bob, "", *run_values(model_name=str(adapter)), api_name="/start", match="on this shared app a base model is")
     assert app.alive()

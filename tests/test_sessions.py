@@ -73,22 +73,22 @@ def test_sessions_see_and_control_only_their_own_runs(shared_app, tiny_model):
             bob.predict("", run_id, api_name="/stop")
         with pytest.raises(AppError, match="No run"):
             bob.predict("", "a run of mine", run_id, "default", "", "", 4, 0.0, 0.95, False, "hi", [], [],
-                        api_name="/chat")
+                        "its base model", api_name="/chat")
         with pytest.raises(AppError, match="No run"):
             bob.predict("", run_id, "x", False, False, "hf_x", "q8_0", False, api_name="/push")
         with pytest.raises(AppError, match="No run"):
-            bob.predict("", run_id, "final", "", 2, 8, api_name="/evaluate")
+            bob.predict("", run_id, "final", "", 2, 8, "its base model", api_name="/evaluate")
         with pytest.raises(AppError, match="No run"):
             bob.predict("", run_id, "checkpoint-2", api_name="/use_checkpoint")
         with pytest.raises(AppError, match="on this shared app a dataset is"):  # a test set is data too
-            alice.predict("", run_id, "final", "/etc/hostname", 2, 8, api_name="/evaluate")
+            alice.predict("", run_id, "final", "/etc/hostname", 2, 8, "its base model", api_name="/evaluate")
         with pytest.raises(AppError, match="not a run id"):
             bob.predict("", "../../etc", api_name="/stop")
 
         # Bob chats with a base model while Alice's run trains: chat does not wait behind training.
         wait_until(lambda: "running" in progress(alice, run_id), timeout=120, what="alice's run to train")
         tuned, base, _ = bob.predict("", "a base model", None, str(tiny_model), "", "", 4, 0.0, 0.95, False,
-                                     "hello", [], [], api_name="/chat")
+                                     "hello", [], [], "its base model", api_name="/chat")
         assert tuned[-1]["role"] == "assistant"
         assert "**running**" in progress(alice, run_id)
     finally:

@@ -80,7 +80,7 @@ def test_a_visitor_acts_with_their_own_token_never_the_spaces(space, tiny_model,
     refused(lambda: anon.predict("", *run_values(dataset=f"{OWNER}/private-data"), api_name="/start"),
             "private-data: not found on the Hub")
     refused(lambda: anon.predict("", "an adapter on the Hub", None, "default", f"{OWNER}/private-model", "", 4, 0.0,
-                                 0.95, False, "hi", [], [], api_name="/chat"), "not found on the Hub")
+                                 0.95, False, "hi", [], [], "its base model", api_name="/chat"), "not found on the Hub")
 
     # A second account gets the same answer: its own token, not the owner's.
     bob = client(app, ip_token("bob"), sign_in(app.url, hub, "bob"))
@@ -89,14 +89,16 @@ def test_a_visitor_acts_with_their_own_token_never_the_spaces(space, tiny_model,
     refused(lambda: bob.predict("", *run_values(model_name=f"{OWNER}/private-model", dataset="example:facts"),
                                 api_name="/start"), "private-model: not found on the Hub")
     refused(lambda: bob.predict("", "a base model", None, f"{OWNER}/private-model", "", "", 4, 0.0, 0.95, False,
-                                "hi", [], [], api_name="/chat"), "private-model: not found on the Hub")
+                                "hi", [], [], "its base model",
+                                api_name="/chat"), "private-model: not found on the Hub")
 
     # The owner, signed in, reads it: their OAuth token reaches the Hub (so the others' refusals were real).
     owner = client(app, ip_token("owner"), sign_in(app.url, hub, OWNER))
     summary = owner.predict("", f"{OWNER}/private-data", "auto", "", "", "default", 256, api_name="/check")[0]
     assert "1 kept" in summary
     tuned, _, _ = owner.predict("", "a base model", None, f"{OWNER}/private-model", "", "", 4, 0.0, 0.95, False, "hi",
-                                [], [], api_name="/chat")  # downloaded with the owner's token, on ZeroGPU
+                                [], [], "its base model",
+                                api_name="/chat")  # downloaded with the owner's token, on ZeroGPU
     assert tuned[-1]["role"] == "assistant"
 
     # No request from the app ever carried the server's token; nothing of the owner's repo changed.
@@ -158,7 +160,7 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
     # Chat: one GPU call per message streams the tuned and the base reply, billed to alice.
     n_schedules = len(gpu.schedules)
     tuned, base, _ = alice.predict("", "a run of mine", run_id, "default", "", "", 8, 0.0, 0.95, True, "hi", [], [],
-                                   api_name="/chat")
+                                   "its base model", api_name="/chat")
     assert tuned[-1]["role"] == "assistant" and tuned[-1]["content"]
     assert base[-1]["role"] == "assistant" and base[-1]["content"]
     chat_calls = gpu.schedules[n_schedules:]
@@ -174,7 +176,7 @@ def test_a_run_trains_in_gpu_calls_billed_to_its_visitor(space, tiny_model, tmp_
 
     n_schedules = len(gpu.schedules)
     with pytest.raises(AppError, match=r"The evaluation did not fit one ZeroGPU call of your tier \(6 s\): lower"):
-        alice.predict("", run_id, FINAL, "example:alpaca", 2, 8, api_name="/evaluate")
+        alice.predict("", run_id, FINAL, "example:alpaca", 2, 8, "its base model", api_name="/evaluate")
     eval_calls = gpu.schedules[n_schedules:]
     assert len(eval_calls) == 1 and eval_calls[0]["token"] == alice_ip
     assert not (run.path / "evaluations" / "final.json").exists() and not gpu.aborted

@@ -333,6 +333,13 @@ def test_a_chat_call_measures_its_load_and_the_next_call_is_sized_by_it(tiny_mod
     assert zerogpu.CHAT_LOADS == [raw[0].seconds]  # and keeps the measured load for the next call's size
     zerogpu.CHAT_LOADS[:] = [31.0, 4.0]  # a fresh fork's load, then a reused one's: the most is budgeted
     assert zerogpu._chat_seconds(source, [], [], {"max_new_tokens": 100}, "free") == 41  # 31 s + 2 replies x 5 s
+    # another run side by side: its model is loaded in the same call (budgeted), and the second reply is its own
+    assert zerogpu._chat_seconds(source, [], [], {"max_new_tokens": 100}, "free", source) == 72  # 2 x 31 s + 10 s
+    from ftspace.chat import GenerationSettings, load_cached
+
+    prompt = [{"role": "user", "content": "hi"}]
+    *_, (first, second) = zerogpu.carried(zerogpu.chat_on_gpu(source, prompt, prompt, settings, "free", source))
+    assert first == second and second.strip() == load_cached(source).reply(prompt, GenerationSettings(**settings))
 
 
 def test_a_call_stops_before_a_last_step_whose_final_evaluation_and_save_would_not_fit(tiny_model, runs_dir,

@@ -63,7 +63,7 @@ def test_with_a_fresh_worker_per_call_every_call_advances_and_none_overruns(fres
     # A chat message in a fresh fork of its own: the base and the adapter load there, within the call.
     n_grants = len(gpu.grants_log)
     tuned, _, _ = dave.predict("d", "a run of mine", run_id, "default", "", "", 8, 0.0, 0.95, False, "hi", [], [],
-                               api_name="/chat")
+                               "its base model", api_name="/chat")
     assert tuned[-1]["role"] == "assistant" and tuned[-1]["content"]
     assert len(gpu.grants_log) == n_grants + 1 and gpu.grants_log[-1].fresh and gpu.aborted == []
 
@@ -71,7 +71,8 @@ def test_with_a_fresh_worker_per_call_every_call_advances_and_none_overruns(fres
     from ftspace.ui.eval_tab import FINAL
 
     n_grants = len(gpu.grants_log)
-    summary, table, examples, probe, _ = dave.predict("d", run_id, FINAL, "example:alpaca", 2, 8, api_name="/evaluate")
+    summary, table, examples, probe, _ = dave.predict("d", run_id, FINAL, "example:alpaca", 2, 8, "its base model",
+                                                      api_name="/evaluate")
     assert "Task gain" in summary and "Scored on 2 test prompts" in summary and len(probe["data"]) == 48
     assert len(gpu.grants_log) == n_grants + 1 and gpu.grants_log[-1].token == dave_ip and gpu.aborted == []
     assert (run.path / "evaluations" / "final.json").exists()

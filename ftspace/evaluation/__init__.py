@@ -11,8 +11,8 @@ below are the package's interface.
 """
 
 from ftspace.evaluation.running import (  # noqa: F401
-    DEFAULT_MAX_ROWS, PROBE_NEW_TOKENS, Cancelled, EvalOptions, Evaluator, base_for, compare, evaluate, preflight,
-    stream, test_rows)
+    DEFAULT_MAX_ROWS, PROBE_NEW_TOKENS, Cancelled, EvalOptions, Evaluator, base_for, compare, compare_preflight,
+    evaluate, preflight, stream, test_rows)
 from ftspace.evaluation.scoring import (  # noqa: F401
     GENERAL_DROP_WARN, PRIMARY, PROBE_PATH, label_of, per_example, read_probe, scorecard, target)
 from ftspace.evaluation.showing import (  # noqa: F401

@@ -147,10 +147,13 @@ def adapter_of(run: Run, checkpoint: int | None = None) -> Path:
 
 
 def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = None, progress=None,
-             cancel: threading.Event | None = None, save: bool = True, checked: tuple | None = None) -> dict:
+             cancel: threading.Event | None = None, save: bool = True, checked: tuple | None = None,
+             kept_base: dict | None = None) -> dict:
     """The scorecard of a run (see module doc). `progress(done, total, what)` is called as work is done;
     setting `cancel` stops at the next batch (Cancelled). `checked`: what `preflight` returned, when the caller
-    ran it already (ZeroGPU, on the CPU: the test rows are not read again inside the GPU call)."""
+    ran it already (ZeroGPU, on the CPU: the test rows are not read again inside the GPU call). `kept_base`: a dict
+    shared by the evaluations of one comparison: the base's test answers and loss, reused by the next evaluation
+    whose base, template, rows and lengths are the same (`compare`)."""
     options = options or EvalOptions()
     progress = progress or (lambda *a: None)
     pairs, source, adapter = checked or preflight(run, options, token)
@@ -177,14 +180,22 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
 
     progress(0, total, "loading")
     answers = {"tuned": [], "base": []}
-    for side in ("tuned", "base"):
+    losses = {}
+    same = json.dumps([str(base_path), model.tokenizer.chat_template, [t for _, t in pairs], new_tokens, max_length,
+                       options.batch_size, grpo], default=str)
+    kept_base = {} if kept_base is None else kept_base
+    if kept_base.get("same") == same:  # the other side of a comparison answered these already
+        answers["base"] = kept_base["answers"]
+        if "loss" in kept_base:
+            losses["base"] = kept_base["loss"]
+        step((1 if grpo else 2) * len(pairs), "base answers (the same base as the other run's)")
+    for side in ("tuned",) if answers["base"] else ("tuned", "base"):
         for i in range(0, len(pairs), options.batch_size):
             step(0, f"{side} answers")
             batch = [t[0] for _, t in pairs[i:i + options.batch_size]]
             answers[side] += model.answer(batch, new_tokens, base=side == "base")
             step(len(batch), f"{side} answers")
-    losses = {}
-    for side in () if grpo else ("tuned", "base"):
+    for side in () if grpo else ("tuned",) if "base" in losses else ("tuned", "base"):
         summed = count = 0
         for row, _ in pairs:
             step(0, f"{side} test loss")
@@ -192,6 +203,7 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
             summed, count = summed + loss, count + n
             step(1, f"{side} test loss")
         losses[side] = summed / count if count else None
+    kept_base.update(same=same, answers=answers["base"], **({"loss": losses["base"]} if "base" in losses else {}))
     probe_answers = {}
     # The base's answers to the probe depend on nothing the run trained: kept per base model, template, precision
     # and probe, so the next evaluation of a run (or checkpoint) on the same base skips them.
@@ -232,26 +244,34 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
     return card
 
 
-def compare(run: Run, other: Run, options: EvalOptions | None = None, token: str | None = None, progress=None,
-            cancel: threading.Event | None = None) -> dict:
-    """Two runs scored on the same test rows (`run`'s own, or options.test_dataset) and the same probe, each next to
-    its base: {"run": scorecard, "against": scorecard}. `run`'s scorecard is saved as its evaluation (it is one);
-    `other`'s, made on rows that are not its own, is not. Runs of different methods are not compared (a GRPO run is
-    scored by its rewards, another by its replies)."""
-    options = options or EvalOptions()
-    progress = progress or (lambda *a: None)
+def compare_preflight(run: Run, other: Run, options: EvalOptions, token: str | None = None) -> tuple:
+    """What a comparison needs that no model does, or the one-line error: `preflight`'s (test rows, their source,
+    `run`'s adapter) and `other`'s adapter. ZeroGPU runs it on the CPU before asking for a GPU."""
     if other.path.resolve() == run.path.resolve():
-        raise DataError(f"--against {other.id}: that is the run itself: name another run to compare it with.")
+        raise DataError(f"{other.id}: that is the run itself: pick another run to compare it with.")
     if (run.config().method == "grpo") != (other.config().method == "grpo"):
         raise DataError(f"Run {run.id} is {run.config().method} and {other.id} is {other.config().method}: a GRPO run "
                         "is scored by its rewards, another by its replies; compare runs of the same kind.")
-    pairs, source, adapter = preflight(run, options, token)
     other_adapter = adapter_of(other)  # the adapter it chats and publishes with
+    return *preflight(run, options, token), other_adapter
+
+
+def compare(run: Run, other: Run, options: EvalOptions | None = None, token: str | None = None, progress=None,
+            cancel: threading.Event | None = None, checked: tuple | None = None) -> dict:
+    """Two runs scored on the same test rows (`run`'s own, or options.test_dataset) and the same probe, each next to
+    its base: {"run": scorecard, "against": scorecard}. `run`'s scorecard is saved as its evaluation (it is one);
+    `other`'s, made on rows that are not its own, is not. Runs of different methods are not compared (a GRPO run is
+    scored by its rewards, another by its replies). Where both runs have the same base (and template), its answers
+    are computed once. `checked`: what `compare_preflight` returned, when the caller ran it already."""
+    options = options or EvalOptions()
+    progress = progress or (lambda *a: None)
+    pairs, source, adapter, other_adapter = checked or compare_preflight(run, other, options, token)
+    kept_base: dict = {}
     first = evaluate(run, options, token, lambda done, total, what: progress(done, 2 * total, f"{run.id}: {what}"),
-                     cancel, save=True, checked=(pairs, source, adapter))
+                     cancel, save=True, checked=(pairs, source, adapter), kept_base=kept_base)
     second = evaluate(other, dataclasses.replace(options, checkpoint=None), token,
                       lambda done, total, what: progress(total + done, 2 * total, f"{other.id}: {what}"), cancel,
-                      save=False, checked=(pairs, source, other_adapter))
+                      save=False, checked=(pairs, source, other_adapter), kept_base=kept_base)
     return {"run": first, "against": second}
 
 
@@ -288,9 +308,10 @@ def _keep(path: Path, answers: list[str]) -> None:
 
 
 def stream(run: Run, options: EvalOptions, token: str | None = None, save: bool = True,
-           cancel: threading.Event | None = None, checked: tuple | None = None):
-    """`evaluate` on a thread of its own, as ("progress", done, total, what) items and finally ("done", card).
-    Setting `cancel`, or closing the generator (a cancelled request, a closed page), cancels the evaluation."""
+           cancel: threading.Event | None = None, checked: tuple | None = None, against: Run | None = None):
+    """`evaluate` (or, `against` another run, `compare`) on a thread of its own, as ("progress", done, total, what)
+    items and finally ("done", card or pair). Setting `cancel`, or closing the generator (a cancelled request, a
+    closed page), cancels the evaluation."""
     import queue
 
     updates: queue.Queue = queue.Queue()
@@ -298,7 +319,9 @@ def stream(run: Run, options: EvalOptions, token: str | None = None, save: bool 
 
     def work():
         try:
-            card = evaluate(run, options, token, lambda *p: updates.put(("progress", *p)), cancel, save, checked)
+            report = lambda *p: updates.put(("progress", *p))  # noqa: E731
+            card = (compare(run, against, options, token, report, cancel, checked) if against is not None else
+                    evaluate(run, options, token, report, cancel, save, checked))
             updates.put(("done", card))
         except BaseException as e:  # handed to the reader
             updates.put(("error", e))

@@ -331,30 +331,36 @@ def await_agent(scheduler, run: runs.Run) -> None:
         scheduler.hold_place(run, seconds=AGENT_HOLD_S)
 
 
-def evaluation_updates(run: runs.Run, options, caller: Caller, tier: str, cancel=None):
-    """An evaluation's ("progress", done, total, what) items, then ("done", scorecard): on ZeroGPU in one GPU call
-    (sized by `tier`), elsewhere on a thread of this process (`cancel` stops it)."""
+def evaluation_updates(run: runs.Run, options, caller: Caller, tier: str, cancel=None, against: runs.Run | None = None):
+    """An evaluation's ("progress", done, total, what) items, then ("done", scorecard), or with `against` (another
+    run of the caller's) a comparison's, then ("done", {"run": scorecard, "against": scorecard}): on ZeroGPU in one
+    GPU call (sized by `tier`), elsewhere on a thread of this process (`cancel` stops it)."""
     from ftspace import evaluation
 
+    # test rows, adapters: told before any model (or GPU) is asked for, and read once (handed to the work)
+    checked = (evaluation.compare_preflight(run, against, options, caller.token) if against is not None else
+               evaluation.preflight(run, options, caller.token))
     if env.on_zerogpu():
         from ftspace.targets import zerogpu
 
-        # test rows, adapter: told before any GPU is asked for, and read once (handed to the GPU call)
-        checked = evaluation.preflight(run, options, caller.token)
-        return zerogpu.carried(zerogpu.evaluate_on_gpu(str(run.path), vars(options), caller.token, tier, checked))
-    return evaluation.stream(run, options, caller.token, cancel=cancel)
+        return zerogpu.carried(zerogpu.evaluate_on_gpu(str(run.path), vars(options), caller.token, tier, checked,
+                                                       str(against.path) if against is not None else None))
+    return evaluation.stream(run, options, caller.token, cancel=cancel, checked=checked, against=against)
 
 
-def chat_replies(source: tuple, prompt: list, base_prompt: list | None, settings, tier: str):
-    """(tuned_text, base_text) as the replies grow (the base one only with a `base_prompt`): on ZeroGPU in one GPU
-    call per message (sized by `tier`), elsewhere with the model this process keeps loaded."""
+def chat_replies(source: tuple, prompt: list, base_prompt: list | None, settings, tier: str,
+                 other: tuple | None = None):
+    """(tuned_text, second_text) as the replies grow; the second only with a `base_prompt`: the base's (the adapter
+    off), or with `other` (another resolved source: a second run) that one's. On ZeroGPU in one GPU call per message
+    (sized by `tier`), elsewhere with the models this process keeps loaded."""
     if env.on_zerogpu():
         from ftspace.targets import zerogpu
 
-        return zerogpu.carried(zerogpu.chat_on_gpu(source, prompt, base_prompt, vars(settings), tier))
+        return zerogpu.carried(zerogpu.chat_on_gpu(source, prompt, base_prompt, vars(settings), tier, other))
     from ftspace.chat import both_replies, load_cached
 
-    return both_replies(load_cached(source), prompt, base_prompt, settings)
+    return both_replies(load_cached(source), prompt, base_prompt, settings,
+                        load_cached(other) if other is not None else None)
 
 
 def chat_reply(source: tuple, messages: list, compare_base: bool, settings, tier: str) -> tuple[str, str]:

@@ -218,27 +218,31 @@ def chat_load_s() -> float:
     return max(CHAT_LOADS[-5:]) if CHAT_LOADS else CHAT_LOAD_S
 
 
-def _chat_seconds(source, prompt, base_prompt, settings, tier) -> int:
+def _chat_seconds(source, prompt, base_prompt, settings, tier, other=None) -> int:
     replies = 2 if base_prompt is not None else 1
-    return call_seconds(tier, chat_load_s() + replies * settings["max_new_tokens"] * GPU_SECONDS_PER_TOKEN)
+    loads = 2 if other is not None else 1  # a second run's model loaded in the same call
+    return call_seconds(tier, loads * chat_load_s() + replies * settings["max_new_tokens"] * GPU_SECONDS_PER_TOKEN)
 
 
 @_gpu(duration=_chat_seconds)
-def chat_on_gpu(source: tuple, prompt: list, base_prompt: list | None, settings: dict, tier: str):
+def chat_on_gpu(source: tuple, prompt: list, base_prompt: list | None, settings: dict, tier: str,
+                other: tuple | None = None):
     """One GPU call per message: how long loading took (a `Loaded` item), then the tuned reply streamed and (side
-    by side) the base reply with the adapter off, as (tuned_text, base_text) pairs. `tier` only sizes the call."""
+    by side) the base reply with the adapter off, or `other`'s (a second run), as (tuned_text, second_text) pairs.
+    `tier` only sizes the call."""
     started = time.time()
     from ftspace.chat import GenerationSettings, both_replies, load_cached
 
     def replies():
         model = load_cached(source)
-        yield Loaded(round(time.time() - started, 2))
-        yield from both_replies(model, prompt, base_prompt, GenerationSettings(**settings))
+        second = load_cached(other) if other is not None else None
+        yield Loaded(round(time.time() - started, 2))  # with a second model: both (a later call budgets more)
+        yield from both_replies(model, prompt, base_prompt, GenerationSettings(**settings), second)
 
     yield from carrying_errors(replies())
 
 
-def _eval_seconds(run_dir, options, token, tier, checked=None) -> int:
+def _eval_seconds(run_dir, options, token, tier, checked=None, against_dir=None) -> int:
     return call_seconds(tier, 10_000)  # as long as the tier allows: the whole evaluation in one call
 
 
@@ -246,11 +250,13 @@ EVAL_MARGIN_S = 5.0  # what an evaluation call keeps, at most, for its last batc
 
 
 @_gpu(duration=_eval_seconds)
-def evaluate_on_gpu(run_dir: str, options: dict, token: str | None, tier: str, checked: tuple | None = None):
-    """One GPU call: the evaluation's progress items and its scorecard (ftspace.evaluation.stream), cancelled in
-    time to say so in one line when it would outlast the call (ZeroGPU would end the call with nothing said).
-    `checked`: the test rows and adapter `evaluation.preflight` found on the CPU (a Hub test set is not
-    downloaded again while the visitor's GPU seconds run)."""
+def evaluate_on_gpu(run_dir: str, options: dict, token: str | None, tier: str, checked: tuple | None = None,
+                    against_dir: str | None = None):
+    """One GPU call: the evaluation's progress items and its scorecard (ftspace.evaluation.stream), or with
+    `against_dir` the comparison of two runs, cancelled in time to say so in one line when it would outlast the
+    call (ZeroGPU would end the call with nothing said). `checked`: the test rows and adapters
+    `evaluation.preflight` (`compare_preflight`) found on the CPU (a Hub test set is not downloaded again while the
+    visitor's GPU seconds run)."""
     import threading
 
     from ftspace.evaluation import Cancelled, EvalOptions, stream
@@ -265,7 +271,8 @@ def evaluate_on_gpu(run_dir: str, options: dict, token: str | None, tier: str, c
     def items():
         timer.start()
         try:
-            yield from stream(Run(Path(run_dir)), EvalOptions(**options), token, cancel=cancel, checked=checked)
+            yield from stream(Run(Path(run_dir)), EvalOptions(**options), token, cancel=cancel, checked=checked,
+                              against=Run(Path(against_dir)) if against_dir else None)
         except Cancelled:
             if not timed_out.is_set():
                 raise

@@ -13,7 +13,7 @@ import gradio as gr
 from ftspace import access, env, owners, targets
 from ftspace.targets.queue import Scheduler
 from ftspace.ui import chat_tab, dataset_tab, eval_tab, mcp_tools, publish_tab, runs_tab, train_tab
-from ftspace.ui.common import caller_of, owner_of, visible_runs
+from ftspace.ui.common import AGAINST_BASE, caller_of, owner_of, visible_runs
 
 TITLE = "ftspace: fine-tune an LLM with Unsloth LoRA, no code"
 
@@ -54,14 +54,25 @@ def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
         publish_tab.wire(ui)
         refresh_table = runs_tab.wire(ui, tabs)
 
+        def finished_ids(browser_id, request) -> list[str]:
+            return [r.id for r in visible_runs(owner_of(request, browser_id))
+                    if (r.adapter_dir / "adapter_config.json").exists()]
+
         def finished_runs(browser_id, current, request: gr.Request):
-            ids = [r.id for r in visible_runs(owner_of(request, browser_id))
-                   if (r.adapter_dir / "adapter_config.json").exists()]
+            ids = finished_ids(browser_id, request)
             return gr.Dropdown(choices=ids, value=current if current in ids else (ids[0] if ids else None))
 
+        def finished_runs_and_others(browser_id, current, against, request: gr.Request):
+            """The run picked and what it is put beside: its base, or another finished run of the visitor's."""
+            ids = finished_ids(browser_id, request)
+            return (gr.Dropdown(choices=ids, value=current if current in ids else (ids[0] if ids else None)),
+                    gr.Dropdown(choices=[AGAINST_BASE] + ids, value=against if against in ids else AGAINST_BASE))
+
         hidden = dict(api_visibility="private")
-        evaluate.select(finished_runs, [ui["browser_id"], ui["eval_run"]], [ui["eval_run"]], **hidden)
-        chat.select(finished_runs, [ui["browser_id"], ui["chat_run"]], [ui["chat_run"]], **hidden)
+        evaluate.select(finished_runs_and_others, [ui["browser_id"], ui["eval_run"], ui["eval_against"]],
+                        [ui["eval_run"], ui["eval_against"]], **hidden)
+        chat.select(finished_runs_and_others, [ui["browser_id"], ui["chat_run"], ui["chat_against"]],
+                    [ui["chat_run"], ui["chat_against"]], **hidden)
         publish.select(finished_runs, [ui["browser_id"], ui["pub_run"]], [ui["pub_run"]], **hidden)
         runs_view.select(refresh_table, [ui["browser_id"]], [ui["runs_table"]], **hidden)
 

@@ -11,10 +11,11 @@ from ftspace.config import GenerationSettings
 from ftspace.schema import default_of, field_type
 from ftspace.errors import FtspaceError, ModelError
 from ftspace import targets
-from ftspace.ui.common import MODEL_CHOICES, caller_of, field_label, open_in, own_run, user_errors, \
+from ftspace.ui.common import AGAINST_BASE, MODEL_CHOICES, caller_of, field_label, open_in, own_run, user_errors, \
     visitor_tier, visitor_token
 
 SOURCES = ["a run of mine", "a base model", "an adapter on the Hub"]
+BASE_LABEL = "Base (adapter off)"
 GGUF_SOURCE = "a run's GGUF export (llama.cpp)"  # offered where llama-cpp-python is installed (not on ZeroGPU)
 
 
@@ -40,10 +41,13 @@ def build(ui: dict):
             ui[f"chat_{f.name}"] = gr.Slider(f.metadata["low"], f.metadata["high"], value=default_of(f),
                                              step=1 if field_type(f, GenerationSettings) is int else 0.05,
                                              label=field_label(f), info=f.metadata["help"])
-        ui["chat_compare"] = gr.Checkbox(value=True, label="Base model side by side")
+        ui["chat_compare"] = gr.Checkbox(value=True, label="Side by side")
+        ui["chat_against"] = gr.Dropdown([AGAINST_BASE], value=AGAINST_BASE, label="Side by side with",
+                                         allow_custom_value=True, info="the base (adapter off), or another run of "
+                                         "yours")
     with gr.Row():
         ui["chat_tuned"] = gr.Chatbot(label="Tuned (adapter on)", height=360)
-        ui["chat_base_bot"] = gr.Chatbot(label="Base (adapter off)", height=360)
+        ui["chat_base_bot"] = gr.Chatbot(label=BASE_LABEL, height=360)
     with gr.Row():
         ui["chat_input"] = gr.Textbox(label="Message", placeholder="Ask something your data taught it", scale=5)
         ui["chat_send"] = gr.Button("Send", variant="primary", scale=1)
@@ -52,9 +56,9 @@ def build(ui: dict):
 
 
 def wire(ui: dict):
-    inputs = [ui["browser_id"], ui["chat_source"], ui["chat_run"], ui["chat_base"], ui["chat_hub"],
-              ui["chat_system"], ui["chat_max_new_tokens"], ui["chat_temperature"], ui["chat_top_p"], ui["chat_compare"],
-              ui["chat_input"], ui["chat_tuned"], ui["chat_base_bot"]]
+    inputs = [ui["browser_id"], ui["chat_source"], ui["chat_run"], ui["chat_base"], ui["chat_hub"], ui["chat_system"],
+              ui["chat_max_new_tokens"], ui["chat_temperature"], ui["chat_top_p"], ui["chat_compare"], ui["chat_input"],
+              ui["chat_tuned"], ui["chat_base_bot"], ui["chat_against"]]
     outputs = [ui["chat_tuned"], ui["chat_base_bot"], ui["chat_input"]]
     # Chat has its own queue: it never waits behind training, which runs in a worker process.
     gr.on([ui["chat_send"].click, ui["chat_input"].submit], respond, inputs, outputs, concurrency_id="chat",
@@ -64,6 +68,8 @@ def wire(ui: dict):
                            api_visibility="private")
     ui["chat_run"].change(preload, [ui["browser_id"], ui["chat_run"]], ui["chat_state"], queue=False,
                           api_name="chat_pick")
+    ui["chat_against"].change(second_label, [ui["chat_against"]], [ui["chat_base_bot"]], queue=False,
+                              show_progress="hidden", api_visibility="private")
     ui["chat_source"].change(shown_for, [ui["chat_source"]], [ui["chat_run"], ui["chat_base"], ui["chat_hub"]],
                              queue=False, show_progress="hidden", api_visibility="private")
 
@@ -74,6 +80,11 @@ def shown_for(source: str):
     return (gr.update(visible=source in (SOURCES[0], GGUF_SOURCE)), gr.update(visible=source == SOURCES[1]),
             gr.update(visible=source == SOURCES[2]))
 
+
+
+def second_label(against: str):
+    """The right-hand chat names what answers there: the base, or the other run."""
+    return gr.update(label=BASE_LABEL if not against or against == AGAINST_BASE else f"Run {against}")
 
 
 def load_finished_run(run) -> None:
@@ -151,8 +162,11 @@ def render_reply(text: str) -> str:
 
 @user_errors
 def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, temperature, top_p, compare, message,
-            tuned_history, base_history, request: gr.Request, oauth_token: gr.OAuthToken | None = None,
-            profile: gr.OAuthProfile | None = None):
+            tuned_history, base_history, against: str = AGAINST_BASE, request: gr.Request = None,
+            oauth_token: gr.OAuthToken | None = None, profile: gr.OAuthProfile | None = None):
+    """One message to the picked model (a run of yours, a base model, a Hub adapter, a run's GGUF export), its reply
+    streamed; side by side (`compare`) the base's reply with the adapter off, or `against` another run of yours, its
+    reply to the right-hand conversation."""
     from ftspace.chat import resolve_source
 
     message = (message or "").strip()
@@ -164,6 +178,11 @@ def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, tem
                                                   {"role": "system", "content": system or ""}], caller)
     # Downloads (a Hub adapter, a Hub base model) happen here, on CPU, with this visitor's token only.
     source = resolve_source(source_for(kind, run_id, base_model, hub_repo, caller), caller.token)
+    other = None
+    if compare and against and against != AGAINST_BASE:  # another run of this visitor's, through the same gate
+        other = resolve_source(source_for(SOURCES[0], against, "", "", caller), caller.token)
+        if other == source:
+            raise FtspaceError(f"Run {against} is on both sides: pick another run to compare with, or its base.")
     settings = GenerationSettings(max_new_tokens=max_new, temperature=temperature, top_p=top_p)
     history = [{"role": m["role"], "content": text_of(m["content"])} for m in (tuned_history or [])]
     prompt = ([{"role": "system", "content": system}] if system else []) + history + [
@@ -172,18 +191,18 @@ def respond(browser_id, kind, run_id, base_model, hub_repo, system, max_new, tem
         {"role": "user" if m["role"] == "user" else "assistant", "content": text_of(m["content"])}
         for m in (base_history or [])] + [{"role": "user", "content": message}]
     tuned = list(tuned_history or []) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-    side = compare and source[0] not in ("base", "gguf")  # a GGUF export holds the tuned model only
+    side = compare and (other is not None or source[0] not in ("base", "gguf"))  # a GGUF export: the tuned model only
     base = list(base_history or []) + ([{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
                                        if side else [])
 
     with targets.model_slot(caller):
-        yield from _replies(source, prompt, base_prompt, settings, tuned, base, side, profile)
+        yield from _replies(source, prompt, base_prompt, settings, tuned, base, side, profile, other)
 
 
-def _replies(source, prompt, base_prompt, settings, tuned, base, side, profile):
+def _replies(source, prompt, base_prompt, settings, tuned, base, side, profile, other=None):
     """Both replies as they grow (on ZeroGPU: one GPU call per message, streaming them out of the fork)."""
     for tuned_text, base_text in targets.chat_replies(source, prompt, base_prompt if side else None, settings,
-                                                      visitor_tier(profile)):
+                                                      visitor_tier(profile), other):
         tuned[-1]["content"] = render_reply(tuned_text)
         if side:
             base[-1]["content"] = render_reply(base_text)

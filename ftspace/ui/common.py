@@ -23,6 +23,7 @@ from ftspace.errors import ConfigError, FtspaceError
 from ftspace.models import CATALOGUE, DEFAULT
 
 UPLOAD_LIMIT_MB = int(os.environ.get("FTSPACE_UPLOAD_LIMIT_MB", 100))
+AGAINST_BASE = "its base model"  # what Evaluate and Chat put beside a run unless another run of yours is picked
 
 
 # --- errors: FtspaceError -> gr.Error at this one boundary (on a shared app without server folders in

@@ -10,7 +10,7 @@ import gradio as gr
 from ftspace import evaluation, targets
 from ftspace.config import DATA_SUFFIXES
 from ftspace.errors import FtspaceError
-from ftspace.ui.common import caller_of, own_run, owner_of, user_errors, visitor_tier
+from ftspace.ui.common import AGAINST_BASE, caller_of, own_run, owner_of, user_errors, visitor_tier
 
 FINAL = "final (the adapter chat and publishing use)"
 EXAMPLE_COLUMNS = ["prompt", "reference", "base answer", "tuned answer", "base score", "tuned score", "change"]
@@ -25,6 +25,9 @@ def build(ui: dict):
     with gr.Row():
         ui["eval_run"] = gr.Dropdown([], label="Run", interactive=True, allow_custom_value=True)
         ui["eval_checkpoint"] = gr.Dropdown([FINAL], value=FINAL, label="Adapter", allow_custom_value=True)
+        ui["eval_against"] = gr.Dropdown([AGAINST_BASE], value=AGAINST_BASE, label="Compare with",
+                                         allow_custom_value=True, info="its base, or another run of yours on the "
+                                         "same test rows")
         ui["eval_test"] = gr.Textbox(label="Test dataset (optional)", placeholder="the run's test rows; or "
                                      "example:NAME, a Hub id, or an upload below")
         ui["eval_upload"] = gr.File(label="Upload a test file", file_types=list(DATA_SUFFIXES), height=90)
@@ -57,7 +60,8 @@ def wire(ui: dict):
     ui["eval_upload"].upload(_upload, [ui["eval_upload"], ui["browser_id"]], [ui["eval_test"]], **hidden)
     outputs = [ui["eval_summary"], ui["eval_table"], ui["eval_examples"], ui["eval_probe"], ui["eval_tradeoff"]]
     event = ui["eval_go"].click(run_evaluation, [ui["browser_id"], ui["eval_run"], ui["eval_checkpoint"],
-                                                 ui["eval_test"], ui["eval_max_rows"], ui["eval_max_new"]],
+                                                 ui["eval_test"], ui["eval_max_rows"], ui["eval_max_new"],
+                                                 ui["eval_against"]],
                                 outputs, concurrency_id="evaluate", concurrency_limit=2, api_name="evaluate")
     ui["eval_cancel"].click(cancel_evaluation, [ui["browser_id"]], None, cancels=[event], api_name="cancel_evaluation")
     ui["eval_use"].click(use_adapter, [ui["browser_id"], ui["eval_run"], ui["eval_checkpoint"]],
@@ -96,17 +100,20 @@ def cancel_evaluation(browser_id, request: gr.Request):
 
 
 @user_errors
-def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_new, request: gr.Request,
-                   progress=gr.Progress(), oauth_token: gr.OAuthToken | None = None,
+def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_new, against: str = AGAINST_BASE,
+                   request: gr.Request = None, progress=gr.Progress(), oauth_token: gr.OAuthToken | None = None,
                    profile: gr.OAuthProfile | None = None):
     """Score a finished run of yours: its adapter (or a kept checkpoint's) against the base model on held-out
     test rows and the general probe. Returns the scorecard (Markdown), the metric table, the per-example
-    table (tuned worse first), the probe's answers and the run's scored adapters (checkpoints by step)."""
+    table (tuned worse first), the probe's answers and the run's scored adapters (checkpoints by step).
+    `against` another run of yours: both runs on the same rows and probe, side by side (the Markdown holds the
+    table; the other outputs stay empty)."""
     if not run_id:
         raise FtspaceError("Pick a run to evaluate.")
     caller = caller_of(request, browser_id, oauth_token)
     owner = caller.owner
     run = own_run(run_id, owner)
+    other = own_run(against, owner) if against and against != AGAINST_BASE else None
     max_rows = int(max_rows or evaluation.DEFAULT_MAX_ROWS)
     test = targets.admit_evaluation(test_dataset, max_rows, caller)  # the gate
     options = evaluation.EvalOptions(checkpoint=_step(checkpoint), test_dataset=test, max_rows=max_rows,
@@ -117,13 +124,17 @@ def run_evaluation(browser_id, run_id, checkpoint, test_dataset, max_rows, max_n
     progress(0, desc="loading the model")
     card = None
     with targets.model_slot(caller):  # one visitor holds at most their share of the model slots
-        updates = targets.evaluation_updates(run, options, caller, visitor_tier(profile), cancel=cancel)
+        updates = targets.evaluation_updates(run, options, caller, visitor_tier(profile), cancel=cancel,
+                                             against=other)
         for kind, *value in updates:
             if kind == "progress":
                 done, total, what = value
                 progress((done, total), desc=what, unit="answers")
             else:
                 card = value[0]
+    if other is not None:
+        yield evaluation.comparison(card), None, None, None, evaluation.tradeoff(run)
+        return
     yield *shown(card), evaluation.tradeoff(run)
 
 

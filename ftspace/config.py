@@ -33,6 +33,10 @@ from ftspace.schema import coerce_fields, default_of, option, parse_overrides
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")  # the data files ftspace reads
 
 
+# validation_size's default: held out where the data allows it (10%, at most 100 rows, from 100 rows up: rule and
+# figures in ftspace.data.held_out_rows); a run of fewer rows keeps them all for training, and the Train tab warns
+# when its training loss alone suggests memorisation.
+AUTO_VALIDATION = -1.0
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -98,8 +102,9 @@ class RunConfig:
     text_stride: int = option(0, "Plain text: tokens each window repeats from the end of the one before (overlap); "
                               "0 for none.", group="data", label="Text window overlap", low=0, advanced=True)
     validation_size: float = option(
-        0.0, "Held-out validation rows: a fraction (< 1, e.g. 0.1) or a row count (>= 1, e.g. 50); 0 for none.",
-        group="evaluation", label="Validation rows", low=0.0)
+        AUTO_VALIDATION, "Held-out validation rows: a fraction (< 1, e.g. 0.1) or a row count (>= 1, e.g. 50); 0 for "
+        "none; -1 (the default) for automatic: 10% (at most 100 rows) where the data has at least 100 rows, none below "
+        "(and none for GRPO).", group="evaluation", label="Validation rows", low=AUTO_VALIDATION)
     test_size: float = option(
         0.0, "Held-out test rows for `ftspace eval` and the Evaluate tab: a fraction (< 1) or a row count (>= 1); "
         "never trained on or used for early stopping.", group="evaluation", label="Test rows", low=0.0)
@@ -261,6 +266,9 @@ class RunConfig:
         if (self.prompt_column or self.response_column) and self.dataset_format not in ("columns", "auto"):
             raise ConfigError("prompt_column / response_column apply to dataset_format 'columns' only: "
                               "set dataset_format to 'columns' or clear them.")
+        if AUTO_VALIDATION < self.validation_size < 0:
+            raise ConfigError(f"validation_size = {self.validation_size:g}: use -1 for automatic, 0 for none, a "
+                              "fraction below 1 or a row count.")
         if self.validation_size >= 1 and self.validation_size != int(self.validation_size):
             raise ConfigError("validation_size >= 1 is a row count: use a whole number, or a fraction below 1.")
         if self.test_size >= 1 and self.test_size != int(self.test_size):
@@ -268,10 +276,10 @@ class RunConfig:
         if self.test_size and self.test_dataset.strip():
             raise ConfigError("test_size and test_dataset both set: use one source of test rows (set test_size "
                               "to 0 to score test_dataset).")
-        if self.early_stopping_patience and not self.validation_size:
+        if self.early_stopping_patience and self.validation_size <= 0:  # automatic may hold out none: say how many
             raise ConfigError("early_stopping_patience needs validation rows: set validation_size > 0 "
                               "or early_stopping_patience to 0.")
-        if self.eval_steps and not self.validation_size:
+        if self.eval_steps and self.validation_size <= 0:
             raise ConfigError("eval_steps needs validation rows: set validation_size > 0 or eval_steps to 0.")
         if not self.target_modules:
             raise ConfigError("target_modules is empty: name at least one linear layer, e.g. q_proj.")
@@ -290,6 +298,8 @@ class RunConfig:
         if self.train_on == "hf_jobs" and any(name.startswith(rewards.CUSTOM) for name, _ in chosen):
             raise ConfigError("a custom reward is a file on this machine, which a Hugging Face job cannot read: train "
                               "on local, or choose built-in rewards.")
+        if self.validation_size == AUTO_VALIDATION:
+            self.validation_size = 0.0  # automatic: none (a GRPO run has no validation loss)
         if self.validation_size:
             raise ConfigError("method grpo scores replies by reward, not by a validation loss: set validation_size to "
                               "0 (test_size keeps prompts apart for `ftspace eval`, which scores them by reward).")

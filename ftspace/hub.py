@@ -17,7 +17,7 @@ from pathlib import Path
 from ftspace.access import HUB_ID, validate_repo_name
 from ftspace.errors import HubError
 from ftspace.models import hub_id_for
-from ftspace.runs import Run, training_seconds
+from ftspace.runs import Run, duration_shown, training_seconds
 
 HUB_TIMEOUT_S = float(os.environ.get("FTSPACE_HUB_TIMEOUT", 120))
 
@@ -221,19 +221,6 @@ def _training_line(cfg, st: dict) -> str:
         where = f"ZeroGPU ({st['tier']} tier)" + (f", {where}" if st.get("hardware") else "")
     precision = f" ({st['compute_dtype']})" if st.get("compute_dtype") else ""
     return steps + took + (f" on {where}" if where else "") + precision
-
-
-def duration_shown(seconds: float) -> str:
-    """
-    >>> duration_shown(42.4), duration_shown(107.2), duration_shown(7322)
-    ('42 s', '1 min 47 s', '2 h 2 min')
-    """
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def _trainer_shown(cfg, st: dict) -> str:

@@ -283,6 +283,20 @@ class Run:
                 **settings}
 
 
+def duration_shown(seconds: float) -> str:
+    """A duration as the app, the CLI and the card show it.
+
+    >>> duration_shown(42.4), duration_shown(107.2), duration_shown(7322)
+    ('42 s', '1 min 47 s', '2 h 2 min')
+    """
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
 def training_seconds(st: dict) -> float | None:
     """How long a run trained, from its status: the trainer's own runtime, else its worker's start to its end.
 
@@ -411,24 +425,27 @@ def delete(run: Run) -> None:
     shutil.rmtree(run.path)
 
 
-def can_resume(st: dict) -> bool:
-    """Whether Resume can act on a run with status `st` (prepare_resume says why not, when asked).
+def resume_refusal(run_id: str, st: dict) -> str | None:
+    """Why a run with status `st` cannot be resumed, in one line; None where Resume can act on it (the Train tab
+    enables its button by this; `prepare_resume` also looks for the checkpoint to go on from).
 
-    >>> can_resume({"status": "stopped", "step": 4}), can_resume({"status": "running"})
-    (True, False)
-    >>> can_resume({"status": "completed"}), can_resume({"status": "completed", "stopped_early": True})
-    (False, True)
+    >>> resume_refusal("r", {"status": "stopped", "step": 4}), resume_refusal("r", {"status": "running"})
+    (None, 'Run r is already running.')
+    >>> resume_refusal("r", {"status": "completed", "stopped_early": True}) is None
+    True
     """
-    return st.get("status") not in ACTIVE and (st.get("status") != "completed" or bool(st.get("stopped_early")))
+    if st.get("status") in ACTIVE:
+        return f"Run {run_id} is already {st['status']}."
+    if st.get("status") == "completed" and not st.get("stopped_early"):
+        return f"Run {run_id} already completed all its steps: start a new run to train more."
+    return None
 
 
 def prepare_resume(run: Run):
     """Refuse a run that cannot be resumed; clear an old stop request from one that can."""
     st = run.record_if_gone()
-    if st["status"] in ACTIVE:
-        raise RunError(f"Run {run.id} is already {st['status']}.")
-    if st["status"] == "completed" and not st.get("stopped_early"):
-        raise RunError(f"Run {run.id} already completed all its steps: start a new run to train more.")
+    if (refusal := resume_refusal(run.id, st)) is not None:
+        raise RunError(refusal)
     if run.last_checkpoint() is None and st.get("step", 0) > 0 and not st.get("job"):  # a job's are on the Hub
         raise RunError(f"Run {run.id} has no complete checkpoint to resume from: start it again.")
     (run.path / "STOP").unlink(missing_ok=True)

@@ -74,7 +74,7 @@ class Sweep:
         values = dict(learning_rate=params["learning_rate"], lora_r=params["lora_r"],
                       lora_alpha=params["lora_r"] * params["alpha_ratio"],
                       num_train_epochs=params["num_train_epochs"])
-        if not base.validation_size:
+        if base.validation_size <= 0:  # none, or automatic (which may hold out none): a trial is judged by them
             values["validation_size"] = TRIAL_VALIDATION
         if not base.eval_steps:
             values["eval_steps"] = base.save_steps

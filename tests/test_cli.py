@@ -143,6 +143,8 @@ def test_help_lists_every_field():
     assert all(flag in inspect for flag in ("--dataset-format", "--prompt-column", "--model-name", "--max-seq-length"))
     from ftspace.data.create.settings import RAFT_FIELDS, SYNTH_FIELDS
 
+    data = cli("data", "--help").stdout  # the family's own help: its commands, with examples of each
+    assert "examples:" in data and all(f"ftspace data {command} " in data for command in ("inspect", "synth", "raft"))
     for command, names in (("synth", SYNTH_FIELDS), ("raft", RAFT_FIELDS)):
         text = cli("data", command, "--help").stdout
         assert all(f"--{name.replace('_', '-')}" in text for name in names) and "examples:" in text

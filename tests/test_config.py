@@ -46,6 +46,7 @@ def test_resolved_config_round_trips(tmp_path):
     ({"eval_steps": 10}, "eval_steps", "validation_size"),
     ({"dataset_format": "columns", "prompt_column": "q"}, "dataset_format 'columns'", "response_column"),
     ({"validation_size": 2.5}, "validation_size", "whole number"),
+    ({"validation_size": -0.5}, "validation_size", "-1 for automatic"),
     ({"lora_dropout": 1.5}, "lora_dropout", "from 0 to 0.9"),
 ])
 def test_invalid_values_name_the_field_and_the_fix(values, field, fix):

@@ -286,3 +286,24 @@ def test_processes_needing_the_default_model_at_once_convert_it_once(tmp_path, m
     for t in threads:
         t.join(10)
     assert calls == [target] and results == [models.default_model_dir()] * 2 and models.default_model_ready()
+
+
+def test_validation_rows_are_held_out_by_default_where_the_data_allows_it(tiny_model, runs_dir, tmp_path):
+    """validation_size's default is automatic: 10% of 120 rows held out, none of 40 (the run's log says which, and
+    how to hold some out anyway); a GRPO run holds out none (it has no validation loss)."""
+    from ftspace.engine.prepare import prepare
+
+    rows = [json.dumps({"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                                     {"role": "assistant", "content": str(2 * i)}]}) for i in range(120)]
+    for n, held in ((120, 12), (40, 0)):
+        path = tmp_path / f"rows{n}.jsonl"
+        path.write_text("\n".join(rows[:n]) + "\n")
+        run = runs.create(tiny_config(tiny_model, dataset=str(path)))
+        said = []
+        info = prepare(run, None, log=said.append)
+        assert info["split"]["validation"] == info["eval_rows"] == held and info["train_rows"] == n - held
+        assert len((run.path / "prepared" / "eval.jsonl").read_text().splitlines()) == held
+        line = next(line for line in said if line.startswith("validation: "))
+        assert (f"{held} of {n} rows held out" in line) if held else ("none held out" in line and
+                                                                       "set validation_size" in line), line
+    assert RunConfig(method="grpo", dataset="example:arithmetic").validation_size == 0

@@ -202,18 +202,26 @@ def check_rewards(report: DataReport, cfg) -> None:
                             f"{report.rows_kept} rows has one: add {where}, or choose other rewards.")
 
 
+AUTO_MIN_ROWS, AUTO_SHARE, AUTO_MAX_ROWS = 100, 0.1, 100  # automatic validation (config.AUTO_VALIDATION)
+
+
 def _count(n: int, size: float) -> int:
+    if size < 0:  # automatic: enough rows to judge a validation loss by (10+), and the rest still most of the data
+        return min(AUTO_MAX_ROWS, round(n * AUTO_SHARE)) if n >= AUTO_MIN_ROWS else 0
     return int(size) if size >= 1 else (max(1, round(n * size)) if size else 0)
 
 
 def held_out_rows(n: int, validation_size: float, seed: int, test_size: float = 0.0) -> tuple[set[int], set[int]]:
     """(validation, test): which of n rows (0-based) are held out. Each size is a fraction (< 1) or a row
-    count (>= 1). Seeded, so a run, its estimate and its evaluation pick the same rows; the two sets never
+    count (>= 1); validation_size -1 is automatic (10%, at most 100 rows, where there are 100 rows or more;
+    none below). Seeded, so a run, its estimate and its evaluation pick the same rows; the two sets never
     overlap, and the rest are training rows.
 
     >>> valid, test = held_out_rows(10, 0.2, 1, test_size=3)
     >>> len(valid), len(test), valid & test
     (2, 3, set())
+    >>> [len(held_out_rows(n, -1, 1)[0]) for n in (40, 99, 100, 640, 5000)]
+    [0, 0, 10, 64, 100]
     """
     n_valid, n_test = _count(n, validation_size), _count(n, test_size)
     if n_valid + n_test >= n:

@@ -46,7 +46,9 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     if done is not None:
         return done
     from ftspace import limits, models
-    from ftspace.data import check_rewards, check_usable, general_rows, held_out_rows, open_dataset
+    from ftspace.config import AUTO_VALIDATION
+    from ftspace.data import (AUTO_MAX_ROWS, AUTO_MIN_ROWS, AUTO_SHARE, check_rewards, check_usable, general_rows,
+                              held_out_rows, open_dataset)
 
     cfg = run.config()
     model_path = models.resolve_model(cfg.model_name, progress=log, token=token)
@@ -69,6 +71,10 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     settle_reasoning_note(report, tokenizer)
     log(report.summary())
     valid, test = held_out_rows(report.rows_kept, cfg.validation_size, cfg.seed, cfg.test_size)
+    if cfg.validation_size == AUTO_VALIDATION:
+        log(f"validation: {len(valid)} of {report.rows_kept} rows held out (automatic: {AUTO_SHARE:.0%}, at most {AUTO_MAX_ROWS})"
+            if valid else f"validation: none held out (automatic holds out {AUTO_SHARE:.0%} from {AUTO_MIN_ROWS} rows up; this data "
+            f"has {report.rows_kept}): set validation_size to hold some out anyway")
     digest = hashlib.sha256()
     with open(staging / "all.jsonl", encoding="utf-8") as rows, \
             open(staging / "train.jsonl", "w", encoding="utf-8") as train, \

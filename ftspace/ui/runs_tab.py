@@ -64,7 +64,7 @@ def _date(created) -> str:
 
 
 def _took(seconds) -> str:
-    from ftspace.hub import duration_shown
+    from ftspace.runs import duration_shown
 
     return duration_shown(seconds) if isinstance(seconds, (int, float)) and seconds > 0 else ""
 

@@ -175,7 +175,7 @@ def wire(ui: dict, scheduler):
         st = run.status() if run else {}
         done = bool(run and (run.adapter_dir / "adapter_config.json").exists() and st["status"] not in runs.ACTIVE)
         return (gr.Row(visible=done), gr.Button(interactive=st.get("status") in ("queued", "running")),
-                gr.Button(interactive=bool(run) and runs.can_resume(st)))
+                gr.Button(interactive=bool(run) and runs.resume_refusal(run.id, st) is None))
 
     hidden = dict(api_visibility="private", show_progress="hidden")
     ui["run_status"].change(next_steps, who + [ui["run_id"]], [ui["next_steps"], ui["stop"], ui["resume"]],
@@ -269,9 +269,9 @@ def progress(scheduler, run_id, owner):
         parts.append(f"step {st.get('step', 0)}/{st['total_steps']}")
         parts.append(progress_bar(st.get("step", 0), st["total_steps"]))
     if st["status"] in ("running", "stopping") and isinstance(st.get("started"), (int, float)):
-        parts.append(f"{_duration(max(0.0, time.time() - st['started']))} elapsed")
+        parts.append(f"{runs.duration_shown(max(0.0, time.time() - st['started']))} elapsed")
     elif st["status"] not in runs.ACTIVE and (trained := runs.training_seconds(st)) is not None:
-        parts.append(f"trained in {_duration(trained)}")
+        parts.append(f"trained in {runs.duration_shown(trained)}")
     if st.get("slice"):
         sized = ", ".join(filter(None, [f"{st['call_s']} s" if st.get("call_s") else "",
                                         f"{st['tier']} tier" if st.get("tier") else ""]))
@@ -282,7 +282,7 @@ def progress(scheduler, run_id, owner):
     if st.get("phase") == "preparing" and st["status"] == "running":
         parts.append("preparing on CPU: downloading and tokenizing")
     if st.get("eta_s") is not None and st["status"] == "running":
-        parts.append(f"about {_duration(st['eta_s'])} left")
+        parts.append(f"about {runs.duration_shown(st['eta_s'])} left")
     if "tokens_per_s" in last:
         parts.append(f"{last['tokens_per_s']:.0f} tokens/s")
     if st.get("compute_dtype"):
@@ -371,11 +371,6 @@ def progress_bar(step: int, total: int, width: int = 20) -> str:
     share = min(1.0, max(0.0, step / total)) if total else 0.0
     filled = round(share * width)
     return f"`{'█' * filled}{'░' * (width - filled)}` {share:.0%}"
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def reattach(caller):

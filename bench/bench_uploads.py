@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,6 +36,11 @@ UPLOADS = {  # name: (training rows, held-out test rows, what the shape is, key 
     "sentiment labels (instruction/input/output)": (
         DATA / "sentiment.jsonl", DATA / "sentiment_test.jsonl",
         "40 alpaca rows: a review in, one word out (positive or negative)", ["positive", "negative"]),
+}
+CONTROL = {  # the noise floor: the same preset on the bundled general rows, which teach nothing new
+    "control: the bundled general rows (example:general)": (
+        "example:general", ROOT / "tests/data/one_fact_test.jsonl", "the 80 hand-written general rows mixed into "
+        "every quick-demo run, alone: what tuning with nothing new to learn changes", ["silver otter"]),
 }
 SEEDS = [3407, 1, 2, 3, 4]
 
@@ -69,10 +73,11 @@ def counts(questions: list[dict]) -> dict:
             "net_change": round((gained - lost) / n, 3)}
 
 
-def one(name: str, seed: int, env: dict) -> dict:
-    data, test, _, keys = UPLOADS[name]
+def one(name: str, seed: int, env: dict, sets: list[str]) -> dict:
+    data, test, _, keys = {**UPLOADS, **CONTROL}[name]
     run_dir = cli("train", "--preset", "quick demo", "--dataset", str(data), "--test-dataset", str(test),
-                  "--seed", str(seed), "--quiet", env=env).strip().splitlines()[-1]
+                  "--seed", str(seed), "--quiet", *[a for kv in sets for a in ("--set", kv)],
+                  env=env).strip().splitlines()[-1]
     scored = {}
     for probe, extra in (("probe", []), ("held_out", ["--probe", str(HELD_OUT)])):
         scored[probe] = json.loads(cli("eval", run_dir, "--json", "--max-new-tokens", "48", "--quiet", *extra,
@@ -94,7 +99,10 @@ def one(name: str, seed: int, env: dict) -> dict:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--only", choices=list(UPLOADS), help="one upload (default: all three)")
+    parser.add_argument("--only", choices=list(UPLOADS) + list(CONTROL), help="one upload (default: all three)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a change to the preset (the result file is named by it)")
+    parser.add_argument("--name", default="forgetting_uploads", help="the result's name (bench/out/NAME.json)")
     args = parser.parse_args()
     names = [args.only] if args.only else list(UPLOADS)
     results = {name: [] for name in names}
@@ -102,7 +110,7 @@ def main():
         env = {**os.environ, "FTSPACE_RUNS": tmp}
         for seed in SEEDS[:args.seeds]:  # interleaved: every upload each round
             for name in names:
-                results[name].append(one(name, seed, env))
+                results[name].append(one(name, seed, env, args.set))
     summary = {}
     for name, rows in results.items():
         lost_where = {}  # question -> how many runs lost it
@@ -117,9 +125,9 @@ def main():
                for k in ("lost", "gained", "net_change")},
             "warned": sum(r["warned"] for r in rows),
             "lost_most": sorted(lost_where.items(), key=lambda kv: -kv[1])[:8]}
-    save("forgetting_uploads", {
-        "setup": {"preset": "quick demo", "model": "default (bundled SmolLM2-135M-Instruct)",
-                  "uploads": {name: UPLOADS[name][2] for name in names}, "probe_questions": 48,
+    save(args.name, {
+        "setup": {"preset": "quick demo", "changes": args.set, "model": "default (bundled SmolLM2-135M-Instruct)",
+                  "uploads": {name: {**UPLOADS, **CONTROL}[name][2] for name in names}, "probe_questions": 48,
                   "held_out_general_questions": 40, "seeds": SEEDS[:args.seeds], "max_new_tokens": 48},
         "summary": summary, "rounds": results})
 

@@ -32,6 +32,10 @@ DESCRIBES = {"engine": ["ftspace/engine", "bench/bench_engine.py", "bench/bare_t
              "teacher_batch": ["ftspace/chat.py", "ftspace/data/create/teacher.py", "bench/bench_teacher_batch.py"],
              "zerogpu_calls": ["ftspace/targets/zerogpu.py", "ftspace/engine", "bench/bench_zerogpu_calls.py"],
              "export": ["ftspace/export", "ftspace/chat.py", "bench/bench_export.py"],
+             "forgetting_uploads": ["ftspace/evaluation", "ftspace/engine", "ftspace/config.py",
+                                    "examples/general.jsonl", "bench/bench_uploads.py", "bench/data"],
+             "forgetting_control": ["ftspace/evaluation", "ftspace/engine", "ftspace/config.py",
+                                    "examples/general.jsonl", "bench/bench_uploads.py"],
              "grpo": ["ftspace/engine", "ftspace/rewards.py", "ftspace/data", "examples/arithmetic.jsonl",
                       "bench/bench_grpo.py", "tests/test_grpo.py"]}
 
@@ -226,8 +230,48 @@ def main():
         lines += ["", "Not measured yet: `.venv/bin/python bench/bench_zerogpu_calls.py`.", ""]
     lines += export_section(load("export"))
     lines += grpo_section(load("grpo"))
+    lines += uploads_section(load("forgetting_uploads"), load("forgetting_control"))
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
     print("wrote bench/RESULTS.md")
+
+
+def uploads_section(u, control) -> list[str]:
+    """Section 15: small uploads' general answers, question by question, with the control beside them; which
+    runs the scorecard's rule (ftspace.evaluation.LOST_WARN, as it is now) warns of."""
+    from ftspace.evaluation import GENERAL_DROP_WARN, LOST_WARN
+
+    lines = ["## 15. What small uploads cost in general answers (bench/bench_uploads.py)"]
+    if not u:
+        return lines + ["", "Not measured yet: `.venv/bin/python bench/bench_uploads.py` (and `--only \"control: the "
+                        "bundled general rows (example:general)\" --name forgetting_control`).", ""]
+    st = u["setup"]
+    changes = f" with {', '.join(st['changes'])}" if st.get("changes") else ""
+    lines += [machine_line(u), "", f"Setup: the {st['preset']} preset{changes}, {st['model']}, seeds {st['seeds']}; "
+              "each run scored on its upload's 6 held-out rows, on the "
+              f"{st['probe_questions']}-question general probe and on {st['held_out_general_questions']} other short "
+              "general questions the probe does not hold (bench/data/general_heldout.jsonl). *Lost*: right before "
+              "tuning, wrong after; *gained*: the other way; *net*: the change the scorecard used to show alone. "
+              f"*Warned now*: runs the scorecard warns of today (net below -{GENERAL_DROP_WARN:g}, or more than "
+              f"{LOST_WARN:.0%} of the probe lost).", "",
+              "| upload | learned (of 6) | probe lost | probe gained | probe net | other questions lost | gained | net "
+              "| warned now |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for result, label in ((u, ""), (control, " (control)")):
+        if not result:
+            continue
+        if label:
+            lines.append(f"| _{machine_line(result)[1:-1]}_ | | | | | | | | |")
+        for name, s in result["summary"].items():
+            runs = result["rounds"][name]
+            warned = sum(r["probe"]["net_change"] < -GENERAL_DROP_WARN or r["probe"]["lost"] > LOST_WARN *
+                         r["probe"]["questions"] for r in runs)
+            lines.append(f"| {name}{label} | {fmt(s['learned'])} | {fmt(s['probe_lost'])} | {fmt(s['probe_gained'])} | "
+                         f"{fmt(s['probe_net_change'])} | {fmt(s['held_out_lost'])} | {fmt(s['held_out_gained'])} | "
+                         f"{fmt(s['held_out_net_change'])} | {warned} of {len(runs)} |")
+    lines.append("")
+    for name, s in u["summary"].items():
+        lines.append(f"- {name}: lost most often: " + "; ".join(f"{q} ({n} of {s['learned']['n']} runs)"
+                                                             for q, n in s["lost_most"][:5]))
+    return lines + [""]
 
 
 def grpo_section(g) -> list[str]:

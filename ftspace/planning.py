@@ -62,7 +62,7 @@ def plan(config: dict, token: str | None = None, owner: str | None = None) -> di
     capped = report.rows_read >= COUNT_ROWS
     return {"rows": rows, "rows_capped": capped, "train_rows": train_rows, **out,
             "steps_exact": cfg.max_steps > 0 or not (capped or windows), "text_windows": windows,
-            "epoch_based": cfg.max_steps <= 0}
+            "epoch_based": cfg.max_steps <= 0, "small_upload": rows < SMALL_UPLOAD_ROWS and cfg.method != "grpo"}
 
 
 SAMPLE_CHARS = 200_000  # text tokenized to learn the tokenizer's characters per token
@@ -138,10 +138,24 @@ def describe(est: dict, time_line: str | None = None) -> str:
     return (f"{at_least}**{est['train_rows']}** {unit}; **{est['parameters'] / 1e6:,.1f} M** parameters, "
             f"**{est['trainable_parameters'] / 1e6:,.2f} M** trainable ({est['trainable_percent']}%), about "
             f"**{est['memory_gb']} GB** of memory, {'' if est.get('steps_exact', True) else 'at least '}**{est['steps']}** steps of {est['examples_per_step']} "
-            f"examples; {time_line}." + few_steps(est))
+            f"examples; {time_line}." + few_steps(est) + small_upload(est))
 
 
 FEW_STEPS = 20  # fewer optimizer steps than this rarely teach anything new (measured: bench/RESULTS.md section 7)
+
+
+SMALL_UPLOAD_ROWS = 100  # below this many rows, the estimate says what such runs cost in general answers
+
+
+def small_upload(est: dict) -> str:
+    """Said before a small upload trains: such runs turn some general answers wrong (measured on three 40-row
+    uploads of different shapes: bench/RESULTS.md, "What small uploads cost in general answers"), while the net
+    score can rise; the evaluation names them."""
+    if not est.get("small_upload"):
+        return ""
+    return (f" **A small upload ({est['rows']} rows) changes some general answers**, a few of them for the worse, "
+            "even where the general score rises: evaluate the run (Evaluate tab, `ftspace eval`) and read the "
+            "probe's answers it lost before you publish.")
 
 
 def few_steps(est: dict) -> str:

@@ -306,4 +306,10 @@ def test_validation_rows_are_held_out_by_default_where_the_data_allows_it(tiny_m
         line = next(line for line in said if line.startswith("validation: "))
         assert (f"{held} of {n} rows held out" in line) if held else ("none held out" in line and
                                                                        "set validation_size" in line), line
+        # and before it trains, the estimate says what a small upload costs in general answers (40 rows, not 120)
+        from ftspace.planning import describe, plan
+
+        est = plan(run.config().to_dict())
+        assert est["train_rows"] == n - held and est["small_upload"] == (n < 100)
+        assert (f"A small upload ({n} rows) changes some general answers" in describe(est)) == (n < 100)
     assert RunConfig(method="grpo", dataset="example:arithmetic").validation_size == 0

@@ -56,6 +56,34 @@ def test_labels_are_detected_and_scored():
     assert cards["task_gain"] == pytest.approx(2 / 5)
 
 
+def test_general_answers_lost_are_counted_and_warned_of_even_when_the_net_change_rises():
+    """A net change adds answers lost to answers gained: 6 lost and 8 gained of 40 reads +5%. The scorecard counts
+    both, and warns once more than LOST_WARN (an eighth) of the questions went from right to wrong, naming one; 5
+    lost do not warn; a net drop beyond GENERAL_DROP_WARN warns as before."""
+    probe = [{"question": f"q{i}", "answers": [f"a{i}"]} for i in range(40)]
+    right, wrong = [f"a{i}" for i in range(40)], ["no idea"] * 40
+
+    def card(base_right: set, tuned_right: set) -> dict:
+        answers = {"base": [right[i] if i in base_right else wrong[i] for i in range(40)],
+                   "tuned": [right[i] if i in tuned_right else wrong[i] for i in range(40)]}
+        return evaluation.scorecard([{"text": "x", "calls": []}], {"base": ["x"], "tuned": ["x"]}, {}, probe,
+                                    answers)["forgetting"]
+
+    f = card(set(range(20)), set(range(6, 28)))  # 6 lost, 8 gained
+    assert (f["lost"], f["gained"], f["change"]) == (6, 8, pytest.approx(2 / 40))
+    assert f["warning"].startswith("6 of the 40 general questions the base answered right are answered wrong")
+    assert '"q0" → "no idea"' in f["warning"] and "while 8 went the other way (net +5%)" in f["warning"]
+    assert evaluation.LOST_WARN * 40 == 5
+    assert "6 answers lost, 8 gained" in evaluation.summary({**_card_shell(), "forgetting": f}, with_table=False)
+    assert card(set(range(20)), set(range(5, 25)))["warning"] is None  # 5 of 40 lost: within LOST_WARN
+    assert card(set(range(20)), set(range(15)))["warning"].startswith("General answers got worse: 38%")
+
+
+def _card_shell() -> dict:
+    return {"primary_metric": "token_f1", "task": "free text", "task_gain": 0.0, "checkpoint": "final",
+            "test": {"rows": 1, "rows_available": 1, "capped": False, "source": "x"}}
+
+
 def test_function_call_metrics_by_hand():
     ref = [{"name": "get_weather", "arguments": {"city": "Lisbon"}}]
     right = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lisbon"}}\n</tool_call>'
@@ -401,7 +429,8 @@ def test_two_runs_side_by_side_on_the_same_rows(tiny_run):
     # One base: its answers and test loss are computed once, for the first run, and are those an evaluation of the
     # other run alone on the same rows computes.
     other, seen = runs.Run(other_path), []
-    options = evaluation.EvalOptions(max_rows=2, max_new_tokens=4, probe_file=str(ROOT / "tests/data/probe_small.jsonl"))
+    options = evaluation.EvalOptions(max_rows=2, max_new_tokens=4,
+                                     probe_file=str(ROOT / "tests/data/probe_small.jsonl"))
     pair = evaluation.compare(tiny_run, other, options, progress=lambda done, total, what: seen.append(what))
     assert sum("the same base as the other run's" in what for what in seen) == 1, seen
     assert not any(what.startswith(f"{other.id}: base test loss") for what in seen), seen

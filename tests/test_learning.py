@@ -92,8 +92,10 @@ def test_tuned_beats_base_on_held_out_paraphrases_and_the_probe_reports_both(dem
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_quick_preset_learns_one_fact_without_breaking_general_answers(default_model_path, runs_dir):
-    """A 40-row upload about one invented fact and nothing else: the preset must teach it and keep the probe
-    within the warning threshold (before the retune: 60% -> 44%, "The capital of France is Lille")."""
+    """A 40-row upload about one invented fact and nothing else: the preset must teach it and keep the probe's net
+    change within the warning threshold (before the retune: 60% -> 44%, "The capital of France is Lille"). The
+    answers it turned wrong are counted apart from those it turned right (a net change hides them: bench
+    section "What small uploads cost in general answers"), and warned of, naming one, beyond LOST_WARN."""
     cfg = RunConfig(model_name="default", dataset=str(ROOT / "tests" / "data" / "one_fact.jsonl"),
                     test_dataset=str(ROOT / "tests" / "data" / "one_fact_test.jsonl"), **PRESETS["quick demo"])
     run, _ = local.start(cfg)
@@ -101,8 +103,14 @@ def test_the_quick_preset_learns_one_fact_without_breaking_general_answers(defau
     card = evaluation.evaluate(run, evaluation.EvalOptions(max_new_tokens=32))
     assert sum("silver otter" in e["tuned"] for e in card["examples"]) >= 5, card["examples"]
     assert card["task_gain"] > 0.3
-    assert card["forgetting"]["change"] >= -evaluation.GENERAL_DROP_WARN, card["forgetting"]
-    assert card["forgetting"]["warning"] is None
+    f = card["forgetting"]
+    assert f["change"] >= -evaluation.GENERAL_DROP_WARN, f
+    lost = [p for p in card["probe"] if p["base_right"] and not p["tuned_right"]]
+    gained = [p for p in card["probe"] if p["tuned_right"] and not p["base_right"]]
+    assert (f["lost"], f["gained"]) == (len(lost), len(gained)) and f["change"] == pytest.approx(
+        (len(gained) - len(lost)) / f["questions"])
+    assert (f["warning"] is not None) == (len(lost) > evaluation.LOST_WARN * f["questions"]), f
+    assert f["warning"] is None or f'"{lost[0]["question"]}"' in f["warning"]
 
 
 @pytest.mark.slow

@@ -14,6 +14,6 @@ from ftspace.evaluation.running import (  # noqa: F401
     DEFAULT_MAX_ROWS, PROBE_NEW_TOKENS, Cancelled, EvalOptions, Evaluator, base_for, compare, compare_preflight,
     evaluate, preflight, stream, test_rows)
 from ftspace.evaluation.scoring import (  # noqa: F401
-    GENERAL_DROP_WARN, PRIMARY, PROBE_PATH, label_of, per_example, read_probe, scorecard, target)
+    GENERAL_DROP_WARN, LOST_WARN, PRIMARY, PROBE_PATH, label_of, per_example, read_probe, scorecard, target)
 from ftspace.evaluation.showing import (  # noqa: F401
     METRIC_NAMES, TRADEOFF_COLUMNS, comparison, saved, summary, table_rows, tradeoff)

@@ -14,6 +14,12 @@ from ftspace.evaluation import metrics
 
 PROBE_PATH = Path(__file__).with_name("general_probe.jsonl")
 GENERAL_DROP_WARN = 0.10  # a general score this much lower than the base's (10 points) gets a warning
+# ... and so does a run that turned more than this share of the probe's questions from right to wrong, whatever it
+# gained elsewhere: a net change hides what was lost. Measured (bench/bench_uploads.py, RESULTS.md section 15): the
+# quick demo preset on three 40-row uploads lost 4-10 of the 48 and gained 7-10 others, every net change positive;
+# tuned on the bundled general rows alone (the control: nothing new to learn), it lost 4-6. So: more than 6 of 48,
+# beyond what tuning with nothing to learn turns.
+LOST_WARN = 0.125
 ADVICE = ("train fewer steps or epochs, lower the learning rate, lower the LoRA rank, or mix general data back in "
           "(mix_general_data: 0.5)")
 
@@ -123,11 +129,13 @@ def scorecard(references, answers, losses, probe, probe_answers, rewarded: dict 
              for side in ("base", "tuned")}
     base_general, tuned_general = metrics.mean(right["base"]), metrics.mean(right["tuned"])
     change = tuned_general - base_general
+    lost = [i for i, (b, t) in enumerate(zip(right["base"], right["tuned"])) if b and not t]
+    gained = sum(1 for b, t in zip(right["base"], right["tuned"]) if t and not b)
     card["forgetting"] = {"base": base_general, "tuned": tuned_general, "change": change,
-                          "threshold": GENERAL_DROP_WARN, "questions": len(probe),
-                          "warning": (f"General answers got worse: {tuned_general:.0%} right after tuning vs "
-                                      f"{base_general:.0%} before ({change:+.0%}). To keep more of what the model "
-                                      f"knew: {ADVICE}.") if change < -GENERAL_DROP_WARN else None}
+                          "threshold": GENERAL_DROP_WARN, "questions": len(probe), "lost": len(lost),
+                          "gained": gained, "lost_threshold": LOST_WARN,
+                          "warning": _general_warning(base_general, tuned_general, change, probe, lost, gained,
+                                                      probe_answers["tuned"])}
     primary = card["primary_metric"]
     card["task_gain"] = card["tuned"].get(primary, 0) - card["base"].get(primary, 0)
     card["probe"] = [{"question": q["question"], "answers": q["answers"], "base": b, "tuned": t,
@@ -135,6 +143,23 @@ def scorecard(references, answers, losses, probe, probe_answers, rewarded: dict 
                      for q, b, t, rb, rt in zip(probe, probe_answers["base"], probe_answers["tuned"], right["base"],
                                                 right["tuned"])]
     return card
+
+
+def _general_warning(base: float, tuned: float, change: float, probe: list, lost: list[int], gained: int,
+                     tuned_answers: list[str]) -> str | None:
+    """The scorecard's warning about general answers, or None: a net drop beyond GENERAL_DROP_WARN, or (the net
+    change looking fine) more than LOST_WARN of the questions the base had right answered wrong."""
+    if change < -GENERAL_DROP_WARN:
+        return (f"General answers got worse: {tuned:.0%} right after tuning vs {base:.0%} before ({change:+.0%}). To "
+                f"keep more of what the model knew: {ADVICE}.")
+    if len(lost) <= LOST_WARN * len(probe):
+        return None
+    first = lost[0]
+    example = f'"{probe[first]["question"]}" → "{" ".join(tuned_answers[first].split())[:60]}"'
+    return (f"{len(lost)} of the {len(probe)} general questions the base answered right are answered wrong after "
+            f"tuning (e.g. {example}), more than tuning with nothing new to learn turns, while {gained} went the other "
+            f"way (net {change:+.0%}): read them in the probe's answers before you publish. To keep more of what the "
+            f"model knew: {ADVICE}.")
 
 
 def per_example(targets, answers, task, labels, rewarded: dict | None = None) -> list[dict]:

@@ -55,7 +55,8 @@ def summary(card: dict, with_table: bool = True) -> str:
              f"{card['checkpoint']}.",
              f"**Task gain** ({primary}): {_fmt(card['task_gain'], sign=True)}  ·  **general change** "
              f"({f['questions']}-question probe): {_fmt(f['change'], sign=True)} "
-             f"({_fmt(f['base'])} → {_fmt(f['tuned'])})"]
+             f"({_fmt(f['base'])} → {_fmt(f['tuned'])}"
+             + (f"; {f['lost']} answers lost, {f['gained']} gained)" if "lost" in f else ")")]
     if f["warning"]:
         lines.append(f"⚠️ {f['warning']}")
     if not with_table:

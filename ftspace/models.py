@@ -36,6 +36,10 @@ class CatalogueEntry:
     kind: str  # "instruct" or "base"
     note: str  # what it is good for, in words: its memory is computed (memory_gb), never written here
     license: str = ""  # the Hub's licence id of the model (a tuned adapter is a derivative of it)
+    # Its 4-bit release (Unsloth's dynamic bnb-4bit: the name Unsloth's own mapper loads for it in 4 bits): a run
+    # with load_in_4bit downloads it on the CPU before training (weights_for), instead of quantizing the 16-bit
+    # weights at load inside a GPU call (minutes of a ZeroGPU call for a 3B+ model, repeated in every fresh worker).
+    prequantized: str = ""
 
     def memory_gb(self, load_in_4bit: bool) -> float:
         return estimate_memory_gb(self.params_b * 1e9, load_in_4bit)
@@ -45,16 +49,38 @@ CATALOGUE = [
     CatalogueEntry(DEFAULT, 0.135, "instruct", "SmolLM2-135M-Instruct, bundled: works offline and on CPU",
                    "apache-2.0"),
     CatalogueEntry("unsloth/SmolLM2-360M-Instruct", 0.36, "instruct", "tiny, quick demos on CPU", "apache-2.0"),
-    CatalogueEntry("unsloth/Qwen3-0.6B", 0.6, "instruct", "small, multilingual, tool calling", "apache-2.0"),
-    CatalogueEntry("unsloth/Llama-3.2-1B-Instruct", 1.24, "instruct", "good first GPU model", "llama3.2"),
-    CatalogueEntry("unsloth/Llama-3.2-1B", 1.24, "base", "base model: gets a chatml template", "llama3.2"),
-    CatalogueEntry("unsloth/gemma-3-1b-it", 1.0, "instruct", "Gemma 3, 32k context", "gemma"),
-    CatalogueEntry("unsloth/Qwen3-1.7B", 1.7, "instruct", "strong small model", "apache-2.0"),
-    CatalogueEntry("unsloth/Llama-3.2-3B-Instruct", 3.21, "instruct", "a good size for a free T4", "llama3.2"),
-    CatalogueEntry("unsloth/Qwen3-4B", 4.0, "instruct", "strong for its size", "apache-2.0"),
-    CatalogueEntry("unsloth/Meta-Llama-3.1-8B-Instruct", 8.03, "instruct", "strong general 8B", "llama3.1"),
-    CatalogueEntry("unsloth/Qwen3-8B", 8.2, "instruct", "best quality in the catalogue", "apache-2.0"),
+    CatalogueEntry("unsloth/Qwen3-0.6B", 0.6, "instruct", "small, multilingual, tool calling", "apache-2.0",
+                   "unsloth/Qwen3-0.6B-unsloth-bnb-4bit"),
+    CatalogueEntry("unsloth/Llama-3.2-1B-Instruct", 1.24, "instruct", "good first GPU model", "llama3.2",
+                   "unsloth/Llama-3.2-1B-Instruct-unsloth-bnb-4bit"),
+    CatalogueEntry("unsloth/Llama-3.2-1B", 1.24, "base", "base model: gets a chatml template", "llama3.2",
+                   "unsloth/Llama-3.2-1B-unsloth-bnb-4bit"),
+    CatalogueEntry("unsloth/gemma-3-1b-it", 1.0, "instruct", "Gemma 3, 32k context", "gemma",
+                   "unsloth/gemma-3-1b-it-unsloth-bnb-4bit"),
+    CatalogueEntry("unsloth/Qwen3-1.7B", 1.7, "instruct", "strong small model", "apache-2.0",
+                   "unsloth/Qwen3-1.7B-unsloth-bnb-4bit"),
+    CatalogueEntry("unsloth/Llama-3.2-3B-Instruct", 3.21, "instruct", "a good size for a free T4", "llama3.2",
+                   "unsloth/Llama-3.2-3B-Instruct-unsloth-bnb-4bit"),
+    CatalogueEntry("unsloth/Qwen3-4B", 4.0, "instruct", "strong for its size", "apache-2.0",
+                   "unsloth/Qwen3-4B-unsloth-bnb-4bit"),
+    CatalogueEntry("unsloth/Meta-Llama-3.1-8B-Instruct", 8.03, "instruct", "strong general 8B", "llama3.1",
+                   "unsloth/Meta-Llama-3.1-8B-Instruct-unsloth-bnb-4bit"),
+    CatalogueEntry("unsloth/Qwen3-8B", 8.2, "instruct", "best quality in the catalogue", "apache-2.0",
+                   "unsloth/Qwen3-8B-unsloth-bnb-4bit"),
 ]
+
+
+def weights_for(model_name: str, load_in_4bit: bool) -> str:
+    """Where a run's weights come from: a catalogue model's pre-quantized 4-bit release when the run loads in 4 bits
+    (CatalogueEntry.prequantized), else the model itself. The tokenizer and chat template are the same in both.
+
+    >>> weights_for("unsloth/Qwen3-4B", True), weights_for("unsloth/Qwen3-4B", False)
+    ('unsloth/Qwen3-4B-unsloth-bnb-4bit', 'unsloth/Qwen3-4B')
+    >>> weights_for("someone/their-model", True)
+    'someone/their-model'
+    """
+    entry = next((e for e in CATALOGUE if e.model_id == model_name), None)
+    return entry.prequantized if load_in_4bit and entry is not None and entry.prequantized else model_name
 
 
 def estimate_memory_gb(params: float, load_in_4bit: bool, trainable: float | None = None,

@@ -239,6 +239,33 @@ def test_train_on_a_hub_dataset(tiny_model, tmp_path, monkeypatch):
         assert yaml.safe_load(card.split("---")[1])["datasets"] == ["alice/qa"]
 
 
+def test_a_4bit_run_of_a_catalogue_model_fetches_its_prequantized_release_on_the_cpu(tiny_model, tmp_path):
+    """load_in_4bit with a catalogue model: preparing the run (on the CPU, before any GPU call on ZeroGPU) downloads
+    the model's pre-quantized release, which the training call then loads as it is; the 16-bit weights are never
+    asked for. (The fake's repo holds the tiny model's files under the 4-bit release's name; a real process, as
+    huggingface_hub reads its endpoint at import.)"""
+    from ftspace.models import weights_for
+
+    release = weights_for("unsloth/Qwen3-0.6B", True)
+    code = ("import json; from ftspace import runs; from ftspace.config import RunConfig; "
+            "from ftspace.engine.prepare import prepare; said = []; "
+            "run = runs.create(RunConfig(model_name='unsloth/Qwen3-0.6B', load_in_4bit=True, dataset='example:chat', "
+            "max_steps=2, max_seq_length=64)); info = prepare(run, None, log=said.append); "
+            "print(json.dumps([info['model_path'], info['train_rows'], said]))")
+    with FakeHub(token=TOKEN) as fake:
+        fake.repos[release] = {"private": False, "sha": "5" * 40,
+                               "files": {p.name: p.read_bytes() for p in Path(tiny_model).iterdir() if p.is_file()}}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, **hub_env(fake), "HF_HOME": str(tmp_path / "hf"),
+                                  "FTSPACE_RUNS": str(tmp_path)})
+        assert out.returncode == 0, out.stderr[-3000:]
+        model_path, train_rows, said = json.loads(out.stdout.strip().splitlines()[-1])
+        assert "models--unsloth--Qwen3-0.6B-unsloth-bnb-4bit" in model_path and train_rows == 8
+        assert any(f"pre-quantized release {release} is fetched now" in line for line in said), said
+        assert not any("/unsloth/Qwen3-0.6B/" in path or path.endswith("/unsloth/Qwen3-0.6B")
+                       for _, path, _ in fake.requests)  # the 16-bit model: never asked for
+
+
 def test_push_merged_model_loads_with_plain_transformers(trained_run, fake_hub, tmp_path):
     url = hub.push(trained_run, "merged-test", TOKEN, private=True, merged=True)
     assert url.endswith("tester/merged-test")

@@ -51,7 +51,11 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
                               held_out_rows, open_dataset)
 
     cfg = run.config()
-    model_path = models.resolve_model(cfg.model_name, progress=log, token=token)
+    weights = models.weights_for(cfg.model_name, cfg.load_in_4bit)
+    if weights != cfg.model_name:  # on the CPU, before any GPU call: a GPU call then loads it, nothing to quantize
+        log(f"4-bit: {cfg.model_name}'s pre-quantized release {weights} is fetched now, rather than the 16-bit "
+            "weights quantized while loading")
+    model_path = models.resolve_model(weights, progress=log, token=token)
     report, stream = open_dataset(cfg.dataset, dataset_format=cfg.dataset_format, prompt_column=cfg.prompt_column,
                                   response_column=cfg.response_column, config=cfg.dataset_config,
                                   split=cfg.dataset_split, token=token, method=cfg.method, limit=limits.rows_cap())

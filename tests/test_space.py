@@ -25,10 +25,11 @@ OWNER, OWNER_TOKEN = "owner", "hf_space_owner_secret_0123456789"
 CALL_CAP_S = 6  # FTSPACE_ZEROGPU_MAX_CALL_S: calls far shorter than the run (160 steps), so it needs several
 
 
-def ip_token(visitor: str) -> str:
-    """What Hugging Face's proxy puts in x-ip-token: a JWT (only its payload is read by `spaces`)."""
+def ip_token(visitor: str, **claims) -> str:
+    """What Hugging Face's proxy puts in x-ip-token: a JWT (only its payload is read by `spaces`); `claims` make
+    another token of the same visitor (a page's fresh one)."""
     enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")  # noqa: E731
-    return f"{enc({'alg': 'none'})}.{enc({'sub': visitor})}.signature"
+    return f"{enc({'alg': 'none'})}.{enc({'sub': visitor, **claims})}.signature"
 
 
 def client(app, ip: str, cookie: str | None = None):
@@ -237,27 +238,32 @@ def test_quota_refusals_leave_a_resumable_run_with_the_message_shown(space, tiny
     run = runs.Run(tmp / "runs" / run_id)
     assert run.status()["status"] == "interrupted"
 
-    # Her page's proxy token has expired: ZeroGPU answers 401, and she is told to reload the page.
+    # Her page's proxy token has expired: ZeroGPU answers 401. The drive ends without an error toast (the page
+    # asks again), the Train tab says what happened and what to do if nothing does.
     gpu.used[carol_ip] = 0.0
     gpu.expired.add(carol_ip)
     carol.predict("c", run_id, api_name="/resume")
     job = carol.submit("c", run_id, api_name="/train_on_gpu")
     list(job)
-    assert "token expired. Reload the page and press Resume" in progress(carol, run_id, "c")
-    assert run.status()["status"] == "interrupted"
-    gpu.expired.clear()
-
-    # ZeroGPU busy twice, then a wait in its queue: the call is retried, the run resumes and completes.
+    assert job.status().success, job.exception()
+    assert "token expired. The page asks again with a fresh one" in progress(carol, run_id, "c")
+    assert run.status()["status"] == "interrupted" and run.status()["token_expired"]
+    # The page's next request (the event chained after every drive) carries a fresh token: the run resumes and
+    # the drive goes on with it, through ZeroGPU busy twice and then a wait in its queue (retried), to the end.
+    fresh_ip = ip_token("carol", renewed=1)
     gpu.busy_next, gpu.queue_next = 2, 1
     n_schedules = len(gpu.schedules)
-    carol.predict("c", run_id, api_name="/resume")
-    job = carol.submit("c", run_id, api_name="/train_on_gpu")
+    job = client(app, fresh_ip).submit("c", run_id, api_name="/train_again_on_gpu")
     list(job)
     assert job.status().success, job.exception()
     assert run.status()["status"] == "completed" and run.status()["step"] == 20
-    assert run.status()["tier"] == "anonymous" and gpu.queue_next == 0
+    assert run.status()["tier"] == "anonymous" and gpu.queue_next == 0 and not run.status()["token_expired"]
     calls = gpu.schedules[n_schedules:]
-    assert len(calls) >= 3 and all(c.get("token") == carol_ip for c in calls)
+    assert len(calls) >= 3 and all(c.get("token") == fresh_ip for c in calls)
+    gpu.expired.clear()
+    # After a drive that did not end on an expired token, the page's next request does nothing.
+    client(app, fresh_ip).predict("c", run_id, api_name="/train_again_on_gpu")
+    assert len(gpu.schedules) == n_schedules + len(calls) and run.status()["status"] == "completed"
     assert all(int(c["durationSeconds"]) <= min(CALL_CAP_S, 60) for c in calls)
     assert [e["step"] for e in run.events()[0] if "loss" in e] == list(range(1, 21))  # each step once
 

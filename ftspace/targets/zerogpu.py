@@ -344,7 +344,7 @@ def drive(run, token: str | None, tier: str, prepare: bool = True, calls: int | 
     from ftspace.errors import FtspaceError
 
     lease(run, 1800)  # preparing: downloads and tokenizing, on CPU
-    run.set_status(status="running", waiting=False, error=None, phase="preparing", tier=tier)
+    run.set_status(status="running", waiting=False, error=None, phase="preparing", tier=tier, token_expired=False)
     finished = False
     try:
         if prepare and read_prepared(run) is None:  # a resumed run was prepared by its first drive
@@ -391,6 +391,7 @@ def drive(run, token: str | None, tier: str, prepare: bool = True, calls: int | 
                 no_step = (st.get("step") or 0) == step_before
                 checkpoint = run.last_checkpoint()  # where the next call starts: the steps after it are lost
                 run.set_status(status="interrupted", phase=None, error=call_failure(n, asked, e), call_aborted=aborted,
+                               token_expired=zerogpu_refusal(e) == "expired",
                                step=int(checkpoint.name.split("-")[1]) if checkpoint else 0,
                                **({"load_exceeds_s": asked * duration_factor()} if aborted and no_step else {}))
                 finished = True
@@ -472,8 +473,9 @@ def call_failure(n: int, seconds: int, e: Exception) -> str:
     """The run's one-line error when GPU call `n` (asked for `seconds`) ended without finishing its slice."""
     kind = zerogpu_refusal(e)
     if kind == "expired":
-        return (f"GPU call {n} was refused: this page's ZeroGPU sign-in token expired. Reload the page and press "
-                "Resume; the run continues from its last checkpoint.")
+        return (f"GPU call {n} was refused: this page's ZeroGPU sign-in token expired. The page asks again with a "
+                "fresh one; if the run stays interrupted, reload the page and press Resume (it continues from its "
+                "last checkpoint).")
     if kind == "aborted":
         return (f"GPU call {n} was ended by ZeroGPU: it ran past the {seconds} s it asked for. Resume the run; it "
                 "continues from its last checkpoint, and the next call asks for more time.")

@@ -128,8 +128,22 @@ def wire(ui: dict, scheduler):
             yield progress(scheduler, run.id, caller.owner)[:3]
         yield progress(scheduler, run.id, caller.owner)[:3]
         st = run.read_status()
-        if st["status"] != "completed" and st.get("error"):
+        if st["status"] != "completed" and st.get("error") and not st.get("token_expired"):  # that one: asked again
             raise FtspaceError(st["error"])
+
+    @user_errors
+    def train_again_on_gpu(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None,
+                           profile: gr.OAuthProfile | None):
+        """ZeroGPU: the page's next request after its drive ended. Where a GPU call was refused because the page's
+        proxy token had expired, this request carries a fresh one: the run resumes and the drive goes on (once per
+        drive: this event does not start another). Anything else: nothing to do."""
+        caller = caller_of(request, browser_id, oauth_token)
+        run = _selected(run_id, caller.owner)
+        st = run.read_status()
+        if targets.target_for(run) != "zerogpu" or st.get("status") != "interrupted" or not st.get("token_expired"):
+            return
+        targets.resume(scheduler, run, caller)
+        yield from train_on_gpu(browser_id, run_id, request, oauth_token, profile)
 
     @user_errors
     def stop(browser_id, run_id, request: gr.Request, oauth_token: gr.OAuthToken | None = None):
@@ -157,8 +171,11 @@ def wire(ui: dict, scheduler):
                                  api_name="resume")
     if env.on_zerogpu():  # GPU calls from the owner's own event; it waits without holding other queues
         gpu = dict(concurrency_id="zerogpu-train", concurrency_limit=None, show_progress="minimal")
-        started.success(train_on_gpu, who + [ui["run_id"]], progress_out[:3], api_name="train_on_gpu", **gpu)
-        resumed.success(train_on_gpu, who + [ui["run_id"]], progress_out[:3], api_visibility="private", **gpu)
+        # and after a drive (whatever its end), the page asks once more: a fresh token where the last one expired
+        started.success(train_on_gpu, who + [ui["run_id"]], progress_out[:3], api_name="train_on_gpu", **gpu).then(
+            train_again_on_gpu, who + [ui["run_id"]], progress_out[:3], api_name="train_again_on_gpu", **gpu)
+        resumed.success(train_on_gpu, who + [ui["run_id"]], progress_out[:3], api_visibility="private", **gpu).then(
+            train_again_on_gpu, who + [ui["run_id"]], progress_out[:3], api_visibility="private", **gpu)
     # Polling reads files only: no queue slot is held while a run trains.
     sweep_panel.wire(ui, scheduler, controls, who, visitor_config)
     ui["timer"].tick(poll, who + [ui["run_id"]], progress_out, show_progress="hidden", concurrency_limit=None,

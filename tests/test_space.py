@@ -307,7 +307,9 @@ def test_quota_refusals_leave_a_resumable_run_with_the_message_shown(space, tiny
 
 def test_the_queue_takes_many_waiting_visitors_and_evaluations_never_hold_chats_slots(monkeypatch, runs_dir):
     """Gradio lets one request wait on ZeroGPU unless told a size (the next visitor: "Queue is full"); chat and
-    evaluation each have their own slots, so two evaluations never block a chat."""
+    evaluation are apart, and on ZeroGPU neither holds a Gradio slot while it waits for its GPU in ZeroGPU's queue
+    (a visitor waiting there would make every other visitor's chat wait behind them); each visitor is held to
+    FTSPACE_MAX_MODEL_SLOTS instead. Off ZeroGPU (models loaded in the app's process), two at a time."""
     import gradio as gr
 
     from ftspace.ui import build_app, queue_settings
@@ -318,6 +320,13 @@ def test_the_queue_takes_many_waiting_visitors_and_evaluations_never_hold_chats_
     assert gr.Blocks().queue(**queue_settings())._queue.max_size == 64
     monkeypatch.setenv("FTSPACE_MAX_WAITING", "200")
     assert queue_settings()["max_size"] == 200
+    demo = build_app()
+    try:
+        groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in demo.fns.values()}
+    finally:
+        demo.ftspace_scheduler.shutdown()
+    assert groups["chat"] == ("chat", None) and groups["evaluate"] == ("evaluate", None)
+    monkeypatch.delenv("SPACES_ZERO_GPU")
     demo = build_app()
     try:
         groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in demo.fns.values()}

@@ -11,8 +11,8 @@ from ftspace.config import GenerationSettings
 from ftspace.schema import default_of, field_type
 from ftspace.errors import FtspaceError, ModelError
 from ftspace import targets
-from ftspace.ui.common import AGAINST_BASE, MODEL_CHOICES, caller_of, field_label, open_in, own_run, user_errors, \
-    visitor_tier, visitor_token
+from ftspace.ui.common import AGAINST_BASE, MODEL_CHOICES, caller_of, field_label, model_events_at_once, open_in, \
+    own_run, user_errors, visitor_tier, visitor_token
 
 SOURCES = ["a run of mine", "a base model", "an adapter on the Hub"]
 BASE_LABEL = "Base (adapter off)"
@@ -62,7 +62,7 @@ def wire(ui: dict):
     outputs = [ui["chat_tuned"], ui["chat_base_bot"], ui["chat_input"]]
     # Chat has its own queue: it never waits behind training, which runs in a worker process.
     gr.on([ui["chat_send"].click, ui["chat_input"].submit], respond, inputs, outputs, concurrency_id="chat",
-          concurrency_limit=2, api_name="chat")
+          concurrency_limit=model_events_at_once(), api_name="chat")
     ui["chat_clear"].click(lambda: ([], [], ""), None, outputs, queue=False, api_visibility="private")
     ui["to_publish"].click(open_in("publish"), [ui["chat_run"], ui["browser_id"]], [ui["tabs"], ui["pub_run"]],
                            api_visibility="private")

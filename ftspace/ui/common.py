@@ -23,6 +23,16 @@ from ftspace.errors import ConfigError, FtspaceError
 from ftspace.models import CATALOGUE, DEFAULT
 
 UPLOAD_LIMIT_MB = int(os.environ.get("FTSPACE_UPLOAD_LIMIT_MB", 100))
+def model_events_at_once() -> int | None:
+    """How many chat (or evaluation) events run at once: 2 where this process loads the models itself; on ZeroGPU
+    no limit, as each one waits for its GPU in ZeroGPU's own queue, inside its call: a Gradio limit would make a
+    visitor waiting there hold a slot every other visitor's chat then waits behind. Each visitor still holds at most
+    FTSPACE_MAX_MODEL_SLOTS (targets.model_slot)."""
+    from ftspace.env import on_zerogpu
+
+    return None if on_zerogpu() else 2
+
+
 AGAINST_BASE = "its base model"  # what Evaluate and Chat put beside a run unless another run of yours is picked
 
 

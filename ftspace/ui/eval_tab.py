@@ -10,7 +10,8 @@ import gradio as gr
 from ftspace import evaluation, targets
 from ftspace.config import DATA_SUFFIXES
 from ftspace.errors import FtspaceError
-from ftspace.ui.common import AGAINST_BASE, caller_of, own_run, owner_of, user_errors, visitor_tier
+from ftspace.ui.common import AGAINST_BASE, caller_of, model_events_at_once, own_run, owner_of, user_errors, \
+    visitor_tier
 
 FINAL = "final (the adapter chat and publishing use)"
 EXAMPLE_COLUMNS = ["prompt", "reference", "base answer", "tuned answer", "base score", "tuned score", "change"]
@@ -62,7 +63,8 @@ def wire(ui: dict):
     event = ui["eval_go"].click(run_evaluation, [ui["browser_id"], ui["eval_run"], ui["eval_checkpoint"],
                                                  ui["eval_test"], ui["eval_max_rows"], ui["eval_max_new"],
                                                  ui["eval_against"]],
-                                outputs, concurrency_id="evaluate", concurrency_limit=2, api_name="evaluate")
+                                outputs, concurrency_id="evaluate", concurrency_limit=model_events_at_once(),
+                                api_name="evaluate")
     ui["eval_cancel"].click(cancel_evaluation, [ui["browser_id"]], None, cancels=[event], api_name="cancel_evaluation")
     ui["eval_use"].click(use_adapter, [ui["browser_id"], ui["eval_run"], ui["eval_checkpoint"]],
                          [ui["eval_used"], ui["eval_checkpoint"]], api_name="use_checkpoint")

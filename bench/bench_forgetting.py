@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import ROOT, save, spread  # noqa: E402
+from bench.common import ftspace_cli as cli  # noqa: E402
 from ftspace.config import PRESETS  # noqa: E402
 
 DATA, TEST = ROOT / "tests/data/one_fact.jsonl", ROOT / "tests/data/one_fact_test.jsonl"
@@ -29,14 +29,6 @@ GROUPS = {  # each group is one result file: bench/results/<name>.json
     "forgetting_presets": {"balanced": ("balanced", {}), "thorough": ("thorough", {})},
 }
 SEEDS = [3407, 1, 2, 3, 4]
-
-
-def cli(*args, env) -> str:
-    out = subprocess.run([sys.executable, "-m", "ftspace", *args], cwd=ROOT, capture_output=True, text=True,
-                         env=env, timeout=1800, stdin=subprocess.DEVNULL)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    return out.stdout
 
 
 def one(name: str, preset: str, changes: dict, seed: int, env: dict) -> dict:

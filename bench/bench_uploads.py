@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import ROOT, save, spread  # noqa: E402
+from bench.common import ftspace_cli as cli  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
 HELD_OUT = DATA / "general_heldout.jsonl"
@@ -43,14 +43,6 @@ CONTROL = {  # the noise floor: the same preset on the bundled general rows, whi
         "every quick-demo run, alone: what tuning with nothing new to learn changes", ["silver otter"]),
 }
 SEEDS = [3407, 1, 2, 3, 4]
-
-
-def cli(*args, env) -> str:
-    out = subprocess.run([sys.executable, "-m", "ftspace", *args], cwd=ROOT, capture_output=True, text=True,
-                         env=env, timeout=1800, stdin=subprocess.DEVNULL)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    return out.stdout
 
 
 def learned(example: dict, keys: list[str]) -> bool:

@@ -62,6 +62,15 @@ def save(name: str, result: dict) -> Path:
     return path
 
 
+def ftspace_cli(*args, env: dict) -> str:
+    """The `ftspace` command in a process of its own (as a user runs it), its stdout; its stderr's end on failure."""
+    out = subprocess.run([sys.executable, "-m", "ftspace", *args], cwd=ROOT, capture_output=True, text=True,
+                         env=env, timeout=1800, stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return out.stdout
+
+
 def run_json(args: list[str], env: dict | None = None, timeout: int = 1800) -> dict:
     """Run a child Python script that prints one JSON object as its last stdout line."""
     out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,

@@ -111,6 +111,27 @@ def test_cli_trains_on_jobs_and_pulls_the_adapter_back(tmp_path, tiny_model, run
         assert run.id in listing.stdout and "completed" in listing.stdout and "[Jobs a10g-large]" in listing.stdout
 
 
+def test_a_grpo_run_trains_on_jobs_by_its_rewards(tmp_path, tiny_model, runs_dir):
+    """GRPO on Hugging Face Jobs: the job trains by reward with the real worker (TRL's GRPOTrainer), and each
+    reward's curve and the sampled replies with their rewards come back with the events, as for a local run."""
+    with FakeHub(token=TOKEN, user="alice") as fake:
+        config = write_config(tmp_path, tiny_model, dataset="example:arithmetic", method="grpo",
+                              rewards=["correct_answer", "length:0.5"], num_generations=2, max_completion_length=8,
+                              max_steps=2, save_steps=2)
+        result = cli("train", "--config", str(config), "--on", "hf-jobs", "--quiet", env=hub_env(fake, runs_dir))
+        assert result.returncode == 0, result.stderr[-3000:]
+        run = the_run(runs_dir)
+        st = run.read_status()
+        assert st["status"] == "completed" and st["step"] == 2 and st["trainer_class"].endswith("GRPOTrainer"), st
+        events = [json.loads(line) for line in run.events_path.read_text().splitlines()]
+        steps = [e for e in events if "loss" in e]
+        assert [e["step"] for e in steps] == [1, 2]
+        assert all("reward_correct_answer" in e and "reward_length" in e and "completion_length" in e for e in steps)
+        [sampled] = [e for e in events if e.get("samples")]  # at the first step, with each reply's rewards
+        assert sampled["step"] == 1 and set(sampled["samples"][0]["rewards"]) == {"correct_answer", "length"}
+        assert (run.adapter_dir / "adapter_config.json").exists()
+
+
 def paused(fake) -> bool:
     return any(job.get("paused") for job in fake.jobs.jobs.values())
 

@@ -310,3 +310,35 @@ def test_create_a_dataset_with_a_teacher_then_train_on_it(browser, tiny_model, t
         start_quick_run(page, tiny_model, steps=2)
         page.get_by_text("completed").first.wait_for(timeout=180000)
         page.get_by_text("step 2/2").first.wait_for(timeout=10000)
+
+
+def test_grpo_controls_and_the_replies_it_learns_from(browser, tiny_model, tmp_path):
+    """Method grpo in the Train tab: its controls (rewards, replies per prompt, reply length) and the rewards'
+    descriptions appear only for it; a run on prompts with answers trains by reward, and the tab shows the replies
+    it sampled with their rewards, and each reward's curve."""
+    (tmp_path / "tiny-llama").symlink_to(tiny_model)
+    with App(tmp_path, cwd=tmp_path) as app:
+        page = open_page(browser, app)
+        page.get_by_role("tab", name="2 · Train").click()
+        open_settings(page)
+        expect(field(page, "num_generations")).to_be_hidden()
+        field(page, "method").click()
+        page.get_by_role("option", name="grpo").click()
+        for name in ("rewards", "num_generations", "max_completion_length"):
+            expect(field(page, name)).to_be_visible()
+        page.get_by_text("The rewards").first.wait_for(timeout=5000)  # what each reward scores, in words
+        page.get_by_text("correct_answer").first.wait_for(timeout=5000)
+        textbox(page, "dataset").fill("example:arithmetic")
+        textbox(page, "dataset").press("Tab")
+        for name, value in [("max_completion_length", "8"), ("num_generations", "2")]:
+            field(page, name).fill(value)
+            field(page, name).press("Tab")
+        start_quick_run(page, "tiny-llama", steps=2)
+        page.get_by_text("completed").first.wait_for(timeout=180000)
+        page.get_by_text("Replies at step 1").first.wait_for(timeout=20000)
+        expect(page.get_by_role("columnheader", name="rewards").first).to_be_visible()
+        page.locator("#loss-plot .vega-embed").first.wait_for(timeout=10000)
+        assert "reward: correct_answer" in page.locator("#loss-plot").inner_text()  # each reward's own curve
+        assert_no_server_paths(page, tmp_path)
+        shot(page, "grpo-train")
+        assert app.alive()

@@ -252,7 +252,7 @@ def uploads_section(u, control) -> list[str]:
               "general questions the probe does not hold (bench/data/general_heldout.jsonl). *Lost*: right before "
               "tuning, wrong after; *gained*: the other way; *net*: the change the scorecard used to show alone. "
               f"*Warned now*: runs the scorecard warns of today (net below -{GENERAL_DROP_WARN:g}, or more than "
-              f"{LOST_WARN:.0%} of the probe lost).", "",
+              f"{LOST_WARN:.1%} of the probe lost).", "",
               "| upload | learned (of 6) | probe lost | probe gained | probe net | other questions lost | gained | net "
               "| warned now |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for result, label in ((u, ""), (control, " (control)")):

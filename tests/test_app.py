@@ -106,7 +106,7 @@ def test_whole_journey(served, tiny_model, tmp_path):
         time.sleep(0.3)
     assert "**completed**" in status, status + app.log.read_text()[-2000:]
     assert "step 8/8" in status and "`" + "█" * 20 + "` 100%" in status and "loss" in status
-    assert re.search(r"trained in \d+ s", status), status  # the training time, from the run's status
+    assert re.search(r"trained in (\d+ min )?\d+ s", status), status  # the training time, from the run's status
     from ftspace.models import cpu_bf16_units
 
     assert f"computing in {'bfloat16' if cpu_bf16_units() else 'float32'} on CPU" in status

@@ -17,7 +17,8 @@ from ftspace.errors import FtspaceError
 def add_commands(sub) -> None:
     from ftspace.config import RunConfig
 
-    d = sub.add_parser("data", help="dataset tools: inspect a dataset, write new rows (synth), RAFT rows from documents",
+    d = sub.add_parser("data", help="dataset tools: inspect a dataset, write new rows (synth), RAFT rows from "
+                       "documents",
                        **examples("ftspace data inspect data.jsonl", "ftspace data inspect tatsu-lab/alpaca --json",
                                   "ftspace data synth --seeds seeds.jsonl --num-pairs 20",
                                   "ftspace data raft docs/ --max-chunks 10",

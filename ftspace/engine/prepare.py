@@ -76,9 +76,10 @@ def prepare(run: Run, token: str | None, log=print) -> dict:
     log(report.summary())
     valid, test = held_out_rows(report.rows_kept, cfg.validation_size, cfg.seed, cfg.test_size)
     if cfg.validation_size == AUTO_VALIDATION:
-        log(f"validation: {len(valid)} of {report.rows_kept} rows held out (automatic: {AUTO_SHARE:.0%}, at most {AUTO_MAX_ROWS})"
-            if valid else f"validation: none held out (automatic holds out {AUTO_SHARE:.0%} from {AUTO_MIN_ROWS} rows up; this data "
-            f"has {report.rows_kept}): set validation_size to hold some out anyway")
+        rule = f"{AUTO_SHARE:.0%}, at most {AUTO_MAX_ROWS}, from {AUTO_MIN_ROWS} rows up"
+        log(f"validation: {len(valid)} of {report.rows_kept} rows held out (automatic: {rule})" if valid else
+            f"validation: none held out (automatic: {rule}; this data has {report.rows_kept}): set validation_size to "
+            "hold some out anyway")
     digest = hashlib.sha256()
     with open(staging / "all.jsonl", encoding="utf-8") as rows, \
             open(staging / "train.jsonl", "w", encoding="utf-8") as train, \

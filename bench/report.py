@@ -34,6 +34,8 @@ DESCRIBES = {"engine": ["ftspace/engine", "bench/bench_engine.py", "bench/bare_t
              "export": ["ftspace/export", "ftspace/chat.py", "bench/bench_export.py"],
              "forgetting_uploads": ["ftspace/evaluation", "ftspace/engine", "ftspace/config.py",
                                     "examples/general.jsonl", "bench/bench_uploads.py", "bench/data"],
+             "forgetting_uploads_mix1": ["ftspace/evaluation", "ftspace/engine", "ftspace/config.py",
+                                         "examples/general.jsonl", "bench/bench_uploads.py", "bench/data"],
              "forgetting_control": ["ftspace/evaluation", "ftspace/engine", "ftspace/config.py",
                                     "examples/general.jsonl", "bench/bench_uploads.py"],
              "grpo": ["ftspace/engine", "ftspace/rewards.py", "ftspace/data", "examples/arithmetic.jsonl",
@@ -230,14 +232,15 @@ def main():
         lines += ["", "Not measured yet: `.venv/bin/python bench/bench_zerogpu_calls.py`.", ""]
     lines += export_section(load("export"))
     lines += grpo_section(load("grpo"))
-    lines += uploads_section(load("forgetting_uploads"), load("forgetting_control"))
+    lines += uploads_section(load("forgetting_uploads"), load("forgetting_control"), load("forgetting_uploads_mix1"))
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
     print("wrote bench/RESULTS.md")
 
 
-def uploads_section(u, control) -> list[str]:
-    """Section 15: small uploads' general answers, question by question, with the control beside them; which
-    runs the scorecard's rule (ftspace.evaluation.LOST_WARN, as it is now) warns of."""
+def uploads_section(u, control, variant=None) -> list[str]:
+    """Section 15: small uploads' general answers, question by question, with the control (and a variant of the
+    preset, `--set` changes) beside them; which runs the scorecard's rule (ftspace.evaluation.LOST_WARN, as it is
+    now) warns of."""
     from ftspace.evaluation import GENERAL_DROP_WARN, LOST_WARN
 
     lines = ["## 15. What small uploads cost in general answers (bench/bench_uploads.py)"]
@@ -255,7 +258,8 @@ def uploads_section(u, control) -> list[str]:
               f"{LOST_WARN:.1%} of the probe lost).", "",
               "| upload | learned (of 6) | probe lost | probe gained | probe net | other questions lost | gained | net "
               "| warned now |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for result, label in ((u, ""), (control, " (control)")):
+    tried = f" (the preset with {', '.join(variant['setup']['changes'])})" if variant else ""
+    for result, label in ((u, ""), (variant, tried), (control, " (control)")):
         if not result:
             continue
         if label:

@@ -184,18 +184,20 @@ def evaluate(run: Run, options: EvalOptions | None = None, token: str | None = N
     same = json.dumps([str(base_path), model.tokenizer.chat_template, [t for _, t in pairs], new_tokens, max_length,
                        options.batch_size, grpo], default=str)
     kept_base = {} if kept_base is None else kept_base
-    if kept_base.get("same") == same:  # the other side of a comparison answered these already
+    reused = kept_base.get("same") == same  # the other side of a comparison answered these already
+    if reused:
         answers["base"] = kept_base["answers"]
         if "loss" in kept_base:
             losses["base"] = kept_base["loss"]
         step((1 if grpo else 2) * len(pairs), "base answers (the same base as the other run's)")
-    for side in ("tuned",) if answers["base"] else ("tuned", "base"):
+    sides = ("tuned",) if reused else ("tuned", "base")
+    for side in sides:
         for i in range(0, len(pairs), options.batch_size):
             step(0, f"{side} answers")
             batch = [t[0] for _, t in pairs[i:i + options.batch_size]]
             answers[side] += model.answer(batch, new_tokens, base=side == "base")
             step(len(batch), f"{side} answers")
-    for side in () if grpo else ("tuned",) if "base" in losses else ("tuned", "base"):
+    for side in () if grpo else sides:
         summed = count = 0
         for row, _ in pairs:
             step(0, f"{side} test loss")

@@ -386,12 +386,13 @@ def drive(run, token: str | None, tier: str, prepare: bool = True, calls: int | 
                 finished = True
                 return
             except Exception as e:  # the fork died, was aborted, or anything else: keep the run resumable
-                aborted, st = zerogpu_refusal(e) == "aborted", run.read_status()
+                refusal, st = zerogpu_refusal(e), run.read_status()
+                aborted = refusal == "aborted"
                 asked = st.get("call_s") or seconds  # a retry may have asked for less
                 no_step = (st.get("step") or 0) == step_before
                 checkpoint = run.last_checkpoint()  # where the next call starts: the steps after it are lost
                 run.set_status(status="interrupted", phase=None, error=call_failure(n, asked, e), call_aborted=aborted,
-                               token_expired=zerogpu_refusal(e) == "expired",
+                               token_expired=refusal == "expired",
                                step=int(checkpoint.name.split("-")[1]) if checkpoint else 0,
                                **({"load_exceeds_s": asked * duration_factor()} if aborted and no_step else {}))
                 finished = True

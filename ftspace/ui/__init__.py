@@ -58,15 +58,17 @@ def build_app(scheduler: Scheduler | None = None) -> gr.Blocks:
             return [r.id for r in visible_runs(owner_of(request, browser_id))
                     if (r.adapter_dir / "adapter_config.json").exists()]
 
-        def finished_runs(browser_id, current, request: gr.Request):
-            ids = finished_ids(browser_id, request)
+        def run_choice(ids: list[str], current):
             return gr.Dropdown(choices=ids, value=current if current in ids else (ids[0] if ids else None))
+
+        def finished_runs(browser_id, current, request: gr.Request):
+            return run_choice(finished_ids(browser_id, request), current)
 
         def finished_runs_and_others(browser_id, current, against, request: gr.Request):
             """The run picked and what it is put beside: its base, or another finished run of the visitor's."""
             ids = finished_ids(browser_id, request)
-            return (gr.Dropdown(choices=ids, value=current if current in ids else (ids[0] if ids else None)),
-                    gr.Dropdown(choices=[AGAINST_BASE] + ids, value=against if against in ids else AGAINST_BASE))
+            return run_choice(ids, current), gr.Dropdown(choices=[AGAINST_BASE] + ids,
+                                                         value=against if against in ids else AGAINST_BASE)
 
         hidden = dict(api_visibility="private")
         evaluate.select(finished_runs_and_others, [ui["browser_id"], ui["eval_run"], ui["eval_against"]],

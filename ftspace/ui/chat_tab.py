@@ -81,7 +81,6 @@ def shown_for(source: str):
             gr.update(visible=source == SOURCES[2]))
 
 
-
 def second_label(against: str):
     """The right-hand chat names what answers there: the base, or the other run."""
     return gr.update(label=BASE_LABEL if not against or against == AGAINST_BASE else f"Run {against}")

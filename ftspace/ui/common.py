@@ -23,6 +23,8 @@ from ftspace.errors import ConfigError, FtspaceError
 from ftspace.models import CATALOGUE, DEFAULT
 
 UPLOAD_LIMIT_MB = int(os.environ.get("FTSPACE_UPLOAD_LIMIT_MB", 100))
+
+
 def model_events_at_once() -> int | None:
     """How many chat (or evaluation) events run at once: 2 where this process loads the models itself; on ZeroGPU
     no limit, as each one waits for its GPU in ZeroGPU's own queue, inside its call: a Gradio limit would make a

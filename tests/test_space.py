@@ -248,6 +248,10 @@ def test_quota_refusals_leave_a_resumable_run_with_the_message_shown(space, tiny
     assert job.status().success, job.exception()
     assert "token expired. The page asks again with a fresh one" in progress(carol, run_id, "c")
     assert run.status()["status"] == "interrupted" and run.status()["token_expired"]
+    # Another visitor cannot take that request's place: her run is not theirs to resume (the same gate as Resume).
+    n_schedules = len(gpu.schedules)
+    refused(lambda: client(app, ip_token("mallory")).predict("m", run_id, api_name="/train_again_on_gpu"), "No run")
+    assert len(gpu.schedules) == n_schedules and run.status()["status"] == "interrupted"
     # The page's next request (the event chained after every drive) carries a fresh token: the run resumes and
     # the drive goes on with it, through ZeroGPU busy twice and then a wait in its queue (retried), to the end.
     fresh_ip = ip_token("carol", renewed=1)
